@@ -1,0 +1,1 @@
+"""NeuroLoom firmware: neuron microcode, model import, quantization, compiler and host driver."""

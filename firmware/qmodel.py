@@ -1,0 +1,184 @@
+"""The quantized reference: the integer n-S4D model that *defines* what the fabric computes.
+
+A :class:`QModel` holds only integers (plus the float scales used to quantize inputs and to read
+logits). :func:`qforward` runs it layer by layer with exactly the fabric's arithmetic: every
+stage is one of the shipped neuron programs (``firmware/programs``) and every connection one
+synaptic multiply-shift, so the compiled fabric must reproduce it bit for bit.
+
+Per token k (``x_k``: (d_in,) integer payloads), with ``rnd``/``sat``/``wrap`` of
+``firmware.fixed`` (W = state_width, A = acc_width)::
+
+    linear(v, Wq, shift, b, bs)[o] = sat(sat(wrap(sum_i rnd(v[i] * Wq[o, i], shift[i]))) + sat(b[o] << bs))
+
+    z  = linear(x_k, enc)                                       # stage 0 (program 'linear')
+    for each layer l:
+        u  = z                                                  # synapse weight 1, shift 0
+        (xr, xi)[h, n] = CMAD: sat(rnd(xr*dAr - xi*dAi + u*dBr, frac)),
+                               sat(rnd(xr*dAi + xi*dAr + u*dBi, frac))      # program 's4d'
+        o[h, n] = sat(rnd(xr*Cr + xi*Cni, out_shift))          # Cni = -Im C'
+        y[h] = max(sat(sat(wrap(sum_n o[h, n])) + sat(rb[h] << rbs)), 0)    # program 'relu'
+        z  = linear(y, mix_l)                                   # program 'linear'
+    s  = sat(s + sat(sat(wrap(sum_h rnd(z[h] * Wd[c, h], ds[h]))) + sat(bd[c] << dbs)))
+                                                                # program 'integrator'
+    logits_k = s                                                # running, summed over tokens
+
+The skip term D*u is mode n = N of each channel, with dA = 0 (a plain product on the same path).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw.config import FabricConfig
+
+from .fixed import rnd, sat, wrap
+
+__all__ = ["QLinear", "QLayer", "QModel", "qforward", "STAGES_PER_LAYER", "num_stages"]
+
+STAGES_PER_LAYER = 3  # modes (s4d), readout (relu), mixing (linear)
+
+
+@dataclass
+class QLinear:
+    """Integer dense layer on synapses: ``W`` (out, in) int8-range, one shift per input
+    (the input's axon), bias ``b`` (out,) applied as ``b << bias_shift``."""
+    W: np.ndarray
+    shift: np.ndarray
+    b: np.ndarray
+    bias_shift: int = 0
+
+
+@dataclass
+class QLayer:
+    """One n-S4D layer: ``M`` = N+1 modes per channel (the last is the D skip, dA = 0)."""
+    dA: np.ndarray        # (H, M, 2) int: Re, Im; frac fractional bits
+    dB: np.ndarray        # (H, M, 2) int
+    C: np.ndarray         # (H, M, 2) int: Re C', -Im C'
+    frac: int
+    out_shift: int
+    relu_bias: np.ndarray  # (H,) int
+    relu_bias_shift: int
+    mix: QLinear           # (H, H)
+
+
+@dataclass
+class QModel:
+    """The deployed integer model. ``in_scale``: token value x -> payload round(x * in_scale);
+    ``out_scale``: logits = s / out_scale (for reporting only)."""
+    enc: QLinear           # (H, d_in)
+    layers: list
+    dec: QLinear           # (classes, H)
+    in_scale: float
+    out_scale: float
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def d_in(self) -> int:
+        return self.enc.W.shape[1]
+
+    @property
+    def H(self) -> int:
+        return self.enc.W.shape[0]
+
+    @property
+    def classes(self) -> int:
+        return self.dec.W.shape[0]
+
+    @property
+    def modes(self) -> int:
+        """Modes per channel on the fabric (N complex modes + the D skip)."""
+        return self.layers[0].dA.shape[1] if self.layers else 0
+
+    def quantize_input(self, x: np.ndarray, cfg: FabricConfig | None = None) -> np.ndarray:
+        """Float tokens -> integer payloads (round half up, saturated to the payload width)."""
+        width = (cfg or FabricConfig()).state_width
+        return sat(np.floor(np.asarray(x, dtype=np.float64) * self.in_scale + 0.5)
+                   .astype(np.int64), width)
+
+    # -- (de)serialisation: npz of integer arrays + JSON of scalars --------------------------------
+    def to_arrays(self) -> tuple[dict, dict]:
+        arrays, meta = {}, {"in_scale": self.in_scale, "out_scale": self.out_scale,
+                            "layers": len(self.layers), "meta": self.meta}
+
+        def put_lin(prefix, lin):
+            arrays[f"{prefix}.W"], arrays[f"{prefix}.shift"] = lin.W, lin.shift
+            arrays[f"{prefix}.b"] = lin.b
+            meta[f"{prefix}.bias_shift"] = int(lin.bias_shift)
+
+        put_lin("enc", self.enc)
+        put_lin("dec", self.dec)
+        for i, ly in enumerate(self.layers):
+            for k in ("dA", "dB", "C", "relu_bias"):
+                arrays[f"layers.{i}.{k}"] = getattr(ly, k)
+            for k in ("frac", "out_shift", "relu_bias_shift"):
+                meta[f"layers.{i}.{k}"] = int(getattr(ly, k))
+            put_lin(f"layers.{i}.mix", ly.mix)
+        return arrays, meta
+
+    @classmethod
+    def from_arrays(cls, arrays, meta) -> QModel:
+        def lin(prefix):
+            return QLinear(np.asarray(arrays[f"{prefix}.W"], np.int64),
+                           np.asarray(arrays[f"{prefix}.shift"], np.int64),
+                           np.asarray(arrays[f"{prefix}.b"], np.int64),
+                           int(meta[f"{prefix}.bias_shift"]))
+
+        layers = [QLayer(*(np.asarray(arrays[f"layers.{i}.{k}"], np.int64)
+                           for k in ("dA", "dB", "C")),
+                         int(meta[f"layers.{i}.frac"]), int(meta[f"layers.{i}.out_shift"]),
+                         np.asarray(arrays[f"layers.{i}.relu_bias"], np.int64),
+                         int(meta[f"layers.{i}.relu_bias_shift"]), lin(f"layers.{i}.mix"))
+                  for i in range(int(meta["layers"]))]
+        return cls(lin("enc"), layers, lin("dec"), float(meta["in_scale"]),
+                   float(meta["out_scale"]), dict(meta.get("meta", {})))
+
+    def describe(self) -> str:
+        return json.dumps({"d_in": self.d_in, "H": self.H, "modes": self.modes,
+                           "layers": len(self.layers), "classes": self.classes}, sort_keys=True)
+
+
+def num_stages(model: QModel) -> int:
+    """Pipeline stages: encoder, 3 per layer, decoder (fall-through token period in steps)."""
+    return 2 + STAGES_PER_LAYER * len(model.layers)
+
+
+def _linear(v, lin: QLinear, W: int, A: int):
+    """v (B, in) -> (B, out), exactly the 'linear' program fed by synapses."""
+    prod = rnd(v[:, None, :] * lin.W[None].astype(np.int64), lin.shift[None, None, :])
+    acc = sat(wrap(prod.sum(axis=2), A), W)                                  # (B, out)
+    return sat(acc + sat(lin.b.astype(np.int64) << lin.bias_shift, W), W)
+
+
+def qforward(model: QModel, tokens: np.ndarray, cfg: FabricConfig | None = None) -> np.ndarray:
+    """Run the quantized reference.
+
+    tokens : (B, K, d_in) integer payloads (see :meth:`QModel.quantize_input`)
+    returns : (B, K, classes) running integer logits after each token
+    """
+    cfg = cfg or FabricConfig()
+    W, A = cfg.state_width, cfg.acc_width
+    tokens = np.asarray(tokens, dtype=np.int64)
+    B, K, _ = tokens.shape
+    states = [np.zeros((B,) + ly.dA.shape, dtype=np.int64) for ly in model.layers]  # (B,H,M,2)
+    s = np.zeros((B, model.classes), dtype=np.int64)                              # (B, classes)
+    out = np.zeros((B, K, model.classes), dtype=np.int64)
+    for k in range(K):
+        z = _linear(tokens[:, k], model.enc, W, A)                                # (B, H)
+        for ly, x in zip(model.layers, states):
+            u = z[:, :, None]                                                     # (B, H, 1)
+            xr, xi = x[..., 0], x[..., 1]                                         # (B, H, M)
+            dAr, dAi, dBr, dBi = ly.dA[..., 0], ly.dA[..., 1], ly.dB[..., 0], ly.dB[..., 1]
+            nr = sat(rnd(xr * dAr - xi * dAi + u * dBr, ly.frac), W)
+            ni = sat(rnd(xr * dAi + xi * dAr + u * dBi, ly.frac), W)
+            x[..., 0], x[..., 1] = nr, ni
+            o = sat(rnd(nr * ly.C[..., 0] + ni * ly.C[..., 1], ly.out_shift), W)  # (B, H, M)
+            acc = sat(wrap(o.sum(axis=2), A), W)                                  # (B, H)
+            y = np.maximum(sat(acc + sat(ly.relu_bias.astype(np.int64) << ly.relu_bias_shift,
+                                         W), W), 0)
+            z = _linear(y, ly.mix, W, A)                                          # (B, H)
+        s = sat(s + _linear(z, model.dec, W, A), W)
+        out[:, k] = s
+    return out

@@ -1,0 +1,285 @@
+"""Golden fabric model: executes config images the way the fabric does, bit for bit, in numpy.
+
+The model holds every core memory as the configuration words the host writes (decoded with the
+shared layouts), and runs steps exactly as the spec's execution model says::
+
+    step t:  for every core, for every group active at t (t >= start, (t-start) % period == 0):
+                 ACC = sat(acc[t % 2][n]);  acc[t % 2][n] = 0;  run the group's microcode
+             every spike emitted in step t, for every route of its neuron:
+                 host route  -> a host output (step t, channel, payload)
+                 spike route -> axon a of tile (x, y): for every synapse row of a's block,
+                                for every lane j in the row's mask:
+                                acc[(t+1) % 2][row*lanes + j] += rnd(payload * w[j], shift)
+                                (modulo 2**acc_width: the sum does not depend on arrival order)
+    inject before step t:       the same synaptic path into acc[t % 2]
+
+Everything is vectorized over the neurons of a group and over a batch of independent samples:
+``state`` is (B, cores*neurons, state_regs), ``acc`` (B, 2, cores*neurons).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from firmware.coreconfig import ConfigError, Group
+from firmware.fixed import rnd, wrap
+from firmware.isa import decode
+from hw.config import FabricConfig
+from hw.layouts import (Counter, Mem, axon_layout, group_layout, mem_depth, mem_parts,
+                        route_index_layout, route_layout, synapse_layout, to_signed, unpack)
+
+from .neuron import run_program
+
+__all__ = ["GoldenFabric", "StepResult"]
+
+_STRUCT_MEMS = (Mem.AXON, Mem.SYNAPSE, Mem.ROUTE_INDEX, Mem.ROUTE, Mem.UCODE, Mem.GROUP)
+ARCH_COUNTERS = (Counter.NEURON_UPDATES, Counter.SYN_OPS, Counter.SPIKES_SENT,
+                 Counter.SPIKES_RECEIVED)
+
+
+@dataclass
+class StepResult:
+    """Host outputs of one step: ``payload[b, i]`` on channel ``channels[i]`` if ``valid[b, i]``."""
+    step: int
+    channels: np.ndarray     # (K,)
+    payload: np.ndarray      # (B, K)
+    valid: np.ndarray        # (B, K) bool
+    emit: np.ndarray         # (B, cores*neurons) bool: which neurons emitted a spike
+    spikes: np.ndarray       # (B, cores*neurons) payloads (0 where not emitted)
+
+
+class GoldenFabric:
+    """Bit-exact model of a NeuroLoom fabric.
+
+    Parameters
+    ----------
+    cfg : the fabric's parameters
+    batch : number of independent samples run side by side (configuration is shared)
+    """
+
+    def __init__(self, cfg: FabricConfig, batch: int = 1):
+        if batch < 1:
+            raise ValueError(f"batch={batch!r} must be >= 1")
+        self.cfg, self.batch = cfg, batch
+        C, N = cfg.num_cores, cfg.neurons
+        self._raw = {m: np.zeros((C, mem_depth(cfg, m), mem_parts(cfg, m)), dtype=np.uint64)
+                     for m in _STRUCT_MEMS}
+        self.state = np.zeros((batch, C * N, cfg.state_regs), dtype=np.int64)
+        self.coef = np.zeros((C * N, cfg.coefs), dtype=np.int64)
+        self.acc = np.zeros((batch, 2, C * N), dtype=np.int64)
+        self.counters = np.zeros((batch, C, len(Counter)), dtype=np.int64)
+        self.t = 0
+        self._plan = None
+
+    # -- configuration access (what CFG_WRITE / CFG_READ flits do) --------------------------------
+    def _check_addr(self, core, mem, index, part):
+        cfg = self.cfg
+        if not 0 <= core < cfg.num_cores:
+            raise ConfigError(f"core {core} outside the {cfg.mesh_w}x{cfg.mesh_h} mesh")
+        mem = Mem(mem)
+        if not 0 <= index < mem_depth(cfg, mem) or not 0 <= part < mem_parts(cfg, mem):
+            raise ConfigError(f"config address {mem.name}[{index}].{part} out of range "
+                              f"(depth {mem_depth(cfg, mem)}, parts {mem_parts(cfg, mem)})")
+        return mem
+
+    def write(self, core: int, mem, index: int, part: int, value: int) -> None:
+        """One configuration write of a 32-bit word part."""
+        cfg, mem = self.cfg, self._check_addr(core, mem, index, part)
+        value = int(value) & 0xFFFFFFFF
+        gid = core * cfg.neurons + index
+        if mem in _STRUCT_MEMS:
+            self._raw[mem][core, index, part] = value
+            self._plan = None
+        elif mem == Mem.STATE:
+            self.state[:, gid, part] = to_signed(value, cfg.state_width)
+        elif mem == Mem.COEF:
+            self.coef[gid, part] = to_signed(value, cfg.coef_width)
+        elif mem == Mem.ACC:
+            self.acc[:, part, gid] = to_signed(value, min(32, cfg.acc_width))
+        elif mem == Mem.COUNTER:
+            self.counters[:, core, index] = value
+
+    def read(self, core: int, mem, index: int, part: int, sample: int = 0) -> int:
+        """One configuration read: the 32-bit word part as the fabric answers it."""
+        cfg, mem = self.cfg, self._check_addr(core, mem, index, part)
+        gid = core * cfg.neurons + index
+        if mem in _STRUCT_MEMS:
+            return int(self._raw[mem][core, index, part])
+        value = {Mem.STATE: lambda: self.state[sample, gid, part],
+                 Mem.COEF: lambda: self.coef[gid, part],
+                 Mem.ACC: lambda: self.acc[sample, part, gid],
+                 Mem.COUNTER: lambda: self.counters[sample, core, index]}[mem]()
+        return int(value) & 0xFFFFFFFF
+
+    def load(self, writes) -> None:
+        """Apply ``(core, mem, index, part, value)`` writes (a config image's payload)."""
+        for core, mem, index, part, value in writes:
+            self.write(core, mem, index, part, value)
+
+    def _word(self, mem: Mem, core: int, index: int) -> int:
+        parts = self._raw[mem][core, index]
+        return sum(int(v) << (32 * p) for p, v in enumerate(parts))
+
+    # -- execution plan (the config tables, flattened for vectorized execution) -------------------
+    def _axon_lanes(self, core: int, axon: int):
+        """(dst neuron gids, weights, shifts) of one axon's synapse block."""
+        cfg = self.cfg
+        if not 0 <= axon < cfg.axons:
+            raise ConfigError(f"core {cfg.core_xy(core)}: axon {axon} >= {cfg.axons}")
+        a = unpack(axon_layout(cfg), self._word(Mem.AXON, core, axon))
+        if a["base"] + a["count"] > cfg.synapse_rows:
+            raise ConfigError(f"core {cfg.core_xy(core)}: axon {axon} synapse block "
+                              f"{a['base']}+{a['count']} beyond {cfg.synapse_rows} rows")
+        dst, w = [], []
+        for r in range(a["base"], a["base"] + a["count"]):
+            s = unpack(synapse_layout(cfg), self._word(Mem.SYNAPSE, core, r))
+            for j in range(cfg.synapse_lanes):
+                if s["mask"] >> j & 1:
+                    neuron = s["row"] * cfg.synapse_lanes + j
+                    if neuron >= cfg.neurons:
+                        raise ConfigError(f"core {cfg.core_xy(core)}: synapse row {r} lane {j} "
+                                          f"targets neuron {neuron} >= {cfg.neurons}")
+                    dst.append(core * cfg.neurons + neuron)
+                    w.append(s["weights"][j])
+        return dst, w, [a["shift"]] * len(dst)
+
+    def _program(self, core: int, pc: int):
+        cfg, prog = self.cfg, []
+        while True:
+            if pc >= cfg.ucode_depth:
+                raise ConfigError(f"core {cfg.core_xy(core)}: program runs past the end of "
+                                  f"microcode memory (no 'last' instruction)")
+            ins = decode(self._word(Mem.UCODE, core, pc))
+            prog.append(ins)
+            if ins.last:
+                return prog
+            pc += 1
+
+    def plan(self):
+        if self._plan is not None:
+            return self._plan
+        cfg = self.cfg
+        C, N = cfg.num_cores, cfg.neurons
+        groups = []
+        src, dst, w, s = [], [], [], []
+        host_src, host_ch = [], []
+        sent = np.zeros((C * N, C), dtype=np.int64)       # routes fired per emitting neuron
+        recv = np.zeros((C * N, C), dtype=np.int64)       # spikes delivered, per receiving core
+        ops = np.zeros((C * N, C), dtype=np.int64)        # synaptic lane ops, per receiving core
+        owner = -np.ones((C, N), dtype=np.int64)
+        for core in range(C):
+            for gi in range(cfg.groups):
+                g = unpack(group_layout(cfg), self._word(Mem.GROUP, core, gi))
+                if g["count"] == 0:
+                    continue
+                grp = Group(g["first"], g["count"], g["pc"], g["period"], g["start"])
+                if grp.first + grp.count > N or grp.period == 0:
+                    raise ConfigError(f"core {cfg.core_xy(core)}: group {gi} is invalid "
+                                      f"({grp})")
+                if (owner[core, grp.first:grp.first + grp.count] >= 0).any():
+                    raise ConfigError(f"core {cfg.core_xy(core)}: group {gi} overlaps another")
+                owner[core, grp.first:grp.first + grp.count] = gi
+                sl = slice(core * N + grp.first, core * N + grp.first + grp.count)
+                groups.append((core, grp, self._program(core, grp.pc), sl))
+                for n in range(grp.first, grp.first + grp.count):
+                    gid = core * N + n
+                    ri = unpack(route_index_layout(cfg), self._word(Mem.ROUTE_INDEX, core, n))
+                    if ri["base"] + ri["count"] > cfg.route_words:
+                        raise ConfigError(f"core {cfg.core_xy(core)}: neuron {n} routes "
+                                          f"{ri['base']}+{ri['count']} beyond memory")
+                    for k in range(ri["base"], ri["base"] + ri["count"]):
+                        r = unpack(route_layout(cfg), self._word(Mem.ROUTE, core, k))
+                        sent[gid, core] += 1
+                        if r["host"]:
+                            host_src.append(gid)
+                            host_ch.append(r["target"])
+                            continue
+                        if not (r["x"] < cfg.mesh_w and r["y"] < cfg.mesh_h):
+                            raise ConfigError(f"core {cfg.core_xy(core)}: neuron {n} routes "
+                                              f"to tile ({r['x']},{r['y']}) outside the mesh")
+                        d = cfg.core_index(r["x"], r["y"])
+                        dd, ww, ss = self._axon_lanes(d, r["target"])
+                        recv[gid, d] += 1
+                        ops[gid, d] += len(dd)
+                        src += [gid] * len(dd)
+                        dst += dd
+                        w += ww
+                        s += ss
+        E = len(src)
+        incidence = sp.csr_matrix((np.ones(E, dtype=np.int64), (np.array(dst, dtype=np.int64),
+                                                                np.arange(E))), shape=(C * N, E))
+        self._plan = dict(groups=groups, src=np.array(src, dtype=np.int64),
+                          w=np.array(w, dtype=np.int64), s=np.array(s, dtype=np.int64),
+                          incidence=incidence, host_src=np.array(host_src, dtype=np.int64),
+                          host_ch=np.array(host_ch, dtype=np.int64),
+                          sent=sent, recv=recv, ops=ops)
+        return self._plan
+
+    # -- running ------------------------------------------------------------------------------------
+    def _accumulate(self, buf: int, dst, contrib) -> None:
+        """acc[:, buf, dst] += contrib (B, E), modulo 2**acc_width."""
+        cfg = self.cfg
+        C, N = cfg.num_cores, cfg.neurons
+        if isinstance(dst, sp.csr_matrix):
+            delta = np.asarray((dst @ contrib.T).T)                        # (B, C*N)
+            self.acc[:, buf] = wrap(self.acc[:, buf] + delta, cfg.acc_width)
+        else:
+            delta = np.zeros((self.batch, C * N), dtype=np.int64)
+            np.add.at(delta, (slice(None), dst), contrib)
+            self.acc[:, buf] = wrap(self.acc[:, buf] + delta, cfg.acc_width)
+
+    def inject(self, core: int, axon: int, payload) -> None:
+        """A spike from the host to ``axon`` of ``core`` before step ``self.t``: integrated for
+        step ``t``. ``payload`` is a scalar or one value per sample (B,)."""
+        cfg = self.cfg
+        if not 0 <= core < cfg.num_cores:
+            raise ConfigError(f"core {core} outside the {cfg.mesh_w}x{cfg.mesh_h} mesh")
+        p = np.broadcast_to(np.asarray(payload, dtype=np.int64), (self.batch,))
+        lo, hi = -(1 << (cfg.state_width - 1)), (1 << (cfg.state_width - 1)) - 1
+        if (p < lo).any() or (p > hi).any():
+            raise ValueError(f"spike payload outside the {cfg.state_width}-bit signed range")
+        dst, w, s = self._axon_lanes(core, axon)
+        contrib = rnd(p[:, None] * np.array(w, dtype=np.int64), np.array(s, dtype=np.int64))
+        self._accumulate(self.t & 1, np.array(dst, dtype=np.int64), contrib)
+        self.counters[:, core, Counter.SPIKES_RECEIVED] += 1
+        self.counters[:, core, Counter.SYN_OPS] += len(dst)
+
+    def step(self) -> StepResult:
+        """Run one step; returns the host outputs emitted in it."""
+        cfg, plan, t = self.cfg, self.plan(), self.t
+        B, NT = self.batch, cfg.num_cores * cfg.neurons
+        par = t & 1
+        emit = np.zeros((B, NT), dtype=bool)                               # (B, C*N)
+        payload = np.zeros((B, NT), dtype=np.int64)                        # (B, C*N)
+        for core, grp, program, sl in plan["groups"]:
+            if not grp.active(t):
+                continue
+            new, em, pay = run_program(cfg, program, self.state[:, sl], self.acc[:, par, sl],
+                                       self.coef[sl])
+            self.state[:, sl] = new
+            self.acc[:, par, sl] = 0
+            emit[:, sl], payload[:, sl] = em, pay
+            self.counters[:, core, Counter.NEURON_UPDATES] += grp.count
+        if len(plan["src"]):
+            contrib = rnd(payload[:, plan["src"]] * plan["w"], plan["s"])    # (B, E)
+            self._accumulate(par ^ 1, plan["incidence"], contrib)
+        e = emit.astype(np.int64)
+        self.counters[:, :, Counter.SPIKES_SENT] += e @ plan["sent"]        # (B, C)
+        self.counters[:, :, Counter.SPIKES_RECEIVED] += e @ plan["recv"]
+        self.counters[:, :, Counter.SYN_OPS] += e @ plan["ops"]
+        self.t += 1
+        hs = plan["host_src"]
+        return StepResult(t, plan["host_ch"], payload[:, hs], emit[:, hs], emit, payload)
+
+    def clear(self) -> None:
+        """The host's CLEAR: zero every neuron register and accumulator, restart at step 0."""
+        self.state[:] = 0
+        self.acc[:] = 0
+        self.t = 0
+
+    def arch_counters(self, sample: int = 0) -> np.ndarray:
+        """(cores, 4) architectural counters of one sample."""
+        return self.counters[sample][:, list(ARCH_COUNTERS)]
