@@ -94,7 +94,8 @@ def parse(text: str, defines: dict[str, int] | None = None,
             try:
                 value = int(parts[2], 0)
             except ValueError:
-                raise AsmError(source, lineno, f"'.equ' value {parts[2]!r} is not an integer")
+                raise AsmError(source, lineno,
+                               f"'.equ' value {parts[2]!r} is not an integer") from None
             if parts[1].upper() not in fixed:
                 symbols[parts[1].upper()] = value
             continue

@@ -13,8 +13,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.config import FabricConfig
-from hw.layouts import (Mem, axon_layout, group_layout, mem_parts, pack, route_index_layout,
-                        route_layout, synapse_layout)
+from hw.layouts import (
+    Mem,
+    axon_layout,
+    group_layout,
+    mem_parts,
+    pack,
+    route_index_layout,
+    route_layout,
+    synapse_layout,
+)
 
 __all__ = ["Group", "Route", "CoreConfig", "ConfigError", "split_parts"]
 

@@ -8,7 +8,8 @@ synaptic multiply-shift, so the compiled fabric must reproduce it bit for bit.
 Per token k (``x_k``: (d_in,) integer payloads), with ``rnd``/``sat``/``wrap`` of
 ``firmware.fixed`` (W = state_width, A = acc_width)::
 
-    linear(v, Wq, shift, b, bs)[o] = sat(sat(wrap(sum_i rnd(v[i] * Wq[o, i], shift[i]))) + sat(b[o] << bs))
+    linear(v, Wq, shift, b, bs)[o] =
+        sat(sat(wrap(sum_i rnd(v[i] * Wq[o, i], shift[i]))) + sat(b[o] << bs))
 
     z  = linear(x_k, enc)                                       # stage 0 (program 'linear')
     for each layer l:

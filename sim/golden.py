@@ -28,8 +28,19 @@ from firmware.coreconfig import ConfigError, Group
 from firmware.fixed import rnd, wrap
 from firmware.isa import decode
 from hw.config import FabricConfig
-from hw.layouts import (Counter, Mem, axon_layout, group_layout, mem_depth, mem_parts,
-                        route_index_layout, route_layout, synapse_layout, to_signed, unpack)
+from hw.layouts import (
+    Counter,
+    Mem,
+    axon_layout,
+    group_layout,
+    mem_depth,
+    mem_parts,
+    route_index_layout,
+    route_layout,
+    synapse_layout,
+    to_signed,
+    unpack,
+)
 
 from .neuron import run_program
 
@@ -74,7 +85,7 @@ class GoldenFabric:
         self.t = 0
         self._plan = None
 
-    # -- configuration access (what CFG_WRITE / CFG_READ flits do) --------------------------------
+    # -- configuration access (what CFG_WRITE / CFG_READ flits do) -------------------------------
     def _check_addr(self, core, mem, index, part):
         cfg = self.cfg
         if not 0 <= core < cfg.num_cores:
@@ -123,7 +134,7 @@ class GoldenFabric:
         parts = self._raw[mem][core, index]
         return sum(int(v) << (32 * p) for p, v in enumerate(parts))
 
-    # -- execution plan (the config tables, flattened for vectorized execution) -------------------
+    # -- execution plan (the config tables, flattened for vectorized execution) ------------------
     def _axon_lanes(self, core: int, axon: int):
         """(dst neuron gids, weights, shifts) of one axon's synapse block."""
         cfg = self.cfg
@@ -218,7 +229,7 @@ class GoldenFabric:
                           sent=sent, recv=recv, ops=ops)
         return self._plan
 
-    # -- running ------------------------------------------------------------------------------------
+    # -- running ---------------------------------------------------------------------------------
     def _accumulate(self, buf: int, dst, contrib) -> None:
         """acc[:, buf, dst] += contrib (B, E), modulo 2**acc_width."""
         cfg = self.cfg

@@ -29,7 +29,7 @@ def fan_out_axon(cc, neurons, weight=1, shift=0):
     return cc.add_axon(syn, shift)
 
 
-# -- S4D program vs float complex recurrence --------------------------------------------------------
+# -- S4D program vs float complex recurrence ----------------------------------------------------
 
 @pytest.mark.parametrize("radius", [0.9, 0.99, 0.999, 0.9995])
 def test_s4d_program_tracks_float_recurrence_within_bound(radius):
@@ -77,7 +77,7 @@ def test_s4d_program_tracks_float_recurrence_within_bound(radius):
     assert max_state_err > 0, "rounding must be visible (the test would be vacuous otherwise)"
 
 
-# -- cross-core spikes ------------------------------------------------------------------------------
+# -- cross-core spikes --------------------------------------------------------------------------
 
 def test_two_core_network_spikes_cross_cores():
     cfg = FabricConfig(mesh_w=2, mesh_h=1)
@@ -121,7 +121,7 @@ def test_two_core_network_spikes_cross_cores():
     assert c[1, 3] == 24 and c[1, 1] == 24 * 3
 
 
-# -- schedules ---------------------------------------------------------------------------------------
+# -- schedules ----------------------------------------------------------------------------------
 
 def layered(cfg, mode, rng):
     """encoder(linear) -> hidden(relu) -> readout(integrator), one stage per core."""
@@ -187,7 +187,7 @@ def test_batch_equals_separate_runs():
         np.testing.assert_array_equal(together[b:b + 1], alone)
 
 
-# -- configuration access and accumulator arithmetic -------------------------------------------------
+# -- configuration access and accumulator arithmetic --------------------------------------------
 
 def test_config_words_read_back_and_clear():
     cfg = FabricConfig(mesh_w=1, mesh_h=1)

@@ -22,7 +22,7 @@ LO, HI = -(2 ** (W - 1)), 2 ** (W - 1) - 1
 PROGRAMS = ["s4d", "relu", "linear", "integrator", "lif"]
 
 
-# -- independent reference (scalar, exact rationals) -----------------------------------------------
+# -- independent reference (scalar, exact rationals) --------------------------------------------
 
 def ref_round(v: int, s: int) -> int:
     """Round half up of v / 2**s, computed with exact rationals."""
@@ -80,7 +80,7 @@ def golden_exec(program, regs, acc, coef):
     return [int(v) for v in new[0, 0]], bool(em[0, 0]), int(pay[0, 0])
 
 
-# -- strategies -------------------------------------------------------------------------------------
+# -- strategies ---------------------------------------------------------------------------------
 
 corner_state = st.sampled_from([LO, LO + 1, -1, 0, 1, HI - 1, HI])
 state_val = st.one_of(corner_state, st.integers(LO, HI))
@@ -141,7 +141,7 @@ def test_rounding_is_half_up_and_saturates():
     assert golden_exec(big, [0] * 4, 0, [5] + [0] * 7)[0][0] == HI
 
 
-# -- encoding and assembler -------------------------------------------------------------------------
+# -- encoding and assembler ---------------------------------------------------------------------
 
 @settings(max_examples=300, deadline=None)
 @given(ins=instrs(), last=st.booleans())

@@ -8,9 +8,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hw.config import FabricConfig
-from hw.layouts import (Mem, axon_layout, cfg_addr_layout, flit_layout, group_layout,
-                        instr_layout, mem_depth, mem_parts, pack, route_index_layout,
-                        route_layout, synapse_layout, unpack)
+from hw.layouts import (
+    Mem,
+    axon_layout,
+    cfg_addr_layout,
+    flit_layout,
+    group_layout,
+    instr_layout,
+    mem_depth,
+    mem_parts,
+    pack,
+    route_index_layout,
+    route_layout,
+    synapse_layout,
+    unpack,
+)
 
 CONFIGS = [FabricConfig(), FabricConfig(mesh_w=3, mesh_h=5, neurons=64, synapse_lanes=8,
                                         synapse_rows=4096, weight_width=6)]
