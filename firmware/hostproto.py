@@ -9,17 +9,14 @@ Every frame, in both directions, is a sequence of 32-bit words on an AXI4-Stream
 Commands (host -> fabric) and their payloads; every command is answered by exactly one response
 frame with opcode ``command | 0x80`` and the same ``seq``, or by an ERROR frame:
 
-==========  ====  ============================================  =====================================
-command     code  payload                                       response payload
-==========  ====  ============================================  =====================================
-WRITE       0x01  pairs (target, value): CFG_WRITE              (none)
-READ        0x02  targets: CFG_READ                             pairs (target, value), in target order
-INJECT      0x03  pairs (target, payload): SPIKE to an axon     (none)
-RUN         0x04  [steps]: run that many steps                  [step counter after the run]
-CLEAR       0x05  (none): zero neuron state, restart at step 0  (none)
-COUNTERS    0x06  (none)                                        fabric counters (see FABRIC_COUNTERS)
-STATUS      0x07  (none)                                        [magic, mesh_w | mesh_h << 8, step, flags]
-==========  ====  ============================================  =====================================
+- WRITE 0x01: pairs (target, value), each a CFG_WRITE. Response: no payload.
+- READ 0x02: targets, each a CFG_READ. Response: pairs (target, value), in target order.
+- INJECT 0x03: pairs (target, payload), each a SPIKE to an axon (payload saturated to
+  state_width). Response: no payload.
+- RUN 0x04: [steps]: run that many steps. Response: [step counter after the run].
+- CLEAR 0x05: no payload; zero neuron state, restart at step 0. Response: no payload.
+- COUNTERS 0x06: no payload. Response: the fabric counters (``FABRIC_COUNTERS``).
+- STATUS 0x07: no payload. Response: [MAGIC, mesh_w | mesh_h << 8, step, flags].
 
 ``target = x (bits 0..3) | y (bits 4..7) | addr (bits 8..27)``: the tile and the flit address
 (a configuration address ``mem|index|part``, or an axon for INJECT).

@@ -78,7 +78,7 @@ class HostLinkModel:
                 return ErrorCode.BAD_ADDRESS
         return None
 
-    # -- execution ----------------------------------------------------------------------------------
+    # -- execution ---------------------------------------------------------------------------
     def execute(self, words: list[int]) -> list[int]:
         """Response words (one or more frames) for one complete command frame."""
         err = self.check(words)
@@ -136,6 +136,6 @@ class HostLinkModel:
                     try:
                         out += self.execute(frame)
                     except ConfigError as e:      # a config the fabric cannot run
-                        raise RuntimeError(f"fabric rejected the loaded configuration: {e}")
+                        raise RuntimeError(f"fabric rejected the loaded configuration: {e}") from e
                 frame = []
         return out
