@@ -41,6 +41,9 @@ class HostLink(wiring.Component):
     run_start, run_steps, running, step   barrier run control (``hw.barrier.Barrier``)
     clear : Out(1)                        pulse: clear the barrier and every core
     cores_idle : In(1)                    every core is idle (clear finished)
+    quiet : In(1)                         no flit in the mesh and every core idle: a RUN starts
+                                          only then, so spikes and writes sent before it have
+                                          all landed in the buffers of the step they precede
     overrun : In(1)                       the barrier's sticky overrun flag
     counters : In(32) x 6                 fabric counters returned by COUNTERS
     """
@@ -56,7 +59,7 @@ class HostLink(wiring.Component):
             "s_axis": In(axis), "m_axis": Out(axis),
             "o_flit": Out(flit), "i_flit": In(flit),
             "run_start": Out(1), "run_steps": Out(32), "running": In(1), "step": In(32),
-            "clear": Out(1), "cores_idle": In(1), "overrun": In(1),
+            "clear": Out(1), "cores_idle": In(1), "quiet": In(1), "overrun": In(1),
             "counters": In(32).array(NUM_FABRIC_COUNTERS),
         })
 
@@ -302,7 +305,10 @@ class HostLink(wiring.Component):
             # -- RUN: drive the barrier, forward host outputs --------------------------------------
             with m.State("RUN_ARM"):
                 m.d.sync += [self.run_steps.eq(rd.data), started.eq(0)]
-                m.next = "RUN_START"
+                m.next = "RUN_QUIET"
+            with m.State("RUN_QUIET"):
+                with m.If(self.quiet):
+                    m.next = "RUN_START"
             with m.State("RUN_START"):
                 m.d.comb += self.run_start.eq(1)
                 m.next = "RUN_WAIT"

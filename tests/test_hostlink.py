@@ -69,6 +69,7 @@ def run_link(frames, seed=0, gap=0.3, stall=0.3, max_cycles=40_000):
                 running = False
             ctx.set(dut.running, int(running))
             ctx.set(dut.cores_idle, int(idle_wait == 0))
+            ctx.set(dut.quiet, int(idle_wait == 0))
             ctx.set(dut.counters[1], fabric.t)
             ctx.set(dut.o_flit.ready, int(rng.random() >= 0.2))
             idle_wait = max(0, idle_wait - 1)
