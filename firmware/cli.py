@@ -1,0 +1,476 @@
+"""``neuroloom``: compile models to config images, run them on the golden model, evaluate, inspect.
+
+Subcommands::
+
+    neuroloom compile MODEL -o model.nlimg [--mesh WxH] [--mode pipelined|fall-through]
+    neuroloom run IMAGE (--input FILE | --sample N) [--mode M] [--running] [--counters]
+    neuroloom eval MODEL_OR_IMAGE [--dataset digits|digits-permuted|mnist PATH] [--limit N]
+    neuroloom info MODEL_OR_IMAGE [--mesh WxH]
+    neuroloom demo [--limit N]
+    neuroloom train ...            (firmware.train; needs the 'train' extra: torch)
+
+MODEL is a NeuroLoom model (``<stem>.npz`` + ``<stem>.json``, quantized or float -- float models
+are quantized with calibration data from ``--dataset``) or a Gu S4D checkpoint (``.pt``).
+Every user error prints one line (``neuroloom: error: ...``) and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main"]
+
+PROG = "neuroloom"
+MODEL_DIR = Path(__file__).parent / "models"
+DATASET_ALIASES = {"digits": "digits", "digits-permuted": "pdigits", "pdigits": "pdigits",
+                   "mnist": "mnist", "mnist-permuted": "pmnist", "pmnist": "pmnist",
+                   "cifar10": "cifar10"}
+
+
+class CLIError(Exception):
+    """A user error with a one-line message."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def _cfg(mesh: str | None, default=None):
+    from hw.config import FabricConfig
+    if mesh is None:
+        return default or FabricConfig()
+    return FabricConfig.parse_mesh(mesh)
+
+
+def _is_image(path: Path) -> bool:
+    from .image import MAGIC
+    if path.suffix == ".nlimg":
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except (IsADirectoryError, FileNotFoundError):
+        return False
+
+
+def _dataset(spec, data_path=None, required=True):
+    """``--dataset NAME [PATH]`` -> SequenceData (or None when not required and not given)."""
+    from .datasets import load_dataset
+    if not spec:
+        if not required:
+            return None
+        spec = ["digits"]
+    name = DATASET_ALIASES.get(spec[0])
+    if name is None:
+        raise CLIError(f"unknown dataset {spec[0]!r}; choose one of "
+                       f"{', '.join(sorted(DATASET_ALIASES))}")
+    if len(spec) > 2:
+        raise CLIError("--dataset takes a name and at most one PATH")
+    path = spec[1] if len(spec) == 2 else data_path
+    return load_dataset(name, path)
+
+
+def _load_model(path: str, dataset=None, cfg=None):
+    """(float model or None, QModel) from a NeuroLoom model file or a Gu checkpoint."""
+    from .importer import import_s4, load_model
+    from .model import FloatModel
+    p = Path(path)
+    if p.suffix in (".pt", ".pth", ".ckpt"):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no such file")
+        fm = import_s4(p)
+    else:
+        fm = load_model(p)
+    if not isinstance(fm, FloatModel):
+        return None, fm
+    from .quantize import quantize
+    data = dataset if dataset is not None else _dataset(["digits"])
+    if data.d_in != fm.d_in:
+        raise CLIError(f"{path} is a float model with d_in={fm.d_in}; quantizing it needs "
+                       f"calibration data with that input width (--dataset), "
+                       f"{data.name} has d_in={data.d_in}")
+    q, _ = quantize(fm, data.x_train[:256], cfg)
+    return fm, q
+
+
+def _compile(q, cfg, mode, mesh_given: bool):
+    """Compile; without --mesh, grow the mesh to the smallest that fits."""
+    from hw.config import FabricConfig
+
+    from .compiler import FitError, compile_model
+    try:
+        return compile_model(q, cfg, mode=mode)
+    except FitError as e:
+        if mesh_given or not e.mesh:
+            raise
+        w, h = (int(v) for v in e.mesh.split("x"))
+        return compile_model(q, FabricConfig(**{**cfg.to_dict(), "mesh_w": w, "mesh_h": h}),
+                             mode=mode)
+
+
+def _load_target(path: str, args, need_model_for_eval=False):
+    """MODEL_OR_IMAGE -> (image, float model or None, QModel or None, Compiled or None)."""
+    from .image import from_compiled
+    from .image import load as load_image
+    p = Path(path)
+    if not p.exists() and not Path(str(p) + ".json").exists() and \
+            not p.with_suffix(".json").exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if _is_image(p):
+        return load_image(p), None, None, None
+    data = _dataset(getattr(args, "dataset", None), getattr(args, "data", None), required=False)
+    cfg = _cfg(getattr(args, "mesh", None))
+    fm, q = _load_model(path, data, cfg)
+    comp = _compile(q, cfg, getattr(args, "mode", None) or "pipelined",
+                    getattr(args, "mesh", None) is not None)
+    return from_compiled(comp), fm, q, comp
+
+
+def _usage_table(image) -> str:
+    from .compiler import RESOURCES
+    cfg = image.cfg
+    caps = {"neurons": cfg.neurons, "axons": cfg.axons, "synapse_rows": cfg.synapse_rows,
+            "route_words": cfg.route_words, "ucode": cfg.ucode_depth, "groups": cfg.groups}
+    head = f"{'core':>4} {'(x,y)':>7} " + " ".join(f"{r:>14}" for r in RESOURCES)
+    lines = [head]
+    tot = dict.fromkeys(RESOURCES, 0)
+    for c, u in enumerate(image.usage):
+        if not u or not u.get("groups", [0])[0]:
+            continue
+        x, y = cfg.core_xy(c)
+        cells = []
+        for r in RESOURCES:
+            used = u[r][0]
+            tot[r] += used
+            cells.append(f"{used:>6}/{caps[r]:<4}{100 * used // max(1, caps[r]):>3}%")
+        lines.append(f"{c:>4} {f'({x},{y})':>7} " + " ".join(cells))
+    n = sum(1 for u in image.usage if u and u.get("groups", [0])[0])
+    lines.append(f"{'all':>4} {n:>4}/{cfg.num_cores:<2} " +
+                 " ".join(f"{tot[r]:>14}" for r in RESOURCES))
+    return "\n".join(lines)
+
+
+def _describe_image(image) -> str:
+    m = image.model
+    S = image.num_stages
+    return (f"model d_in={m.get('d_in')} H={m.get('H')} modes={m.get('modes')} "
+            f"layers={m.get('layers')} classes={m.get('classes')}; fabric "
+            f"{image.cfg.mesh_w}x{image.cfg.mesh_h}; {S} stages; mode {image.mode} "
+            f"(pipelined: 1 step/token, latency {S} steps; fall-through: {S} steps/token)")
+
+
+def _progress(total, desc):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="seq", dynamic_ncols=True, leave=False,
+                file=sys.stderr)
+
+
+def _golden_eval(image, x, y, mode, q=None, batch=64, desc="golden"):
+    """Accuracy on the golden model (and bit-exactness against the reference when q given)."""
+    from .driver import Driver, GoldenTransport
+    batch = max(1, min(batch, len(x)))
+    drv = Driver(GoldenTransport(batch=batch, max_batch=batch))
+    drv.load(image)
+    xq = drv.quantize(x)
+    t0 = time.perf_counter()
+    with _progress(len(x), f"{desc} ({mode})") as bar:
+        res = drv.run(xq, mode=mode, progress=bar.update)
+    dt = time.perf_counter() - t0
+    acc = float(np.mean(res.predictions == y))
+    mism = None
+    if q is not None:
+        from .qmodel import qforward
+        ref = qforward(q, xq, image.cfg)
+        mism = int(np.sum(ref != res.running))
+    return acc, mism, res, dt
+
+
+# -- subcommands -----------------------------------------------------------------------------------
+
+def cmd_compile(args) -> int:
+    from .image import from_compiled, save
+    t0 = time.perf_counter()
+    data = _dataset(args.dataset, args.data, required=False)
+    cfg = _cfg(args.mesh)
+    _, q = _load_model(args.model, data, cfg)
+    comp = _compile(q, cfg, args.mode, args.mesh is not None)
+    image = from_compiled(comp)
+    size = save(image, args.output)
+    s = comp.summary()
+    print(f"compiled {args.model} -> {args.output}: {size} bytes, mesh {s['mesh']}, "
+          f"{s['cores_used']} cores used, {s['neurons']} neurons, {s['synapse_rows']} synapse "
+          f"rows, {s['hops_per_token']} hops/token, mode {args.mode} "
+          f"({time.perf_counter() - t0:.2f} s)")
+    return 0
+
+
+def _read_input(path: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        if p.suffix == ".npy":
+            x = np.load(p, allow_pickle=False)
+        elif p.suffix == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                x = z[z.files[0]]
+        else:
+            x = np.loadtxt(p, delimiter="," if p.suffix == ".csv" else None, ndmin=2)
+    except (ValueError, OSError) as e:
+        raise CLIError(f"{path}: cannot read tokens ({e})") from None
+    return np.asarray(x)
+
+
+def cmd_run(args) -> int:
+    from .driver import Driver, GoldenTransport
+    from .image import load
+    image = load(args.image)
+    d_in = len(image.inputs)
+    if (args.input is None) == (args.sample is None):
+        raise CLIError("give exactly one of --input FILE or --sample N")
+    if args.input is not None:
+        x = _read_input(args.input)
+        if x.ndim == 2 and d_in == 1 and x.shape[1] != 1 and x.shape[0] == 1:
+            x = x.T                     # one row of K scalar tokens
+        if x.ndim == 1 and d_in == 1:
+            x = x[:, None]
+    else:
+        data = _dataset(args.dataset, args.data)
+        if not 0 <= args.sample < len(data.x_test):
+            raise CLIError(f"--sample {args.sample} outside the test split (0.."
+                           f"{len(data.x_test) - 1})")
+        x = data.x_test[args.sample]
+        print(f"{data.name} test sample {args.sample}: label {data.y_test[args.sample]}")
+    if x.shape[-1] != d_in or x.ndim not in (2, 3):
+        raise CLIError(f"input of shape {x.shape}: the image expects (K, {d_in}) or "
+                       f"(B, K, {d_in}) tokens")
+    batch = x.shape[0] if x.ndim == 3 else 1
+    drv = Driver(GoldenTransport(batch=min(batch, 64), max_batch=64))
+    drv.load(image)
+    xq = x.astype(np.int64) if args.payloads else drv.quantize(x)
+    res = drv.run(xq, mode=args.mode)
+    run = res.running if res.running.ndim == 3 else res.running[None]
+    scale = res.out_scale or 1.0
+    for b in range(run.shape[0]):
+        if args.running:
+            for k in range(run.shape[1]):
+                print(f"sample {b} token {k}: " + " ".join(str(v) for v in run[b, k]))
+        logits = run[b, -1]
+        print(f"sample {b}: class {int(np.argmax(logits))}  logits "
+              + " ".join(f"{v / scale:.4g}" for v in logits))
+    print(f"{res.steps} steps ({res.mode})")
+    if args.counters:
+        names = ("neuron_updates", "syn_ops", "spikes_sent", "spikes_received")
+        print("core " + " ".join(f"{n:>16}" for n in names))
+        for c in range(res.counters.shape[0]):
+            if res.counters[c].any():
+                print(f"{c:>4} " + " ".join(f"{v:>16}" for v in res.counters[c]))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    data = _dataset(args.dataset, args.data)
+    image, fm, q, _ = _load_target(args.target, args)
+    if len(image.inputs) != data.d_in:
+        raise CLIError(f"the model takes d_in={len(image.inputs)} features per token, "
+                       f"{data.name} has {data.d_in}")
+    x, y = data.x_test, data.y_test
+    if args.limit is not None:
+        x, y = x[:args.limit], y[:args.limit]
+    print(f"{data.name}: {len(x)} test sequences of {x.shape[1]} tokens; {_describe_image(image)}")
+    if fm is not None:
+        print(f"float accuracy      {np.mean(fm.predict(x) == y):.4f}")
+    if q is not None:
+        from .train import accuracy_q
+        print(f"quantized accuracy  {accuracy_q(q, x, y, image.cfg):.4f}")
+    modes = [args.mode] if args.mode else [image.mode]
+    for mode in modes:
+        acc, mism, res, dt = _golden_eval(image, x, y, mode, q, batch=args.batch)
+        exact = "" if mism is None else (
+            "  (== quantized, bit for bit)" if mism == 0 else f"  ({mism} logits DIFFER)")
+        print(f"golden accuracy     {acc:.4f}  [{mode}, {len(x) / dt:.1f} seq/s]{exact}")
+        if mism:
+            return 1
+    return 0
+
+
+def cmd_info(args) -> int:
+    image, fm, q, comp = _load_target(args.target, args)
+    print(_describe_image(image))
+    if comp is not None:
+        s = comp.summary()
+        print(f"compiled for {s['mesh']}: {s['cores_used']} cores used, "
+              f"{s['hops_per_token']} NoC hops/token, {len(image.writes)} config writes")
+    print(_usage_table(image))
+    return 0
+
+
+def _shipped_model():
+    """(float model or None, QModel, name) of the model shipped in firmware/models, or None."""
+    from .importer import load_model
+    from .model import FloatModel
+    qs = sorted(MODEL_DIR.glob("*-q.json")) if MODEL_DIR.is_dir() else []
+    if not qs:
+        return None
+    qpath = qs[0].with_suffix("")
+    q = load_model(qpath)
+    fpath = Path(str(qpath)[:-2] + "-float")
+    fm = load_model(fpath) if fpath.with_suffix(".json").is_file() else None
+    return (fm if isinstance(fm, FloatModel) else None), q, qpath.name
+
+
+def cmd_demo(args) -> int:
+    from .compiler import MODES
+    from .datasets import digits
+    from .image import from_compiled
+    from .train import accuracy_float, accuracy_q
+    data = digits()
+    x, y = data.x_test, data.y_test
+    if args.limit is not None:
+        x, y = x[:args.limit], y[:args.limit]
+    shipped = _shipped_model()
+    if shipped is None:
+        from .model import FloatModel
+        from .quantize import quantize
+        print(f"note: no trained model in {MODEL_DIR} yet; using a small RANDOM model "
+              "(accuracy near chance)")
+        fm = FloatModel.random(d_in=1, H=8, N=4, L=2, classes=10, seed=0)
+        q, _ = quantize(fm, data.x_train[:128])
+        name = "random H=8 N=4 L=2"
+    else:
+        fm, q, name = shipped
+    cfg = _cfg(args.mesh)
+    comp = _compile(q, cfg, "pipelined", args.mesh is not None)
+    image = from_compiled(comp)
+    s = comp.summary()
+    print(f"model {name}: {q.describe()}; {len(x)} digits test sequences of {x.shape[1]} tokens")
+    print(f"fabric {s['mesh']} ({s['cores_used']} cores used, {s['neurons']} neurons, "
+          f"{s['hops_per_token']} hops/token)")
+    if fm is not None:
+        print(f"float accuracy      {accuracy_float(fm, x, y):.4f}")
+    else:
+        print("float accuracy      n/a (no float model shipped)")
+    print(f"quantized accuracy  {accuracy_q(q, x, y, image.cfg):.4f}")
+    ok = True
+    for mode in MODES:
+        acc, mism, res, dt = _golden_eval(image, x, y, mode, q)
+        K = x.shape[1]
+        print(f"golden accuracy     {acc:.4f}  [{mode}: {res.steps} steps for {K} tokens = "
+              f"{res.steps / K:.2f} steps/token, token period {image.token_period(mode)}, "
+              f"latency {image.output_step(mode, 0) + 1} steps; {len(x) / dt:.0f} seq/s] "
+              + ("== quantized, bit for bit" if mism == 0 else f"{mism} logits DIFFER"))
+        ok &= mism == 0
+    return 0 if ok else 1
+
+
+def cmd_train(args) -> int:
+    try:
+        from . import train
+    except ImportError as e:
+        raise CLIError(f"training needs the 'train' extra (pip install -e '.[train]'): {e}") \
+            from None
+    return int(train.main(args.rest) or 0)
+
+
+# -- entry point -----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    from .compiler import MODES
+    p = _Parser(prog=PROG, description="NeuroLoom: compile S4D models onto the fabric, run, "
+                                       "evaluate and inspect them.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def dataset_opts(sp):
+        sp.add_argument("--dataset", nargs="+", metavar=("NAME", "PATH"),
+                        help="digits (default), digits-permuted, mnist PATH, mnist-permuted "
+                             "PATH, cifar10 PATH")
+        sp.add_argument("--data", default=None, help="folder with the dataset's files")
+
+    c = sub.add_parser("compile", help="compile a model to a config image")
+    c.add_argument("model")
+    c.add_argument("-o", "--output", required=True, help="image file to write (.nlimg)")
+    c.add_argument("--mesh", help="WxH (default: 2x2, or the smallest mesh that fits)")
+    c.add_argument("--mode", choices=MODES, default="pipelined")
+    dataset_opts(c)
+    c.set_defaults(func=cmd_compile)
+
+    r = sub.add_parser("run", help="run token sequences through an image (golden model)")
+    r.add_argument("image")
+    r.add_argument("--input", help="tokens: .npy/.npz/.csv/.txt, (K, d_in) or (B, K, d_in)")
+    r.add_argument("--sample", type=int, help="use test sample N of --dataset instead")
+    r.add_argument("--payloads", action="store_true",
+                   help="the input holds integer payloads (do not quantize)")
+    r.add_argument("--mode", choices=MODES, default=None)
+    r.add_argument("--running", action="store_true", help="print running logits per token")
+    r.add_argument("--counters", action="store_true", help="print per-core counters")
+    dataset_opts(r)
+    r.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("eval", help="test accuracy (float, quantized, golden)")
+    e.add_argument("target", metavar="MODEL_OR_IMAGE")
+    e.add_argument("--limit", type=int, default=None, help="first N test sequences only")
+    e.add_argument("--mesh", help="WxH when compiling a model")
+    e.add_argument("--mode", choices=MODES, default=None)
+    e.add_argument("--batch", type=int, default=64, help="sequences run side by side")
+    dataset_opts(e)
+    e.set_defaults(func=cmd_eval)
+
+    i = sub.add_parser("info", help="model/image summary and per-core usage table")
+    i.add_argument("target", metavar="MODEL_OR_IMAGE")
+    i.add_argument("--mesh", help="WxH when compiling a model")
+    dataset_opts(i)
+    i.set_defaults(func=cmd_info)
+
+    d = sub.add_parser("demo", help="the shipped model on the digits test split")
+    d.add_argument("--limit", type=int, default=None)
+    d.add_argument("--mesh", default=None)
+    d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("train", help="train + quantize a model (firmware.train)", add_help=False)
+    t.add_argument("rest", nargs=argparse.REMAINDER)
+    t.set_defaults(func=cmd_train)
+    return p
+
+
+def _user_errors() -> tuple:
+    from firmware.compiler import CompileError
+    from firmware.coreconfig import ConfigError
+    from firmware.driver import DriverError
+    from firmware.image import ImageError
+    errs = [CLIError, CompileError, ConfigError, DriverError, ImageError, FileNotFoundError,
+            IsADirectoryError, PermissionError, ValueError]
+    for mod, name in (("firmware.datasets", "DatasetError"),
+                      ("firmware.importer", "ModelImportError")):
+        try:
+            errs.append(getattr(__import__(mod, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errs)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except _user_errors() as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, OSError) and e.filename:
+            msg = f"{e.filename}: {(e.strerror or msg).lower()}"
+        print(f"{PROG}: error: {msg}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

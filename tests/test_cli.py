@@ -1,0 +1,117 @@
+"""CLI: the happy paths on small models, and one-line errors (no traceback, non-zero exit)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware.cli import main
+from firmware.compiler import random_qmodel
+from firmware.importer import save_qmodel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def qmodel_path(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    save_qmodel(random_qmodel(6, 2, 1, d_in=1, classes=10, seed=4), d / "small")
+    save_qmodel(random_qmodel(64, 32, 1, d_in=1, classes=10, seed=4), d / "big")
+    assert main(["compile", str(d / "small"), "-o", str(d / "img.nlimg"), "--mesh", "1x1"]) == 0
+    (d / "garbage.nlimg").write_bytes(b"hello, not an image")
+    return d
+
+
+def _err_line(capsys):
+    out = capsys.readouterr()
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.err, out.err
+    return lines[0]
+
+
+def test_compile_info_run_eval(qmodel_path, capsys, tmp_path):
+    img = tmp_path / "small.nlimg"
+    assert main(["compile", str(qmodel_path / "small"), "-o", str(img), "--mesh", "1x1",
+                 "--mode", "fall-through"]) == 0
+    assert "1 cores used" in capsys.readouterr().out and img.is_file()
+
+    assert main(["info", str(img)]) == 0
+    out = capsys.readouterr().out
+    assert "mode fall-through" in out and "neurons" in out and "(0,0)" in out
+
+    assert main(["info", str(qmodel_path / "small")]) == 0
+    assert "compiled for 2x2" in capsys.readouterr().out
+
+    x = np.random.default_rng(0).uniform(0, 1, (2, 7, 1))
+    np.save(tmp_path / "x.npy", x)
+    assert main(["run", str(img), "--input", str(tmp_path / "x.npy"), "--counters",
+                 "--mode", "pipelined"]) == 0
+    out = capsys.readouterr().out
+    assert "sample 1: class" in out and "steps (pipelined)" in out
+
+    assert main(["run", str(img), "--sample", "3", "--running"]) == 0
+    assert "token 63:" in capsys.readouterr().out
+
+    assert main(["eval", str(img), "--limit", "12"]) == 0
+    assert "golden accuracy" in capsys.readouterr().out
+
+    assert main(["eval", str(qmodel_path / "small"), "--limit", "12", "--mesh", "1x1"]) == 0
+    out = capsys.readouterr().out
+    assert "quantized accuracy" in out and "bit for bit" in out
+
+
+def test_demo(capsys):
+    assert main(["demo", "--limit", "8"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("bit for bit") == 2 and "steps/token" in out
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["compile", "/nonexistent/model", "-o", "x.nlimg"], "no such file"),
+    (["run", "/nonexistent.nlimg", "--sample", "0"], "no such file"),
+    (["info", "/nonexistent.nlimg"], "no such file"),
+    (["eval", "IMG", "--dataset", "mnist"], "needs a folder"),
+    (["eval", "IMG", "--dataset", "mnist", "/nonexistent-mnist"], "nonexistent-mnist"),
+    (["eval", "IMG", "--dataset", "imagenet"], "unknown dataset"),
+    (["run", "IMG"], "exactly one of --input"),
+    (["run", "IMG", "--sample", "99999"], "outside the test split"),
+    (["compile", "BIG", "-o", "x.nlimg", "--mesh", "1x1"], "--mesh"),
+    (["compile", "SMALL", "-o", "x.nlimg", "--mesh", "3by3"], "WxH"),
+    (["info", "GARBAGE"], "bad magic"),
+])
+def test_user_errors_are_one_line(argv, needle, qmodel_path, tmp_path, capsys):
+    subs = {"IMG": str(qmodel_path / "img.nlimg"), "BIG": str(qmodel_path / "big"),
+            "SMALL": str(qmodel_path / "small"), "GARBAGE": str(qmodel_path / "garbage.nlimg")}
+    capsys.readouterr()
+    argv = [subs.get(a, a) for a in argv]
+    argv = [str(tmp_path / a) if a == "x.nlimg" else a for a in argv]
+    assert main(argv) == 1
+    line = _err_line(capsys)
+    assert line.startswith("neuroloom: error:") and needle in line, line
+
+
+def test_fit_error_names_resource(qmodel_path, capsys, tmp_path):
+    assert main(["compile", str(qmodel_path / "big"), "-o", str(tmp_path / "b.nlimg"),
+                 "--mesh", "2x2"]) == 1
+    line = _err_line(capsys)
+    assert "binding resource" in line and "over" in line and "mesh fits" in line
+
+
+@pytest.mark.parametrize("argv", [["compile"], ["run", "x", "--mode", "bogus"], ["frobnicate"],
+                                  []])
+def test_bad_args_exit_2_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as ei:
+        main(argv)
+    assert ei.value.code == 2
+    assert _err_line(capsys).startswith("neuroloom")
+
+
+def test_console_entry_no_traceback(tmp_path):
+    bad = tmp_path / "bad.nlimg"
+    bad.write_bytes(b"NLOOMIMG" + b"\0" * 40)
+    r = subprocess.run([sys.executable, "-m", "firmware.cli", "info", str(bad)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("neuroloom: error:") and len(r.stderr.strip().splitlines()) == 1
