@@ -1,0 +1,143 @@
+"""Neuron-core benchmarks from RTL cycle counters (Verilator + cocotb), plus ECP5 synthesis.
+
+    .venv/bin/python bench/core_bench.py            # cycles + synthesis/placement (slow)
+    .venv/bin/python bench/core_bench.py --no-synth # cycles only
+
+Measured on the default FabricConfig core (the Verilator build is shared with
+``tests/test_core_cocotb.py``), with no input gaps and no output backpressure:
+
+* S4D update: one group of all neurons running ``s4d.s`` (CMAD + MAD), with and without one
+  route per neuron: BUSY_CYCLES of the step / neurons.
+* synaptic throughput: spikes into axons whose rows are sparse (1 lane) or dense (all lanes):
+  SYN_OPS / BUSY_CYCLES while the spikes are integrated.
+
+Results: ``bench/results/core.json`` and a printed table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+from pathlib import Path
+
+import cocotb
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from firmware.asm import load_program  # noqa: E402
+from firmware.coreconfig import CoreConfig, Group, Route, Synapse  # noqa: E402
+from hw.config import FabricConfig  # noqa: E402
+from hw.layouts import Counter, Mem  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ENV_OUT = "NEUROLOOM_CORE_BENCH_OUT"
+XY = (0, 1)
+
+
+async def _counters(tb):
+    return await tb.read_many([(Mem.COUNTER, c, 0) for c in range(len(Counter))])
+
+
+@cocotb.test()
+async def core_bench(dut):
+    from tests.core_tb import CoreTB
+    cfg = FabricConfig()
+    tb = CoreTB(dut, cfg, XY, random.Random(0), gaps=0.0, backpressure=0.0)
+    await tb.start()
+    out = {}
+    L = cfg.synapse_lanes
+    for routes in (0, 1):
+        cc = CoreConfig(cfg)
+        pc = cc.add_program(load_program("s4d"))
+        cc.groups.append(Group(0, cfg.neurons, pc))
+        for k in range(cfg.neurons):
+            cc.coef[k] = [30000, 2000, 1000, -500, 12000, 3000, 0, 0]
+            cc.state[k] = [1000 + k, -k, 0, 0]
+            cc.routes[k] = [Route(1, 1, k % cfg.axons)] * routes
+        await tb.clear()
+        for w in cc.writes():
+            tb.write(*w)
+        await tb.drain()
+        before = await _counters(tb)
+        await tb.step(0)
+        after = await _counters(tb)
+        busy = after[Counter.BUSY_CYCLES] - before[Counter.BUSY_CYCLES]
+        updates = after[Counter.NEURON_UPDATES] - before[Counter.NEURON_UPDATES]
+        out[f"s4d_cycles_per_update_routes{routes}"] = busy / updates
+        out[f"s4d_step_cycles_routes{routes}"] = busy
+    for name, mask in (("sparse", 1), ("dense", (1 << L) - 1)):
+        cc = CoreConfig(cfg)
+        rows_per_axon = 64
+        for a in range(8):
+            cc.add_axon([Synapse((a * 7 + r) % (cfg.neurons // L), mask, (3,) * L)
+                         for r in range(rows_per_axon)], 2)
+        await tb.clear()
+        for w in cc.writes():
+            tb.write(*w)
+        await tb.drain()
+        before = await _counters(tb)
+        for i in range(32):
+            tb.spike(i % 8, 1000 + i)
+        await tb.drain()
+        after = await _counters(tb)
+        ops = after[Counter.SYN_OPS] - before[Counter.SYN_OPS]
+        # BUSY_CYCLES also counts the READ_RESP traffic of the counter reads: subtract the
+        # cycles of an idle read round (measured just below).
+        base0 = await _counters(tb)
+        base1 = await _counters(tb)
+        read_cost = base1[Counter.BUSY_CYCLES] - base0[Counter.BUSY_CYCLES]
+        busy = after[Counter.BUSY_CYCLES] - before[Counter.BUSY_CYCLES] - read_cost
+        out[f"syn_ops_per_cycle_{name}"] = ops / busy
+        out[f"syn_ops_{name}"] = ops
+        out[f"syn_busy_cycles_{name}"] = busy
+    Path(os.environ[ENV_OUT]).write_text(json.dumps(out, indent=2))
+
+
+def run_cycles() -> dict:
+    from sim.tools import run_cocotb
+    from tests.test_core_cocotb import build_core
+    cfg = FabricConfig()
+    src = build_core(cfg, XY)
+    out = RESULTS / "core_cycles.json"
+    RESULTS.mkdir(exist_ok=True)
+    saved = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1 OPT_SLOW=-O0"
+    try:
+        run_cocotb("core", [src], "bench.core_bench", src.parent / "verilator",
+                   extra_env={ENV_OUT: str(out)})
+    finally:
+        if saved is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved
+    return json.loads(out.read_text())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--no-synth", action="store_true")
+    ap.add_argument("--no-pnr", action="store_true")
+    args = ap.parse_args()
+    res = {"cycles": run_cycles()}
+    if not args.no_synth:
+        from bench.core_synth import synth
+        res["ecp5"] = synth(FabricConfig(), pnr=not args.no_pnr)
+    elif (RESULTS / "core_synth.json").is_file():
+        res["ecp5"] = json.loads((RESULTS / "core_synth.json").read_text())
+    (RESULTS / "core.json").write_text(json.dumps(res, indent=2))
+    rows = [(k, v) for k, v in res["cycles"].items()]
+    if "ecp5" in res:
+        rows += [(f"ecp5 {k}", v) for k, v in res["ecp5"].get("cells", {}).items()]
+        rows += [("ecp5 fmax_mhz", res["ecp5"].get("fmax_mhz")),
+                 ("ecp5 latches", res["ecp5"].get("latches"))]
+    width = max(len(k) for k, _ in rows)
+    print(f"{'metric':<{width}}  value")
+    for k, v in rows:
+        print(f"{k:<{width}}  {v:.3f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Config port: executes CFG_WRITE and CFG_READ flits against the core's memories.
+
+A configuration access is only started while the core is quiescent (``allow``: no neuron pass,
+no spike in the synapse engine or route unit), so the port owns every memory port in the cycle
+of the access and the core needs no arbitration beyond a priority multiplexer. A write takes
+effect in the cycle the flit is accepted. A read issues the memory read then, captures the word
+part one cycle later (``rdata``, selected by the core from ``addr``) and answers with a READ_RESP
+flit to the host: dst (0, 0), the same ``addr``, data = the part.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import FabricConfig
+from ..layouts import FlitKind, cfg_addr_layout, flit_layout
+
+__all__ = ["ConfigPort"]
+
+
+class ConfigPort(wiring.Component):
+    """Sequencer of configuration accesses.
+
+    Interface attributes
+    --------------------
+    i_flit : In(stream of flit_layout), CFG_WRITE and CFG_READ flits only.
+    allow : In(1), the core is quiescent.
+    addr : Out(cfg_addr_layout), address of the access (held during a read).
+    we, re : Out(1), write / read this cycle; ``wdata`` Out(32).
+    rdata : In(32), the addressed part, one cycle after ``re``.
+    o_flit : Out(stream of flit_layout), READ_RESP flits.
+    busy : Out(1), a read is being answered.
+    """
+
+    def __init__(self, cfg: FabricConfig):
+        self._cfg = cfg
+        super().__init__({
+            "i_flit": In(stream.Signature(flit_layout(cfg))),
+            "allow": In(1),
+            "addr": Out(cfg_addr_layout(cfg)),
+            "we": Out(1), "re": Out(1), "wdata": Out(32), "rdata": In(32),
+            "o_flit": Out(stream.Signature(flit_layout(cfg))),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        held = Signal(cfg_addr_layout(self._cfg))
+        held_data = Signal(32)
+        resp = self.o_flit.p
+        m.d.comb += [resp.kind.eq(FlitKind.READ_RESP), resp.addr.eq(held), resp.data.eq(held_data)]
+        with m.FSM(name="cfg"):
+            with m.State("IDLE"):
+                m.d.comb += [
+                    self.i_flit.ready.eq(self.allow),
+                    self.addr.eq(self.i_flit.p.addr),
+                    self.wdata.eq(self.i_flit.p.data),
+                ]
+                with m.If(self.i_flit.valid & self.allow):
+                    with m.If(self.i_flit.p.kind == FlitKind.CFG_WRITE):
+                        m.d.comb += self.we.eq(1)
+                    with m.Else():
+                        m.d.comb += self.re.eq(1)
+                        m.d.sync += held.eq(self.i_flit.p.addr)
+                        m.next = "READ"
+            with m.State("READ"):
+                m.d.comb += [self.addr.eq(held), self.busy.eq(1)]
+                m.d.sync += held_data.eq(self.rdata)
+                m.next = "RESP"
+            with m.State("RESP"):
+                m.d.comb += [self.addr.eq(held), self.busy.eq(1), self.o_flit.valid.eq(1)]
+                with m.If(self.o_flit.ready):
+                    m.next = "IDLE"
+        return m

@@ -1,0 +1,319 @@
+"""NeuronCore: one tile's neuron core (memories, synapse engine, neuron engine, route unit,
+config port), bit-exact with ``sim.golden.GoldenFabric`` for one core.
+
+Block diagram (``docs/core.md`` has the timing)::
+
+    i_flit --+-- SPIKE -----> [merge] --> SynapseEngine --> ACC[sbuf] banks
+             |                  ^ loopback
+             +-- CFG_* --> ConfigPort <--> every memory (when quiescent) --> READ_RESP -+
+                                                                                        v
+    step_start --> NeuronEngine --> emissions FIFO --> RouteUnit --> SPIKE/HOST_OUT --> o_flit
+
+Accumulator buffers: spikes integrate into buffer ``sbuf`` = (t_last + 1) & 1 (0 before the
+first step); the neuron pass of step t reads and clears buffer t & 1 = ~sbuf. Each buffer is
+``synapse_lanes`` banks; bank j holds neurons ``row * lanes + j``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import FabricConfig
+from ..layouts import (
+    Counter,
+    FlitKind,
+    Mem,
+    axon_layout,
+    flit_layout,
+    group_layout,
+    route_index_layout,
+    route_layout,
+    synapse_layout,
+)
+from .config_port import ConfigPort
+from .memories import PartedMemory
+from .neuron import NeuronEngine, emission_layout
+from .route import RouteUnit
+from .synapse import SynapseEngine
+
+__all__ = ["NeuronCore"]
+
+
+def _part(value, part, nparts: int):
+    """32-bit part ``part`` of ``value`` (zero-padded to ``nparts`` x 32 bits)."""
+    padded = Cat(value, Const(0, 32 * nparts - len(value))) if 32 * nparts > len(value) else value
+    return padded.word_select(part, 32) if nparts > 1 else padded[:32]
+
+
+class NeuronCore(wiring.Component):
+    """The neuron core of tile ``(x, y)``.
+
+    Parameters
+    ----------
+    cfg : fabric parameters (capacities and widths)
+    x, y : this tile's coordinates: routes to them take the local loopback path
+
+    Interface attributes
+    --------------------
+    i_flit : In(stream of flit_layout), from the router's local port: SPIKE, CFG_WRITE,
+        CFG_READ (other kinds are dropped).
+    o_flit : Out(stream of flit_layout), SPIKE, HOST_OUT and READ_RESP flits.
+    step : In(16), the step number, sampled with ``step_start``.
+    step_start : In(1), pulse: run step ``step`` (only while ``idle``; steps 0, 1, 2, ...).
+    clear : In(1), pulse: zero all STATE and ACC words, restart the schedule (only while
+        ``idle``; takes ``neurons`` cycles).
+    idle : Out(1), nothing to do and nothing pending (low the cycle after any flit is accepted,
+        after ``step_start`` and after ``clear``).
+    """
+
+    def __init__(self, cfg: FabricConfig, x: int = 0, y: int = 0):
+        if not (0 <= x < cfg.mesh_w and 0 <= y < cfg.mesh_h):
+            raise ValueError(f"NeuronCore: tile ({x!r}, {y!r}) outside the "
+                             f"{cfg.mesh_w}x{cfg.mesh_h} mesh")
+        self._cfg, self._x, self._y = cfg, x, y
+        super().__init__({
+            "i_flit": In(stream.Signature(flit_layout(cfg))),
+            "o_flit": Out(stream.Signature(flit_layout(cfg))),
+            "step": In(16), "step_start": In(1), "clear": In(1), "idle": Out(1),
+        })
+
+    @property
+    def cfg(self) -> FabricConfig:
+        return self._cfg
+
+    @property
+    def xy(self) -> tuple[int, int]:
+        return self._x, self._y
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        L, W, CW, A, S, G = (cfg.synapse_lanes, cfg.state_width, cfg.coef_width, cfg.acc_width,
+                             cfg.state_regs, cfg.groups)
+        lb = (L - 1).bit_length()
+        rows = cfg.neurons // L
+        m = Module()
+
+        m.submodules.syn = syn = SynapseEngine(cfg)
+        m.submodules.eng = eng = NeuronEngine(cfg)
+        m.submodules.route = route = RouteUnit(cfg, self._x, self._y)
+        m.submodules.cfgp = cfgp = ConfigPort(cfg)
+        m.submodules.emitq = emitq = fifo.SyncFIFOBuffered(
+            width=emission_layout(cfg).size, depth=4)
+
+        def pm(name, width, depth, part_width):
+            mem = PartedMemory(width=width, depth=depth, part_width=part_width)
+            m.submodules[name] = mem
+            return mem
+
+        axon = pm("axon", axon_layout(cfg).size, cfg.axons, 32)
+        synm = pm("synapse", synapse_layout(cfg).size, cfg.synapse_rows, 32)
+        state = pm("state", S * W, cfg.neurons, W)
+        coef = pm("coef", cfg.coefs * CW, cfg.neurons, CW)
+        ridx = pm("route_index", route_index_layout(cfg).size, cfg.neurons, 32)
+        routem = pm("route_mem", route_layout(cfg).size, cfg.route_words, 32)
+        ucode = pm("ucode", 32, cfg.ucode_depth, 32)
+        acc = [[pm(f"acc{b}_{j}", A, rows, A) for j in range(L)] for b in range(2)]
+
+        groups = Signal(data.ArrayLayout(group_layout(cfg), G))
+        counters = [Signal(32, name=f"counter_{c.name.lower()}") for c in Counter]
+
+        sbuf = Signal()            # accumulator buffer that incoming spikes integrate into
+        clearing = Signal()
+        clr_cnt = Signal(cfg.neuron_bits)
+
+        # -- configuration access decode --
+        ca = cfgp.addr
+        idx, part = ca.index, ca.part
+        wdata = cfgp.wdata
+
+        def sel_we(mem_id, depth):
+            return cfgp.we & (ca.mem == mem_id) & (idx < depth)
+
+        def cfg_only(mem, mem_id, depth, nparts, r_addr=None, r_en=None, part_width=32):
+            """Memory written only by config; read by config or one engine port."""
+            we = sel_we(mem_id, depth)
+            m.d.comb += [
+                mem.w_addr.eq(idx),
+                mem.w_data.eq(Cat(*[wdata[:part_width]] * nparts)),
+                mem.w_en.eq(Mux(we & (part < nparts), 1 << part[:max(1, (nparts - 1)
+                                                                     .bit_length())], 0)),
+                mem.r_addr.eq(Mux(cfgp.re, idx, r_addr if r_addr is not None else 0)),
+                mem.r_en.eq(cfgp.re | (r_en if r_en is not None else 0)),
+            ]
+
+        cfg_only(axon, Mem.AXON, cfg.axons, axon.parts, syn.axon_addr, syn.axon_en)
+        cfg_only(synm, Mem.SYNAPSE, cfg.synapse_rows, synm.parts, syn.syn_addr, syn.syn_en)
+        cfg_only(coef, Mem.COEF, cfg.neurons, cfg.coefs, eng.ctx_addr, eng.ctx_en,
+                 part_width=CW)
+        cfg_only(ridx, Mem.ROUTE_INDEX, cfg.neurons, ridx.parts, eng.ctx_addr, eng.ctx_en)
+        cfg_only(routem, Mem.ROUTE, cfg.route_words, routem.parts, route.route_addr,
+                 route.route_en)
+        cfg_only(ucode, Mem.UCODE, cfg.ucode_depth, 1, eng.ucode_addr, eng.ucode_en)
+        m.d.comb += [
+            syn.axon_data.eq(axon.r_data), syn.syn_data.eq(synm.r_data),
+            eng.coef_data.eq(coef.r_data), eng.ri_data.eq(ridx.r_data),
+            route.route_data.eq(routem.r_data), eng.ucode_data.eq(ucode.r_data),
+        ]
+
+        # STATE: clear > config > neuron write-back.
+        m.d.comb += [
+            state.r_addr.eq(Mux(cfgp.re, idx, eng.ctx_addr)),
+            state.r_en.eq(cfgp.re | eng.ctx_en),
+            eng.state_data.eq(state.r_data),
+        ]
+        with m.If(clearing):
+            m.d.comb += [state.w_addr.eq(clr_cnt), state.w_data.eq(0),
+                         state.w_en.eq((1 << S) - 1)]
+        with m.Elif(sel_we(Mem.STATE, cfg.neurons)):
+            m.d.comb += [state.w_addr.eq(idx), state.w_data.eq(Cat(*[wdata[:W]] * S)),
+                         state.w_en.eq(Mux(part < S, Const(1, S) << part, 0))]
+        with m.Else():
+            m.d.comb += [state.w_addr.eq(eng.wb_addr), state.w_data.eq(eng.wb_data),
+                         state.w_en.eq(eng.wb_en.replicate(S))]
+
+        # ACC banks: clear > config > synapse engine (buffer sbuf) / neuron engine (~sbuf).
+        acc_we = sel_we(Mem.ACC, cfg.neurons)
+        bank = lambda v: v[:lb] if lb else Const(0, 1)  # noqa: E731
+        row = lambda v: v[lb:]                           # noqa: E731
+        for b in range(2):
+            for j in range(L):
+                mem = acc[b][j]
+                mine = sbuf == b
+                m.d.comb += [
+                    mem.r_addr.eq(Mux(cfgp.re, row(idx), Mux(mine, syn.acc_raddr,
+                                                               row(eng.ctx_addr)))),
+                    mem.r_en.eq(cfgp.re | Mux(mine, syn.acc_ren, eng.ctx_en)),
+                ]
+                with m.If(clearing):
+                    m.d.comb += [mem.w_addr.eq(row(clr_cnt)), mem.w_data.eq(0),
+                                 mem.w_en.eq(bank(clr_cnt) == j)]
+                with m.Elif(acc_we):
+                    m.d.comb += [mem.w_addr.eq(row(idx)), mem.w_data.eq(wdata.as_signed()),
+                                 mem.w_en.eq((part == b) & (bank(idx) == j))]
+                with m.Elif(mine):
+                    m.d.comb += [mem.w_addr.eq(syn.acc_waddr), mem.w_data.eq(syn.acc_wdata[j]),
+                                 mem.w_en.eq(syn.acc_wen[j])]
+                with m.Else():
+                    m.d.comb += [mem.w_addr.eq(row(eng.clr_addr)), mem.w_data.eq(0),
+                                 mem.w_en.eq(eng.clr_en & (bank(eng.clr_addr) == j))]
+            # read data to the engines
+        for j in range(L):
+            m.d.comb += [
+                syn.acc_rdata[j].eq(Mux(sbuf, acc[1][j].r_data, acc[0][j].r_data)),
+                eng.acc_data[j].eq(Mux(sbuf, acc[0][j].r_data, acc[1][j].r_data)),
+            ]
+
+        # GROUP descriptors (flip-flops) and counters: written by config.
+        gsize = group_layout(cfg).size
+        gparts = -(-gsize // 32)
+        for gi in range(G):
+            for p in range(gparts):
+                hit = sel_we(Mem.GROUP, G) & (idx == gi) & (part == p)
+                lo, hi = 32 * p, min(32 * p + 32, gsize)
+                with m.If(hit):
+                    m.d.sync += groups[gi].as_value()[lo:hi].eq(wdata[:hi - lo])
+            m.d.comb += eng.phase_reset[gi].eq(
+                clearing | (sel_we(Mem.GROUP, G) & (idx == gi)))
+        m.d.comb += eng.groups.eq(groups)
+
+        # -- read data back to the config port (address held by the port) --------------------------
+        rdata = Signal(32)
+        bank_data = Array(acc[b][j].r_data for b in range(2) for j in range(L))
+        gwords = Array(groups[gi].as_value() for gi in range(G))
+        cwords = Array(counters)
+        sext = lambda v: v.as_signed()  # noqa: E731
+        with m.Switch(ca.mem):
+            with m.Case(Mem.AXON):
+                m.d.comb += rdata.eq(_part(axon.r_data, part, axon.parts))
+            with m.Case(Mem.SYNAPSE):
+                m.d.comb += rdata.eq(_part(synm.r_data, part, synm.parts))
+            with m.Case(Mem.STATE):
+                m.d.comb += rdata.eq(sext(state.r_data.word_select(part, W)))
+            with m.Case(Mem.COEF):
+                m.d.comb += rdata.eq(sext(coef.r_data.word_select(part, CW)))
+            with m.Case(Mem.ROUTE_INDEX):
+                m.d.comb += rdata.eq(_part(ridx.r_data, part, ridx.parts))
+            with m.Case(Mem.ROUTE):
+                m.d.comb += rdata.eq(_part(routem.r_data, part, routem.parts))
+            with m.Case(Mem.UCODE):
+                m.d.comb += rdata.eq(ucode.r_data)
+            with m.Case(Mem.GROUP):
+                m.d.comb += rdata.eq(_part(gwords[idx[:cfg.group_bits]], part, gparts))
+            with m.Case(Mem.COUNTER):
+                m.d.comb += rdata.eq(cwords[idx[:3]])
+            with m.Case(Mem.ACC):
+                m.d.comb += rdata.eq(bank_data[Cat(bank(idx), part[0]) if lb else part[0]][:32])
+        m.d.comb += cfgp.rdata.eq(rdata)
+
+        # -- input dispatch and spike merge --
+        kind = self.i_flit.p.kind
+        is_spike = kind == FlitKind.SPIKE
+        is_cfg = (kind == FlitKind.CFG_WRITE) | (kind == FlitKind.CFG_READ)
+        loop = route.o_loop
+        in_spike = self.i_flit.valid & is_spike & ~clearing
+        m.d.comb += [
+            syn.i_spike.valid.eq(loop.valid | in_spike),
+            syn.i_spike.p.eq(Mux(loop.valid, loop.p.as_value(),
+                                 Cat(self.i_flit.p.addr[:cfg.axon_bits],
+                                     self.i_flit.p.data[:W]))),
+            loop.ready.eq(syn.i_spike.ready),
+            cfgp.i_flit.valid.eq(self.i_flit.valid & is_cfg),
+            cfgp.i_flit.p.eq(self.i_flit.p),
+        ]
+        with m.If(is_spike):
+            m.d.comb += self.i_flit.ready.eq(syn.i_spike.ready & ~loop.valid & ~clearing)
+        with m.Elif(is_cfg):
+            m.d.comb += self.i_flit.ready.eq(cfgp.i_flit.ready)
+        with m.Else():
+            m.d.comb += self.i_flit.ready.eq(1)
+
+        # -- neuron engine -> emissions FIFO -> route unit -> o_flit --
+        m.d.comb += [
+            emitq.w_data.eq(eng.emission.p.as_value()), emitq.w_en.eq(eng.emission.valid),
+            eng.emission.ready.eq(emitq.w_rdy),
+            route.i_emit.p.eq(emitq.r_data), route.i_emit.valid.eq(emitq.r_rdy),
+            emitq.r_en.eq(route.i_emit.ready),
+        ]
+        with m.If(cfgp.o_flit.valid):
+            m.d.comb += [self.o_flit.valid.eq(1), self.o_flit.p.eq(cfgp.o_flit.p),
+                         cfgp.o_flit.ready.eq(self.o_flit.ready)]
+        with m.Else():
+            m.d.comb += [self.o_flit.valid.eq(route.o_flit.valid),
+                         self.o_flit.p.eq(route.o_flit.p),
+                         route.o_flit.ready.eq(self.o_flit.ready)]
+
+        # -- steps, clear, idle --
+        busy = syn.busy | eng.busy | route.busy | (emitq.level != 0) | cfgp.busy | clearing
+        accepted = Signal()
+        m.d.sync += accepted.eq(self.i_flit.valid & self.i_flit.ready)
+        m.d.comb += [
+            self.idle.eq(~busy & ~accepted),
+            cfgp.allow.eq(~busy),
+            eng.step.eq(self.step),
+            eng.start.eq(self.step_start & ~clearing),
+        ]
+        with m.If(self.step_start & ~clearing & ~eng.busy):
+            m.d.sync += sbuf.eq(~self.step[0])
+        with m.If(self.clear & ~clearing):
+            m.d.sync += [clearing.eq(1), clr_cnt.eq(0), sbuf.eq(0)]
+        with m.If(clearing):
+            m.d.sync += clr_cnt.eq(clr_cnt + 1)
+            with m.If(clr_cnt == cfg.neurons - 1):
+                m.d.sync += clearing.eq(0)
+
+        # -- counters --
+        incs = {
+            Counter.NEURON_UPDATES: eng.updated,
+            Counter.SYN_OPS: syn.ops,
+            Counter.SPIKES_SENT: route.sent,
+            Counter.SPIKES_RECEIVED: syn.received,
+            Counter.BUSY_CYCLES: ~self.idle,
+        }
+        for c in Counter:
+            with m.If(sel_we(Mem.COUNTER, len(Counter)) & (idx == c)):
+                m.d.sync += counters[c].eq(wdata)
+            with m.Else():
+                m.d.sync += counters[c].eq(counters[c] + incs[c])
+        return m

@@ -1,0 +1,107 @@
+"""Route unit: expands a neuron's emission into one spike per route word (multicast).
+
+For an emission ``(payload, base, count)`` it reads ROUTE[base .. base+count-1], one word per
+cycle, into a one-entry output stage. A route word becomes
+
+* a HOST_OUT flit (``host=1``): dst (0, 0), addr = channel ``target``, data = payload;
+* a loopback spike (the core's own tile): to the synapse engine, never leaving the core;
+* a SPIKE flit otherwise: dst (x, y), addr = axon ``target``, data = payload.
+
+The payload is sign-extended to the flit's 32 data bits.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import FabricConfig
+from ..layouts import FlitKind, flit_layout, route_layout
+from .neuron import emission_layout
+from .synapse import spike_layout
+
+__all__ = ["RouteUnit"]
+
+
+class RouteUnit(wiring.Component):
+    """Fans emissions out over their route words.
+
+    Parameters
+    ----------
+    cfg : fabric parameters
+    x, y : this tile's coordinates (routes to them are loopback)
+
+    Interface attributes
+    --------------------
+    i_emit : In(stream of emission_layout).
+    route_addr, route_en : Out; ``route_data`` In(route_layout): ROUTE read port.
+    o_flit : Out(stream of flit_layout), SPIKE and HOST_OUT flits.
+    o_loop : Out(stream of spike_layout), spikes for this core's own axons.
+    busy : Out(1); sent : Out(1), one route word fired (SPIKES_SENT).
+    """
+
+    def __init__(self, cfg: FabricConfig, x: int, y: int):
+        if not (0 <= x < cfg.mesh_w and 0 <= y < cfg.mesh_h):
+            raise ValueError(f"RouteUnit: tile ({x!r}, {y!r}) outside the "
+                             f"{cfg.mesh_w}x{cfg.mesh_h} mesh")
+        self._cfg, self._x, self._y = cfg, x, y
+        super().__init__({
+            "i_emit": In(stream.Signature(emission_layout(cfg))),
+            "route_addr": Out(cfg.route_addr_bits), "route_en": Out(1),
+            "route_data": In(route_layout(cfg)),
+            "o_flit": Out(stream.Signature(flit_layout(cfg))),
+            "o_loop": Out(stream.Signature(spike_layout(cfg))),
+            "busy": Out(1), "sent": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        W = cfg.state_width
+        m = Module()
+
+        it_busy = Signal()
+        it_ptr = Signal(cfg.route_addr_bits)
+        it_rem = Signal(cfg.route_count_bits)
+        it_payload = Signal(signed(W))
+        r1_valid = Signal()
+        r1_payload = Signal(signed(W))
+
+        r = self.route_data
+        loop = ~r.host & (r.x == self._x) & (r.y == self._y)
+        consume = r1_valid & ((loop & self.o_loop.ready) | (~loop & self.o_flit.ready))
+        issue = it_busy & (~r1_valid | consume)
+        load = self.i_emit.valid & (~it_busy | (issue & (it_rem == 1)))
+
+        m.d.comb += [
+            self.i_emit.ready.eq(~it_busy | (issue & (it_rem == 1))),
+            self.route_addr.eq(it_ptr), self.route_en.eq(issue),
+            self.sent.eq(consume),
+            self.busy.eq(it_busy | r1_valid),
+        ]
+        with m.If(issue):
+            m.d.sync += [r1_valid.eq(1), r1_payload.eq(it_payload),
+                         it_ptr.eq(it_ptr + 1), it_rem.eq(it_rem - 1)]
+            with m.If(it_rem == 1):
+                m.d.sync += it_busy.eq(0)
+        with m.Elif(consume):
+            m.d.sync += r1_valid.eq(0)
+        with m.If(load):
+            e = self.i_emit.p
+            m.d.sync += [it_busy.eq(e.count != 0), it_ptr.eq(e.base), it_rem.eq(e.count),
+                         it_payload.eq(e.payload)]
+
+        f = self.o_flit.p
+        m.d.comb += [
+            self.o_loop.valid.eq(r1_valid & loop),
+            self.o_loop.p.axon.eq(r.target),
+            self.o_loop.p.payload.eq(r1_payload),
+            self.o_flit.valid.eq(r1_valid & ~loop),
+            f.kind.eq(FlitKind.SPIKE),
+            f.dst_x.eq(r.x), f.dst_y.eq(r.y),
+            f.addr.eq(r.target),
+            f.data.eq(r1_payload),
+        ]
+        with m.If(r.host):
+            m.d.comb += [f.kind.eq(FlitKind.HOST_OUT), f.dst_x.eq(0), f.dst_y.eq(0)]
+        return m
