@@ -305,9 +305,9 @@ class Driver:
             k = step // period
             if step % period == 0 and k < K:
                 for i, dests in enumerate(img.inputs):
+                    # every feature is sent, zeros included: skipping zeros would make the
+                    # counters depend on how samples are batched (a batch skips only all-zero)
                     v = x[:, k, i]
-                    if not v.any():
-                        continue            # a zero payload adds nothing: skip the flits
                     for core, axon in dests:
                         t.inject(core, axon, v if B > 1 else int(v[0]))
             n = period if k < K - 1 else total - step

@@ -1,0 +1,118 @@
+"""Fabric top: a W x H mesh of tiles (neuron core + router), the step barrier and the host link.
+
+The only ports are the AXI4-Stream-shaped host port (``s_axis_*`` in, ``m_axis_*`` out, 32-bit)
+and a sticky ``overrun`` flag; everything else (configuration, tokens, runs, outputs, counters)
+travels in frames (``firmware/hostproto.py``). ``neuroloom generate`` writes this as Verilog.
+"""
+
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out, connect
+
+from .barrier import Barrier, popcount
+from .config import FabricConfig
+from .core.core import NeuronCore
+from .hostlink import HostLink
+from .noc.mesh import Mesh
+
+__all__ = ["Fabric"]
+
+
+class Fabric(wiring.Component):
+    """A complete NeuronLoom fabric.
+
+    Interface attributes
+    --------------------
+    s_axis_tdata, s_axis_tvalid, s_axis_tready, s_axis_tlast : command words from the host
+    m_axis_tdata, m_axis_tvalid, m_axis_tready, m_axis_tlast : response words to the host
+    overrun : Out(1), some step exceeded its cycle budget (sticky until the next run)
+    """
+
+    s_axis_tdata: In(32)
+    s_axis_tvalid: In(1)
+    s_axis_tready: Out(1)
+    s_axis_tlast: In(1)
+    m_axis_tdata: Out(32)
+    m_axis_tvalid: Out(1)
+    m_axis_tready: In(1)
+    m_axis_tlast: Out(1)
+    overrun: Out(1)
+
+    def __init__(self, cfg: FabricConfig, *, step_budget: int = 0):
+        if not isinstance(cfg, FabricConfig):
+            raise TypeError(f"cfg must be a FabricConfig, not {cfg!r}")
+        self._cfg = cfg
+        self._budget = step_budget
+        super().__init__()
+
+    @property
+    def cfg(self) -> FabricConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        C = cfg.num_cores
+        m.submodules.mesh = mesh = Mesh(cfg)
+        m.submodules.barrier = barrier = Barrier(C, C + 1)
+        m.submodules.link = link = HostLink(cfg)
+        cores = []
+        for i in range(C):
+            x, y = cfg.core_xy(i)
+            core = NeuronCore(cfg, x, y)
+            m.submodules[f"core_{x}_{y}"] = core
+            cores.append(core)
+            connect(m, core=core.o_flit, mesh=mesh.tile_in[i])
+            connect(m, mesh=mesh.tile_out[i], core=core.i_flit)
+            m.d.comb += [core.step.eq(barrier.step[:16]), core.step_start.eq(barrier.step_start),
+                         core.clear.eq(link.clear)]
+        connect(m, link=link.o_flit, mesh=mesh.host_in)
+        connect(m, mesh=mesh.host_out, link=link.i_flit)
+
+        idle = Cat(core.idle for core in cores)
+        all_idle = idle.all()
+        m.d.comb += [
+            barrier.done.eq(idle),
+            barrier.inject_fire.eq(mesh.inject_fire),
+            barrier.eject_fire.eq(mesh.eject_fire),
+            barrier.start.eq(link.run_start),
+            barrier.steps.eq(link.run_steps),
+            barrier.budget.eq(self._budget),
+            barrier.clear.eq(link.clear),
+            link.running.eq(barrier.running),
+            link.step.eq(barrier.step),
+            link.cores_idle.eq(all_idle),
+            link.quiet.eq(all_idle & (barrier.in_flight == 0)),
+            link.overrun.eq(barrier.overrun),
+            self.overrun.eq(barrier.overrun),
+        ]
+
+        # AXI4-Stream naming at the top level
+        m.d.comb += [
+            link.s_axis.valid.eq(self.s_axis_tvalid),
+            link.s_axis.payload.data.eq(self.s_axis_tdata),
+            link.s_axis.payload.last.eq(self.s_axis_tlast),
+            self.s_axis_tready.eq(link.s_axis.ready),
+            self.m_axis_tvalid.eq(link.m_axis.valid),
+            self.m_axis_tdata.eq(link.m_axis.payload.data),
+            self.m_axis_tlast.eq(link.m_axis.payload.last),
+            link.m_axis.ready.eq(self.m_axis_tready),
+        ]
+
+        # fabric counters (COUNTERS command): cycles, steps, barrier wait cycles (running, every
+        # core done, flits still in flight), flits injected, flits ejected, overrun flag
+        cycles, wait, injected, ejected = (Signal(32, name=n) for n in
+                                           ("cycles", "barrier_wait", "flits_in", "flits_out"))
+        n_in = popcount(m, mesh.inject_fire, "n_inject")
+        n_out = popcount(m, mesh.eject_fire, "n_eject")
+        with m.If(link.clear):
+            m.d.sync += [cycles.eq(0), wait.eq(0), injected.eq(0), ejected.eq(0)]
+        with m.Else():
+            m.d.sync += [cycles.eq(cycles + 1), injected.eq(injected + n_in),
+                         ejected.eq(ejected + n_out)]
+            with m.If(barrier.running & all_idle & (barrier.in_flight != 0)):
+                m.d.sync += wait.eq(wait + 1)
+        for i, v in enumerate([cycles, barrier.step, wait, injected, ejected, barrier.overrun]):
+            m.d.comb += link.counters[i].eq(v)
+        return m
