@@ -140,7 +140,7 @@ class VerilatorLink:
         self.close()
 
 
-# -- the cocotb side (runs inside the simulator process) ----------------------------------------------
+# -- the cocotb side (runs inside the simulator process)
 
 def _is_response(header: int) -> bool:
     return (header & 0xFF) != 0x90          # OUTPUT frames come before the response
