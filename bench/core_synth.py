@@ -18,21 +18,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hw.config import FabricConfig  # noqa: E402
 from hw.core.core import NeuronCore  # noqa: E402
-from sim.tools import build_dir, config_hash, require_tool, run_yosys, setup_yowasp, to_verilog  # noqa: E402,E501
+from sim.tools import (  # noqa: E402
+    build_dir,
+    config_hash,
+    require_tool,
+    run_yosys,
+    setup_yowasp,
+    to_verilog,
+    yosys_cell_counts,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def cell_counts(log: str) -> dict[str, int]:
-    stat = log[log.rindex("Printing statistics"):]
-    counts = {}
-    for line in stat.splitlines():
-        m = re.fullmatch(r"\s*(\d+)\s+(?:[\d.]+\s+)?(\$?[A-Za-z_][\w$]*)\s*", line) or \
-            re.fullmatch(r"\s*(\$?[A-Za-z_][\w$]*)\s+(\d+)\s*", line)
-        if m:
-            num, name = (m[1], m[2]) if m[1].isdigit() else (m[2], m[1])
-            counts[name] = int(num)
-    return counts
+cell_counts = yosys_cell_counts
 
 
 def synth(cfg: FabricConfig, pnr: bool = True) -> dict:

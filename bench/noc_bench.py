@@ -13,7 +13,6 @@ harness build of ``tests/test_mesh_rtl.py`` (same cache under ``build/noc/``).
 import json
 import os
 import random
-import re
 import subprocess
 import sys
 from collections import deque
@@ -214,21 +213,10 @@ def _measure(cfg, mode, **env):
     return json.loads(out.read_text())
 
 
-def _cell_counts(log: str) -> dict:
-    counts = {}
-    for line in log.splitlines():
-        m = re.fullmatch(r"\s*(\d+)\s+(?:[\d.]+\s+)?(\$?[A-Za-z_][\w$]*)\s*", line) or \
-            re.fullmatch(r"\s*(\$?[A-Za-z_][\w$]*)\s+(\d+)\s*", line)
-        if m:
-            num, name = (m[1], m[2]) if m[1].isdigit() else (m[2], m[1])
-            counts[name] = int(num)
-    return counts
-
-
 def synth(cfg, top_name, elaboratable_factory):
     from amaranth.back import verilog
 
-    from sim.tools import build_dir, config_hash, require_tool, setup_yowasp
+    from sim.tools import build_dir, config_hash, require_tool, setup_yowasp, yosys_cell_counts
     setup_yowasp()
     text = verilog.convert(elaboratable_factory(), name=top_name, emit_src=False)
     work = build_dir("synth", config_hash({"top": top_name, "v": text}))
@@ -238,7 +226,7 @@ def synth(cfg, top_name, elaboratable_factory):
                            "tee -o stat.txt stat"],
                           cwd=work, capture_output=True, text=True, timeout=3600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    counts = _cell_counts((work / "stat.txt").read_text())
+    counts = yosys_cell_counts((work / "stat.txt").read_text())
     # (the log names $_DLATCH_* when it loads the cell library: look at the result only)
     latches = "Latch inferred for signal" in proc.stdout or \
         any("LATCH" in k.upper() for k in counts)

@@ -80,6 +80,27 @@ def _shift_for(colmax: torch.Tensor, limit: float) -> torch.Tensor:
         return torch.clamp(sh, 0, 31)
 
 
+def attach_parameters(module: nn.Module, model: FloatModel, dtype) -> None:
+    """Register a FloatModel's parameters on ``module`` as trainable torch Parameters:
+    ``enc_W, enc_b, dec_W, dec_b`` and ``layers[i].{log_dt, log_A_real, A_imag, D, W, b,
+    C_re, C_im}`` (plus ``B_re, B_im`` where the layer has a learnable B)."""
+    def t(a):
+        return nn.Parameter(torch.tensor(np.asarray(a), dtype=dtype))
+
+    module.enc_W, module.enc_b = t(model.enc_W), t(model.enc_b)
+    module.dec_W, module.dec_b = t(model.dec_W), t(model.dec_b)
+    module.layers = nn.ModuleList()
+    for ly in model.layers:
+        m = nn.Module()
+        for k in ("log_dt", "log_A_real", "A_imag", "D", "W", "b"):
+            setattr(m, k, t(getattr(ly, k)))
+        m.C_re, m.C_im = t(ly.C.real), t(ly.C.imag)
+        m.has_B = ly.B is not None
+        if m.has_B:
+            m.B_re, m.B_im = t(np.real(ly.B)), t(np.imag(ly.B))
+        module.layers.append(m)
+
+
 class QAFTModel(nn.Module):
     """Fake-quantized n-S4D whose forward is :func:`~firmware.qmodel.qforward`.
 
@@ -95,19 +116,7 @@ class QAFTModel(nn.Module):
         self.cfg = cfg or FabricConfig()
         self.scales = scales
         self.meta = dict(model.meta)
-        t = lambda a: nn.Parameter(torch.tensor(np.asarray(a), dtype=F64))  # noqa: E731
-        self.enc_W, self.enc_b = t(model.enc_W), t(model.enc_b)
-        self.dec_W, self.dec_b = t(model.dec_W), t(model.dec_b)
-        self.layers = nn.ModuleList()
-        for ly in model.layers:
-            m = nn.Module()
-            for k in ("log_dt", "log_A_real", "A_imag", "D", "W", "b"):
-                setattr(m, k, t(getattr(ly, k)))
-            m.C_re, m.C_im = t(ly.C.real), t(ly.C.imag)
-            m.has_B = ly.B is not None
-            if m.has_B:
-                m.B_re, m.B_im = t(np.real(ly.B)), t(np.imag(ly.B))
-            self.layers.append(m)
+        attach_parameters(self, model, F64)
 
     # -- integer parameters (differentiable through straight-through rounding) ------------------
     def _qlinear(self, W, b, s_in, s_out):

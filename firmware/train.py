@@ -63,19 +63,12 @@ def _torch_model(model: FloatModel):
     import torch
     from torch import nn
 
+    from .qaft import attach_parameters
+
     class TorchS4D(nn.Module):
         def __init__(self):
             super().__init__()
-            t = lambda a: nn.Parameter(torch.tensor(np.asarray(a), dtype=torch.float32))  # noqa
-            self.enc_W, self.enc_b = t(model.enc_W), t(model.enc_b)
-            self.dec_W, self.dec_b = t(model.dec_W), t(model.dec_b)
-            self.layers = nn.ModuleList()
-            for ly in model.layers:
-                m = nn.Module()
-                for k in ("log_dt", "log_A_real", "A_imag", "D", "W", "b"):
-                    setattr(m, k, t(getattr(ly, k)))
-                m.C_re, m.C_im = t(ly.C.real), t(ly.C.imag)
-                self.layers.append(m)
+            attach_parameters(self, model, torch.float32)
 
         def ssm_params(self):
             return [p for ly in self.layers for n, p in ly.named_parameters()

@@ -284,6 +284,21 @@ def run_yosys(
 # Build folders keyed by configuration
 
 
+def yosys_cell_counts(log: str) -> dict[str, int]:
+    """Cell counts from the last ``stat`` report in a Yosys log ('<count> <cell>' or
+    '<cell> <count>' lines)."""
+    if "Printing statistics" in log:
+        log = log[log.rindex("Printing statistics"):]
+    counts: dict[str, int] = {}
+    for line in log.splitlines():
+        m = (re.fullmatch(r"\s*(\d+)\s+(?:[\d.]+\s+)?(\$?[A-Za-z_][\w$]*)\s*", line)
+             or re.fullmatch(r"\s*(\$?[A-Za-z_][\w$]*)\s+(\d+)\s*", line))
+        if m:
+            num, name = (m[1], m[2]) if m[1].isdigit() else (m[2], m[1])
+            counts[name] = int(num)
+    return counts
+
+
 def _jsonable(obj: object) -> object:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {"__dataclass__": type(obj).__qualname__, **_jsonable(dataclasses.asdict(obj))}

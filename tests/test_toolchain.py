@@ -7,7 +7,6 @@ This file is both the pytest module (the ``test_*`` functions) and the cocotb te
 import hashlib
 import os
 import random
-import re
 from pathlib import Path
 
 import cocotb
@@ -27,6 +26,7 @@ from sim.tools import (
     setup_verilator,
     setup_yowasp,
     to_verilog,
+    yosys_cell_counts,
 )
 
 TOP = "smoke"
@@ -149,20 +149,6 @@ def test_smoke_failure_is_reported():
         run_cocotb(TOP, [src], __name__, src.parent / "verilator", extra_env={BREAK_ENV: "1"})
 
 
-def _yosys_cell_counts(stat: str) -> dict[str, int]:
-    """Cell counts from `stat` output; handles both '  <count> <cell>' and '  <cell> <count>'."""
-    counts: dict[str, int] = {}
-    for line in stat.splitlines():
-        m = re.fullmatch(r"\s*(\d+)\s+(?:[\d.]+\s+)?(\$?[A-Za-z_][\w$]*)\s*", line) or re.fullmatch(
-            r"\s*(\$?[A-Za-z_][\w$]*)\s+(\d+)\s*", line
-        )
-        if not m:
-            continue
-        num, name = (m[1], m[2]) if m[1].isdigit() else (m[2], m[1])
-        counts[name] = int(num)
-    return counts
-
-
 def test_smoke_synth_ecp5():
     setup_yowasp()
     src = write_smoke_verilog("toolchain")
@@ -170,7 +156,7 @@ def test_smoke_synth_ecp5():
         f"read_verilog {src.name}; synth_ecp5 -top {TOP}; stat", src.parent, log="synth_ecp5.log"
     )
     assert "End of script" in log
-    counts = _yosys_cell_counts(log[log.rindex("Printing statistics") :])
+    counts = yosys_cell_counts(log[log.rindex("Printing statistics") :])
     assert "Latch inferred for" not in log, "latch in design"
     assert not any("LATCH" in name.upper() for name in counts), counts
     # 8 counter bits + 9 sum bits, all registered.
