@@ -4,19 +4,30 @@ Subcommands::
 
     neuroloom compile MODEL -o model.nlimg [--mesh WxH] [--mode pipelined|fall-through]
     neuroloom run IMAGE (--input FILE | --sample N) [--mode M] [--running] [--counters]
+                  [--backend golden|verilator [--waves]]
     neuroloom eval MODEL_OR_IMAGE [--dataset digits|digits-permuted|mnist PATH] [--limit N]
+                  [--backend golden|verilator [--waves]]
     neuroloom info MODEL_OR_IMAGE [--mesh WxH]
-    neuroloom demo [--limit N]
+    neuroloom demo [--limit N | --all] [--backend verilator|golden]
+    neuroloom generate --mesh WxH [--neurons N ...] -o fabric.v   (Verilog + fabric.json)
     neuroloom train ...            (firmware.train; needs the 'train' extra: torch)
 
 MODEL is a NeuroLoom model (``<stem>.npz`` + ``<stem>.json``, quantized or float -- float models
-are quantized with calibration data from ``--dataset``) or a Gu S4D checkpoint (``.pt``).
+are quantized with calibration data from ``--dataset``) or a Gu S4D checkpoint (``.pt``, or a
+``.npz`` state_dict with no ``.json`` beside it; give ``--activation relu``, see
+:func:`firmware.importer.import_s4`).
+Backends: ``golden`` (the golden model, batched) or ``verilator`` (the fabric RTL simulated by
+Verilator through the framed host link, one sample at a time; the first use of a fabric
+configuration builds the simulator, which takes a few minutes).
 Every user error prints one line (``neuroloom: error: ...``) and exits non-zero.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -78,15 +89,27 @@ def _dataset(spec, data_path=None, required=True):
     return load_dataset(name, path)
 
 
-def _load_model(path: str, dataset=None, cfg=None):
+def _is_checkpoint(p: Path) -> bool:
+    """A Gu-layout checkpoint: torch file, or a ``.npz`` with no NeuroLoom ``.json`` beside it."""
+    return p.suffix in (".pt", ".pth", ".ckpt") or (
+        p.suffix == ".npz" and not p.with_suffix(".json").is_file())
+
+
+def _load_model(path: str, dataset=None, cfg=None, activation=None, residual=None):
     """(float model or None, QModel) from a NeuroLoom model file or a Gu checkpoint."""
     from .importer import import_s4, load_model
     from .model import FloatModel
     p = Path(path)
-    if p.suffix in (".pt", ".pth", ".ckpt"):
+    if _is_checkpoint(p):
         if not p.is_file():
             raise FileNotFoundError(f"{p}: no such file")
-        fm = import_s4(p)
+        try:
+            fm = import_s4(p, activation=activation, residual=residual)
+        except Exception as e:
+            if activation is None and "activation" in str(e) and "--activation" not in str(e):
+                raise CLIError(f"{str(e).strip().splitlines()[0]} (pass --activation relu)") \
+                    from None
+            raise
     else:
         fm = load_model(p)
     if not isinstance(fm, FloatModel):
@@ -116,6 +139,12 @@ def _compile(q, cfg, mode, mesh_given: bool):
                              mode=mode)
 
 
+def _import_opts(args) -> tuple:
+    """(activation, residual) for :func:`firmware.importer.import_s4` from the CLI flags."""
+    return (getattr(args, "activation", None),
+            False if getattr(args, "no_residual", False) else None)
+
+
 def _load_target(path: str, args, need_model_for_eval=False):
     """MODEL_OR_IMAGE -> (image, float model or None, QModel or None, Compiled or None)."""
     from .image import from_compiled
@@ -128,7 +157,7 @@ def _load_target(path: str, args, need_model_for_eval=False):
         return load_image(p), None, None, None
     data = _dataset(getattr(args, "dataset", None), getattr(args, "data", None), required=False)
     cfg = _cfg(getattr(args, "mesh", None))
-    fm, q = _load_model(path, data, cfg)
+    fm, q = _load_model(path, data, cfg, *_import_opts(args))
     comp = _compile(q, cfg, getattr(args, "mode", None) or "pipelined",
                     getattr(args, "mesh", None) is not None)
     return from_compiled(comp), fm, q, comp
@@ -167,6 +196,82 @@ def _describe_image(image) -> str:
             f"(pipelined: 1 step/token, latency {S} steps; fall-through: {S} steps/token)")
 
 
+BACKENDS = ("golden", "verilator")
+
+
+def _sim_built(cfg, waves=False) -> tuple[bool, Path]:
+    """(is the Verilator model of ``cfg`` already built?, its build folder)."""
+    from sim import tools
+    from sim.verilator_link import fabric_verilog
+    build = fabric_verilog(cfg).parent / ("sim_waves" if waves else "sim")
+    return (build / tools._STAMP_NAME).is_file(), build
+
+
+@contextlib.contextmanager
+def _quiet_fds(log: Path):
+    """Send this process's (and its children's) stdout/stderr file descriptors to ``log``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
+def _open_link(cfg, waves=False):
+    """A :class:`sim.verilator_link.VerilatorLink` for ``cfg``; the Verilator build and the
+    simulator's own output go to ``<build>/sim.log``; says so when it has to build first."""
+    from sim.verilator_link import VerilatorLink
+    os.environ.setdefault("COCOTB_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("GPI_LOG_LEVEL", "WARNING")
+    built, build = _sim_built(cfg, waves)
+    log = build / "sim.log"
+    if not built:
+        print(f"building the Verilator model of the {cfg.mesh_w}x{cfg.mesh_h} fabric (first use "
+              f"of this configuration{', with waves' if waves else ''}; takes a few minutes; "
+              f"log: {log}) ...", flush=True)
+    t0 = time.perf_counter()
+    with _quiet_fds(log):
+        link = VerilatorLink(cfg, waves=waves, timeout=3600.0)
+    if not built:
+        print(f"built in {time.perf_counter() - t0:.0f} s", flush=True)
+    return link
+
+
+@contextlib.contextmanager
+def _driver(backend: str, cfg, *, waves=False, batch=64):
+    """(Driver, link or None) for a backend; closes the link (and reports waves) at the end."""
+    from .driver import Driver, GoldenTransport
+    if backend not in BACKENDS:
+        raise CLIError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "golden":
+        if waves:
+            raise CLIError("--waves needs --backend verilator")
+        yield Driver(GoldenTransport(batch=max(1, batch), max_batch=max(1, batch))), None
+        return
+    from .transports import FramedTransport
+    link = _open_link(cfg, waves)
+    try:
+        yield Driver(FramedTransport(link)), link
+    finally:
+        with _quiet_fds(link.build / "sim.log"):
+            link.close()
+        if waves:
+            found = sorted(link.build.rglob("*.fst")) + sorted(link.build.rglob("*.vcd"))
+            where = ", ".join(str(f) for f in found) if found else f"under {link.build}"
+            print(f"waves: {where}")
+
+
 def _progress(total, desc):
     from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, unit="seq", dynamic_ncols=True, leave=False,
@@ -193,6 +298,22 @@ def _golden_eval(image, x, y, mode, q=None, batch=64, desc="golden"):
     return acc, mism, res, dt
 
 
+def _rtl_eval(drv, link, xq, mode, desc="RTL"):
+    """Run ``xq`` (B, K, d_in) sample by sample on the RTL: (running (B, K, C), cycles per
+    sample (link.cycles around each Driver.run: clear + steps + counter reads), wall seconds)."""
+    B = len(xq)
+    running, cycles = [], []
+    t0 = time.perf_counter()
+    with _progress(B, f"{desc} ({mode})") as bar:
+        for b in range(B):
+            c0 = link.cycles
+            res = drv.run(xq[b:b + 1], mode=mode)
+            cycles.append(link.cycles - c0)
+            running.append(res.running[0])
+            bar.update(1)
+    return np.array(running), np.array(cycles), time.perf_counter() - t0
+
+
 # -- subcommands -----------------------------------------------------------------------------------
 
 def cmd_compile(args) -> int:
@@ -200,7 +321,7 @@ def cmd_compile(args) -> int:
     t0 = time.perf_counter()
     data = _dataset(args.dataset, args.data, required=False)
     cfg = _cfg(args.mesh)
-    _, q = _load_model(args.model, data, cfg)
+    _, q = _load_model(args.model, data, cfg, *_import_opts(args))
     comp = _compile(q, cfg, args.mode, args.mesh is not None)
     image = from_compiled(comp)
     size = save(image, args.output)
@@ -230,7 +351,6 @@ def _read_input(path: str) -> np.ndarray:
 
 
 def cmd_run(args) -> int:
-    from .driver import Driver, GoldenTransport
     from .image import load
     image = load(args.image)
     d_in = len(image.inputs)
@@ -253,10 +373,12 @@ def cmd_run(args) -> int:
         raise CLIError(f"input of shape {x.shape}: the image expects (K, {d_in}) or "
                        f"(B, K, {d_in}) tokens")
     batch = x.shape[0] if x.ndim == 3 else 1
-    drv = Driver(GoldenTransport(batch=min(batch, 64), max_batch=64))
-    drv.load(image)
-    xq = x.astype(np.int64) if args.payloads else drv.quantize(x)
-    res = drv.run(xq, mode=args.mode)
+    with _driver(args.backend, image.cfg, waves=args.waves, batch=min(batch, 64)) as (drv, link):
+        drv.load(image)
+        xq = x.astype(np.int64) if args.payloads else drv.quantize(x)
+        c0 = link.cycles if link else 0
+        res = drv.run(xq, mode=args.mode)
+        cycles = link.cycles - c0 if link else None
     run = res.running if res.running.ndim == 3 else res.running[None]
     scale = res.out_scale or 1.0
     for b in range(run.shape[0]):
@@ -266,7 +388,9 @@ def cmd_run(args) -> int:
         logits = run[b, -1]
         print(f"sample {b}: class {int(np.argmax(logits))}  logits "
               + " ".join(f"{v / scale:.4g}" for v in logits))
-    print(f"{res.steps} steps ({res.mode})")
+    print(f"{res.steps} steps ({res.mode})" + (
+        "" if cycles is None else f"; {cycles} RTL clock cycles for {run.shape[0]} sample(s) of "
+        f"{run.shape[1]} tokens = {cycles / max(1, run.size // run.shape[2]):.1f} cycles/token"))
     if args.counters:
         names = ("neuron_updates", "syn_ops", "spikes_sent", "spikes_received")
         print("core " + " ".join(f"{n:>16}" for n in names))
@@ -277,6 +401,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    if args.waves and args.backend != "verilator":
+        raise CLIError("--waves needs --backend verilator")
     data = _dataset(args.dataset, args.data)
     image, fm, q, _ = _load_target(args.target, args)
     if len(image.inputs) != data.d_in:
@@ -299,7 +425,22 @@ def cmd_eval(args) -> int:
         print(f"golden accuracy     {acc:.4f}  [{mode}, {len(x) / dt:.1f} seq/s]{exact}")
         if mism:
             return 1
-    return 0
+    if args.backend == "golden":
+        return 0
+    ok = True
+    with _driver("verilator", image.cfg, waves=args.waves) as (drv, link):
+        drv.load(image)
+        xq = drv.quantize(x)
+        for mode in modes:
+            gold = _golden_eval(image, x, y, mode, batch=args.batch)[2].running
+            run, cyc, dt = _rtl_eval(drv, link, xq, mode)
+            same = int(sum(np.array_equal(run[b], gold[b]) for b in range(len(x))))
+            acc = float(np.mean(run[:, -1].argmax(-1) == y))
+            print(f"RTL accuracy        {acc:.4f}  [{mode}, {cyc.mean() / x.shape[1]:.1f} "
+                  f"cycles/token, {len(x) / dt:.2f} seq/s simulated] RTL == golden bit-exact on "
+                  f"{same}/{len(x)} samples")
+            ok &= same == len(x)
+    return 0 if ok else 1
 
 
 def cmd_info(args) -> int:
@@ -327,15 +468,26 @@ def _shipped_model():
     return (fm if isinstance(fm, FloatModel) else None), q, qpath.name
 
 
-def cmd_demo(args) -> int:
-    from .compiler import MODES
-    from .datasets import digits
-    from .image import from_compiled
-    from .train import accuracy_float, accuracy_q
-    data = digits()
-    x, y = data.x_test, data.y_test
-    if args.limit is not None:
-        x, y = x[:args.limit], y[:args.limit]
+CORE_SYNTH = Path(__file__).resolve().parents[1] / "bench" / "results" / "core_synth.json"
+DEFAULT_CLOCK_MHZ = 16.0
+RTL_DEMO_LIMIT = 20          # RTL samples by default (pipelined); fall-through: the first few
+RTL_DEMO_FT = 5
+
+
+def _clock():
+    """(MHz, where the number came from) for the tokens/s column."""
+    try:
+        js = json.loads(CORE_SYNTH.read_text())
+        f = float(js["fmax_mhz"])
+        c = js.get("config", {})
+        return f, (f"the post-place Fmax of one neuron core ({c.get('neurons', '?')} neurons) "
+                   f"on ECP5 (nextpnr), from {CORE_SYNTH.relative_to(CORE_SYNTH.parents[2])}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_CLOCK_MHZ, (f"an assumed clock ({CORE_SYNTH.name} not found: run "
+                                   "bench/core_synth.py for the measured Fmax)")
+
+
+def _demo_model(data):
     shipped = _shipped_model()
     if shipped is None:
         from .model import FloatModel
@@ -344,9 +496,104 @@ def cmd_demo(args) -> int:
               "(accuracy near chance)")
         fm = FloatModel.random(d_in=1, H=8, N=4, L=2, classes=10, seed=0)
         q, _ = quantize(fm, data.x_train[:128])
-        name = "random H=8 N=4 L=2"
+        return fm, q, "random H=8 N=4 L=2"
+    return shipped
+
+
+def cmd_demo(args) -> int:
+    if args.backend == "verilator":
+        return _demo_rtl(args)
+    if args.all:
+        args.limit = None
+    return _demo_golden(args)
+
+
+def _demo_rtl(args) -> int:
+    from .compiler import MODES
+    from .datasets import digits
+    from .image import from_compiled
+    from .qmodel import qforward
+    from .train import accuracy_float
+    t_start = time.perf_counter()
+    data = digits()
+    x, y = data.x_test, data.y_test
+    n = len(x) if args.all else min(len(x), args.limit if args.limit is not None
+                                    else RTL_DEMO_LIMIT)
+    if n < 1:
+        raise CLIError("--limit must be at least 1")
+    fm, q, name = _demo_model(data)
+    cfg = _cfg(args.mesh)
+    comp = _compile(q, cfg, "pipelined", args.mesh is not None)
+    image = from_compiled(comp)
+    cfg = image.cfg
+    s = comp.summary()
+    K = x.shape[1]
+    print(f"model {name}: {q.describe()}")
+    print(f"digits test split: {len(x)} sequences of {K} tokens; RTL on the first {n}")
+    print(f"fabric {s['mesh']} ({s['cores_used']} cores used, {s['neurons']} neurons, "
+          f"{s['hops_per_token']} hops/token), {image.num_stages} pipeline stages")
+    rows = []                                     # (what, accuracy, samples, note)
+    if fm is not None:
+        rows.append(("float", accuracy_float(fm, x, y), len(x), ""))
     else:
-        fm, q, name = shipped
+        rows.append(("float", None, 0, "no float model shipped"))
+    xq_all = q.quantize_input(x, cfg)
+    ref = qforward(q, xq_all, cfg)
+    rows.append(("quantized (reference)", float(np.mean(ref[:, -1].argmax(-1) == y)), len(x), ""))
+    gold = {}
+    ok = True
+    for mode in MODES:
+        acc, mism, res, _ = _golden_eval(image, x, y, mode, q)
+        gold[mode] = res.running
+        rows.append((f"golden ({mode})", acc, len(x),
+                     "== quantized, bit for bit" if mism == 0 else f"{mism} logits DIFFER"))
+        ok &= mism == 0
+    counts = {"pipelined": n, "fall-through": min(n, RTL_DEMO_FT) if not args.all else n}
+    perf = {}
+    with _driver("verilator", cfg, waves=args.waves) as (drv, link):
+        t0 = time.perf_counter()
+        drv.load(image)
+        load_s, load_cycles = time.perf_counter() - t0, link.cycles
+        xq = drv.quantize(x[:n])
+        assert np.array_equal(xq, xq_all[:n])
+        for mode in MODES:
+            m = counts[mode]
+            run, cyc, dt = _rtl_eval(drv, link, xq[:m], mode)
+            same = int(sum(np.array_equal(run[b], gold[mode][b]) for b in range(m)))
+            ok &= same == m
+            perf[mode] = (cyc.mean() / K, m * K / dt, m)
+            rows.append((f"RTL ({mode})", float(np.mean(run[:, -1].argmax(-1) == y[:m])), m,
+                         f"RTL == golden bit-exact on {same}/{m} samples"))
+    mhz, where = _clock()
+    print()
+    print(f"{'':<24}{'accuracy':>9}{'samples':>9}")
+    for what, acc, m, note in rows:
+        a = "n/a" if acc is None else f"{acc:.4f}"
+        print(f"{what:<24}{a:>9}{m:>9}  {note}".rstrip())
+    print()
+    print(f"{'RTL mode':<14}{'cycles/token':>13}{f'tokens/s @ {mhz:g} MHz':>22}"
+          f"{'simulated tokens/s (wall)':>27}{'samples':>9}")
+    for mode in MODES:
+        cpt, wall, m = perf[mode]
+        print(f"{mode:<14}{cpt:>13.1f}{mhz * 1e6 / cpt:>22,.0f}{wall:>27.1f}{m:>9}")
+    print()
+    print(f"cycles/token: mean over samples of RTL clock cycles (link.cycles) around Driver.run "
+          f"/ {K} tokens, host-link traffic included (CLEAR, token INJECTs, RUN, counter reads); "
+          f"clock {mhz:g} MHz = {where}. Image load: {load_cycles} cycles, {load_s:.1f} s. "
+          f"Total {time.perf_counter() - t_start:.0f} s.")
+    return 0 if ok else 1
+
+
+def _demo_golden(args) -> int:
+    from .compiler import MODES
+    from .datasets import digits
+    from .image import from_compiled
+    from .train import accuracy_float, accuracy_q
+    data = digits()
+    x, y = data.x_test, data.y_test
+    if args.limit is not None:
+        x, y = x[:args.limit], y[:args.limit]
+    fm, q, name = _demo_model(data)
     cfg = _cfg(args.mesh)
     comp = _compile(q, cfg, "pipelined", args.mesh is not None)
     image = from_compiled(comp)
@@ -369,6 +616,63 @@ def cmd_demo(args) -> int:
               + ("== quantized, bit for bit" if mism == 0 else f"{mism} logits DIFFER"))
         ok &= mism == 0
     return 0 if ok else 1
+
+
+GEN_PARAMS = ("neurons", "axons", "synapse_rows", "route_words", "ucode_depth", "groups")
+
+
+def cmd_generate(args) -> int:
+    """Verilog of ``hw.fabric.Fabric(cfg)`` and a JSON description beside it."""
+    from hw.config import FabricConfig
+    if args.mesh is None:
+        raise CLIError("give --mesh WxH")
+    kw = {k: getattr(args, k) for k in GEN_PARAMS if getattr(args, k) is not None}
+    cfg = FabricConfig.parse_mesh(args.mesh, **kw)        # ValueError -> one line
+    out = Path(args.output)
+    if out.is_dir():
+        raise CLIError(f"{out}: is a folder; give the Verilog file to write (-o fabric.v)")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(2, "No such file or directory", str(out.parent))
+    from amaranth.hdl import Shape
+
+    from hw.fabric import Fabric
+    from sim import tools
+
+    from . import hostproto as hp
+    t0 = time.perf_counter()
+    fabric = Fabric(cfg)
+    ports = [{"name": "clk", "dir": "in", "width": 1},
+             {"name": "rst", "dir": "in", "width": 1, "note": "synchronous, active high"}]
+    for name, m in fabric.signature.members.items():
+        ports.append({"name": name, "dir": "in" if m.flow.name == "In" else "out",
+                      "width": Shape.cast(m.shape).width})
+    text = tools.to_verilog(fabric, args.top)
+    out.write_text(text)
+    desc = {
+        "top": args.top,
+        "verilog": out.name,
+        "config": cfg.to_dict(),
+        "num_cores": cfg.num_cores,
+        "ports": ports,
+        "host_protocol": {
+            "version": getattr(hp, "VERSION", 1),
+            "magic": f"0x{hp.MAGIC:08X}",
+            "max_payload_words": hp.MAX_PAYLOAD,
+            "commands": {c.name: int(c) for c in hp.Cmd},
+            "response_flag": hp.RESPONSE,
+            "output_opcode": hp.OUTPUT,
+            "error_opcode": hp.ERROR,
+            "fabric_counters": list(hp.FABRIC_COUNTERS),
+        },
+        "generator": "neuroloom generate",
+    }
+    js = out.with_suffix(".json")
+    js.write_text(json.dumps(desc, indent=2) + "\n")
+    print(f"fabric {cfg.mesh_w}x{cfg.mesh_h} ({cfg.num_cores} cores: {cfg.neurons} neurons, "
+          f"{cfg.axons} axons, {cfg.synapse_rows} synapse rows, {cfg.route_words} route words, "
+          f"ucode {cfg.ucode_depth}, {cfg.groups} groups) -> {out} ({len(text)} bytes, module "
+          f"{args.top}) + {js} ({time.perf_counter() - t0:.1f} s)")
+    return 0
 
 
 def cmd_train(args) -> int:
@@ -394,15 +698,30 @@ def build_parser() -> argparse.ArgumentParser:
                              "PATH, cifar10 PATH")
         sp.add_argument("--data", default=None, help="folder with the dataset's files")
 
+    def backend_opts(sp, default="golden"):
+        sp.add_argument("--backend", choices=BACKENDS, default=default,
+                        help=f"golden model or the fabric RTL simulated by Verilator "
+                             f"(default {default})")
+        sp.add_argument("--waves", action="store_true",
+                        help="verilator: write a waveform (FST) into the build folder")
+
+    def import_opts(sp):
+        sp.add_argument("--activation", default=None,
+                        help="Gu checkpoints: the layers' activation (a checkpoint does not "
+                             "record it; the fabric runs 'relu')")
+        sp.add_argument("--no-residual", action="store_true",
+                        help="Gu checkpoints: the layers have no residual connection")
+
     c = sub.add_parser("compile", help="compile a model to a config image")
     c.add_argument("model")
     c.add_argument("-o", "--output", required=True, help="image file to write (.nlimg)")
     c.add_argument("--mesh", help="WxH (default: 2x2, or the smallest mesh that fits)")
     c.add_argument("--mode", choices=MODES, default="pipelined")
+    import_opts(c)
     dataset_opts(c)
     c.set_defaults(func=cmd_compile)
 
-    r = sub.add_parser("run", help="run token sequences through an image (golden model)")
+    r = sub.add_parser("run", help="run token sequences through an image (golden model or RTL)")
     r.add_argument("image")
     r.add_argument("--input", help="tokens: .npy/.npz/.csv/.txt, (K, d_in) or (B, K, d_in)")
     r.add_argument("--sample", type=int, help="use test sample N of --dataset instead")
@@ -411,6 +730,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mode", choices=MODES, default=None)
     r.add_argument("--running", action="store_true", help="print running logits per token")
     r.add_argument("--counters", action="store_true", help="print per-core counters")
+    backend_opts(r)
     dataset_opts(r)
     r.set_defaults(func=cmd_run)
 
@@ -419,20 +739,37 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=None, help="first N test sequences only")
     e.add_argument("--mesh", help="WxH when compiling a model")
     e.add_argument("--mode", choices=MODES, default=None)
-    e.add_argument("--batch", type=int, default=64, help="sequences run side by side")
+    e.add_argument("--batch", type=int, default=64, help="sequences run side by side (golden)")
+    backend_opts(e)
+    import_opts(e)
     dataset_opts(e)
     e.set_defaults(func=cmd_eval)
 
     i = sub.add_parser("info", help="model/image summary and per-core usage table")
     i.add_argument("target", metavar="MODEL_OR_IMAGE")
     i.add_argument("--mesh", help="WxH when compiling a model")
+    import_opts(i)
     dataset_opts(i)
     i.set_defaults(func=cmd_info)
 
     d = sub.add_parser("demo", help="the shipped model on the digits test split")
-    d.add_argument("--limit", type=int, default=None)
+    d.add_argument("--limit", type=int, default=None,
+                   help=f"first N test sequences (RTL default {RTL_DEMO_LIMIT}; golden: all)")
+    d.add_argument("--all", action="store_true", help="the whole test split on the RTL too")
     d.add_argument("--mesh", default=None)
+    backend_opts(d, default="verilator")
     d.set_defaults(func=cmd_demo)
+
+    g = sub.add_parser("generate", help="write the fabric's Verilog (+ a JSON description)")
+    g.add_argument("--mesh", help="WxH tiles (required)")
+    from hw.config import FabricConfig
+    for k in GEN_PARAMS:
+        g.add_argument(f"--{k.replace('_', '-')}", type=int, default=None,
+                       help=f"per core (default {getattr(FabricConfig, k)})")
+    g.add_argument("-o", "--output", required=True, help="Verilog file to write (fabric.v); "
+                   "the JSON description goes beside it (fabric.json)")
+    g.add_argument("--top", default="fabric", help="top module name (default fabric)")
+    g.set_defaults(func=cmd_generate)
 
     t = sub.add_parser("train", help="train + quantize a model (firmware.train)", add_help=False)
     t.add_argument("rest", nargs=argparse.REMAINDER)

@@ -1,5 +1,6 @@
 """CLI: the happy paths on small models, and one-line errors (no traceback, non-zero exit)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -63,7 +64,7 @@ def test_compile_info_run_eval(qmodel_path, capsys, tmp_path):
 
 
 def test_demo(capsys):
-    assert main(["demo", "--limit", "8"]) == 0
+    assert main(["demo", "--limit", "8", "--backend", "golden"]) == 0
     out = capsys.readouterr().out
     assert out.count("bit for bit") == 2 and "steps/token" in out
 
@@ -115,3 +116,100 @@ def test_console_entry_no_traceback(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.startswith("neuroloom: error:") and len(r.stderr.strip().splitlines()) == 1
+
+
+TINY = ["--neurons", "8", "--axons", "8", "--synapse-rows", "8", "--route-words", "8",
+        "--ucode-depth", "8"]
+
+
+def test_generate_tiny(tmp_path, capsys):
+    out = tmp_path / "fabric.v"
+    assert main(["generate", "--mesh", "1x1", *TINY, "-o", str(out)]) == 0
+    assert "module fabric" in out.read_text()
+    desc = json.loads((tmp_path / "fabric.json").read_text())
+    assert desc["config"]["mesh_w"] == 1 and desc["config"]["neurons"] == 8
+    assert desc["config"]["groups"] == 8                      # default kept
+    names = {p["name"]: p for p in desc["ports"]}
+    assert names["s_axis_tdata"] == {"name": "s_axis_tdata", "dir": "in", "width": 32}
+    assert names["m_axis_tvalid"]["dir"] == "out" and "clk" in names
+    assert desc["host_protocol"]["magic"] == "0x4E4C4F4D"
+    assert "1x1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--mesh", "1x1", "--neurons", "6"], "multiple of synapse_lanes"),
+    (["--mesh", "17x1"], "mesh_w=17"),
+    (["--mesh", "1x1", "--axons", "0"], "axons=0"),
+    (["--mesh", "2by2"], "WxH"),
+    (["--mesh", "1x1", "--neurons", "16384"], "configuration index"),
+    ([], "--mesh"),
+])
+def test_generate_bad_params_one_line(argv, needle, tmp_path, capsys):
+    out = tmp_path / "f.v"
+    assert main(["generate", *argv, "-o", str(out)]) == 1
+    line = _err_line(capsys)
+    assert line.startswith("neuroloom: error:") and needle in line, line
+    assert not out.exists()
+
+
+def test_generate_bad_output_folder(tmp_path, capsys):
+    assert main(["generate", "--mesh", "1x1", *TINY, "-o", str(tmp_path / "no" / "f.v")]) == 1
+    assert "no such file" in _err_line(capsys)
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "IMG", "--sample", "0", "--backend", "fpga"],
+    ["eval", "IMG", "--backend", "bogus"],
+    ["demo", "--backend", "x"],
+    ["generate", "--mesh", "1x1", "--neurons", "many", "-o", "f.v"],
+])
+def test_bad_backend_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as ei:
+        main(argv)
+    assert ei.value.code == 2
+    assert _err_line(capsys).startswith("neuroloom")
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "IMG", "--sample", "0", "--waves"],
+    ["eval", "IMG", "--limit", "2", "--waves"],
+])
+def test_waves_needs_verilator(argv, qmodel_path, capsys):
+    argv = [str(qmodel_path / "img.nlimg") if a == "IMG" else a for a in argv]
+    assert main(argv) == 1
+    assert "--backend verilator" in _err_line(capsys)
+
+
+def _gu_state_dict(H=4, N2=2, L=1, classes=10, seed=0):
+    """A tiny state_dict in the state-spaces/s4 S4D layout (d_in=1, as digits)."""
+    rng = np.random.default_rng(seed)
+    sd = {"encoder.weight": rng.standard_normal((H, 1)), "encoder.bias": rng.standard_normal(H),
+          "decoder.weight": rng.standard_normal((classes, H)),
+          "decoder.bias": rng.standard_normal(classes)}
+    for i in range(L):
+        p = f"layers.{i}."
+        sd[p + "kernel.log_dt"] = rng.uniform(np.log(1e-3), np.log(1e-1), H)
+        sd[p + "kernel.C"] = rng.standard_normal((H, N2, 2)) / np.sqrt(2)
+        sd[p + "kernel.log_A_real"] = np.log(0.5) + 0.1 * rng.standard_normal((H, N2))
+        sd[p + "kernel.A_imag"] = np.pi * np.tile(np.arange(N2), (H, 1)) + rng.random((H, N2))
+        sd[p + "D"] = rng.standard_normal(H)
+        sd[p + "output_linear.0.weight"] = rng.standard_normal((H, H, 1)) / np.sqrt(H)
+        sd[p + "output_linear.0.bias"] = rng.standard_normal(H) * 0.1
+    return sd
+
+
+def test_gu_npz_routed_to_importer(tmp_path, capsys):
+    """A .npz without a .json beside it is a Gu checkpoint: without --activation the one-line
+    error names the flag; with --activation relu --no-residual it imports and compiles."""
+    np.savez(tmp_path / "gu.npz", **_gu_state_dict())
+    assert main(["info", str(tmp_path / "gu.npz")]) == 1
+    line = _err_line(capsys)
+    assert "--activation relu" in line, line
+    assert main(["info", str(tmp_path / "gu.npz"), "--activation", "gelu"]) == 1
+    assert "not supported" in _err_line(capsys)
+    assert main(["info", str(tmp_path / "gu.npz"), "--activation", "relu",
+                 "--no-residual"]) == 0
+    assert "model d_in=1 H=4" in capsys.readouterr().out
+    img = tmp_path / "gu.nlimg"
+    assert main(["compile", str(tmp_path / "gu.npz"), "--activation", "relu", "-o",
+                 str(img)]) == 0 and img.is_file()

@@ -1,0 +1,252 @@
+"""Fabric RTL benchmarks (Verilator, through the host driver and the framed host link).
+
+(a) RTL clock cycles per token, pipelined and fall-through, of the shipped digits model on the
+    default 2x2 fabric (a few test samples; link.cycles around each Driver.run / tokens, so the
+    host-link traffic of a run -- CLEAR, INJECTs, RUN, counter reads -- is included).
+(b) The seed "small" model shape (H=64, N=32, 4 layers, random_qmodel): cores needed and the mesh
+    it compiles to; run on the RTL only if the Verilator build of that mesh finishes within
+    ``--seed-timeout`` seconds (default 600), tried in a child process that is killed otherwise.
+(c) Verilator simulation speed (simulated cycles per wall second during runs) against mesh size,
+    1x1 / 2x2 / 3x3 of small-capacity cores, random models spread over the mesh.
+
+Results: bench/results/fabric.json and a printed table.
+
+    .venv/bin/python bench/fabric_bench.py [--samples 3] [--seed-timeout 600] [--skip-seed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from firmware.compiler import FitError, compile_model, random_qmodel  # noqa: E402
+from firmware.driver import Driver, GoldenTransport  # noqa: E402
+from firmware.image import from_compiled  # noqa: E402
+from firmware.transports import FramedTransport  # noqa: E402
+from hw.config import FabricConfig  # noqa: E402
+
+OUT = ROOT / "bench" / "results" / "fabric.json"
+SMALL = dict(neurons=32, axons=32, synapse_rows=128, route_words=64, ucode_depth=32)
+MODES = ("pipelined", "fall-through")
+#: (mesh, random model shape) for the speed sweep; shapes chosen to use most of each mesh
+SWEEP = [((1, 1), (4, 2, 1)), ((2, 2), (6, 3, 2)), ((3, 3), (12, 3, 3))]
+
+
+def _built(cfg) -> bool:
+    from sim import tools
+    from sim.verilator_link import fabric_verilog
+    return (fabric_verilog(cfg).parent / "sim" / tools._STAMP_NAME).is_file()
+
+
+def open_link(cfg):
+    """VerilatorLink with the build/simulator output sent to a log file; (link, build seconds)."""
+    from sim.verilator_link import VerilatorLink
+    os.environ.setdefault("COCOTB_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("GPI_LOG_LEVEL", "WARNING")
+    fresh = not _built(cfg)
+    if fresh:
+        print(f"  building the Verilator model of {cfg.mesh_w}x{cfg.mesh_h} ...", flush=True)
+    t0 = time.perf_counter()
+    sys.stdout.flush()
+    saved = os.dup(1), os.dup(2)
+    log = open(ROOT / "build" / "fabric_bench.log", "ab")
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    try:
+        link = VerilatorLink(cfg, timeout=7200.0)
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+    return link, (time.perf_counter() - t0 if fresh else None)
+
+
+def close_link(link):
+    saved = os.dup(1), os.dup(2)
+    with open(ROOT / "build" / "fabric_bench.log", "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            link.close()
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def rtl_runs(model, cfg, xq, modes=MODES):
+    """Per mode: cycles/token (mean), sim cycles/s, wall s/sample, bit-exact vs golden."""
+    comp = compile_model(model, cfg, mode="pipelined")
+    img = from_compiled(comp)
+    link, build_s = open_link(cfg)
+    out = {"mesh": f"{cfg.mesh_w}x{cfg.mesh_h}", "cores_used": comp.cores_used,
+           "hops_per_token": comp.hops(), "build_seconds": build_s, "samples": len(xq),
+           "tokens": int(xq.shape[1])}
+    try:
+        drv = Driver(FramedTransport(link))
+        t0 = time.perf_counter()
+        drv.load(img)
+        out["load_cycles"], out["load_seconds"] = link.cycles, time.perf_counter() - t0
+        gold = Driver(GoldenTransport(batch=len(xq), max_batch=len(xq)))
+        gold.load(img)
+        for mode in modes:
+            ref = gold.run(xq, mode=mode).running
+            cyc, wall, same = [], 0.0, 0
+            for b in range(len(xq)):
+                c0, t0 = link.cycles, time.perf_counter()
+                res = drv.run(xq[b:b + 1], mode=mode)
+                wall += time.perf_counter() - t0
+                cyc.append(link.cycles - c0)
+                same += int(np.array_equal(res.running[0], ref[b]))
+            K = xq.shape[1]
+            out[mode] = {"cycles_per_token": float(np.mean(cyc)) / K,
+                         "cycles_per_sample": [int(c) for c in cyc],
+                         "steps": int(res.steps),
+                         "sim_cycles_per_s": float(sum(cyc) / wall),
+                         "sim_tokens_per_s": float(len(xq) * K / wall),
+                         "bit_exact_vs_golden": f"{same}/{len(xq)}"}
+    finally:
+        close_link(link)
+    return out
+
+
+def bench_shipped(samples):
+    from firmware.datasets import load_dataset
+    from firmware.importer import load_model
+    q = load_model(ROOT / "firmware" / "models" / "digits-q")
+    cfg = FabricConfig()
+    xq = q.quantize_input(load_dataset("digits").x_test[:samples], cfg)
+    return rtl_runs(q, cfg, xq)
+
+
+def seed_model():
+    cfg = FabricConfig()
+    q = random_qmodel(64, 32, 4, d_in=1, classes=10, seed=0, cfg=cfg)
+    try:
+        comp = compile_model(q, cfg)
+        mesh = "2x2"
+    except FitError as e:
+        info = {"fits_2x2": False, "fit_error": str(e), "cores_needed": e.cores_needed,
+                "binding_resource": e.resource, "mesh": e.mesh}
+        w, h = (int(v) for v in e.mesh.split("x"))
+        cfg = FabricConfig(mesh_w=w, mesh_h=h)
+        comp = compile_model(q, cfg)
+        mesh = e.mesh
+    else:
+        info = {"fits_2x2": True}
+    info.update({"shape": "H=64 N=32 layers=4 d_in=1 classes=10 (random_qmodel seed 0)",
+                 "mesh": mesh, "cores_used": comp.cores_used, "hops_per_token": comp.hops()})
+    return q, cfg, info
+
+
+def seed_child():
+    """Child process: build + run the seed model on the RTL; prints one JSON line."""
+    q, cfg, _ = seed_model()
+    xq = q.quantize_input(np.random.default_rng(0).uniform(0, 1, (1, 16, 1)), cfg)
+    print("RESULT " + json.dumps(rtl_runs(q, cfg, xq)), flush=True)
+
+
+def bench_seed(timeout):
+    q, cfg, info = seed_model()
+    if timeout <= 0:
+        info["rtl"] = "not run (--skip-seed)"
+        return info
+    t0 = time.perf_counter()
+    p = subprocess.Popen([sys.executable, __file__, "--seed-child"], cwd=ROOT,
+                         stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)            # the child and its simulator/compilers
+        p.communicate()
+        info["rtl"] = (f"not run: the Verilator build + run of the {info['mesh']} fabric did not "
+                       f"finish within {timeout:.0f} s (killed)")
+        return info
+    line = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+    if p.returncode or not line:
+        info["rtl"] = f"failed (exit {p.returncode})"
+    else:
+        info["rtl"] = json.loads(line[-1][7:])
+        info["rtl"]["wall_seconds"] = time.perf_counter() - t0
+    return info
+
+
+def bench_sweep(samples):
+    rows = []
+    for (w, h), (H, N, L) in SWEEP:
+        cfg = FabricConfig(mesh_w=w, mesh_h=h, **SMALL)
+        m = random_qmodel(H, N, L, d_in=2, classes=3, seed=5, cfg=cfg)
+        xq = m.quantize_input(np.random.default_rng(2).uniform(-9, 9, (samples, 16, 2)), cfg)
+        r = rtl_runs(m, cfg, xq, modes=("pipelined",))
+        r["model"] = f"H={H} N={N} layers={L} d_in=2 classes=3"
+        rows.append(r)
+        print(f"  {r['mesh']}: {r['pipelined']['sim_cycles_per_s']:.0f} cycles/s", flush=True)
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=3)
+    ap.add_argument("--seed-timeout", type=float, default=600.0)
+    ap.add_argument("--skip-seed", action="store_true")
+    ap.add_argument("--seed-child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.seed_child:
+        return seed_child()
+    t0 = time.perf_counter()
+    res = {"cpu_count": os.cpu_count()}
+    print("(a) shipped digits model on the default 2x2 fabric", flush=True)
+    res["shipped"] = bench_shipped(args.samples)
+    OUT.write_text(json.dumps(res, indent=2) + "\n")          # partial results as we go
+    print("(c) Verilator simulation speed vs mesh size (small cores)", flush=True)
+    res["sim_speed"] = bench_sweep(args.samples)
+    OUT.write_text(json.dumps(res, indent=2) + "\n")
+    print("(b) seed small model shape H=64 N=32 4 layers", flush=True)
+    res["seed_model"] = bench_seed(0 if args.skip_seed else args.seed_timeout)
+    res["total_seconds"] = time.perf_counter() - t0
+    OUT.write_text(json.dumps(res, indent=2) + "\n")
+
+    s = res["shipped"]
+    print(f"\n(a) shipped digits-q on {s['mesh']} ({s['cores_used']} cores used), "
+          f"{s['samples']} samples x {s['tokens']} tokens")
+    print(f"{'mode':<14}{'cycles/token':>13}{'steps':>7}{'sim cycles/s':>14}"
+          f"{'sim tokens/s':>14}{'bit-exact':>11}")
+    for mode in MODES:
+        r = s[mode]
+        print(f"{mode:<14}{r['cycles_per_token']:>13.1f}{r['steps']:>7}"
+              f"{r['sim_cycles_per_s']:>14.0f}{r['sim_tokens_per_s']:>14.1f}"
+              f"{r['bit_exact_vs_golden']:>11}")
+    b = res["seed_model"]
+    print(f"\n(b) seed shape {b['shape']}: needs {b['cores_used']} cores, mesh {b['mesh']}"
+          + ("" if b.get("fits_2x2") else f" (binding resource {b['binding_resource']})"))
+    rtl = b["rtl"]
+    print("    RTL: " + (rtl if isinstance(rtl, str) else
+                         f"{rtl['pipelined']['cycles_per_token']:.1f} cycles/token pipelined, "
+                         f"{rtl['fall-through']['cycles_per_token']:.1f} fall-through, "
+                         f"build {rtl['build_seconds']} s"))
+    print(f"\n(c) simulation speed ({res['cpu_count']} CPUs)")
+    print(f"{'mesh':<6}{'cores used':>11}{'cycles/token':>13}{'sim cycles/s':>14}"
+          f"{'build s':>9}  model")
+    for r in res["sim_speed"]:
+        bs = "cached" if r["build_seconds"] is None else f"{r['build_seconds']:.0f}"
+        print(f"{r['mesh']:<6}{r['cores_used']:>11}{r['pipelined']['cycles_per_token']:>13.1f}"
+              f"{r['pipelined']['sim_cycles_per_s']:>14.0f}{bs:>9}  {r['model']}")
+    print(f"\nwrote {OUT.relative_to(ROOT)} ({res['total_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
