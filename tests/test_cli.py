@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_importer import gu_state_dict
 
 from firmware.cli import main
 from firmware.compiler import random_qmodel
@@ -180,22 +181,9 @@ def test_waves_needs_verilator(argv, qmodel_path, capsys):
     assert "--backend verilator" in _err_line(capsys)
 
 
-def _gu_state_dict(H=4, N2=2, L=1, classes=10, seed=0):
+def _gu_state_dict():
     """A tiny state_dict in the state-spaces/s4 S4D layout (d_in=1, as digits)."""
-    rng = np.random.default_rng(seed)
-    sd = {"encoder.weight": rng.standard_normal((H, 1)), "encoder.bias": rng.standard_normal(H),
-          "decoder.weight": rng.standard_normal((classes, H)),
-          "decoder.bias": rng.standard_normal(classes)}
-    for i in range(L):
-        p = f"layers.{i}."
-        sd[p + "kernel.log_dt"] = rng.uniform(np.log(1e-3), np.log(1e-1), H)
-        sd[p + "kernel.C"] = rng.standard_normal((H, N2, 2)) / np.sqrt(2)
-        sd[p + "kernel.log_A_real"] = np.log(0.5) + 0.1 * rng.standard_normal((H, N2))
-        sd[p + "kernel.A_imag"] = np.pi * np.tile(np.arange(N2), (H, 1)) + rng.random((H, N2))
-        sd[p + "D"] = rng.standard_normal(H)
-        sd[p + "output_linear.0.weight"] = rng.standard_normal((H, H, 1)) / np.sqrt(H)
-        sd[p + "output_linear.0.bias"] = rng.standard_normal(H) * 0.1
-    return sd
+    return gu_state_dict(H=4, N2=2, d_in=1, classes=10, L=1)
 
 
 def test_gu_npz_routed_to_importer(tmp_path, capsys):

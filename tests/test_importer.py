@@ -21,12 +21,13 @@ from firmware.qmodel import QLayer, QLinear, QModel, qforward
 H, N2, D_IN, CLASSES, L = 6, 4, 2, 3, 2
 
 
-def gu_state_dict(seed=0, prefix="layers", inner=""):
+def gu_state_dict(seed=0, prefix="layers", inner="", H=H, N2=N2, d_in=D_IN, classes=CLASSES,
+                  L=L):
     """A state_dict laid out like state-spaces/s4 S4D layers (numpy arrays)."""
     rng = np.random.default_rng(seed)
-    sd = {"encoder.weight": rng.standard_normal((H, D_IN)), "encoder.bias": rng.standard_normal(H),
-          "decoder.weight": rng.standard_normal((CLASSES, H)),
-          "decoder.bias": rng.standard_normal(CLASSES)}
+    sd = {"encoder.weight": rng.standard_normal((H, d_in)), "encoder.bias": rng.standard_normal(H),
+          "decoder.weight": rng.standard_normal((classes, H)),
+          "decoder.bias": rng.standard_normal(classes)}
     for i in range(L):
         p = f"{prefix}.{i}.{inner}"
         sd[p + "kernel.log_dt"] = rng.uniform(np.log(1e-3), np.log(1e-1), H)
