@@ -149,6 +149,7 @@ def _is_response(header: int) -> bool:
 try:                                        # cocotb is importable only where it is installed
     import cocotb
     from cocotb.clock import Clock
+    from cocotb.simtime import get_sim_time
     from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 except ImportError:                         # pragma: no cover
     cocotb = None
@@ -169,7 +170,7 @@ if cocotb is not None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(os.environ[_ENV_SOCK])
         f = sock.makefile("rb")
-        cycles = 0
+        t0 = get_sim_time(unit="ns")
         while True:
             msg = _recv(f)                  # blocks the simulation: the fabric waits too
             if msg.get("quit"):
@@ -179,21 +180,27 @@ if cocotb is not None:
             done = False
             while not done:
                 await FallingEdge(dut.clk)
-                if i < len(words):
+                sending = i < len(words)
+                if sending:
                     dut.s_axis_tvalid.value = 1
                     dut.s_axis_tdata.value = words[i]
                     dut.s_axis_tlast.value = int(i == len(words) - 1)
                 else:
                     dut.s_axis_tvalid.value = 0
                 await ReadOnly()
-                if i < len(words) and dut.s_axis_tready.value == 1:
+                if sending and dut.s_axis_tready.value == 1:
                     i += 1
                 if dut.m_axis_tvalid.value == 1:
                     got.append(int(dut.m_axis_tdata.value))
                     if dut.m_axis_tlast.value == 1:
                         done = _is_response(got[frame_start])
                         frame_start = len(got)
+                elif not sending:
+                    # nothing to send, nothing coming: sleep until the fabric answers (the
+                    # cycles in between run in Verilator without a Python callback each)
+                    await RisingEdge(dut.m_axis_tvalid)
+                    continue
                 await RisingEdge(dut.clk)
-                cycles += 1
+            cycles = round((get_sim_time(unit="ns") - t0) / 10)
             _send(sock, {"words": got, "cycles": cycles})
         sock.close()
