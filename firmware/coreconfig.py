@@ -24,7 +24,7 @@ from hw.layouts import (
     synapse_layout,
 )
 
-__all__ = ["Group", "Route", "CoreConfig", "ConfigError", "split_parts"]
+__all__ = ["Group", "Route", "Synapse", "CoreConfig", "ConfigError", "split_parts"]
 
 
 class ConfigError(ValueError):

@@ -20,7 +20,7 @@ __all__ = ["Fabric"]
 
 
 class Fabric(wiring.Component):
-    """A complete NeuronLoom fabric.
+    """A complete NeuroLoom fabric.
 
     Interface attributes
     --------------------

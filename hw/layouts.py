@@ -178,6 +178,7 @@ def instr_layout() -> data.StructLayout:
     })
 
 
+@functools.cache
 def mem_word_layout(cfg: FabricConfig, mem: Mem):
     """The layout of one word of ``mem`` (None for the plain-integer memories)."""
     return {
@@ -187,6 +188,7 @@ def mem_word_layout(cfg: FabricConfig, mem: Mem):
     }.get(Mem(mem))
 
 
+@functools.cache
 def mem_depth(cfg: FabricConfig, mem: Mem) -> int:
     """Number of words (indices) of a core memory."""
     return {
@@ -197,6 +199,7 @@ def mem_depth(cfg: FabricConfig, mem: Mem) -> int:
     }[Mem(mem)]
 
 
+@functools.cache
 def mem_parts(cfg: FabricConfig, mem: Mem) -> int:
     """Number of 32-bit parts a word of ``mem`` is split into for configuration access.
 

@@ -18,6 +18,7 @@ import socket
 import threading
 from pathlib import Path
 
+from firmware.hostproto import OUTPUT
 from hw.config import FabricConfig
 
 from . import tools
@@ -143,7 +144,7 @@ class VerilatorLink:
 # -- the cocotb side (runs inside the simulator process)
 
 def _is_response(header: int) -> bool:
-    return (header & 0xFF) != 0x90          # OUTPUT frames come before the response
+    return (header & 0xFF) != OUTPUT        # OUTPUT frames come before the response
 
 
 try:                                        # cocotb is importable only where it is installed

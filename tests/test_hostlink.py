@@ -16,7 +16,17 @@ from test_hostlink_model import CFG, addr, bad_frames, load_frames, network
 
 from firmware.hostproto import Cmd, decode_frames, encode_frame, target
 from hw.hostlink import HostLink
-from hw.layouts import FlitKind, Mem, cfg_addr_layout, flit_layout, pack, to_signed, unpack
+from hw.layouts import (
+    FlitKind,
+    Mem,
+    cfg_addr_layout,
+    flit_layout,
+    mem_depth,
+    mem_parts,
+    pack,
+    to_signed,
+    unpack,
+)
 from sim.golden import GoldenFabric
 from sim.hostlink_model import HostLinkModel
 
@@ -169,7 +179,6 @@ def test_fuzzed_frames_never_hang():
 
 @pytest.mark.parametrize("mem", [Mem.AXON, Mem.SYNAPSE, Mem.GROUP])
 def test_address_check_matches_memory_shapes(mem):
-    from hw.layouts import mem_depth, mem_parts
     depth, parts = mem_depth(CFG, mem), mem_parts(CFG, mem)
     ok = pack(cfg_addr_layout(CFG), mem=mem, index=depth - 1, part=parts - 1)
     bad_index = pack(cfg_addr_layout(CFG), mem=mem, index=depth, part=0)
