@@ -45,8 +45,8 @@ SWEEP = [((1, 1), (4, 2, 1)), ((2, 2), (6, 3, 2)), ((3, 3), (12, 3, 3))]
 
 def _built(cfg) -> bool:
     from sim import tools
-    from sim.verilator_link import fabric_verilog
-    return (fabric_verilog(cfg).parent / "sim" / tools._STAMP_NAME).is_file()
+    from sim.verilator_link import sim_build_dir
+    return (sim_build_dir(cfg) / tools._STAMP_NAME).is_file()
 
 
 def open_link(cfg):

@@ -202,8 +202,8 @@ BACKENDS = ("golden", "verilator")
 def _sim_built(cfg, waves=False) -> tuple[bool, Path]:
     """(is the Verilator model of ``cfg`` already built?, its build folder)."""
     from sim import tools
-    from sim.verilator_link import fabric_verilog
-    build = fabric_verilog(cfg).parent / ("sim_waves" if waves else "sim")
+    from sim.verilator_link import sim_build_dir
+    build = sim_build_dir(cfg, waves)
     return (build / tools._STAMP_NAME).is_file(), build
 
 

@@ -1,12 +1,19 @@
 """Verilator link: the fabric RTL behind the host driver's framed transport.
 
-:class:`VerilatorLink` generates the fabric's Verilog for a :class:`FabricConfig` (cached under
+:class:`VerilatorLink` generates the Verilog of the fabric inside its testbench harness
+(:class:`sim.link_harness.LinkHarness`) for a :class:`FabricConfig` (cached under
 ``build/fabric/<hash>/`` by configuration and RTL source digest), builds it with Verilator once
 (cached by ``sim.tools.run_cocotb``), and runs the simulation in a background thread. The cocotb
-test in this module (:func:`link_server`) drives the AXI4-Stream host port cycle by cycle and
-serves ``exchange(words) -> words`` requests that arrive over a Unix socket in the build folder,
-so ``firmware.transports.FramedTransport(VerilatorLink(cfg))`` is the same driver code that runs
+test in this module (:func:`link_server`) serves ``exchange(words) -> words`` requests that
+arrive over a Unix socket in the build folder, so
+``firmware.transports.FramedTransport(VerilatorLink(cfg))`` is the same driver code that runs
 against the golden model and a board.
+
+The harness moves host words in chunks of :data:`CHUNK`: the fabric sees the command stream at
+one word per cycle (as from a host that always has the next word ready) and never waits on the
+response side, while Python acts once per chunk or response frame instead of every cycle. The
+cycles between two Python actions run in Verilator alone, so simulation runs at close to the
+model's own speed.
 """
 
 from __future__ import annotations
@@ -23,33 +30,63 @@ from hw.config import FabricConfig
 
 from . import tools
 
-__all__ = ["VerilatorLink", "fabric_verilog"]
+__all__ = ["VerilatorLink", "fabric_verilog", "harness_verilog", "sim_build_dir", "CHUNK"]
 
-_HW_DIR = Path(__file__).resolve().parent.parent / "hw"
+_ROOT = Path(__file__).resolve().parent.parent
 _ENV_SOCK = "NEUROLOOM_LINK_SOCKET"
+#: words per chunk between the testbench and the harness (both directions)
+CHUNK = 32
+#: Verilog module name of the harness (the Verilator toplevel)
+TOPLEVEL = "fabric_tb"
 
 
 def _rtl_digest() -> str:
     h = hashlib.sha256()
-    for p in sorted(_HW_DIR.rglob("*.py")):
-        h.update(p.relative_to(_HW_DIR).as_posix().encode())
+    files = sorted((_ROOT / "hw").rglob("*.py")) + [_ROOT / "firmware" / "hostproto.py",
+                                                    _ROOT / "sim" / "link_harness.py"]
+    for p in files:
+        h.update(p.relative_to(_ROOT).as_posix().encode())
         h.update(p.read_bytes())
-    h.update((Path(__file__).parent.parent / "firmware" / "hostproto.py").read_bytes())
     return h.hexdigest()[:16]
 
 
-def fabric_verilog(cfg: FabricConfig, out: Path | None = None) -> Path:
-    """Write (or reuse) the fabric's Verilog for ``cfg``; returns the file's path."""
-    key = tools.config_hash({"cfg": cfg.to_dict(), "rtl": _rtl_digest()})
-    path = out or tools.build_dir("fabric", key) / "fabric.v"
+def _cfg_dir(cfg: FabricConfig) -> Path:
+    return tools.build_dir("fabric", tools.config_hash({"cfg": cfg.to_dict(), "rtl": _rtl_digest(),
+                                                        "chunk": CHUNK}))
+
+
+def sim_build_dir(cfg: FabricConfig, waves: bool = False) -> Path:
+    """The Verilator build folder of ``cfg`` (nothing is generated)."""
+    return _cfg_dir(cfg) / ("sim_waves" if waves else "sim")
+
+
+def _write_once(path: Path, cfg: FabricConfig, make_text) -> Path:
     if not path.exists():
-        from hw.fabric import Fabric
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(tools.to_verilog(Fabric(cfg), "fabric"))
+        tmp.write_text(make_text())
         tmp.replace(path)
         (path.parent / "fabric.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     return path
+
+
+def fabric_verilog(cfg: FabricConfig, out: Path | None = None) -> Path:
+    """Write (or reuse) the bare fabric's Verilog for ``cfg``; returns the file's path."""
+    from hw.fabric import Fabric
+
+    return _write_once(out or _cfg_dir(cfg) / "fabric.v", cfg,
+                       lambda: tools.to_verilog(Fabric(cfg), "fabric"))
+
+
+def harness_verilog(cfg: FabricConfig) -> Path:
+    """Write (or reuse) the Verilog of the fabric inside its :class:`LinkHarness` (module
+    :data:`TOPLEVEL`), which is what :class:`VerilatorLink` simulates."""
+    from hw.fabric import Fabric
+
+    from .link_harness import LinkHarness
+
+    return _write_once(_cfg_dir(cfg) / f"{TOPLEVEL}.v", cfg, lambda: tools.to_verilog(
+        LinkHarness(Fabric(cfg), chunk=CHUNK), TOPLEVEL))
 
 
 def _send(sock: socket.socket, obj) -> None:
@@ -74,8 +111,8 @@ class VerilatorLink:
 
     def __init__(self, cfg: FabricConfig, *, waves: bool = False, timeout: float = 600.0):
         self.cfg = cfg
-        self.verilog = fabric_verilog(cfg)
-        self.build = self.verilog.parent / ("sim_waves" if waves else "sim")
+        self.verilog = harness_verilog(cfg)
+        self.build = sim_build_dir(cfg, waves)
         self.build.mkdir(parents=True, exist_ok=True)
         sock_path = self.build / f"link-{os.getpid()}-{id(self)}.sock"
         sock_path.unlink(missing_ok=True)
@@ -87,7 +124,7 @@ class VerilatorLink:
 
         def simulate():
             try:
-                tools.run_cocotb("fabric", [self.verilog], __name__, self.build, waves=waves,
+                tools.run_cocotb(TOPLEVEL, [self.verilog], __name__, self.build, waves=waves,
                                  extra_env={_ENV_SOCK: str(sock_path)}, testcase="link_server")
             except BaseException as e:      # reported by exchange()/close()
                 self._error = e
@@ -151,20 +188,22 @@ try:                                        # cocotb is importable only where it
     import cocotb
     from cocotb.clock import Clock
     from cocotb.simtime import get_sim_time
-    from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+    from cocotb.triggers import FallingEdge, First, RisingEdge
 except ImportError:                         # pragma: no cover
     cocotb = None
 
 if cocotb is not None:
     @cocotb.test()
     async def link_server(dut):
-        """Serve exchange requests from the socket until told to quit."""
+        """Serve exchange requests from the socket until told to quit.
+
+        Inputs are driven at falling edges; ``in_ready``/``out_hold`` are registers, so reading
+        them there sees the state after the previous rising edge. With nothing to do, the
+        coroutine sleeps until one of them rises."""
         Clock(dut.clk, 10, unit="ns").start()
         dut.rst.value = 1
-        dut.s_axis_tvalid.value = 0
-        dut.s_axis_tlast.value = 0
-        dut.s_axis_tdata.value = 0
-        dut.m_axis_tready.value = 1
+        dut.in_load.value = 0
+        dut.out_ack.value = 0
         for _ in range(3):
             await RisingEdge(dut.clk)
         dut.rst.value = 0
@@ -172,36 +211,46 @@ if cocotb is not None:
         sock.connect(os.environ[_ENV_SOCK])
         f = sock.makefile("rb")
         t0 = get_sim_time(unit="ns")
+        K, mask = CHUNK, 0xFFFFFFFF
         while True:
             msg = _recv(f)                  # blocks the simulation: the fabric waits too
             if msg.get("quit"):
                 break
-            words = msg["words"]
-            i, got, frame_start = 0, [], 0
-            done = False
+            words = [int(w) & mask for w in msg["words"]]
+            n = len(words)
+            i, got, frame_start, done = 0, [], 0, False
             while not done:
                 await FallingEdge(dut.clk)
-                sending = i < len(words)
-                if sending:
-                    dut.s_axis_tvalid.value = 1
-                    dut.s_axis_tdata.value = words[i]
-                    dut.s_axis_tlast.value = int(i == len(words) - 1)
-                else:
-                    dut.s_axis_tvalid.value = 0
-                await ReadOnly()
-                if sending and dut.s_axis_tready.value == 1:
-                    i += 1
-                if dut.m_axis_tvalid.value == 1:
-                    got.append(int(dut.m_axis_tdata.value))
-                    if dut.m_axis_tlast.value == 1:
-                        done = _is_response(got[frame_start])
-                        frame_start = len(got)
-                elif not sending:
-                    # nothing to send, nothing coming: sleep until the fabric answers (the
-                    # cycles in between run in Verilator without a Python callback each)
-                    await RisingEdge(dut.m_axis_tvalid)
-                    continue
-                await RisingEdge(dut.clk)
+                dut.in_load.value = 0
+                dut.out_ack.value = 0
+                acted = False
+                if i < n and dut.in_ready.value == 1:
+                    k = min(K, n - i)
+                    dut.in_data.value = sum(w << 32 * j for j, w in enumerate(words[i:i + k]))
+                    dut.in_last.value = 1 << (k - 1) if i + k == n else 0
+                    dut.in_count.value = k
+                    dut.in_load.value = 1
+                    i, acted = i + k, True
+                if dut.out_hold.value == 1:
+                    k = int(dut.out_count.value)
+                    data, last = int(dut.out_data.value), int(dut.out_last.value)
+                    for j in range(K - k, K):
+                        got.append(data >> 32 * j & mask)
+                        if last >> j & 1:
+                            done = _is_response(got[frame_start])
+                            frame_start = len(got)
+                    dut.out_ack.value = 1
+                    acted = True
+                if done and i < n:
+                    raise RuntimeError(f"the fabric answered after {i} of {n} command words")
+                if not acted:
+                    wake = [RisingEdge(dut.out_hold)]
+                    if i < n:
+                        wake.append(RisingEdge(dut.in_ready))
+                    await First(*wake)
+            await RisingEdge(dut.clk)       # the acknowledgement takes effect
             cycles = round((get_sim_time(unit="ns") - t0) / 10)
             _send(sock, {"words": got, "cycles": cycles})
+        if dut.in_overflow.value == 1:
+            raise RuntimeError("link harness: a chunk was loaded while it was full")
         sock.close()
