@@ -1,62 +1,139 @@
-"""Cycles per token of the seed small model shape (H=64, N=32, 4 layers; random parameters) on
-the RTL of the smallest default-core mesh it fits (7x6), both modes, checked against qforward.
-Results to bench/results/fabric_seed.json. Slow: a 42-tile Verilator build (about 8 min here)
-and ~185k config writes through the cocotb host link; on 2026-11-22 the image load had not
-finished after 19 min of simulation, so this has not produced a figure yet (the link's per-word
-cocotb handling of WRITE frames is the bottleneck).
+"""Cycles per token of the seed small model shape (H=64, N=32, 4 layers, d_in=1, 10 classes;
+random parameters from ``random_qmodel(..., seed=0)``) on the RTL of the smallest default-core
+mesh it fits (7x6, 41 cores used), in both modes, checked bit for bit against the quantized
+reference (qforward) and the architectural counters against the golden model.
 
-    .venv/bin/python bench/seed_rtl_bench.py [--tokens 8]
+Figures (all RTL clock cycles from the Verilator simulation, 1 host word per cycle):
+
+* load: the whole config image through the host link (WRITE frames of 255 writes);
+* cycles/token end to end: ``link.cycles`` around ``Driver.run`` (CLEAR, token INJECTs, RUNs,
+  counter reads) / tokens -- what a host sees;
+* cycles/token in RUN: only the RUN commands' exchanges (3 command words, the steps, OUTPUT
+  frames, the response) / tokens -- the fabric's own rate with the host traffic taken out.
+
+Slow: the first run builds the 42-tile Verilator model (about 10 min on 2 cores). Results go to
+``bench/results/fabric_seed.json``.
+
+    .venv/bin/python bench/seed_rtl_bench.py [--tokens 8] [--mesh 7x6]
 """
+
+from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from firmware.compiler import compile_model, random_qmodel
-from firmware.driver import Driver
-from firmware.image import from_compiled
-from firmware.qmodel import qforward
-from firmware.transports import FramedTransport
-from hw.config import FabricConfig
-from sim.verilator_link import VerilatorLink
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-RESULTS = Path(__file__).parent / "results" / "fabric_seed.json"
+from firmware.compiler import compile_model, random_qmodel  # noqa: E402
+from firmware.driver import Driver, GoldenTransport  # noqa: E402
+from firmware.hostproto import Cmd  # noqa: E402
+from firmware.image import from_compiled  # noqa: E402
+from firmware.qmodel import qforward  # noqa: E402
+from firmware.transports import FramedTransport  # noqa: E402
+from hw.config import FabricConfig  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "fabric_seed.json"
+MODES = ("pipelined", "fall-through")
+
+
+class CountingLink:
+    """A link wrapper that adds up simulated cycles and wall time per command opcode."""
+
+    def __init__(self, link):
+        self.link = link
+        self.cycles: dict[int, int] = {}
+        self.wall: dict[int, float] = {}
+
+    def exchange(self, words):
+        c0, t0 = self.link.cycles, time.perf_counter()
+        out = self.link.exchange(words)
+        op = words[0] & 0xFF
+        self.cycles[op] = self.cycles.get(op, 0) + self.link.cycles - c0
+        self.wall[op] = self.wall.get(op, 0.0) + time.perf_counter() - t0
+        return out
+
+    def reset(self):
+        self.cycles.clear()
+        self.wall.clear()
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tokens", type=int, default=8)
+    ap.add_argument("--tokens", type=int, default=8, help="tokens per mode (default 8)")
+    ap.add_argument("--mesh", default="7x6", help="mesh WxH of default cores (default 7x6)")
     args = ap.parse_args()
+    from sim import tools
+    from sim.verilator_link import VerilatorLink, sim_build_dir
+
+    w, h = (int(v) for v in args.mesh.lower().split("x"))
+    cfg = FabricConfig(mesh_w=w, mesh_h=h)
     model = random_qmodel(64, 32, 4, d_in=1, classes=10, seed=0)
-    cfg = FabricConfig(mesh_w=7, mesh_h=6)
     comp = compile_model(model, cfg, mode="pipelined")
     img = from_compiled(comp)
     x = model.quantize_input(np.random.default_rng(0).uniform(0, 1, (1, args.tokens, 1)), cfg)
     ref = qforward(model, x, cfg)
-    res = {"model": "random H=64 N=32 L=4", "mesh": "7x6", "cores_used": comp.cores_used,
-           "tokens": args.tokens, "writes": len(img.writes)}
-    t = time.time()
-    with VerilatorLink(cfg) as link:
-        res["build_and_start_s"] = round(time.time() - t, 1)
+    res = {"model": "random_qmodel(64, 32, 4, d_in=1, classes=10, seed=0)",
+           "mesh": f"{w}x{h}", "cores_used": comp.cores_used, "neurons": len(comp.placement),
+           "stages": comp.num_stages, "hops_per_token": comp.hops(),
+           "tokens": args.tokens, "config_writes": len(img.writes), "cpu_count": os.cpu_count()}
+    print(f"seed model on {w}x{h}: {comp.cores_used} cores, {len(img.writes)} config writes",
+          flush=True)
+    built = (sim_build_dir(cfg) / tools._STAMP_NAME).is_file()
+    if not built:
+        print("building the Verilator model (about 10 min) ...", flush=True)
+    t = time.perf_counter()
+    gold = Driver(GoldenTransport(batch=1))
+    gold.load(img)
+    with VerilatorLink(cfg, timeout=7200.0) as vlink:
+        res["build_s" if not built else "start_s"] = round(time.perf_counter() - t, 1)
+        link = CountingLink(vlink)
         drv = Driver(FramedTransport(link))
-        c0, t = link.cycles, time.time()
+        c0, t = vlink.cycles, time.perf_counter()
         drv.load(img)
-        res["load_cycles"], res["load_s"] = link.cycles - c0, round(time.time() - t, 1)
-        for mode in ("pipelined", "fall-through"):
-            c0, t = link.cycles, time.time()
+        dt = time.perf_counter() - t
+        res["load"] = {"cycles": vlink.cycles - c0, "wall_s": round(dt, 1),
+                       "sim_cycles_per_s": round((vlink.cycles - c0) / dt)}
+        print("load", res["load"], flush=True)
+        for mode in MODES:
+            link.reset()
+            c0, t = vlink.cycles, time.perf_counter()
             out = drv.run(x, mode=mode)
-            cyc = link.cycles - c0
-            res[mode] = {"cycles_per_token": round(cyc / args.tokens, 1),
-                         "wall_s": round(time.time() - t, 1),
-                         "sim_cycles_per_s": round(cyc / (time.time() - t)),
-                         "bit_exact_vs_qforward": bool(np.array_equal(out.running, ref))}
+            cyc, dt = vlink.cycles - c0, time.perf_counter() - t
+            g = gold.run(x, mode=mode)
+            res[mode] = {
+                "steps": out.steps,
+                "cycles_per_token": round(cyc / args.tokens, 1),
+                "run_cycles_per_token": round(link.cycles.get(int(Cmd.RUN), 0) / args.tokens, 1),
+                "cycles_by_command": {Cmd(op).name: c for op, c in sorted(link.cycles.items())},
+                "wall_s": round(dt, 1),
+                "sim_cycles_per_s": round(cyc / dt),
+                "bit_exact_vs_qforward": bool(np.array_equal(out.running, ref)),
+                "counters_equal_golden": bool(np.array_equal(out.counters, g.counters)),
+                "golden_equal_qforward": bool(np.array_equal(g.running, ref)),
+            }
             print(mode, res[mode], flush=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2) + "\n")
-    print(json.dumps(res, indent=2))
+    print()
+    print(f"{'mode':<14}{'cycles/token':>14}{'RUN cycles/token':>18}{'bit-exact':>11}"
+          f"{'sim cycles/s':>14}")
+    for mode in MODES:
+        r = res[mode]
+        print(f"{mode:<14}{r['cycles_per_token']:>14}{r['run_cycles_per_token']:>18}"
+              f"{str(r['bit_exact_vs_qforward'] and r['counters_equal_golden']):>11}"
+              f"{r['sim_cycles_per_s']:>14,}")
+    print(f"load: {res['load']['cycles']:,} cycles for {len(img.writes):,} writes, "
+          f"{res['load']['wall_s']} s wall; results in {RESULTS.relative_to(ROOT)}")
+    ok = all(res[m]["bit_exact_vs_qforward"] and res[m]["counters_equal_golden"] for m in MODES)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
