@@ -4,14 +4,14 @@
     default 2x2 fabric (a few test samples; link.cycles around each Driver.run / tokens, so the
     host-link traffic of a run -- CLEAR, INJECTs, RUN, counter reads -- is included).
 (b) The seed "small" model shape (H=64, N=32, 4 layers, random_qmodel): cores needed and the mesh
-    it compiles to; run on the RTL only if the Verilator build of that mesh finishes within
-    ``--seed-timeout`` seconds (default 600), tried in a child process that is killed otherwise.
+    it compiles to; its RTL figures come from ``bench/seed_rtl_bench.py`` (run that first: the
+    42-tile build and the image load take several minutes).
 (c) Verilator simulation speed (simulated cycles per wall second during runs) against mesh size,
     1x1 / 2x2 / 3x3 of small-capacity cores, random models spread over the mesh.
 
 Results: bench/results/fabric.json and a printed table.
 
-    .venv/bin/python bench/fabric_bench.py [--samples 3] [--seed-timeout 600] [--skip-seed]
+    .venv/bin/python bench/fabric_bench.py [--samples 3]
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -152,35 +150,16 @@ def seed_model():
     return q, cfg, info
 
 
-def seed_child():
-    """Child process: build + run the seed model on the RTL; prints one JSON line."""
-    q, cfg, _ = seed_model()
-    xq = q.quantize_input(np.random.default_rng(0).uniform(0, 1, (1, 16, 1)), cfg)
-    print("RESULT " + json.dumps(rtl_runs(q, cfg, xq)), flush=True)
-
-
-def bench_seed(timeout):
-    q, cfg, info = seed_model()
-    if timeout <= 0:
-        info["rtl"] = "not run (--skip-seed)"
-        return info
-    t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, __file__, "--seed-child"], cwd=ROOT,
-                         stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, _ = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)            # the child and its simulator/compilers
-        p.communicate()
-        info["rtl"] = (f"not run: the Verilator build + run of the {info['mesh']} fabric did not "
-                       f"finish within {timeout:.0f} s (killed)")
-        return info
-    line = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
-    if p.returncode or not line:
-        info["rtl"] = f"failed (exit {p.returncode})"
+def bench_seed():
+    """The fit of the seed shape, and its RTL figures from ``bench/seed_rtl_bench.py`` (a
+    separate run: the 7x6 build and image load take a while) if that has been run."""
+    _, _, info = seed_model()
+    seed_json = ROOT / "bench" / "results" / "fabric_seed.json"
+    if seed_json.is_file():
+        info["rtl"] = json.loads(seed_json.read_text())
+        info["rtl"]["from"] = str(seed_json.relative_to(ROOT))
     else:
-        info["rtl"] = json.loads(line[-1][7:])
-        info["rtl"]["wall_seconds"] = time.perf_counter() - t0
+        info["rtl"] = "not run yet: .venv/bin/python bench/seed_rtl_bench.py"
     return info
 
 
@@ -200,12 +179,7 @@ def bench_sweep(samples):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=3)
-    ap.add_argument("--seed-timeout", type=float, default=600.0)
-    ap.add_argument("--skip-seed", action="store_true")
-    ap.add_argument("--seed-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.seed_child:
-        return seed_child()
     t0 = time.perf_counter()
     res = {"cpu_count": os.cpu_count()}
     print("(a) shipped digits model on the default 2x2 fabric", flush=True)
@@ -215,7 +189,7 @@ def main(argv=None):
     res["sim_speed"] = bench_sweep(args.samples)
     OUT.write_text(json.dumps(res, indent=2) + "\n")
     print("(b) seed small model shape H=64 N=32 4 layers", flush=True)
-    res["seed_model"] = bench_seed(0 if args.skip_seed else args.seed_timeout)
+    res["seed_model"] = bench_seed()
     res["total_seconds"] = time.perf_counter() - t0
     OUT.write_text(json.dumps(res, indent=2) + "\n")
 
@@ -235,8 +209,8 @@ def main(argv=None):
     rtl = b["rtl"]
     print("    RTL: " + (rtl if isinstance(rtl, str) else
                          f"{rtl['pipelined']['cycles_per_token']:.1f} cycles/token pipelined, "
-                         f"{rtl['fall-through']['cycles_per_token']:.1f} fall-through, "
-                         f"build {rtl['build_seconds']} s"))
+                         f"{rtl['fall-through']['cycles_per_token']:.1f} fall-through "
+                         f"(from {rtl['from']})"))
     print(f"\n(c) simulation speed ({res['cpu_count']} CPUs)")
     print(f"{'mesh':<6}{'cores used':>11}{'cycles/token':>13}{'sim cycles/s':>14}"
           f"{'build s':>9}  model")

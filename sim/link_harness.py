@@ -54,7 +54,7 @@ class LinkHarness(wiring.Component):
         m.submodules.inner = dut = self.inner
         m.d.comb += self.overrun.eq(dut.overrun)
 
-        # -- input: slot A drives s_axis, slot B is staged behind it --------------------------------
+        # -- input: slot A drives s_axis, slot B is staged behind it -------------------------------
         a_data, a_last = Signal(32 * K), Signal(K)
         a_cnt = Signal(range(K + 1))
         b_data, b_last = Signal(32 * K), Signal(K)

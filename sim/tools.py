@@ -426,6 +426,13 @@ def _failure_details(results_xml: Path) -> str:
 VERILATOR_MAKE_FLAGS = ("CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O1", "OPT_SLOW=-O0")
 
 
+#: cocotb's Verilator runner always passes --public-flat-rw, which keeps every internal signal
+#: of the design visible and so unoptimised; these flags undo it and expose only the
+#: toplevel's ports. The 2x2 default fabric then simulates at 38.7k instead of 16.1k cycles/s
+#: and builds several times faster.
+PORTS_ONLY_ARGS = ("--no-public-flat-rw", "--public-depth", "1")
+
+
 def run_cocotb(
     toplevel: str,
     verilog_sources: Sequence[str | os.PathLike],
@@ -437,6 +444,7 @@ def run_cocotb(
     *,
     testcase: str | Sequence[str] | None = None,
     build_args: Sequence[str] = ("-Wno-fatal",),
+    public: bool = False,
     timescale: tuple[str, str] = ("1ns", "1ps"),
     seed: int | None = None,
     test_dir: str | os.PathLike | None = None,
@@ -451,6 +459,8 @@ def run_cocotb(
     * Test modules are re-imported inside the simulator process from ``sys.path`` (cocotb sets
       ``PYTHONPATH`` to the parent's ``sys.path``); the folders of already imported modules,
       the repo root and ``python_paths`` are added for the run.
+    * Only the toplevel's ports are visible to cocotb unless ``public`` (see
+      :data:`PORTS_ONLY_ARGS`); testbenches drive and watch ports, not internal signals.
     * ``extra_env`` is applied to ``os.environ`` during the run (cocotb's runner would
       otherwise let ``os.environ`` override it).
     * Raises :class:`CocotbTestFailure` if any cocotb test failed or the simulator crashed
@@ -460,6 +470,8 @@ def run_cocotb(
     from cocotb_tools.runner import get_runner
 
     setup_verilator()
+    if not public:
+        build_args = [*build_args, *PORTS_ONLY_ARGS]
     bdir = Path(build_dir).resolve()
     bdir.mkdir(parents=True, exist_ok=True)
     sources = [Path(s).resolve() for s in verilog_sources]

@@ -38,10 +38,6 @@ _ENV_SOCK = "NEUROLOOM_LINK_SOCKET"
 CHUNK = 32
 #: Verilog module name of the harness (the Verilator toplevel)
 TOPLEVEL = "fabric_tb"
-#: Verilator flags: cocotb's runner always passes --public-flat-rw, which keeps every internal
-#: signal and runs the fabric 2-3x slower; the link touches only the harness ports
-#: (2x2 default fabric: 38.7k instead of 16.1k cycles/s, and a shorter build)
-BUILD_ARGS = ("-Wno-fatal", "--no-public-flat-rw", "--public-depth", "1")
 
 
 def _rtl_digest() -> str:
@@ -129,8 +125,7 @@ class VerilatorLink:
         def simulate():
             try:
                 tools.run_cocotb(TOPLEVEL, [self.verilog], __name__, self.build, waves=waves,
-                                 extra_env={_ENV_SOCK: str(sock_path)}, testcase="link_server",
-                                 build_args=BUILD_ARGS)
+                                 extra_env={_ENV_SOCK: str(sock_path)}, testcase="link_server")
             except BaseException as e:      # reported by exchange()/close()
                 self._error = e
 
