@@ -3,18 +3,23 @@ random parameters from ``random_qmodel(..., seed=0)``) on the RTL of the smalles
 mesh it fits (7x6, 41 cores used), in both modes, checked bit for bit against the quantized
 reference (qforward) and the architectural counters against the golden model.
 
-Figures (all RTL clock cycles from the Verilator simulation, 1 host word per cycle):
+Figures (RTL clock cycles from the Verilator simulation, ``VerilatorLink.cycles``: per command,
+from the fabric accepting its first word to handing over the response's last word, the host
+offering a word every cycle and always ready):
 
 * load: the whole config image through the host link (WRITE frames of 255 writes);
 * cycles/token end to end: ``link.cycles`` around ``Driver.run`` (CLEAR, token INJECTs, RUNs,
   counter reads) / tokens -- what a host sees;
 * cycles/token in RUN: only the RUN commands' exchanges (3 command words, the steps, OUTPUT
-  frames, the response) / tokens -- the fabric's own rate with the host traffic taken out.
+  frames, the response) / tokens -- the fabric's own rate with the host traffic taken out;
+* cycles/step in RUN: the same / steps run. Pipelined, one token enters per step, so this is
+  the steady-state cycles per token of a long sequence (the per-token figures above include
+  the pipeline's fill, stages - 1 extra steps per sequence).
 
 Slow: the first run builds the 42-tile Verilator model (about 10 min on 2 cores). Results go to
 ``bench/results/fabric_seed.json``.
 
-    .venv/bin/python bench/seed_rtl_bench.py [--tokens 8] [--mesh 7x6]
+    .venv/bin/python bench/seed_rtl_bench.py [--tokens 64] [--mesh 7x6]
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ class CountingLink:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tokens", type=int, default=8, help="tokens per mode (default 8)")
+    ap.add_argument("--tokens", type=int, default=64, help="tokens per mode (default 64)")
     ap.add_argument("--mesh", default="7x6", help="mesh WxH of default cores (default 7x6)")
     args = ap.parse_args()
     from sim import tools
@@ -95,25 +100,27 @@ def main():
         res["build_s" if not built else "start_s"] = round(time.perf_counter() - t, 1)
         link = CountingLink(vlink)
         drv = Driver(FramedTransport(link))
-        c0, t = vlink.cycles, time.perf_counter()
+        c0, s0, t = vlink.cycles, vlink.sim_cycles, time.perf_counter()
         drv.load(img)
         dt = time.perf_counter() - t
         res["load"] = {"cycles": vlink.cycles - c0, "wall_s": round(dt, 1),
-                       "sim_cycles_per_s": round((vlink.cycles - c0) / dt)}
+                       "sim_cycles_per_s": round((vlink.sim_cycles - s0) / dt)}
         print("load", res["load"], flush=True)
         for mode in MODES:
             link.reset()
-            c0, t = vlink.cycles, time.perf_counter()
+            c0, s0, t = vlink.cycles, vlink.sim_cycles, time.perf_counter()
             out = drv.run(x, mode=mode)
             cyc, dt = vlink.cycles - c0, time.perf_counter() - t
+            sim = vlink.sim_cycles - s0
             g = gold.run(x, mode=mode)
             res[mode] = {
                 "steps": out.steps,
                 "cycles_per_token": round(cyc / args.tokens, 1),
                 "run_cycles_per_token": round(link.cycles.get(int(Cmd.RUN), 0) / args.tokens, 1),
+                "run_cycles_per_step": round(link.cycles.get(int(Cmd.RUN), 0) / out.steps, 1),
                 "cycles_by_command": {Cmd(op).name: c for op, c in sorted(link.cycles.items())},
                 "wall_s": round(dt, 1),
-                "sim_cycles_per_s": round(cyc / dt),
+                "sim_cycles_per_s": round(sim / dt),
                 "bit_exact_vs_qforward": bool(np.array_equal(out.running, ref)),
                 "counters_equal_golden": bool(np.array_equal(out.counters, g.counters)),
                 "golden_equal_qforward": bool(np.array_equal(g.running, ref)),
@@ -122,11 +129,12 @@ def main():
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2) + "\n")
     print()
-    print(f"{'mode':<14}{'cycles/token':>14}{'RUN cycles/token':>18}{'bit-exact':>11}"
-          f"{'sim cycles/s':>14}")
+    print(f"{'mode':<14}{'steps':>7}{'cycles/token':>14}{'RUN cycles/token':>18}"
+          f"{'RUN cycles/step':>17}{'bit-exact':>11}{'sim cycles/s':>14}")
     for mode in MODES:
         r = res[mode]
-        print(f"{mode:<14}{r['cycles_per_token']:>14}{r['run_cycles_per_token']:>18}"
+        print(f"{mode:<14}{r['steps']:>7}{r['cycles_per_token']:>14}{r['run_cycles_per_token']:>18}"
+              f"{r['run_cycles_per_step']:>17}"
               f"{str(r['bit_exact_vs_qforward'] and r['counters_equal_golden']):>11}"
               f"{r['sim_cycles_per_s']:>14,}")
     print(f"load: {res['load']['cycles']:,} cycles for {len(img.writes):,} writes, "

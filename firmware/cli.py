@@ -300,7 +300,8 @@ def _golden_eval(image, x, y, mode, q=None, batch=64, desc="golden"):
 
 def _rtl_eval(drv, link, xq, mode, desc="RTL"):
     """Run ``xq`` (B, K, d_in) sample by sample on the RTL: (running (B, K, C), cycles per
-    sample (link.cycles around each Driver.run: clear + steps + counter reads), wall seconds)."""
+    sample (link.cycles around each Driver.run: clear + injects + runs + counter reads), wall
+    seconds)."""
     B = len(xq)
     running, cycles = [], []
     t0 = time.perf_counter()
@@ -470,8 +471,8 @@ def _shipped_model():
 
 CORE_SYNTH = Path(__file__).resolve().parents[1] / "bench" / "results" / "core_synth.json"
 DEFAULT_CLOCK_MHZ = 16.0
-RTL_DEMO_LIMIT = 20          # RTL samples by default (pipelined); fall-through: the first few
-RTL_DEMO_FT = 5
+RTL_DEMO_LIMIT = 100         # RTL samples by default (pipelined); fall-through: the first few
+RTL_DEMO_FT = 20
 
 
 def _clock():
@@ -577,7 +578,8 @@ def _demo_rtl(args) -> int:
         cpt, wall, m = perf[mode]
         print(f"{mode:<14}{cpt:>13.1f}{mhz * 1e6 / cpt:>22,.0f}{wall:>27.1f}{m:>9}")
     print()
-    print(f"cycles/token: mean over samples of RTL clock cycles (link.cycles) around Driver.run "
+    print(f"cycles/token: mean over samples of the RTL clock cycles of the commands of one "
+          f"Driver.run (each from its first word into the fabric to its response's last word out) "
           f"/ {K} tokens, host-link traffic included (CLEAR, token INJECTs, RUN, counter reads); "
           f"clock {mhz:g} MHz = {where}. Image load: {load_cycles} cycles, {load_s:.1f} s. "
           f"Total {time.perf_counter() - t_start:.0f} s.")

@@ -45,7 +45,7 @@ class LinkHarness(wiring.Component):
             "in_load": In(1), "in_ready": Out(1), "in_overflow": Out(1),
             "out_data": Out(32 * chunk), "out_last": Out(chunk),
             "out_count": Out(range(chunk + 1)), "out_hold": Out(1), "out_ack": In(1),
-            "overrun": Out(1),
+            "cmd_start": Out(48), "resp_end": Out(48), "overrun": Out(1),
         })
 
     def elaborate(self, platform):
@@ -96,4 +96,15 @@ class LinkHarness(wiring.Component):
                 m.d.sync += hold.eq(1)
         with m.If(self.out_ack & hold):
             m.d.sync += [hold.eq(0), o_cnt.eq(0)]
+
+        # -- timing ------------------------------------------------------------------------------
+        cycle = Signal(48)
+        in_frame = Signal()                 # a command word without TLAST has been accepted
+        m.d.sync += cycle.eq(cycle + 1)
+        with m.If(take):
+            with m.If(~in_frame):
+                m.d.sync += self.cmd_start.eq(cycle)
+            m.d.sync += in_frame.eq(~dut.s_axis_tlast)
+        with m.If(dut.m_axis_tvalid & dut.m_axis_tready & dut.m_axis_tlast):
+            m.d.sync += self.resp_end.eq(cycle)
         return m

@@ -148,7 +148,12 @@ class VerilatorLink:
             server.close()
             sock_path.unlink(missing_ok=True)
         self._file = self._sock.makefile("rb")
+        #: RTL clock cycles the commands took, summed: for each exchange, from the cycle the
+        #: fabric accepted the command's first word to the cycle it handed over the response's
+        #: last word (what a host without latency of its own would see)
         self.cycles = 0
+        #: clock cycles simulated so far, harness latency and reset included (simulation speed)
+        self.sim_cycles = 0
 
     def exchange(self, words: list[int]) -> list[int]:
         """Send one command frame; returns every word up to its response frame."""
@@ -157,7 +162,8 @@ class VerilatorLink:
             reply = _recv(self._file)
         except (OSError, ConnectionError) as e:
             raise RuntimeError(f"Verilator link failed: {self._error or e}") from None
-        self.cycles = reply["cycles"]
+        self.cycles += reply["cycles"]
+        self.sim_cycles = reply["sim_cycles"]
         return reply["words"]
 
     def close(self) -> None:
@@ -249,8 +255,9 @@ if cocotb is not None:
                         wake.append(RisingEdge(dut.in_ready))
                     await First(*wake)
             await RisingEdge(dut.clk)       # the acknowledgement takes effect
-            cycles = round((get_sim_time(unit="ns") - t0) / 10)
-            _send(sock, {"words": got, "cycles": cycles})
+            cycles = int(dut.resp_end.value) - int(dut.cmd_start.value) + 1
+            sim_cycles = round((get_sim_time(unit="ns") - t0) / 10)
+            _send(sock, {"words": got, "cycles": cycles, "sim_cycles": sim_cycles})
         if dut.in_overflow.value == 1:
             raise RuntimeError("link harness: a chunk was loaded while it was full")
         sock.close()
