@@ -73,7 +73,7 @@ def check_model(model, cfg, x, min_cores):
 @pytest.mark.parametrize("mesh, shape, min_cores", [
     ((1, 1), dict(H=4, N=2, layers=1), 1),
     ((2, 2), dict(H=6, N=3, layers=2), 3),
-    pytest.param((2, 3), dict(H=8, N=3, layers=2), 4, marks=pytest.mark.slow),
+    ((2, 3), dict(H=8, N=3, layers=2), 4),
 ], ids=["1x1", "2x2", "2x3"])
 def test_random_models_rtl_equals_reference(mesh, shape, min_cores):
     cfg = FabricConfig(mesh_w=mesh[0], mesh_h=mesh[1], **SMALL)
@@ -83,7 +83,6 @@ def test_random_models_rtl_equals_reference(mesh, shape, min_cores):
     check_model(model, cfg, x, min_cores)
 
 
-@pytest.mark.slow
 def test_shipped_model_rtl_equals_reference():
     from firmware.datasets import load_dataset
     model = load_model("firmware/models/digits-q")
