@@ -241,11 +241,31 @@ def _open_link(cfg, waves=False):
               f"of this configuration{', with waves' if waves else ''}; takes a few minutes; "
               f"log: {log}) ...", flush=True)
     t0 = time.perf_counter()
-    with _quiet_fds(log):
-        link = VerilatorLink(cfg, waves=waves, timeout=3600.0)
+    try:
+        with _quiet_fds(log):
+            link = VerilatorLink(cfg, waves=waves, timeout=3600.0)
+    except RuntimeError as e:
+        hint = _log_error_line(log)
+        raise CLIError(f"{str(e).strip().splitlines()[0]}"
+                       + (f"; the log says: {hint}" if hint else "")
+                       + f" (full log: {log}; is a C++ compiler (g++) and make installed? "
+                       "run `make test` to check the toolchain)") from None
     if not built:
         print(f"built in {time.perf_counter() - t0:.0f} s", flush=True)
     return link
+
+
+def _log_error_line(log: Path) -> str:
+    """The first line of a build/simulator log that looks like the cause of a failure."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for pat in ("fatal error", "error:", "Error", "%Error"):
+        for ln in lines:
+            if pat in ln and "Warning" not in ln:
+                return ln.strip()[:300]
+    return ""
 
 
 @contextlib.contextmanager

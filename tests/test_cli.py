@@ -181,6 +181,30 @@ def test_waves_needs_verilator(argv, qmodel_path, capsys):
     assert "--backend verilator" in _err_line(capsys)
 
 
+def test_simulator_failure_is_one_line(qmodel_path, tmp_path, monkeypatch, capsys):
+    """A Verilator build that fails (here: a stand-in that writes a compiler error to the log
+    and raises like VerilatorLink does) ends in one error line naming the cause and the log,
+    exit 1, no traceback."""
+    import sim.verilator_link as vl
+
+    monkeypatch.setattr(vl, "sim_build_dir", lambda cfg, waves=False: tmp_path / "sim")
+
+    def broken_link(cfg, waves=False, timeout=0):
+        import os
+        os.write(1, b"x.cpp:1:10: fatal error: foo.h: No such file or directory\n")
+        raise RuntimeError("the Verilator simulation did not start: Command failed with "
+                           "return code: 2")
+
+    monkeypatch.setattr(vl, "VerilatorLink", broken_link)
+    img = str(qmodel_path / "img.nlimg")
+    assert main(["run", img, "--sample", "0", "--backend", "verilator"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("neuroloom: error: the Verilator simulation did not start"), line
+    assert "fatal error: foo.h" in line and str(tmp_path / "sim" / "sim.log") in line
+
+
 def _gu_state_dict():
     """A tiny state_dict in the state-spaces/s4 S4D layout (d_in=1, as digits)."""
     return gu_state_dict(H=4, N2=2, d_in=1, classes=10, L=1)
