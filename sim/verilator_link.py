@@ -157,6 +157,8 @@ class VerilatorLink:
 
     def exchange(self, words: list[int]) -> list[int]:
         """Send one command frame; returns every word up to its response frame."""
+        if not words:
+            raise ValueError("exchange needs at least one word (a command frame)")
         try:
             _send(self._sock, {"words": [int(w) for w in words]})
             reply = _recv(self._file)
