@@ -19,7 +19,10 @@ offering a word every cycle and always ready):
 Slow: the first run builds the 42-tile Verilator model (about 10 min on 2 cores). Results go to
 ``bench/results/fabric_seed.json``.
 
-    .venv/bin/python bench/seed_rtl_bench.py [--tokens 64] [--mesh 7x6]
+    .venv/bin/python bench/seed_rtl_bench.py [--tokens 64] [--mesh 7x6] [--row-budget N]
+
+With ``--row-budget N`` the model is compiled with at most N synapse rows per core (see
+``compile_model``) and the results go to ``bench/results/fabric_seed_rbN.json``.
 """
 
 from __future__ import annotations
@@ -73,20 +76,26 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=64, help="tokens per mode (default 64)")
     ap.add_argument("--mesh", default="7x6", help="mesh WxH of default cores (default 7x6)")
+    ap.add_argument("--row-budget", type=int, default=None,
+                    help="compile with at most this many synapse rows per core")
     args = ap.parse_args()
+    results = RESULTS if args.row_budget is None else RESULTS.with_name(
+        f"fabric_seed_rb{args.row_budget}.json")
     from sim import tools
     from sim.verilator_link import VerilatorLink, sim_build_dir
 
     w, h = (int(v) for v in args.mesh.lower().split("x"))
     cfg = FabricConfig(mesh_w=w, mesh_h=h)
     model = random_qmodel(64, 32, 4, d_in=1, classes=10, seed=0)
-    comp = compile_model(model, cfg, mode="pipelined")
+    comp = compile_model(model, cfg, mode="pipelined", row_budget=args.row_budget)
     img = from_compiled(comp)
     x = model.quantize_input(np.random.default_rng(0).uniform(0, 1, (1, args.tokens, 1)), cfg)
     ref = qforward(model, x, cfg)
     res = {"model": "random_qmodel(64, 32, 4, d_in=1, classes=10, seed=0)",
            "mesh": f"{w}x{h}", "cores_used": comp.cores_used, "neurons": len(comp.placement),
            "stages": comp.num_stages, "hops_per_token": comp.hops(),
+           "row_budget": args.row_budget,
+           "max_synapse_rows_per_core": max(u["synapse_rows"][0] for u in comp.usage()),
            "tokens": args.tokens, "config_writes": len(img.writes), "cpu_count": os.cpu_count()}
     print(f"seed model on {w}x{h}: {comp.cores_used} cores, {len(img.writes)} config writes",
           flush=True)
@@ -126,8 +135,8 @@ def main():
                 "golden_equal_qforward": bool(np.array_equal(g.running, ref)),
             }
             print(mode, res[mode], flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=2) + "\n")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(res, indent=2) + "\n")
     print()
     print(f"{'mode':<14}{'steps':>7}{'cycles/token':>14}{'RUN cycles/token':>18}"
           f"{'RUN cycles/step':>17}{'bit-exact':>11}{'sim cycles/s':>14}")
@@ -138,7 +147,7 @@ def main():
               f"{str(r['bit_exact_vs_qforward'] and r['counters_equal_golden']):>11}"
               f"{r['sim_cycles_per_s']:>14,}")
     print(f"load: {res['load']['cycles']:,} cycles for {len(img.writes):,} writes, "
-          f"{res['load']['wall_s']} s wall; results in {RESULTS.relative_to(ROOT)}")
+          f"{res['load']['wall_s']} s wall; results in {results.relative_to(ROOT)}")
     ok = all(res[m]["bit_exact_vs_qforward"] and res[m]["counters_equal_golden"] for m in MODES)
     return 0 if ok else 1
 

@@ -124,19 +124,19 @@ def _load_model(path: str, dataset=None, cfg=None, activation=None, residual=Non
     return fm, q
 
 
-def _compile(q, cfg, mode, mesh_given: bool):
+def _compile(q, cfg, mode, mesh_given: bool, row_budget: int | None = None):
     """Compile; without --mesh, grow the mesh to the smallest that fits."""
     from hw.config import FabricConfig
 
     from .compiler import FitError, compile_model
     try:
-        return compile_model(q, cfg, mode=mode)
+        return compile_model(q, cfg, mode=mode, row_budget=row_budget)
     except FitError as e:
         if mesh_given or not e.mesh:
             raise
         w, h = (int(v) for v in e.mesh.split("x"))
         return compile_model(q, FabricConfig(**{**cfg.to_dict(), "mesh_w": w, "mesh_h": h}),
-                             mode=mode)
+                             mode=mode, row_budget=row_budget)
 
 
 def _import_opts(args) -> tuple:
@@ -159,7 +159,7 @@ def _load_target(path: str, args, need_model_for_eval=False):
     cfg = _cfg(getattr(args, "mesh", None))
     fm, q = _load_model(path, data, cfg, *_import_opts(args))
     comp = _compile(q, cfg, getattr(args, "mode", None) or "pipelined",
-                    getattr(args, "mesh", None) is not None)
+                    getattr(args, "mesh", None) is not None, getattr(args, "row_budget", None))
     return from_compiled(comp), fm, q, comp
 
 
@@ -343,7 +343,7 @@ def cmd_compile(args) -> int:
     data = _dataset(args.dataset, args.data, required=False)
     cfg = _cfg(args.mesh)
     _, q = _load_model(args.model, data, cfg, *_import_opts(args))
-    comp = _compile(q, cfg, args.mode, args.mesh is not None)
+    comp = _compile(q, cfg, args.mode, args.mesh is not None, args.row_budget)
     image = from_compiled(comp)
     size = save(image, args.output)
     s = comp.summary()
@@ -739,6 +739,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, help="image file to write (.nlimg)")
     c.add_argument("--mesh", help="WxH (default: 2x2, or the smallest mesh that fits)")
     c.add_argument("--mode", choices=MODES, default="pipelined")
+    c.add_argument("--row-budget", type=int, default=None, metavar="N",
+                   help="at most N synapse rows per core (default: all): shorter steps on "
+                        "more cores, since a core works through one row per cycle")
     import_opts(c)
     dataset_opts(c)
     c.set_defaults(func=cmd_compile)

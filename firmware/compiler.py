@@ -330,7 +330,7 @@ class _CoreLoad:
                 "groups": len(self.stages)}
 
 
-def _pack(net: _Net, cfg: FabricConfig):
+def _pack(net: _Net, cfg: FabricConfig, caps: dict | None = None):
     """Greedy stage-ordered packing on an unbounded line of cores ("slots").
 
     Returns ``(loads, where, rejects, dests)``: per-slot usage, ``where[(stage, j)] = slot``,
@@ -338,7 +338,7 @@ def _pack(net: _Net, cfg: FabricConfig):
     it sends to. Raises FitError if some item does not fit even an empty core.
     """
     lanes = cfg.synapse_lanes
-    caps = {r: _capacity(cfg, r) for r in RESOURCES}
+    caps = caps or {r: _capacity(cfg, r) for r in RESOURCES}
     loads: list[_CoreLoad] = [_CoreLoad()]
     where: dict = {}
     dests: dict = {}                       # source key -> set of core slots
@@ -419,6 +419,10 @@ def _pack(net: _Net, cfg: FabricConfig):
                 raise FitError(f"{label}: its sources' core (packing slot {res[1]}) would need "
                                f"{used} route words, capacity is {caps[name]} ({used - caps[name]}"
                                f" over); raise route_words", name, used, caps[name])
+        if caps[name] != _capacity(cfg, name):      # the row budget binds, not the core
+            raise FitError(f"{label} needs {used} {name} on one core, the row budget is "
+                           f"{caps[name]} ({used - caps[name]} over); raise the row budget "
+                           f"(at most {_capacity(cfg, name)})", name, used, caps[name])
         raise FitError(f"{label} needs {used} {name} on one core, capacity is {caps[name]} "
                        f"({used - caps[name]} over); no mesh size helps: raise the core's "
                        f"{name} capacity", name, used, caps[name])
@@ -431,7 +435,7 @@ def _pack(net: _Net, cfg: FabricConfig):
             blocks = [[(s, h * net.M + m) for m in range(net.M)] for h in range(net.H)]
             # keep each readout with its channel's modes when that block fits an empty core;
             # else all the layer's mode blocks first, then its readouts
-            if _fits_empty_core(net, cfg, blocks[0] + [(s + 1, 0)]):
+            if _fits_empty_core(net, cfg, blocks[0] + [(s + 1, 0)], caps):
                 for h, block in enumerate(blocks):
                     place(block + [(s + 1, h)], f"layer {st.layer} channel {h} (modes+readout)")
             else:
@@ -445,7 +449,7 @@ def _pack(net: _Net, cfg: FabricConfig):
     return loads, where, rejects, dests
 
 
-def _fits_empty_core(net: _Net, cfg: FabricConfig, item) -> bool:
+def _fits_empty_core(net: _Net, cfg: FabricConfig, item, caps: dict) -> bool:
     """Does a channel block (modes + readout) fit an otherwise empty core?"""
     lanes = cfg.synapse_lanes
     srcs: dict = {}
@@ -454,9 +458,10 @@ def _fits_empty_core(net: _Net, cfg: FabricConfig, item) -> bool:
             srcs[k] = srcs.get(k, 0) + 1
     rows = sum(_rows_bound(c, lanes) for c in srcs.values())
     progs = {tuple(net.programs[s]) for s, _ in item}
-    return (len(item) <= cfg.neurons and len(srcs) <= cfg.axons and rows <= cfg.synapse_rows
-            and len(item) <= cfg.route_words and sum(len(p) for p in progs) <= cfg.ucode_depth
-            and len({s for s, _ in item}) <= cfg.groups)
+    return (len(item) <= caps["neurons"] and len(srcs) <= caps["axons"]
+            and rows <= caps["synapse_rows"] and len(item) <= caps["route_words"]
+            and sum(len(p) for p in progs) <= caps["ucode"]
+            and len({s for s, _ in item}) <= caps["groups"])
 
 
 # -- the result ------------------------------------------------------------------------------------
@@ -570,7 +575,8 @@ def _check_mode(mode: str) -> None:
 # -- compile ---------------------------------------------------------------------------------------
 
 def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "pipelined",
-                  allow_acc_wrap: bool = False, optimize_placement: bool = True) -> Compiled:
+                  allow_acc_wrap: bool = False, optimize_placement: bool = True,
+                  row_budget: int | None = None) -> Compiled:
     """Map ``model`` onto the fabric ``cfg``.
 
     Raises :class:`CompileError` for parameters out of range, :class:`AccumulatorRangeError`
@@ -578,9 +584,22 @@ def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "p
     both wrap, so results stay identical, only meaningless), :class:`FitError` when the model
     does not fit. ``optimize_placement``: improve the snake placement by pairwise tile swaps
     that lower the total NoC hops (else keep the snake order).
+
+    ``row_budget``: use at most this many synapse rows per core (default: all of them). A core
+    works through one synapse row per cycle and every source spikes at most once per step, so
+    the busiest core's rows bound the step length from below; a lower budget spreads fan-in
+    over more cores for shorter steps (about 2 cycles per neuron update is the other bound).
     """
     cfg = cfg or FabricConfig()
     _check_mode(mode)
+    caps = {r: _capacity(cfg, r) for r in RESOURCES}
+    if row_budget is not None:
+        if isinstance(row_budget, bool) or not isinstance(row_budget, int) or row_budget < 1:
+            raise CompileError(f"row_budget={row_budget!r} must be a positive integer")
+        if row_budget > cfg.synapse_rows:
+            raise CompileError(f"row_budget={row_budget} is more than a core's "
+                               f"{cfg.synapse_rows} synapse rows")
+        caps["synapse_rows"] = row_budget
     _check_ranges(model, cfg)
     try:
         bounds = check_accumulators(model, cfg)
@@ -589,10 +608,10 @@ def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "p
             raise
         bounds = {}
     net = _Net(model, cfg)
-    loads, where, rejects, dests = _pack(net, cfg)
+    loads, where, rejects, dests = _pack(net, cfg, caps)
     n_needed = len(loads) if loads[-1].neurons else len(loads) - 1
     if n_needed > cfg.num_cores:
-        _raise_fit(cfg, loads, n_needed, rejects)
+        _raise_fit(cfg, loads, n_needed, rejects, caps)
 
     traffic = np.zeros((n_needed, n_needed), dtype=np.int64)
     for k, slots in dests.items():
@@ -683,16 +702,17 @@ def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "p
     return comp
 
 
-def _raise_fit(cfg: FabricConfig, loads, n_needed: int, rejects: dict):
+def _raise_fit(cfg: FabricConfig, loads, n_needed: int, rejects: dict, caps: dict):
     tot = {r: sum(ld.usage()[r] for ld in loads) for r in RESOURCES}
-    avail = {r: _capacity(cfg, r) * cfg.num_cores for r in RESOURCES}
+    avail = {r: caps[r] * cfg.num_cores for r in RESOURCES}
     # the binding resource: highest demand / mesh capacity; if none is over in total (packing
     # keeps channel blocks whole), the one that made the packer open new cores most often
     res = max(RESOURCES, key=lambda r: (tot[r] / avail[r], rejects.get(r, 0)))
     if tot[res] <= avail[res]:
         res = max(RESOURCES, key=lambda r: (rejects.get(r, 0), tot[r] / avail[r]))
         short = (f"{tot[res]} needed of {avail[res]} on the mesh, but whole channel blocks "
-                 f"need {n_needed} cores' worth of {res} (per core {_capacity(cfg, res)})")
+                 f"need {n_needed} cores' worth of {res} (per core {caps[res]}"
+                 + (", the row budget" if caps[res] != _capacity(cfg, res) else "") + ")")
     else:
         short = f"{tot[res]} needed, {avail[res]} available ({tot[res] - avail[res]} over)"
     mesh = fitting_mesh(n_needed)

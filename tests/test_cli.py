@@ -81,6 +81,8 @@ def test_demo(capsys):
     (["run", "IMG", "--sample", "99999"], "outside the test split"),
     (["compile", "BIG", "-o", "x.nlimg", "--mesh", "1x1"], "--mesh"),
     (["compile", "SMALL", "-o", "x.nlimg", "--mesh", "3by3"], "WxH"),
+    (["compile", "SMALL", "-o", "x.nlimg", "--row-budget", "0"], "positive integer"),
+    (["compile", "SMALL", "-o", "x.nlimg", "--row-budget", "2"], "raise the row budget"),
     (["info", "GARBAGE"], "bad magic"),
 ])
 def test_user_errors_are_one_line(argv, needle, qmodel_path, tmp_path, capsys):

@@ -14,7 +14,7 @@ from firmware.compiler import (
     random_qmodel,
     snake_order,
 )
-from firmware.driver import Driver, GoldenTransport
+from firmware.driver import ARCH_COUNTERS, Driver, GoldenTransport
 from firmware.image import from_compiled
 from firmware.qmodel import qforward
 from hw.config import FabricConfig
@@ -170,3 +170,35 @@ def test_mesh_helpers():
     assert snake_order(3, 2) == [0, 1, 2, 5, 4, 3]
     assert fitting_mesh(1) == "1x1" and fitting_mesh(5) == "3x2" and fitting_mesh(37) == "7x6"
     assert fitting_mesh(257) is None
+
+
+def test_row_budget_spreads_fan_in_and_stays_bit_exact():
+    """With a row budget no core uses more synapse rows than the budget (and, every source
+    spiking at most once a step, no core processes more rows per step: the golden model's
+    synaptic-op counter stays within budget x lanes); more cores are used; results equal
+    qforward and the unbudgeted map bit for bit."""
+    cfg = FabricConfig(mesh_w=4, mesh_h=4, neurons=64, axons=64, synapse_rows=128)
+    model = random_qmodel(8, 4, 2, d_in=2, classes=5, seed=3, cfg=cfg)
+    x = _tokens(model, cfg, 2, 8, 5)
+    ref = qforward(model, x, cfg)
+    full = compile_model(model, cfg)
+    full_rows = max(u["synapse_rows"][0] for u in full.usage())
+    budget = full_rows // 2
+    comp = compile_model(model, cfg, row_budget=budget)
+    assert max(u["synapse_rows"][0] for u in comp.usage()) <= budget < full_rows
+    assert comp.cores_used > full.cores_used
+    drv = Driver(GoldenTransport(max_batch=2))
+    drv.load(from_compiled(comp))
+    res = drv.run(x, mode="pipelined")
+    np.testing.assert_array_equal(res.running, ref)
+    per_step = res.counters[:, ARCH_COUNTERS.index(Counter.SYN_OPS)] / (2 * res.steps)
+    assert per_step.max() <= budget * cfg.synapse_lanes
+
+
+@pytest.mark.parametrize("budget, match", [(0, "positive integer"), (2.5, "positive integer"),
+                                           (10_000, "more than a core's"),
+                                           (3, "row budget is 3.*raise the row budget")])
+def test_row_budget_errors(budget, match):
+    model = random_qmodel(8, 4, 1, d_in=1, classes=2, seed=0)
+    with pytest.raises(CompileError, match=match):
+        compile_model(model, FabricConfig(), row_budget=budget)
