@@ -15,8 +15,10 @@ offering a word every cycle and always ready):
 * cycles/step in RUN: the same / steps run. Pipelined, one token enters per step, so this is
   the steady-state cycles per token of a long sequence (the per-token figures above include
   the pipeline's fill, stages - 1 extra steps per sequence).
+* busy cycles per step of the 5 busiest cores (RTL-only counter ``BUSY_CYCLES``: cycles a
+  core was not idle, whole run incl. host traffic, / steps), to see what bounds the step.
 
-Slow: the first run builds the 42-tile Verilator model (about 10 min on 2 cores). Results go to
+Slow: the first run builds the 42-tile Verilator model (about 5 min on 2 cores). Results go to
 ``bench/results/fabric_seed.json``.
 
     .venv/bin/python bench/seed_rtl_bench.py [--tokens 64] [--mesh 7x6] [--row-budget N]
@@ -46,6 +48,7 @@ from firmware.image import from_compiled  # noqa: E402
 from firmware.qmodel import qforward  # noqa: E402
 from firmware.transports import FramedTransport  # noqa: E402
 from hw.config import FabricConfig  # noqa: E402
+from hw.layouts import Counter, Mem  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "fabric_seed.json"
 MODES = ("pipelined", "fall-through")
@@ -101,7 +104,7 @@ def main():
           flush=True)
     built = (sim_build_dir(cfg) / tools._STAMP_NAME).is_file()
     if not built:
-        print("building the Verilator model (about 10 min) ...", flush=True)
+        print("building the Verilator model (about 5 min) ...", flush=True)
     t = time.perf_counter()
     gold = Driver(GoldenTransport(batch=1))
     gold.load(img)
@@ -115,24 +118,36 @@ def main():
         res["load"] = {"cycles": vlink.cycles - c0, "wall_s": round(dt, 1),
                        "sim_cycles_per_s": round((vlink.sim_cycles - s0) / dt)}
         print("load", res["load"], flush=True)
+        tr = drv.transport
+
+        def busy():                 # RTL-only per-core counter: cycles the core was not idle
+            return np.array([tr.read(c, Mem.COUNTER, int(Counter.BUSY_CYCLES), 0)
+                             for c in range(cfg.num_cores)], dtype=np.int64)
+
         for mode in MODES:
+            b0 = busy()
             link.reset()
             c0, s0, t = vlink.cycles, vlink.sim_cycles, time.perf_counter()
             out = drv.run(x, mode=mode)
             cyc, dt = vlink.cycles - c0, time.perf_counter() - t
             sim = vlink.sim_cycles - s0
+            by_cmd = {Cmd(op).name: c for op, c in sorted(link.cycles.items())}
+            b = (busy() - b0) / out.steps
+            top = np.argsort(-b)[:5]
             g = gold.run(x, mode=mode)
             res[mode] = {
                 "steps": out.steps,
                 "cycles_per_token": round(cyc / args.tokens, 1),
                 "run_cycles_per_token": round(link.cycles.get(int(Cmd.RUN), 0) / args.tokens, 1),
                 "run_cycles_per_step": round(link.cycles.get(int(Cmd.RUN), 0) / out.steps, 1),
-                "cycles_by_command": {Cmd(op).name: c for op, c in sorted(link.cycles.items())},
+                "cycles_by_command": by_cmd,
                 "wall_s": round(dt, 1),
                 "sim_cycles_per_s": round(sim / dt),
                 "bit_exact_vs_qforward": bool(np.array_equal(out.running, ref)),
                 "counters_equal_golden": bool(np.array_equal(out.counters, g.counters)),
                 "golden_equal_qforward": bool(np.array_equal(g.running, ref)),
+                "busy_cycles_per_step_top5": {f"core {int(c)} {cfg.core_xy(int(c))}":
+                                              round(float(b[c]), 1) for c in top},
             }
             print(mode, res[mode], flush=True)
     results.parent.mkdir(parents=True, exist_ok=True)
