@@ -330,15 +330,15 @@ class _CoreLoad:
                 "groups": len(self.stages)}
 
 
-def _pack(net: _Net, cfg: FabricConfig, caps: dict | None = None):
-    """Greedy stage-ordered packing on an unbounded line of cores ("slots").
+def _pack(net: _Net, cfg: FabricConfig, caps: dict):
+    """Greedy stage-ordered packing on an unbounded line of cores ("slots"), each within the
+    per-core capacities ``caps`` (resource -> amount).
 
     Returns ``(loads, where, rejects, dests)``: per-slot usage, ``where[(stage, j)] = slot``,
     how often each resource made the packer open a new core, and ``dests[source] = slots``
     it sends to. Raises FitError if some item does not fit even an empty core.
     """
     lanes = cfg.synapse_lanes
-    caps = caps or {r: _capacity(cfg, r) for r in RESOURCES}
     loads: list[_CoreLoad] = [_CoreLoad()]
     where: dict = {}
     dests: dict = {}                       # source key -> set of core slots

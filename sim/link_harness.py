@@ -83,9 +83,7 @@ class LinkHarness(wiring.Component):
         m.submodules.ofifo = fifo = SyncFIFOBuffered(width=33, depth=self._depth)
         m.d.comb += [fifo.w_data.eq(Cat(dut.m_axis_tdata, dut.m_axis_tlast)),
                      fifo.w_en.eq(dut.m_axis_tvalid), dut.m_axis_tready.eq(fifo.w_rdy)]
-        o_cnt = Signal(range(K + 1))
-        hold = Signal()
-        m.d.comb += [self.out_count.eq(o_cnt), self.out_hold.eq(hold)]
+        o_cnt, hold = self.out_count, self.out_hold      # registers
         m.d.comb += fifo.r_en.eq(~hold)
         with m.If(fifo.r_rdy & ~hold):
             word, last = fifo.r_data[:32], fifo.r_data[32]

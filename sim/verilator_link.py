@@ -30,7 +30,7 @@ from hw.config import FabricConfig
 
 from . import tools
 
-__all__ = ["VerilatorLink", "fabric_verilog", "harness_verilog", "sim_build_dir", "CHUNK"]
+__all__ = ["VerilatorLink", "harness_verilog", "sim_build_dir", "CHUNK"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 _ENV_SOCK = "NEUROLOOM_LINK_SOCKET"
@@ -60,33 +60,20 @@ def sim_build_dir(cfg: FabricConfig, waves: bool = False) -> Path:
     return _cfg_dir(cfg) / ("sim_waves" if waves else "sim")
 
 
-def _write_once(path: Path, cfg: FabricConfig, make_text) -> Path:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(make_text())
-        tmp.replace(path)
-        (path.parent / "fabric.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    return path
-
-
-def fabric_verilog(cfg: FabricConfig, out: Path | None = None) -> Path:
-    """Write (or reuse) the bare fabric's Verilog for ``cfg``; returns the file's path."""
-    from hw.fabric import Fabric
-
-    return _write_once(out or _cfg_dir(cfg) / "fabric.v", cfg,
-                       lambda: tools.to_verilog(Fabric(cfg), "fabric"))
-
-
 def harness_verilog(cfg: FabricConfig) -> Path:
     """Write (or reuse) the Verilog of the fabric inside its :class:`LinkHarness` (module
     :data:`TOPLEVEL`), which is what :class:`VerilatorLink` simulates."""
-    from hw.fabric import Fabric
+    path = _cfg_dir(cfg) / f"{TOPLEVEL}.v"
+    if not path.exists():
+        from hw.fabric import Fabric
 
-    from .link_harness import LinkHarness
-
-    return _write_once(_cfg_dir(cfg) / f"{TOPLEVEL}.v", cfg, lambda: tools.to_verilog(
-        LinkHarness(Fabric(cfg), chunk=CHUNK), TOPLEVEL))
+        from .link_harness import LinkHarness
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(tools.to_verilog(LinkHarness(Fabric(cfg), chunk=CHUNK), TOPLEVEL))
+        tmp.replace(path)
+        (path.parent / "fabric.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    return path
 
 
 def _send(sock: socket.socket, obj) -> None:

@@ -181,11 +181,13 @@ def test_row_budget_spreads_fan_in_and_stays_bit_exact():
     model = random_qmodel(8, 4, 2, d_in=2, classes=5, seed=3, cfg=cfg)
     x = _tokens(model, cfg, 2, 8, 5)
     ref = qforward(model, x, cfg)
+    def most_rows(comp):            # synapse rows actually configured, per core
+        return max(sum(n for _, n, _ in core.axons) for core in comp.cores)
+
     full = compile_model(model, cfg)
-    full_rows = max(u["synapse_rows"][0] for u in full.usage())
-    budget = full_rows // 2
+    budget = most_rows(full) // 2
     comp = compile_model(model, cfg, row_budget=budget)
-    assert max(u["synapse_rows"][0] for u in comp.usage()) <= budget < full_rows
+    assert most_rows(comp) <= budget
     assert comp.cores_used > full.cores_used
     drv = Driver(GoldenTransport(max_batch=2))
     drv.load(from_compiled(comp))

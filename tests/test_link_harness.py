@@ -3,32 +3,27 @@ around a stand-in device (a FIFO with random input stalls): every word arrives o
 with its TLAST; the device sees a stream without bubbles while chunks are available; a chunk
 loaded while the harness is full raises ``in_overflow``."""
 
+import inspect
 import random
 
 import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
 from amaranth.sim import Simulator
 
+from hw.fabric import Fabric
 from sim.link_harness import LinkHarness
 
 
 class Echo(wiring.Component):
-    """Stand-in for the fabric: the words it accepts come back out of a small FIFO; input
-    ready is withheld on the cycles ``stall`` (an input) is high."""
+    """Stand-in for the fabric, with its ports (taken from :class:`hw.fabric.Fabric`): the words
+    it accepts come back out of a small FIFO; input ready is withheld on the cycles ``stall``
+    (an extra input) is high."""
 
-    s_axis_tdata: In(32)
-    s_axis_tvalid: In(1)
-    s_axis_tready: Out(1)
-    s_axis_tlast: In(1)
-    m_axis_tdata: Out(32)
-    m_axis_tvalid: Out(1)
-    m_axis_tready: In(1)
-    m_axis_tlast: Out(1)
-    overrun: Out(1)
-    stall: In(1)
+    def __init__(self):
+        super().__init__({**inspect.get_annotations(Fabric), "stall": In(1)})
 
     def elaborate(self, platform):
         m = Module()
