@@ -21,10 +21,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from firmware.compiler import FitError, compile_model, random_qmodel  # noqa: E402
-from firmware.driver import Driver, GoldenTransport  # noqa: E402
-from firmware.image import from_compiled  # noqa: E402
-from hw.config import FabricConfig  # noqa: E402
+from neuroloom.contract.config import FabricConfig  # noqa: E402
+from neuroloom.firmware.compiler import (  # noqa: E402
+    FitError,
+    compile_model,
+    from_compiled,  # noqa: E402
+    random_qmodel,
+)
+from neuroloom.firmware.driver import Driver  # noqa: E402
+from neuroloom.sim.transports import GoldenTransport  # noqa: E402
 
 SIZES = [  # name, H, N (complex modes), layers
     ("small (sMNIST seed)", 64, 32, 4),

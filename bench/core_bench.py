@@ -27,10 +27,10 @@ import cocotb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from firmware.asm import load_program  # noqa: E402
-from firmware.coreconfig import CoreConfig, Group, Route, Synapse  # noqa: E402
-from hw.config import FabricConfig  # noqa: E402
-from hw.layouts import Counter, Mem  # noqa: E402
+from neuroloom.contract.config import FabricConfig  # noqa: E402
+from neuroloom.contract.coreconfig import CoreConfig, Group, Route, Synapse  # noqa: E402
+from neuroloom.contract.layouts import Counter, Mem  # noqa: E402
+from neuroloom.firmware.asm import load_program  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENV_OUT = "NEUROLOOM_CORE_BENCH_OUT"
@@ -97,7 +97,7 @@ async def core_bench(dut):
 
 
 def run_cycles() -> dict:
-    from sim.tools import run_cocotb
+    from neuroloom.sim.tools import run_cocotb
     from tests.test_core_cocotb import build_core
     cfg = FabricConfig()
     src = build_core(cfg, XY)

@@ -16,15 +16,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hw.config import FabricConfig  # noqa: E402
-from hw.core.core import NeuronCore  # noqa: E402
-from sim.tools import (  # noqa: E402
+from neuroloom.contract.config import FabricConfig  # noqa: E402
+from neuroloom.hw.core.core import NeuronCore  # noqa: E402
+from neuroloom.hw.verilog import to_verilog
+from neuroloom.sim.tools import (  # noqa: E402
     build_dir,
     config_hash,
     require_tool,
     run_yosys,
     setup_yowasp,
-    to_verilog,
     yosys_cell_counts,
 )
 

@@ -28,11 +28,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from firmware.compiler import FitError, compile_model, random_qmodel  # noqa: E402
-from firmware.driver import Driver, GoldenTransport  # noqa: E402
-from firmware.image import from_compiled  # noqa: E402
-from firmware.transports import FramedTransport  # noqa: E402
-from hw.config import FabricConfig  # noqa: E402
+from neuroloom.contract.config import FabricConfig  # noqa: E402
+from neuroloom.firmware.compiler import (  # noqa: E402
+    FitError,
+    compile_model,
+    from_compiled,  # noqa: E402
+    random_qmodel,
+)
+from neuroloom.firmware.driver import Driver  # noqa: E402
+from neuroloom.firmware.transports import FramedTransport  # noqa: E402
+from neuroloom.sim.transports import GoldenTransport  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "fabric.json"
 SMALL = dict(neurons=32, axons=32, synapse_rows=128, route_words=64, ucode_depth=32)
@@ -42,14 +47,13 @@ SWEEP = [((1, 1), (4, 2, 1)), ((2, 2), (6, 3, 2)), ((3, 3), (12, 3, 3))]
 
 
 def _built(cfg) -> bool:
-    from sim import tools
-    from sim.verilator_link import sim_build_dir
-    return (sim_build_dir(cfg) / tools._STAMP_NAME).is_file()
+    from neuroloom.sim.verilator_link import is_built
+    return is_built(cfg)
 
 
 def open_link(cfg):
     """VerilatorLink with the build/simulator output sent to a log file; (link, build seconds)."""
-    from sim.verilator_link import VerilatorLink
+    from neuroloom.sim.verilator_link import VerilatorLink
     os.environ.setdefault("COCOTB_LOG_LEVEL", "WARNING")
     os.environ.setdefault("GPI_LOG_LEVEL", "WARNING")
     fresh = not _built(cfg)
@@ -123,8 +127,8 @@ def rtl_runs(model, cfg, xq, modes=MODES):
 
 
 def bench_shipped(samples):
-    from firmware.datasets import load_dataset
-    from firmware.importer import load_model
+    from neuroloom.firmware.datasets import load_dataset
+    from neuroloom.firmware.importer import load_model
     q = load_model(ROOT / "firmware" / "models" / "digits-q")
     cfg = FabricConfig()
     xq = q.quantize_input(load_dataset("digits").x_test[:samples], cfg)

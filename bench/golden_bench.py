@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.asm import load_program
-from firmware.coreconfig import CoreConfig, Group, Route, Synapse
-from hw.config import FabricConfig
-from hw.layouts import Counter
-from sim.golden import GoldenFabric
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.coreconfig import CoreConfig, Group, Route, Synapse
+from neuroloom.contract.layouts import Counter
+from neuroloom.firmware.asm import load_program
+from neuroloom.sim.golden import GoldenFabric
 
 RESULTS = Path(__file__).parent / "results" / "golden.json"
 

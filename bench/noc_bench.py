@@ -27,8 +27,8 @@ from cocotb.triggers import FallingEdge
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from hw.config import FabricConfig  # noqa: E402
-from hw.layouts import FlitKind, flit_layout, pack, unpack  # noqa: E402
+from neuroloom.contract.config import FabricConfig  # noqa: E402
+from neuroloom.contract.layouts import FlitKind, flit_layout, pack, unpack  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 MODE_ENV = "NEUROLOOM_NOC_BENCH"
@@ -204,7 +204,7 @@ async def measure(dut):
 def _measure(cfg, mode, **env):
     from test_mesh_rtl import TOP, _verilator_args, write_harness_verilog
 
-    from sim.tools import run_cocotb
+    from neuroloom.sim.tools import run_cocotb
     src = write_harness_verilog(cfg)
     out = src.parent / f"bench_{mode}.json"
     run_cocotb(TOP, [src], "noc_bench", src.parent / "verilator",
@@ -218,7 +218,13 @@ def _measure(cfg, mode, **env):
 def synth(cfg, top_name, elaboratable_factory):
     from amaranth.back import verilog
 
-    from sim.tools import build_dir, config_hash, require_tool, setup_yowasp, yosys_cell_counts
+    from neuroloom.sim.tools import (
+        build_dir,
+        config_hash,
+        require_tool,
+        setup_yowasp,
+        yosys_cell_counts,
+    )
     setup_yowasp()
     text = verilog.convert(elaboratable_factory(), name=top_name, emit_src=False)
     work = build_dir("synth", config_hash({"top": top_name, "v": text}))
@@ -239,7 +245,7 @@ def synth(cfg, top_name, elaboratable_factory):
 
 
 def run_synth():
-    from hw.noc import Mesh, Router
+    from neuroloom.hw.noc import Mesh, Router
     cfg = FabricConfig(mesh_w=3, mesh_h=3)
     res = {"router_3x3_center": synth(cfg, "router", lambda: Router(cfg, 1, 1))}
     cfg4 = FabricConfig(mesh_w=4, mesh_h=4)

@@ -41,14 +41,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from firmware.compiler import compile_model, random_qmodel  # noqa: E402
-from firmware.driver import Driver, GoldenTransport  # noqa: E402
-from firmware.hostproto import Cmd  # noqa: E402
-from firmware.image import from_compiled  # noqa: E402
-from firmware.qmodel import qforward  # noqa: E402
-from firmware.transports import FramedTransport  # noqa: E402
-from hw.config import FabricConfig  # noqa: E402
-from hw.layouts import Counter, Mem  # noqa: E402
+from neuroloom.contract.config import FabricConfig  # noqa: E402
+from neuroloom.contract.hostproto import Cmd  # noqa: E402
+from neuroloom.contract.layouts import Counter, Mem  # noqa: E402
+from neuroloom.firmware.compiler import (  # noqa: E402
+    compile_model,
+    from_compiled,  # noqa: E402
+    random_qmodel,
+)
+from neuroloom.firmware.driver import Driver  # noqa: E402
+from neuroloom.firmware.qmodel import qforward  # noqa: E402
+from neuroloom.firmware.transports import FramedTransport  # noqa: E402
+from neuroloom.sim.transports import GoldenTransport  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "fabric_seed.json"
 MODES = ("pipelined", "fall-through")
@@ -84,8 +88,7 @@ def main():
     args = ap.parse_args()
     results = RESULTS if args.row_budget is None else RESULTS.with_name(
         f"fabric_seed_rb{args.row_budget}.json")
-    from sim import tools
-    from sim.verilator_link import VerilatorLink, sim_build_dir
+    from neuroloom.sim.verilator_link import VerilatorLink, is_built
 
     w, h = (int(v) for v in args.mesh.lower().split("x"))
     cfg = FabricConfig(mesh_w=w, mesh_h=h)
@@ -102,7 +105,7 @@ def main():
            "tokens": args.tokens, "config_writes": len(img.writes), "cpu_count": os.cpu_count()}
     print(f"seed model on {w}x{h}: {comp.cores_used} cores, {len(img.writes)} config writes",
           flush=True)
-    built = (sim_build_dir(cfg) / tools._STAMP_NAME).is_file()
+    built = is_built(cfg)
     if not built:
         print("building the Verilator model (about 5 min) ...", flush=True)
     t = time.perf_counter()

@@ -47,8 +47,8 @@ if cocotb is not None:
 
 
 def measure(cfg, public: bool, cycles: int, repeats: int) -> dict:
-    from sim import tools
-    from sim.verilator_link import TOPLEVEL, harness_verilog, sim_build_dir
+    from neuroloom.sim import tools
+    from neuroloom.sim.verilator_link import TOPLEVEL, harness_verilog, sim_build_dir
     src = harness_verilog(cfg)
     bdir = sim_build_dir(cfg).parent / "sim_public" if public else sim_build_dir(cfg)
     out = bdir / "speed.json"
@@ -66,7 +66,7 @@ def measure(cfg, public: bool, cycles: int, repeats: int) -> dict:
 
 
 def main(argv=None) -> int:
-    from hw.config import FabricConfig
+    from neuroloom.contract.config import FabricConfig
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mesh", nargs="+", default=["2x2"], help="meshes of default cores")
     ap.add_argument("--cycles", type=int, default=20000)

@@ -18,9 +18,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from hw.layouts import Emit, Op, Operand
-
-from .isa import SIGNATURES, Instr, encode
+from neuroloom.contract.isa import SIGNATURES, Instr, encode
+from neuroloom.contract.layouts import Emit, Op, Operand
 
 __all__ = ["AsmError", "assemble", "assemble_file", "parse", "PROGRAM_DIR", "load_program"]
 

@@ -42,18 +42,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw.config import FabricConfig
-from hw.layouts import Mem, group_layout, pack
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.coreconfig import CoreConfig, Group, Route, Synapse, split_parts
+from neuroloom.contract.fixed import smax, smin
+from neuroloom.contract.image import MODES, Image
+from neuroloom.contract.layouts import Mem, group_layout, pack
 
 from .asm import load_program
-from .coreconfig import CoreConfig, Group, Route, Synapse, split_parts
-from .fixed import smax, smin
 from .qmodel import QLayer, QLinear, QModel, num_stages
 
 __all__ = ["CompileError", "FitError", "AccumulatorRangeError", "MODES", "StageInfo",
-           "Compiled", "compile_model", "random_qmodel", "snake_order", "fitting_mesh"]
+           "Compiled", "compile_model", "from_compiled", "random_qmodel", "snake_order",
+           "fitting_mesh"]
 
-MODES = ("pipelined", "fall-through")
 MAX_MESH = 16  # 4-bit tile coordinates
 
 
@@ -770,3 +771,15 @@ def random_qmodel(H: int = 8, N: int = 4, layers: int = 2, d_in: int = 1, classe
                           int(rng.integers(0, 3)), lin(H, H)))
     return QModel(lin(H, d_in), lys, lin(classes, H, extra=4), in_scale=64.0, out_scale=1.0,
                   meta={"random": True, "seed": seed})
+
+
+def from_compiled(comp) -> Image:
+    """Build an :class:`Image` from a :class:`Compiled`."""
+    schedules = {m: {"period": comp.token_period(m), "first_output": comp.output_step(m, 0),
+                     "group_writes": [list(w) for w in comp.group_writes(m)]} for m in MODES}
+    model = dict(comp.model_info, in_scale=comp.in_scale, out_scale=comp.out_scale)
+    stages = [{"index": s.index, "name": s.name, "program": s.program, "defines": s.defines,
+               "size": s.size} for s in comp.stages]
+    usage = [{k: list(v) for k, v in u.items()} for u in comp.usage()]
+    return Image(comp.cfg, comp.mode, comp.writes(), schedules,
+                 [list(x) for x in comp.inputs], list(comp.outputs), model, stages, usage)

@@ -1,17 +1,18 @@
 """Host driver: one API to load a config image, stream tokens and read results, over transports.
 
-A :class:`Transport` is the narrow waist between the driver and a fabric: configuration word
-writes/reads, spike injection, running N steps while collecting host outputs, CLEAR and the
-architectural counters. :class:`GoldenTransport` runs the bit-exact golden model
-(:mod:`sim.golden`, many samples side by side); a Verilator (cocotb) transport and a serial
-(FPGA board, framed host protocol) transport implement the same methods, and the driver code
-is the same for all of them.
+A :class:`~neuroloom.contract.transport.Transport` is the narrow waist between the driver and
+a fabric. Transports are found by name (:func:`open_transport`) in the ``neuroloom.transports``
+entry-point group, so the driver never imports a simulator: ``golden`` (the bit-exact golden
+model, many samples side by side), ``model`` (the host link reference model, whole host protocol)
+and ``verilator`` (the RTL under Verilator). A registry entry may give a framed *link* (an object
+with ``exchange(words) -> words``) instead of a transport; the driver wraps it in
+:class:`~neuroloom.firmware.transports.FramedTransport`. The driver code is the same for all.
 
 Usage::
 
-    from firmware import image
-    from firmware.driver import Driver, GoldenTransport
-    drv = Driver(GoldenTransport())
+    from neuroloom.contract import image
+    from neuroloom.firmware.driver import Driver, open_transport
+    drv = Driver(open_transport("golden"))
     drv.load(image.load("model.nlimg"))
     res = drv.run(tokens, mode="pipelined")     # tokens: (K, d_in) or (B, K, d_in) payloads
     res.logits, res.running                      # final and per-token running logits (int)
@@ -23,161 +24,47 @@ host outputs at step ``first_output + k * period``. Each sequence starts from CL
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 
 import numpy as np
 
-from hw.config import FabricConfig
-from hw.layouts import Counter, Mem
+from neuroloom.contract.fixed import sat
+from neuroloom.contract.image import Image
+from neuroloom.contract.layouts import Mem
+from neuroloom.contract.transport import ARCH_COUNTERS, DriverError, Transport
 
-from .fixed import sat
-from .image import Image
+from .transports import FramedTransport
 
-__all__ = ["Transport", "StepOutput", "GoldenTransport", "Driver", "RunResult", "DriverError",
+__all__ = ["Driver", "RunResult", "DriverError", "open_transport", "transport_names",
            "ARCH_COUNTERS"]
 
-ARCH_COUNTERS = (Counter.NEURON_UPDATES, Counter.SYN_OPS, Counter.SPIKES_SENT,
-                 Counter.SPIKES_RECEIVED)
+TRANSPORT_GROUP = "neuroloom.transports"
 
 
-class DriverError(RuntimeError):
-    """The fabric did not behave as the image promised (missing output, no image loaded)."""
+def transport_names() -> list[str]:
+    """The names of every registered transport (entry-point group ``neuroloom.transports``)."""
+    return sorted(ep.name for ep in entry_points(group=TRANSPORT_GROUP))
 
 
-@dataclass
-class StepOutput:
-    """Host outputs of one step: ``payload[b, i]`` on ``channels[i]`` where ``valid[b, i]``."""
-    step: int
-    channels: np.ndarray   # (K,)
-    payload: np.ndarray    # (B, K)
-    valid: np.ndarray      # (B, K) bool
+def open_transport(name: str, **options) -> Transport:
+    """The transport registered as ``name``, built with ``options``.
 
+    A registry entry is a callable returning a :class:`Transport`, or a framed link (an object
+    with ``exchange``), which is wrapped in :class:`FramedTransport`.
 
-class Transport(ABC):
-    """What a driver needs from a fabric. ``batch``: samples run side by side (1 on hardware).
-
-    Implementations: :class:`GoldenTransport`; later ``VerilatorTransport`` (cocotb, RTL) and
-    ``SerialTransport`` (board over UART, framed host protocol in docs/).
+    Raises
+    ------
+    DriverError
+        no transport of that name is registered (names the ones that are).
     """
+    eps = {ep.name: ep for ep in entry_points(group=TRANSPORT_GROUP)}
+    if name not in eps:
+        known = ", ".join(sorted(eps)) or "none: is neuroloom installed (pip install -e .)?"
+        raise DriverError(f"unknown transport {name!r}; registered transports: {known}")
+    made = eps[name].load()(**options)
+    return made if isinstance(made, Transport) else FramedTransport(made)
 
-    cfg: FabricConfig | None = None
-    batch: int = 1
-    max_batch: int = 1
-
-    @abstractmethod
-    def open(self, cfg: FabricConfig) -> None:
-        """Attach to a fabric with parameters ``cfg`` (hardware: check that it matches)."""
-
-    @abstractmethod
-    def write(self, core: int, mem: int, index: int, part: int, value: int) -> None:
-        """One configuration write (a CFG_WRITE flit)."""
-
-    def write_many(self, writes) -> None:
-        """Many ``(core, mem, index, part, value)`` writes (transports may stream them)."""
-        for w in writes:
-            self.write(*w)
-
-    @abstractmethod
-    def read(self, core: int, mem: int, index: int, part: int) -> int:
-        """One configuration read (CFG_READ -> READ_RESP); sample 0 on batched transports."""
-
-    @abstractmethod
-    def inject(self, core: int, axon: int, payload) -> None:
-        """A host spike to ``axon`` of ``core`` before the next step; payload scalar or (B,)."""
-
-    @abstractmethod
-    def run(self, steps: int) -> list[StepOutput]:
-        """Run ``steps`` steps; the host outputs of each."""
-
-    @abstractmethod
-    def clear(self) -> None:
-        """Zero all neuron state and accumulators; the next step is step 0."""
-
-    def set_batch(self, batch: int) -> int:
-        """Ask for ``batch`` samples side by side; returns the batch actually used."""
-        return self.batch
-
-    def counters(self) -> np.ndarray:
-        """(batch, cores, 4) architectural counters, through the generic config read path."""
-        cfg = self.cfg
-        out = np.zeros((1, cfg.num_cores, len(ARCH_COUNTERS)), dtype=np.int64)
-        for c in range(cfg.num_cores):
-            for i, k in enumerate(ARCH_COUNTERS):
-                out[0, c, i] = self.read(c, Mem.COUNTER, int(k), 0)
-        return out
-
-    def close(self) -> None:  # noqa: B027 -- optional hook, nothing to release by default
-        """Release the link (serial port, simulator); the default has nothing to release."""
-
-
-class GoldenTransport(Transport):
-    """The golden model (:class:`sim.golden.GoldenFabric`) as a transport.
-
-    ``max_batch`` samples run side by side; changing the batch rebuilds the model and replays
-    the configuration writes seen so far, so construct it with the ``batch`` you will use.
-    """
-
-    def __init__(self, cfg: FabricConfig | None = None, batch: int = 1, max_batch: int = 256):
-        self.max_batch = max(1, int(max_batch))
-        self.batch = max(1, min(int(batch), self.max_batch))
-        self.fabric = None
-        self._log: dict = {}
-        if cfg is not None:
-            self.open(cfg)
-
-    def open(self, cfg: FabricConfig) -> None:
-        """A fresh golden fabric (power-on state: every memory zero)."""
-        from sim.golden import GoldenFabric  # sim depends on firmware, not the other way round
-        self.cfg = cfg
-        self.fabric = GoldenFabric(cfg, self.batch)
-        self._log = {}
-
-    def _need(self):
-        if self.fabric is None:
-            raise DriverError("transport not opened: load an image first")
-        return self.fabric
-
-    def set_batch(self, batch: int) -> int:
-        batch = max(1, min(int(batch), self.max_batch))
-        if batch != self.batch and self.fabric is not None:
-            from sim.golden import GoldenFabric
-            self.fabric = GoldenFabric(self.cfg, batch)
-            for (c, m, i, p), v in self._log.items():
-                self.fabric.write(c, m, i, p, v)
-        self.batch = batch
-        return batch
-
-    def write(self, core, mem, index, part, value):
-        self._need().write(core, mem, index, part, value)
-        self._log[(core, mem, index, part)] = value
-
-    def write_many(self, writes):
-        f = self._need()
-        for c, m, i, p, v in writes:
-            f.write(c, m, i, p, v)
-            self._log[(c, m, i, p)] = v
-
-    def read(self, core, mem, index, part):
-        return self._need().read(core, mem, index, part)
-
-    def inject(self, core, axon, payload):
-        self._need().inject(core, axon, payload)
-
-    def run(self, steps):
-        f = self._need()
-        out = []
-        for _ in range(steps):
-            r = f.step()
-            out.append(StepOutput(r.step, r.channels, r.payload, r.valid))
-        return out
-
-    def clear(self):
-        self._need().clear()
-
-    def counters(self):
-        f = self._need()
-        return f.counters[:, :, list(ARCH_COUNTERS)].copy()
 
 
 @dataclass

@@ -40,6 +40,9 @@ from .qmodel import QModel
 __all__ = ["ModelImportError", "save_float", "load_float", "save_qmodel", "load_qmodel",
            "load_model", "import_s4", "FLOAT_FORMAT", "QMODEL_FORMAT", "FORMAT_VERSION"]
 
+#: the models shipped with the package (package data)
+SHIPPED_MODEL_DIR = Path(__file__).parent / "models"
+
 FLOAT_FORMAT = "neuroloom-float-s4d"
 QMODEL_FORMAT = "neuroloom-qmodel"
 FORMAT_VERSION = 1

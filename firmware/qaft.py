@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hw.config import FabricConfig
+from neuroloom.contract.config import FabricConfig
 
 from .model import FloatLayer, FloatModel
 from .qmodel import QLayer, QLinear, QModel

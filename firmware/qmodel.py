@@ -33,9 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw.config import FabricConfig
-
-from .fixed import rnd, sat, wrap
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.fixed import rnd, sat, wrap
 
 __all__ = ["QLinear", "QLayer", "QModel", "qforward", "STAGES_PER_LAYER", "num_stages"]
 

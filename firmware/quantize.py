@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw.config import FabricConfig
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.fixed import rnd, sat, smax, wrap
 
-from .fixed import rnd, sat, smax, wrap
 from .model import FloatModel
 from .qmodel import QLayer, QLinear, QModel
 

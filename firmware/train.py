@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.config import FabricConfig
+from neuroloom.contract.config import FabricConfig
 
 from .datasets import DATASETS, load_dataset
 from .model import FloatLayer, FloatModel

@@ -1,25 +1,22 @@
-"""Transports that speak the host link's framed protocol (:mod:`firmware.hostproto`).
+"""The transport that speaks the host link's framed protocol
+(:mod:`neuroloom.contract.hostproto`).
 
-:class:`FramedTransport` implements :class:`firmware.driver.Transport` on top of any *link*: an
-object with ``exchange(words) -> words`` that sends one command frame (TLAST on its last word)
-and returns every word the fabric answers up to and including the command's response frame
-(OUTPUT frames of a RUN come first). Links:
+:class:`FramedTransport` implements :class:`neuroloom.contract.transport.Transport` on top of
+any *link*: an object with ``exchange(words) -> words`` that sends one command frame (TLAST on
+its last word) and returns every word the fabric answers up to and including the command's
+response frame (OUTPUT frames of a RUN come first). Links:
 
-* :class:`ModelLink` -- the host link reference model over the golden fabric
-  (:class:`sim.hostlink_model.HostLinkModel`); proves the driver + protocol path end to end.
-* a serial link (UART to the board) or a cocotb link (Verilator RTL) provide the same
-  ``exchange`` and need nothing else.
+* :class:`neuroloom.sim.transports.ModelLink` -- the host link reference model over the golden
+  fabric; proves the driver + protocol path end to end.
+* :class:`neuroloom.sim.verilator_link.VerilatorLink` -- the fabric RTL under Verilator.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from hw.config import FabricConfig
-from hw.layouts import Mem, cfg_addr_layout, pack, to_signed
-
-from .driver import ARCH_COUNTERS, DriverError, StepOutput, Transport
-from .hostproto import (
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.hostproto import (
     MAGIC,
     MAX_PAYLOAD,
     OUTPUT,
@@ -30,23 +27,10 @@ from .hostproto import (
     encode_frame,
     target,
 )
+from neuroloom.contract.layouts import Mem, cfg_addr_layout, pack, to_signed
+from neuroloom.contract.transport import ARCH_COUNTERS, DriverError, StepOutput, Transport
 
-__all__ = ["FramedTransport", "ModelLink"]
-
-
-class ModelLink:
-    """A link to the host link reference model driving a golden fabric of ``cfg``."""
-
-    def __init__(self, cfg: FabricConfig):
-        from sim.golden import GoldenFabric
-        from sim.hostlink_model import HostLinkModel
-        self.cfg = cfg
-        self.model = HostLinkModel(GoldenFabric(cfg, 1))
-        self.frames_sent = 0
-
-    def exchange(self, words: list[int]) -> list[int]:
-        self.frames_sent += 1
-        return self.model.process(words, [0] * (len(words) - 1) + [1])
+__all__ = ["FramedTransport"]
 
 
 class FramedTransport(Transport):

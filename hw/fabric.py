@@ -10,8 +10,9 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect
 
+from neuroloom.contract.config import FabricConfig
+
 from .barrier import Barrier, popcount
-from .config import FabricConfig
 from .core.core import NeuronCore
 from .hostlink import HostLink
 from .noc.mesh import Mesh

@@ -16,11 +16,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from firmware.hostproto import ERROR as ERROR_OP
-from firmware.hostproto import MAGIC, MAX_PAYLOAD, OUTPUT, RESPONSE, Cmd, ErrorCode
-
-from .config import FabricConfig
-from .layouts import FlitKind, Mem, flit_layout, mem_depth, mem_parts
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.hostproto import ERROR as ERROR_OP
+from neuroloom.contract.hostproto import MAGIC, MAX_PAYLOAD, OUTPUT, RESPONSE, Cmd, ErrorCode
+from neuroloom.contract.layouts import FlitKind, Mem, flit_layout, mem_depth, mem_parts
 
 __all__ = ["HostLink", "axis_layout", "NUM_FABRIC_COUNTERS"]
 

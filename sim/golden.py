@@ -24,11 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from firmware.coreconfig import ConfigError, Group
-from firmware.fixed import rnd, wrap
-from firmware.isa import decode
-from hw.config import FabricConfig
-from hw.layouts import (
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.coreconfig import ConfigError, Group
+from neuroloom.contract.fixed import rnd, wrap
+from neuroloom.contract.isa import decode
+from neuroloom.contract.layouts import (
     Counter,
     Mem,
     axon_layout,

@@ -6,8 +6,8 @@ See ``firmware/hostproto.py`` for the frame format.
 
 from __future__ import annotations
 
-from firmware.coreconfig import ConfigError
-from firmware.hostproto import (
+from neuroloom.contract.coreconfig import ConfigError
+from neuroloom.contract.hostproto import (
     ERROR,
     MAGIC,
     MAX_PAYLOAD,
@@ -19,7 +19,7 @@ from firmware.hostproto import (
     encode_frame,
     untarget,
 )
-from hw.layouts import Mem, cfg_addr_layout, mem_depth, mem_parts, unpack
+from neuroloom.contract.layouts import Mem, cfg_addr_layout, mem_depth, mem_parts, unpack
 
 from .golden import GoldenFabric
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware.fixed import rnd, sat
-from firmware.isa import Instr
-from hw.config import FabricConfig
-from hw.layouts import Emit, Op, Operand
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.fixed import rnd, sat
+from neuroloom.contract.isa import Instr
+from neuroloom.contract.layouts import Emit, Op, Operand
 
 __all__ = ["run_program"]
 

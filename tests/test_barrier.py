@@ -6,7 +6,7 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from hw.barrier import Barrier
+from neuroloom.hw.barrier import Barrier
 
 
 class BarrierModel:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from test_importer import gu_state_dict
 
-from firmware.cli import main
-from firmware.compiler import random_qmodel
-from firmware.importer import save_qmodel
+from neuroloom.cli import main
+from neuroloom.firmware.compiler import random_qmodel
+from neuroloom.firmware.importer import save_qmodel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,7 +115,7 @@ def test_bad_args_exit_2_one_line(argv, capsys):
 def test_console_entry_no_traceback(tmp_path):
     bad = tmp_path / "bad.nlimg"
     bad.write_bytes(b"NLOOMIMG" + b"\0" * 40)
-    r = subprocess.run([sys.executable, "-m", "firmware.cli", "info", str(bad)], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "neuroloom", "info", str(bad)], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.startswith("neuroloom: error:") and len(r.stderr.strip().splitlines()) == 1
@@ -187,7 +187,7 @@ def test_simulator_failure_is_one_line(qmodel_path, tmp_path, monkeypatch, capsy
     """A Verilator build that fails (here: a stand-in that writes a compiler error to the log
     and raises like VerilatorLink does) ends in one error line naming the cause and the log,
     exit 1, no traceback."""
-    import sim.verilator_link as vl
+    import neuroloom.sim.verilator_link as vl
 
     monkeypatch.setattr(vl, "sim_build_dir", lambda cfg, waves=False: tmp_path / "sim")
 

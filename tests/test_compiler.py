@@ -4,21 +4,22 @@ bit (running logits after every token), in both schedules, on several shapes and
 import numpy as np
 import pytest
 
-from firmware.compiler import (
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.layouts import Counter
+from neuroloom.firmware.compiler import (
     MODES,
     AccumulatorRangeError,
     CompileError,
     FitError,
     compile_model,
     fitting_mesh,
+    from_compiled,
     random_qmodel,
     snake_order,
 )
-from firmware.driver import ARCH_COUNTERS, Driver, GoldenTransport
-from firmware.image import from_compiled
-from firmware.qmodel import qforward
-from hw.config import FabricConfig
-from hw.layouts import Counter
+from neuroloom.firmware.driver import ARCH_COUNTERS, Driver
+from neuroloom.firmware.qmodel import qforward
+from neuroloom.sim.transports import GoldenTransport
 
 # (H, N, layers, d_in, classes, mesh, core capacities): small capacities force multi-core maps
 CASES = [

@@ -6,10 +6,10 @@ import random
 import numpy as np
 from amaranth.sim import Simulator
 
-from firmware.fixed import sat
-from firmware.isa import encode
-from hw.core.alu import NeuronAlu
-from sim.neuron import run_program
+from neuroloom.contract.fixed import sat
+from neuroloom.contract.isa import encode
+from neuroloom.hw.core.alu import NeuronAlu
+from neuroloom.sim.neuron import run_program
 from tests.core_util import SMALL, corner_value, random_program
 
 CFG = dataclasses.replace(SMALL, state_regs=8)

@@ -17,11 +17,11 @@ import random
 import cocotb
 import pytest
 
-from firmware.coreconfig import CoreConfig, Group, Route, Synapse
-from firmware.isa import encode
-from hw.config import FabricConfig
-from hw.layouts import Counter, Mem
-from sim.golden import GoldenFabric
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.coreconfig import CoreConfig, Group, Route, Synapse
+from neuroloom.contract.isa import encode
+from neuroloom.contract.layouts import Counter, Mem
+from neuroloom.sim.golden import GoldenFabric
 from tests.core_tb import CoreTB
 from tests.core_util import SMALL, corner_value, expected_flits, random_core_config, random_program
 
@@ -153,7 +153,7 @@ async def edges(dut):
     await tb.clear()
     golden = GoldenFabric(cfg)
     cc = CoreConfig(cfg)
-    from firmware.asm import load_program
+    from neuroloom.firmware.asm import load_program
     pc = cc.add_program(load_program("integrator"))
     cc.groups.append(Group(0, cfg.neurons, pc))
     rows = [Synapse(0 if i % 3 else rng.randrange(cfg.neurons // L), (1 << L) - 1 if i % 2
@@ -181,8 +181,9 @@ async def edges(dut):
 
 
 def build_core(cfg: FabricConfig, xy) -> Path:  # noqa: F821
-    from hw.core.core import NeuronCore
-    from sim.tools import build_dir, config_hash, to_verilog
+    from neuroloom.hw.core.core import NeuronCore
+    from neuroloom.hw.verilog import to_verilog
+    from neuroloom.sim.tools import build_dir, config_hash
     text = to_verilog(NeuronCore(cfg, *xy), "core")
     import hashlib
     h = config_hash({"design": "core", "verilog": hashlib.sha256(text.encode()).hexdigest()})
@@ -193,7 +194,7 @@ def build_core(cfg: FabricConfig, xy) -> Path:  # noqa: F821
 
 
 def run_core(cfg, xy, testcase=None, seed=1, steps=24):
-    from sim.tools import run_cocotb
+    from neuroloom.sim.tools import run_cocotb
     src = build_core(cfg, xy)
     env = {ENV_CFG: cfg.to_json(), ENV_XY: f"{xy[0]},{xy[1]}", ENV_SEED: str(seed),
            ENV_STEPS: str(steps)}

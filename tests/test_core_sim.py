@@ -5,9 +5,8 @@ import random
 
 from amaranth.sim import Simulator
 
-from firmware.coreconfig import CoreConfig, Synapse
-from hw.core.core import NeuronCore
-from hw.layouts import (
+from neuroloom.contract.coreconfig import CoreConfig, Synapse
+from neuroloom.contract.layouts import (
     FlitKind,
     Mem,
     cfg_addr_layout,
@@ -17,7 +16,8 @@ from hw.layouts import (
     mem_word_layout,
     pack,
 )
-from sim.golden import GoldenFabric
+from neuroloom.hw.core.core import NeuronCore
+from neuroloom.sim.golden import GoldenFabric
 from tests.core_util import SMALL
 
 CFG = SMALL

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from firmware.datasets import DatasetError, cifar10, digits, load_dataset, mnist, read_idx
+from neuroloom.firmware.datasets import DatasetError, cifar10, digits, load_dataset, mnist, read_idx
 
 
 def test_digits_sequential_and_permuted():

@@ -4,12 +4,13 @@ transport that implements only the abstract methods, one sample at a time)."""
 import numpy as np
 import pytest
 
-from firmware.compiler import compile_model, random_qmodel
-from firmware.driver import Driver, DriverError, GoldenTransport, Transport
-from firmware.image import from_compiled
-from firmware.qmodel import qforward
-from hw.config import FabricConfig
-from hw.layouts import Mem
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.layouts import Mem
+from neuroloom.contract.transport import Transport
+from neuroloom.firmware.compiler import compile_model, from_compiled, random_qmodel
+from neuroloom.firmware.driver import Driver, DriverError
+from neuroloom.firmware.qmodel import qforward
+from neuroloom.sim.transports import GoldenTransport
 
 
 class MinimalTransport(Transport):
@@ -113,7 +114,8 @@ def test_quantize_and_errors(setup):
 
 def test_framed_host_link_transport(setup):
     """The same driver over the host link protocol (reference model of the link)."""
-    from firmware.transports import FramedTransport, ModelLink
+    from neuroloom.firmware.transports import FramedTransport
+    from neuroloom.sim.transports import ModelLink
     model, comp, img, x, ref = setup
     link = ModelLink(comp.cfg)
     drv = Driver(FramedTransport(link))
@@ -129,7 +131,8 @@ def test_framed_host_link_transport(setup):
 
 
 def test_framed_transport_checks_mesh(setup):
-    from firmware.transports import FramedTransport, ModelLink
+    from neuroloom.firmware.transports import FramedTransport
+    from neuroloom.sim.transports import ModelLink
     model, comp, img, x, ref = setup
     drv = Driver(FramedTransport(ModelLink(FabricConfig(mesh_w=3, mesh_h=1))))
     with pytest.raises(DriverError, match="2x2 mesh, the fabric is 3x1"):

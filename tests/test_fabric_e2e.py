@@ -8,14 +8,14 @@ of every core must equal the golden model's, in both schedules.
 import numpy as np
 import pytest
 
-from firmware.compiler import compile_model, random_qmodel
-from firmware.driver import Driver, GoldenTransport
-from firmware.image import from_compiled
-from firmware.importer import load_model
-from firmware.qmodel import qforward
-from firmware.transports import FramedTransport
-from hw.config import FabricConfig
-from sim.verilator_link import VerilatorLink
+from neuroloom.contract.config import FabricConfig
+from neuroloom.firmware.compiler import compile_model, from_compiled, random_qmodel
+from neuroloom.firmware.driver import Driver
+from neuroloom.firmware.importer import load_model
+from neuroloom.firmware.qmodel import qforward
+from neuroloom.firmware.transports import FramedTransport
+from neuroloom.sim.transports import GoldenTransport
+from neuroloom.sim.verilator_link import VerilatorLink
 
 pytestmark = pytest.mark.rtl
 
@@ -84,7 +84,7 @@ def test_random_models_rtl_equals_reference(mesh, shape, min_cores):
 
 
 def test_shipped_model_rtl_equals_reference():
-    from firmware.datasets import load_dataset
+    from neuroloom.firmware.datasets import load_dataset
     model = load_model("firmware/models/digits-q")
     cfg = FabricConfig()
     ds = load_dataset("digits")
@@ -97,7 +97,7 @@ def test_fuzzed_frames_on_the_rtl_change_nothing():
     and a model loaded before the fuzz gives identical outputs after it."""
     import random
 
-    from firmware.hostproto import ERROR, Cmd, decode_frames, encode_frame
+    from neuroloom.contract.hostproto import ERROR, Cmd, decode_frames, encode_frame
 
     cfg = FabricConfig(mesh_w=1, mesh_h=1, **SMALL)
     model = random_qmodel(4, 2, 1, d_in=2, classes=3, seed=5, cfg=cfg)

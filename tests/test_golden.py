@@ -4,11 +4,11 @@ batching, configuration access and errors."""
 import numpy as np
 import pytest
 
-from firmware.asm import load_program
-from firmware.coreconfig import ConfigError, CoreConfig, Group, Route, Synapse
-from hw.config import FabricConfig
-from hw.layouts import Counter, Mem
-from sim.golden import GoldenFabric
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.coreconfig import ConfigError, CoreConfig, Group, Route, Synapse
+from neuroloom.contract.layouts import Counter, Mem
+from neuroloom.firmware.asm import load_program
+from neuroloom.sim.golden import GoldenFabric
 
 FRAC, OUT = 15, 15
 

@@ -14,9 +14,8 @@ import pytest
 from amaranth.sim import Simulator
 from test_hostlink_model import CFG, addr, bad_frames, load_frames, network
 
-from firmware.hostproto import Cmd, decode_frames, encode_frame, target
-from hw.hostlink import HostLink
-from hw.layouts import (
+from neuroloom.contract.hostproto import Cmd, decode_frames, encode_frame, target
+from neuroloom.contract.layouts import (
     FlitKind,
     Mem,
     cfg_addr_layout,
@@ -27,8 +26,9 @@ from hw.layouts import (
     to_signed,
     unpack,
 )
-from sim.golden import GoldenFabric
-from sim.hostlink_model import HostLinkModel
+from neuroloom.hw.hostlink import HostLink
+from neuroloom.sim.golden import GoldenFabric
+from neuroloom.sim.hostlink_model import HostLinkModel
 
 
 def run_link(frames, seed=0, gap=0.3, stall=0.3, max_cycles=40_000):

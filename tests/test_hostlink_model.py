@@ -5,9 +5,9 @@ import random
 import numpy as np
 import pytest
 
-from firmware.asm import load_program
-from firmware.coreconfig import CoreConfig, Group, Route, Synapse
-from firmware.hostproto import (
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.coreconfig import CoreConfig, Group, Route, Synapse
+from neuroloom.contract.hostproto import (
     ERROR,
     MAGIC,
     OUTPUT,
@@ -18,10 +18,10 @@ from firmware.hostproto import (
     encode_frame,
     target,
 )
-from hw.config import FabricConfig
-from hw.layouts import Mem, cfg_addr_layout, pack
-from sim.golden import GoldenFabric
-from sim.hostlink_model import HostLinkModel
+from neuroloom.contract.layouts import Mem, cfg_addr_layout, pack
+from neuroloom.firmware.asm import load_program
+from neuroloom.sim.golden import GoldenFabric
+from neuroloom.sim.hostlink_model import HostLinkModel
 
 CFG = FabricConfig(mesh_w=2, mesh_h=1)
 

@@ -6,11 +6,12 @@ import zlib
 import numpy as np
 import pytest
 
-from firmware import image as im
-from firmware.compiler import compile_model, random_qmodel
-from firmware.driver import Driver, GoldenTransport
-from firmware.qmodel import qforward
-from hw.config import FabricConfig
+from neuroloom.contract import image as im
+from neuroloom.contract.config import FabricConfig
+from neuroloom.firmware.compiler import compile_model, from_compiled, random_qmodel
+from neuroloom.firmware.driver import Driver
+from neuroloom.firmware.qmodel import qforward
+from neuroloom.sim.transports import GoldenTransport
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def compiled():
 
 def test_round_trip(compiled, tmp_path):
     model, comp = compiled
-    img = im.from_compiled(comp)
+    img = from_compiled(comp)
     path = tmp_path / "m.nlimg"
     size = im.save(img, path)
     assert size == path.stat().st_size
@@ -45,7 +46,7 @@ def test_round_trip(compiled, tmp_path):
 
 
 def _blob(compiled):
-    return im.from_compiled(compiled[1]).to_bytes()
+    return from_compiled(compiled[1]).to_bytes()
 
 
 def _reseal(data: bytes) -> bytes:
@@ -103,4 +104,4 @@ def test_missing_file(tmp_path):
 
 def test_unknown_mode(compiled):
     with pytest.raises(ValueError, match="mode 'turbo'"):
-        im.from_compiled(compiled[1]).token_period("turbo")
+        from_compiled(compiled[1]).token_period("turbo")

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from firmware.importer import (
+from neuroloom.firmware.importer import (
     ModelImportError,
     import_s4,
     load_float,
@@ -15,8 +15,8 @@ from firmware.importer import (
     save_float,
     save_qmodel,
 )
-from firmware.model import FloatModel
-from firmware.qmodel import QLayer, QLinear, QModel, qforward
+from neuroloom.firmware.model import FloatModel
+from neuroloom.firmware.qmodel import QLayer, QLinear, QModel, qforward
 
 H, N2, D_IN, CLASSES, L = 6, 4, 2, 3, 2
 

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.asm import AsmError, assemble, load_program, parse
-from firmware.isa import Instr, decode, disassemble, encode, format_instr
-from hw.config import FabricConfig
-from hw.layouts import Emit, Op, Operand
-from sim.neuron import run_program
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.isa import Instr, decode, disassemble, encode, format_instr
+from neuroloom.contract.layouts import Emit, Op, Operand
+from neuroloom.firmware.asm import AsmError, assemble, load_program, parse
+from neuroloom.sim.neuron import run_program
 
 CFG = FabricConfig()
 W = CFG.state_width

@@ -7,8 +7,8 @@ from amaranth.lib import data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hw.config import FabricConfig
-from hw.layouts import (
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.layouts import (
     Mem,
     axon_layout,
     cfg_addr_layout,

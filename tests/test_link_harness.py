@@ -13,8 +13,8 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In
 from amaranth.sim import Simulator
 
-from hw.fabric import Fabric
-from sim.link_harness import LinkHarness
+from neuroloom.hw.fabric import Fabric
+from neuroloom.sim.link_harness import LinkHarness
 
 
 class Echo(wiring.Component):

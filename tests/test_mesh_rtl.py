@@ -23,28 +23,25 @@ import pytest
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-from hw.config import FabricConfig
-from hw.layouts import FlitKind, flit_layout, pack
-from hw.noc import HOST_KINDS, Port, route_port
-from sim.tools import build_dir, config_hash, run_cocotb
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.layouts import FlitKind, flit_layout, pack
+from neuroloom.hw.noc import HOST_KINDS, Port, route_port
+from neuroloom.sim.tools import build_dir, run_cocotb
 
 TOP = "noc_harness"
 CFG_ENV = "NEUROLOOM_NOC_CFG"
 FLITS_ENV = "NEUROLOOM_NOC_FLITS"
-HW_SOURCES = ["hw/config.py", "hw/layouts.py", "hw/barrier.py", "hw/noc/router.py",
-              "hw/noc/mesh.py", "hw/noc/harness.py"]
-REPO = Path(__file__).resolve().parents[1]
 MESHES = ["1x1", "2x2", "3x5", "4x4"]
 
 
 def write_harness_verilog(cfg: FabricConfig) -> Path:
-    """``build/noc/<hash>/noc_harness.v``, regenerated only when cfg or the RTL sources change."""
-    digest = hashlib.sha256(b"".join((REPO / p).read_bytes() for p in HW_SOURCES)).hexdigest()
-    out = build_dir("noc", config_hash({"top": TOP, "cfg": cfg, "rtl": digest})) / f"{TOP}.v"
+    """``build/noc/<hash of the Verilog text>/noc_harness.v``."""
+    from neuroloom.hw.noc.harness import noc_harness_verilog
+    text = noc_harness_verilog(cfg, TOP)
+    out = build_dir("noc", hashlib.sha256(text.encode()).hexdigest()[:16]) / f"{TOP}.v"
     if not out.is_file():
-        from hw.noc.harness import noc_harness_verilog
         tmp = out.with_suffix(".tmp")
-        tmp.write_text(noc_harness_verilog(cfg, TOP))
+        tmp.write_text(text)
         tmp.replace(out)
     return out
 

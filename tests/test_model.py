@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from firmware.model import FloatModel, ssm_kernel
+from neuroloom.firmware.model import FloatModel, ssm_kernel
 
 
 @pytest.mark.parametrize("complex_B", [False, True])

@@ -5,12 +5,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from firmware.importer import load_float, load_qmodel  # noqa: E402
-from firmware.model import FloatModel  # noqa: E402
-from firmware.qaft import QAFTModel  # noqa: E402
-from firmware.qmodel import qforward  # noqa: E402
-from firmware.quantize import calibrate, choose_scales, quantize_with_scales  # noqa: E402
-from firmware.train import train  # noqa: E402
+from neuroloom.firmware.importer import load_float, load_qmodel  # noqa: E402
+from neuroloom.firmware.model import FloatModel  # noqa: E402
+from neuroloom.firmware.qaft import QAFTModel  # noqa: E402
+from neuroloom.firmware.qmodel import qforward  # noqa: E402
+from neuroloom.firmware.quantize import calibrate, choose_scales, quantize_with_scales  # noqa: E402
+from neuroloom.firmware.train import train  # noqa: E402
 
 
 @pytest.mark.parametrize("seed,complex_B", [(0, False), (5, True)])

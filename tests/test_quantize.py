@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware.datasets import digits
-from firmware.importer import load_float, load_qmodel
-from firmware.model import FloatLayer, FloatModel
-from firmware.qmodel import qforward
-from firmware.quantize import (
+from neuroloom.firmware.datasets import digits
+from neuroloom.firmware.importer import load_float, load_qmodel
+from neuroloom.firmware.model import FloatLayer, FloatModel
+from neuroloom.firmware.qmodel import qforward
+from neuroloom.firmware.quantize import (
     Scales,
     accumulator_bounds,
     calibrate,
@@ -18,7 +18,7 @@ from firmware.quantize import (
     qforward_stats,
     quantize,
 )
-from firmware.train import accuracy_float, accuracy_q
+from neuroloom.firmware.train import accuracy_float, accuracy_q
 
 MODELS = Path(__file__).resolve().parent.parent / "firmware" / "models"
 

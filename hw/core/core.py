@@ -20,8 +20,8 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import FabricConfig
-from ..layouts import (
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.layouts import (
     Counter,
     FlitKind,
     Mem,
@@ -32,6 +32,7 @@ from ..layouts import (
     route_layout,
     synapse_layout,
 )
+
 from .config_port import ConfigPort
 from .memories import PartedMemory
 from .neuron import NeuronEngine, emission_layout

@@ -24,8 +24,9 @@ from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import FabricConfig
-from ..layouts import group_layout, instr_layout, route_index_layout
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.layouts import group_layout, instr_layout, route_index_layout
+
 from .alu import NeuronAlu, sat_hw
 
 __all__ = ["NeuronEngine", "emission_layout"]

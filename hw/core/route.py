@@ -16,8 +16,9 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import FabricConfig
-from ..layouts import FlitKind, flit_layout, route_layout
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.layouts import FlitKind, flit_layout, route_layout
+
 from .neuron import emission_layout
 from .synapse import spike_layout
 

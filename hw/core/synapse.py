@@ -22,8 +22,9 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import FabricConfig
-from ..layouts import axon_layout, synapse_layout
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.layouts import axon_layout, synapse_layout
+
 from .alu import rnd_hw
 
 __all__ = ["SynapseEngine", "spike_layout"]

@@ -23,9 +23,10 @@ from __future__ import annotations
 from amaranth.back import verilog
 from amaranth.hdl import Cat, Elaboratable, Module, Signal
 
-from ..barrier import Barrier
-from ..config import FabricConfig
-from ..layouts import flit_layout
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.layouts import flit_layout
+from neuroloom.hw.barrier import Barrier
+
 from .mesh import Mesh
 
 __all__ = ["NocHarness", "noc_harness_verilog"]

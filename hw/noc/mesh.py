@@ -23,8 +23,9 @@ from amaranth.hdl import Cat, Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import FabricConfig
-from ..layouts import flit_layout
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.layouts import flit_layout
+
 from .router import PORT_NAMES, Port, Router
 
 __all__ = ["Mesh"]

@@ -29,8 +29,9 @@ from amaranth.hdl import Assert, Cat, Const, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import FabricConfig
-from ..layouts import FlitKind, flit_layout
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.layouts import FlitKind, flit_layout
+
 from .arbiter import RoundRobin
 
 __all__ = ["HOST_KINDS", "PORT_NAMES", "Port", "Router", "connected_ports", "route_port"]

@@ -22,12 +22,12 @@ from amaranth.hdl import Assert, Assume, Cat, Elaboratable, Module, Mux, ResetSi
 from amaranth.lib import data
 from amaranth.lib.wiring import In
 
-from hw.barrier import Barrier
-from hw.config import FabricConfig
-from hw.noc import Mesh, Router
-from hw.noc.arbiter import RoundRobin
-from hw.noc.router import Port, route_port
-from sim.tools import build_dir, config_hash, require_tool
+from neuroloom.contract.config import FabricConfig
+from neuroloom.hw.barrier import Barrier
+from neuroloom.hw.noc import Mesh, Router
+from neuroloom.hw.noc.arbiter import RoundRobin
+from neuroloom.hw.noc.router import Port, route_port
+from neuroloom.sim.tools import build_dir, config_hash, require_tool
 
 
 def _past(m, value, name):

@@ -30,9 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.config import FabricConfig
+from .config import FabricConfig
 
-__all__ = ["Image", "ImageError", "MAGIC", "VERSION", "from_compiled", "save", "load"]
+__all__ = ["Image", "ImageError", "MAGIC", "VERSION", "MODES", "save", "load"]
+
+MODES = ("pipelined", "fall-through")   # the two schedules every image carries
 
 MAGIC = b"NLOOMIMG"
 VERSION = 1
@@ -127,19 +129,6 @@ class Image:
                        h.get("stages", []), h.get("usage", []))
         except (KeyError, TypeError, ValueError, UnicodeDecodeError) as e:
             raise ImageError(f"{source}: malformed header ({e})") from None
-
-
-def from_compiled(comp) -> Image:
-    """Build an :class:`Image` from a :class:`firmware.compiler.Compiled`."""
-    from .compiler import MODES
-    schedules = {m: {"period": comp.token_period(m), "first_output": comp.output_step(m, 0),
-                     "group_writes": [list(w) for w in comp.group_writes(m)]} for m in MODES}
-    model = dict(comp.model_info, in_scale=comp.in_scale, out_scale=comp.out_scale)
-    stages = [{"index": s.index, "name": s.name, "program": s.program, "defines": s.defines,
-               "size": s.size} for s in comp.stages]
-    usage = [{k: list(v) for k, v in u.items()} for u in comp.usage()]
-    return Image(comp.cfg, comp.mode, comp.writes(), schedules,
-                 [list(x) for x in comp.inputs], list(comp.outputs), model, stages, usage)
 
 
 def save(image: Image, path) -> int:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw.config import FabricConfig
-from hw.layouts import (
+from .config import FabricConfig
+from .layouts import (
     Mem,
     axon_layout,
     group_layout,

@@ -37,7 +37,6 @@ import numpy as np
 __all__ = ["main"]
 
 PROG = "neuroloom"
-MODEL_DIR = Path(__file__).parent / "models"
 DATASET_ALIASES = {"digits": "digits", "digits-permuted": "pdigits", "pdigits": "pdigits",
                    "mnist": "mnist", "mnist-permuted": "pmnist", "pmnist": "pmnist",
                    "cifar10": "cifar10"}
@@ -55,14 +54,14 @@ class _Parser(argparse.ArgumentParser):
 # -- helpers ---------------------------------------------------------------------------------------
 
 def _cfg(mesh: str | None, default=None):
-    from hw.config import FabricConfig
+    from neuroloom.contract.config import FabricConfig
     if mesh is None:
         return default or FabricConfig()
     return FabricConfig.parse_mesh(mesh)
 
 
 def _is_image(path: Path) -> bool:
-    from .image import MAGIC
+    from neuroloom.contract.image import MAGIC
     if path.suffix == ".nlimg":
         return True
     try:
@@ -74,7 +73,7 @@ def _is_image(path: Path) -> bool:
 
 def _dataset(spec, data_path=None, required=True):
     """``--dataset NAME [PATH]`` -> SequenceData (or None when not required and not given)."""
-    from .datasets import load_dataset
+    from neuroloom.firmware.datasets import load_dataset
     if not spec:
         if not required:
             return None
@@ -97,8 +96,8 @@ def _is_checkpoint(p: Path) -> bool:
 
 def _load_model(path: str, dataset=None, cfg=None, activation=None, residual=None):
     """(float model or None, QModel) from a NeuroLoom model file or a Gu checkpoint."""
-    from .importer import import_s4, load_model
-    from .model import FloatModel
+    from neuroloom.firmware.importer import import_s4, load_model
+    from neuroloom.firmware.model import FloatModel
     p = Path(path)
     if _is_checkpoint(p):
         if not p.is_file():
@@ -114,7 +113,7 @@ def _load_model(path: str, dataset=None, cfg=None, activation=None, residual=Non
         fm = load_model(p)
     if not isinstance(fm, FloatModel):
         return None, fm
-    from .quantize import quantize
+    from neuroloom.firmware.quantize import quantize
     data = dataset if dataset is not None else _dataset(["digits"])
     if data.d_in != fm.d_in:
         raise CLIError(f"{path} is a float model with d_in={fm.d_in}; quantizing it needs "
@@ -126,9 +125,8 @@ def _load_model(path: str, dataset=None, cfg=None, activation=None, residual=Non
 
 def _compile(q, cfg, mode, mesh_given: bool, row_budget: int | None = None):
     """Compile; without --mesh, grow the mesh to the smallest that fits."""
-    from hw.config import FabricConfig
-
-    from .compiler import FitError, compile_model
+    from neuroloom.contract.config import FabricConfig
+    from neuroloom.firmware.compiler import FitError, compile_model
     try:
         return compile_model(q, cfg, mode=mode, row_budget=row_budget)
     except FitError as e:
@@ -147,8 +145,8 @@ def _import_opts(args) -> tuple:
 
 def _load_target(path: str, args, need_model_for_eval=False):
     """MODEL_OR_IMAGE -> (image, float model or None, QModel or None, Compiled or None)."""
-    from .image import from_compiled
-    from .image import load as load_image
+    from neuroloom.contract.image import load as load_image
+    from neuroloom.firmware.compiler import from_compiled
     p = Path(path)
     if not p.exists() and not Path(str(p) + ".json").exists() and \
             not p.with_suffix(".json").exists():
@@ -164,7 +162,7 @@ def _load_target(path: str, args, need_model_for_eval=False):
 
 
 def _usage_table(image) -> str:
-    from .compiler import RESOURCES
+    from neuroloom.firmware.compiler import RESOURCES
     cfg = image.cfg
     caps = {"neurons": cfg.neurons, "axons": cfg.axons, "synapse_rows": cfg.synapse_rows,
             "route_words": cfg.route_words, "ucode": cfg.ucode_depth, "groups": cfg.groups}
@@ -201,10 +199,8 @@ BACKENDS = ("golden", "verilator")
 
 def _sim_built(cfg, waves=False) -> tuple[bool, Path]:
     """(is the Verilator model of ``cfg`` already built?, its build folder)."""
-    from sim import tools
-    from sim.verilator_link import sim_build_dir
-    build = sim_build_dir(cfg, waves)
-    return (build / tools._STAMP_NAME).is_file(), build
+    from neuroloom.sim.verilator_link import is_built, sim_build_dir
+    return is_built(cfg, waves), sim_build_dir(cfg, waves)
 
 
 @contextlib.contextmanager
@@ -231,7 +227,7 @@ def _quiet_fds(log: Path):
 def _open_link(cfg, waves=False):
     """A :class:`sim.verilator_link.VerilatorLink` for ``cfg``; the Verilator build and the
     simulator's own output go to ``<build>/sim.log``; says so when it has to build first."""
-    from sim.verilator_link import VerilatorLink
+    from neuroloom.sim.verilator_link import VerilatorLink
     os.environ.setdefault("COCOTB_LOG_LEVEL", "WARNING")
     os.environ.setdefault("GPI_LOG_LEVEL", "WARNING")
     built, build = _sim_built(cfg, waves)
@@ -271,15 +267,15 @@ def _log_error_line(log: Path) -> str:
 @contextlib.contextmanager
 def _driver(backend: str, cfg, *, waves=False, batch=64):
     """(Driver, link or None) for a backend; closes the link (and reports waves) at the end."""
-    from .driver import Driver, GoldenTransport
+    from neuroloom.firmware.driver import Driver, open_transport
+    from neuroloom.firmware.transports import FramedTransport
     if backend not in BACKENDS:
         raise CLIError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "golden":
         if waves:
             raise CLIError("--waves needs --backend verilator")
-        yield Driver(GoldenTransport(batch=max(1, batch), max_batch=max(1, batch))), None
+        yield Driver(open_transport("golden", batch=max(1, batch), max_batch=max(1, batch))), None
         return
-    from .transports import FramedTransport
     link = _open_link(cfg, waves)
     try:
         yield Driver(FramedTransport(link)), link
@@ -300,9 +296,9 @@ def _progress(total, desc):
 
 def _golden_eval(image, x, y, mode, q=None, batch=64, desc="golden"):
     """Accuracy on the golden model (and bit-exactness against the reference when q given)."""
-    from .driver import Driver, GoldenTransport
+    from neuroloom.firmware.driver import Driver, open_transport
     batch = max(1, min(batch, len(x)))
-    drv = Driver(GoldenTransport(batch=batch, max_batch=batch))
+    drv = Driver(open_transport("golden", batch=batch, max_batch=batch))
     drv.load(image)
     xq = drv.quantize(x)
     t0 = time.perf_counter()
@@ -312,7 +308,7 @@ def _golden_eval(image, x, y, mode, q=None, batch=64, desc="golden"):
     acc = float(np.mean(res.predictions == y))
     mism = None
     if q is not None:
-        from .qmodel import qforward
+        from neuroloom.firmware.qmodel import qforward
         ref = qforward(q, xq, image.cfg)
         mism = int(np.sum(ref != res.running))
     return acc, mism, res, dt
@@ -338,7 +334,8 @@ def _rtl_eval(drv, link, xq, mode, desc="RTL"):
 # -- subcommands -----------------------------------------------------------------------------------
 
 def cmd_compile(args) -> int:
-    from .image import from_compiled, save
+    from neuroloom.contract.image import save
+    from neuroloom.firmware.compiler import from_compiled
     t0 = time.perf_counter()
     data = _dataset(args.dataset, args.data, required=False)
     cfg = _cfg(args.mesh)
@@ -372,7 +369,7 @@ def _read_input(path: str) -> np.ndarray:
 
 
 def cmd_run(args) -> int:
-    from .image import load
+    from neuroloom.contract.image import load
     image = load(args.image)
     d_in = len(image.inputs)
     if (args.input is None) == (args.sample is None):
@@ -436,7 +433,7 @@ def cmd_eval(args) -> int:
     if fm is not None:
         print(f"float accuracy      {np.mean(fm.predict(x) == y):.4f}")
     if q is not None:
-        from .train import accuracy_q
+        from neuroloom.firmware.train import accuracy_q
         print(f"quantized accuracy  {accuracy_q(q, x, y, image.cfg):.4f}")
     modes = [args.mode] if args.mode else [image.mode]
     for mode in modes:
@@ -477,9 +474,9 @@ def cmd_info(args) -> int:
 
 def _shipped_model():
     """(float model or None, QModel, name) of the model shipped in firmware/models, or None."""
-    from .importer import load_model
-    from .model import FloatModel
-    qs = sorted(MODEL_DIR.glob("*-q.json")) if MODEL_DIR.is_dir() else []
+    from neuroloom.firmware.importer import SHIPPED_MODEL_DIR, load_model
+    from neuroloom.firmware.model import FloatModel
+    qs = sorted(SHIPPED_MODEL_DIR.glob("*-q.json")) if SHIPPED_MODEL_DIR.is_dir() else []
     if not qs:
         return None
     qpath = qs[0].with_suffix("")
@@ -511,9 +508,10 @@ def _clock():
 def _demo_model(data):
     shipped = _shipped_model()
     if shipped is None:
-        from .model import FloatModel
-        from .quantize import quantize
-        print(f"note: no trained model in {MODEL_DIR} yet; using a small RANDOM model "
+        from neuroloom.firmware.importer import SHIPPED_MODEL_DIR
+        from neuroloom.firmware.model import FloatModel
+        from neuroloom.firmware.quantize import quantize
+        print(f"note: no trained model in {SHIPPED_MODEL_DIR} yet; using a small RANDOM model "
               "(accuracy near chance)")
         fm = FloatModel.random(d_in=1, H=8, N=4, L=2, classes=10, seed=0)
         q, _ = quantize(fm, data.x_train[:128])
@@ -530,11 +528,10 @@ def cmd_demo(args) -> int:
 
 
 def _demo_rtl(args) -> int:
-    from .compiler import MODES
-    from .datasets import digits
-    from .image import from_compiled
-    from .qmodel import qforward
-    from .train import accuracy_float
+    from neuroloom.firmware.compiler import MODES, from_compiled
+    from neuroloom.firmware.datasets import digits
+    from neuroloom.firmware.qmodel import qforward
+    from neuroloom.firmware.train import accuracy_float
     t_start = time.perf_counter()
     data = digits()
     x, y = data.x_test, data.y_test
@@ -607,10 +604,9 @@ def _demo_rtl(args) -> int:
 
 
 def _demo_golden(args) -> int:
-    from .compiler import MODES
-    from .datasets import digits
-    from .image import from_compiled
-    from .train import accuracy_float, accuracy_q
+    from neuroloom.firmware.compiler import MODES, from_compiled
+    from neuroloom.firmware.datasets import digits
+    from neuroloom.firmware.train import accuracy_float, accuracy_q
     data = digits()
     x, y = data.x_test, data.y_test
     if args.limit is not None:
@@ -645,7 +641,7 @@ GEN_PARAMS = ("neurons", "axons", "synapse_rows", "route_words", "ucode_depth", 
 
 def cmd_generate(args) -> int:
     """Verilog of ``hw.fabric.Fabric(cfg)`` and a JSON description beside it."""
-    from hw.config import FabricConfig
+    from neuroloom.contract.config import FabricConfig
     if args.mesh is None:
         raise CLIError("give --mesh WxH")
     kw = {k: getattr(args, k) for k in GEN_PARAMS if getattr(args, k) is not None}
@@ -657,10 +653,9 @@ def cmd_generate(args) -> int:
         raise FileNotFoundError(2, "No such file or directory", str(out.parent))
     from amaranth.hdl import Shape
 
-    from hw.fabric import Fabric
-    from sim import tools
-
-    from . import hostproto as hp
+    from neuroloom.contract import hostproto as hp
+    from neuroloom.hw.fabric import Fabric
+    from neuroloom.hw.verilog import to_verilog
     t0 = time.perf_counter()
     fabric = Fabric(cfg)
     ports = [{"name": "clk", "dir": "in", "width": 1},
@@ -668,7 +663,7 @@ def cmd_generate(args) -> int:
     for name, m in fabric.signature.members.items():
         ports.append({"name": name, "dir": "in" if m.flow.name == "In" else "out",
                       "width": Shape.cast(m.shape).width})
-    text = tools.to_verilog(fabric, args.top)
+    text = to_verilog(fabric, args.top)
     out.write_text(text)
     desc = {
         "top": args.top,
@@ -699,7 +694,7 @@ def cmd_generate(args) -> int:
 
 def cmd_train(args) -> int:
     try:
-        from . import train
+        from neuroloom.firmware import train
     except ImportError as e:
         raise CLIError(f"training needs the 'train' extra (pip install -e '.[train]'): {e}") \
             from None
@@ -709,7 +704,7 @@ def cmd_train(args) -> int:
 # -- entry point -----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from .compiler import MODES
+    from neuroloom.firmware.compiler import MODES
     p = _Parser(prog=PROG, description="NeuroLoom: compile S4D models onto the fabric, run, "
                                        "evaluate and inspect them.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -787,7 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="write the fabric's Verilog (+ a JSON description)")
     g.add_argument("--mesh", help="WxH tiles (required)")
-    from hw.config import FabricConfig
+    from neuroloom.contract.config import FabricConfig
     for k in GEN_PARAMS:
         g.add_argument(f"--{k.replace('_', '-')}", type=int, default=None,
                        help=f"per core (default {getattr(FabricConfig, k)})")
@@ -803,14 +798,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> tuple:
-    from firmware.compiler import CompileError
-    from firmware.coreconfig import ConfigError
-    from firmware.driver import DriverError
-    from firmware.image import ImageError
+    from neuroloom.contract.coreconfig import ConfigError
+    from neuroloom.contract.image import ImageError
+    from neuroloom.firmware.compiler import CompileError
+    from neuroloom.firmware.driver import DriverError
     errs = [CLIError, CompileError, ConfigError, DriverError, ImageError, FileNotFoundError,
             IsADirectoryError, PermissionError, ValueError]
-    for mod, name in (("firmware.datasets", "DatasetError"),
-                      ("firmware.importer", "ModelImportError")):
+    for mod, name in (("neuroloom.firmware.datasets", "DatasetError"),
+                      ("neuroloom.firmware.importer", "ModelImportError")):
         try:
             errs.append(getattr(__import__(mod, fromlist=[name]), name))
         except (ImportError, AttributeError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from hw.layouts import Emit, Op, Operand, instr_layout, pack, unpack
+from .layouts import Emit, Op, Operand, instr_layout, pack, unpack
 
 __all__ = ["Instr", "encode", "decode", "disassemble", "format_instr", "SIGNATURES",
            "operand_name", "EMIT_SUFFIX"]

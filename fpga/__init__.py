@@ -1,0 +1,1 @@
+"""FPGA side: the open synthesis flow (Yosys + nextpnr from YoWASP) and board tops."""

@@ -1,0 +1,5 @@
+"""``python -m neuroloom``: the ``neuroloom`` command."""
+
+from neuroloom.cli import main
+
+raise SystemExit(main())
