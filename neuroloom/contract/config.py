@@ -96,9 +96,12 @@ class FabricConfig:
                  f"{name}={getattr(self, name)!r} exceeds the {self.INDEX_BITS}-bit "
                  f"configuration index")
 
-    # Configuration address space: mem (4) | index (INDEX_BITS) | part (PART_BITS).
+    # Configuration address space: mem (MEM_BITS) | index (INDEX_BITS) | part (PART_BITS); a
+    # flit's address field (axon, configuration address or output channel) is ADDR_BITS wide.
+    MEM_BITS = 4
     INDEX_BITS = 13
     PART_BITS = 3
+    ADDR_BITS = MEM_BITS + INDEX_BITS + PART_BITS
 
     # -- derived widths -------------------------------------------------------------------------
     @property
@@ -146,7 +149,7 @@ class FabricConfig:
     @property
     def addr_bits(self) -> int:
         """Width of a flit's address field (axon, config address or output channel)."""
-        return 4 + self.INDEX_BITS + self.PART_BITS
+        return self.ADDR_BITS
 
     # -- serialisation ----------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -106,7 +106,7 @@ def cfg_addr_layout(cfg: FabricConfig) -> data.StructLayout:
     return data.StructLayout({
         "part": unsigned(cfg.PART_BITS),
         "index": unsigned(cfg.INDEX_BITS),
-        "mem": unsigned(4),
+        "mem": unsigned(cfg.MEM_BITS),
     })
 
 
