@@ -1,7 +1,7 @@
 """NeuroLoom: an open RTL generator for a many-core neuromorphic fabric running S4D models.
 
 One import name, whose subpackages are the project's layers (bottom to top; none imports a
-layer above it, see ``docs/architecture.md`` §1 and ``tests/test_layering.py``):
+layer above it, see ``docs/house.md`` and ``tests/test_package.py``):
 
 * :mod:`neuroloom.contract` -- every format and number the others share: ``FabricConfig``,
   the ``data`` layouts, fixed-point arithmetic, ISA encoding, host frames, config images, and
