@@ -17,13 +17,14 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["DatasetError", "SequenceData", "load_dataset", "digits", "mnist", "cifar10",
-           "read_idx", "DATASETS", "PERMUTATION_SEED"]
+           "read_idx", "read_tokens", "DATASETS", "PERMUTATION_SEED"]
 
 PERMUTATION_SEED = 1234
 SPLIT_SEED = 0
@@ -176,3 +177,40 @@ def load_dataset(name: str, path=None) -> SequenceData:
     if name in ("mnist", "pmnist"):
         return mnist(path, permuted=name == "pmnist")
     return cifar10(path)
+
+
+def read_tokens(path, d_in: int) -> np.ndarray:
+    """Float tokens from a file: ``.npy``, ``.npz`` (its first array), ``.csv`` or whitespace
+    text, shaped ``(K, d_in)`` or ``(B, K, d_in)``; with ``d_in == 1`` a single row or column
+    of K values is one sequence. Raises :class:`DatasetError` (unreadable, empty, bad shape)
+    and :class:`FileNotFoundError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file", str(path))
+    try:
+        if path.suffix == ".npy":
+            x = np.load(path, allow_pickle=False)
+        elif path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                if not z.files:
+                    raise DatasetError(f"{path}: no arrays in the file")
+                x = z[z.files[0]]
+        else:
+            with warnings.catch_warnings():             # an empty file: refused below
+                warnings.simplefilter("ignore", UserWarning)
+                x = np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None, ndmin=2)
+    except (ValueError, OSError, EOFError) as e:
+        raise DatasetError(f"{path}: cannot read tokens ({str(e).strip() or type(e).__name__})"
+                           ) from None
+    x = np.asarray(x)
+    if x.size == 0:
+        raise DatasetError(f"{path}: no tokens in the file; give (K, {d_in}) or "
+                           f"(B, K, {d_in}) values")
+    if d_in == 1 and x.ndim == 2 and x.shape[0] == 1 and x.shape[1] != 1:
+        x = x.T                                              # one row of K scalar tokens
+    if d_in == 1 and x.ndim == 1:
+        x = x[:, None]
+    if x.ndim not in (2, 3) or x.shape[-1] != d_in:
+        raise DatasetError(f"{path}: tokens of shape {x.shape}; the image expects (K, {d_in}) "
+                           f"or (B, K, {d_in})")
+    return x

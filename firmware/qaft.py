@@ -152,7 +152,10 @@ class QAFTModel(nn.Module):
         c, s = self.cfg, self.scales
         cmax, frac = (1 << (c.coef_width - 1)) - 1, c.coef_width - 1
         q = {"enc": self._qlinear(self.enc_W, self.enc_b, s.in_scale, s.z[0]), "layers": []}
-        fit = lambda v: torch.clamp(_round(v), -cmax - 1, cmax)  # noqa: E731
+
+        def fit(v):
+            return torch.clamp(_round(v), -cmax - 1, cmax)
+
         for i, ly in enumerate(self.layers):
             dA, dB, Cp = self._modes(ly)
             sx = torch.as_tensor(s.x[i])                                     # (H, M)
@@ -180,7 +183,10 @@ class QAFTModel(nn.Module):
         """
         Wd, A = self.cfg.state_width, self.cfg.acc_width
         q = self.integer_params()
-        cast = (lambda v: v.detach().round().long()) if exact else (lambda v: v)  # noqa: E731
+
+        def cast(v):
+            return v.detach().round().long() if exact else v
+
         tokens = tokens.long() if exact else tokens.to(F64)
 
         def linear(v, lin):                                   # v (..., in) -> (..., out)
@@ -219,7 +225,9 @@ class QAFTModel(nn.Module):
     def to_qmodel(self) -> QModel:
         """The QModel whose qforward equals this module's forward."""
         q = self.integer_params()
-        npi = lambda v: np.asarray(v.detach().round().long().numpy(), np.int64)  # noqa: E731
+
+        def npi(v):
+            return np.asarray(v.detach().round().long().numpy(), np.int64)
 
         def lin(t):
             Wq, shift, bq, bs = t
@@ -235,7 +243,10 @@ class QAFTModel(nn.Module):
 
     def to_float(self) -> FloatModel:
         """The current float parameters as a :class:`FloatModel`."""
-        n = lambda v: v.detach().numpy().copy()  # noqa: E731
+
+        def n(v):
+            return v.detach().numpy().copy()
+
         layers = [FloatLayer(n(ly.log_dt), n(ly.log_A_real), n(ly.A_imag),
                              n(ly.C_re) + 1j * n(ly.C_im), n(ly.D), n(ly.W), n(ly.b),
                              (n(ly.B_re) + 1j * n(ly.B_im)) if ly.has_B else None)

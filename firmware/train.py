@@ -1,4 +1,4 @@
-"""Training n-S4D classifiers for the fabric (the entry point of ``neuroloom train``).
+"""Training n-S4D classifiers for the fabric (the library behind ``neuroloom train``).
 
 Three phases, all on the CPU:
 
@@ -16,23 +16,20 @@ accuracies in its metadata. Needs the ``train`` extra (torch).
 
 from __future__ import annotations
 
-import argparse
 import math
-import shlex
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from neuroloom.contract.config import FabricConfig
 
-from .datasets import DATASETS, load_dataset
+from .datasets import load_dataset
+from .evaluate import accuracy_float, accuracy_q
 from .model import FloatLayer, FloatModel
-from .qmodel import QModel, qforward
+from .qmodel import QModel
 
-__all__ = ["TrainResult", "train", "accuracy_float", "accuracy_q", "main"]
+__all__ = ["TrainResult", "train", "accuracy_float", "accuracy_q"]
 
 
 @dataclass
@@ -41,21 +38,6 @@ class TrainResult:
     qmodel: QModel
     metrics: dict = field(default_factory=dict)
     paths: list = field(default_factory=list)
-
-
-def accuracy_float(model: FloatModel, x: np.ndarray, y: np.ndarray) -> float:
-    """Test accuracy of the float model (final running logits)."""
-    return float(np.mean(model.predict(x) == y))
-
-
-def accuracy_q(q: QModel, x: np.ndarray, y: np.ndarray, cfg: FabricConfig | None = None,
-               batch: int = 512) -> float:
-    """Test accuracy of the quantized reference (:func:`~firmware.qmodel.qforward`)."""
-    hits = 0
-    for i in range(0, len(x), batch):
-        out = qforward(q, q.quantize_input(x[i:i + batch], cfg), cfg)
-        hits += int(np.sum(np.argmax(out[:, -1], axis=1) == y[i:i + batch]))
-    return hits / len(x)
 
 
 def _torch_model(model: FloatModel):
@@ -90,7 +72,9 @@ def _torch_model(model: FloatModel):
             return (z @ self.dec_W.T + self.dec_b).sum(1)                  # (B, classes)
 
         def to_float(self) -> FloatModel:
-            n = lambda p: p.detach().double().numpy().copy()  # noqa: E731
+            def n(p):
+                return p.detach().double().numpy().copy()
+
             layers = [FloatLayer(n(ly.log_dt), n(ly.log_A_real), n(ly.A_imag),
                                  n(ly.C_re) + 1j * n(ly.C_im), n(ly.D), n(ly.W), n(ly.b))
                       for ly in self.layers]
@@ -226,34 +210,3 @@ def train(dataset: str = "digits", *, H: int = 16, N: int = 8, L: int = 2, epoch
 def _scales(q: QModel):
     from .quantize import Scales
     return Scales.from_dict(q.meta["scales"])
-
-
-def main(argv=None) -> int:
-    """``python -m firmware.train`` (the same options as ``neuroloom train``)."""
-    p = argparse.ArgumentParser(prog="neuroloom train", description=__doc__.split("\n")[0])
-    p.add_argument("--dataset", default="digits", choices=DATASETS)
-    p.add_argument("--data", default=None, help="folder with the MNIST/CIFAR-10 files")
-    p.add_argument("-H", type=int, default=16, help="channels (model width)")
-    p.add_argument("-N", type=int, default=8, help="complex modes per channel")
-    p.add_argument("-L", type=int, default=2, help="layers")
-    p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--qaft-epochs", type=int, default=3)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--qaft-lr", type=float, default=2e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="model", help="output stem: <out>-float.*, <out>-q.*")
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    cmd = "neuroloom train " + shlex.join(argv if argv is not None else sys.argv[1:])
-    r = train(a.dataset, H=a.H, N=a.N, L=a.L, epochs=a.epochs, qaft_epochs=a.qaft_epochs,
-              batch=a.batch, lr=a.lr, qaft_lr=a.qaft_lr, seed=a.seed, data_path=a.data,
-              out=Path(a.out),
-              progress=not a.no_progress, command=cmd)
-    print(f"float {r.metrics['float_acc']:.4f}  quantized {r.metrics['q_acc']:.4f}  "
-          f"neurons {r.metrics['neurons']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Evaluation loops over the verification ladder: float model, quantized reference, golden
+fabric model and the fabric RTL, with the reports ``neuroloom eval`` and ``run`` print.
+
+The golden model runs many sequences side by side (:func:`golden_eval`); the RTL runs one
+sequence at a time through the host driver (:func:`rtl_eval`), counting the RTL clock cycles
+of each. Fabrics are reached through the driver's transport registry
+(:func:`~neuroloom.firmware.driver.open_transport`), never by importing a simulator, so a
+bench or a board script runs the same loops. Progress bars go to stderr; report lines go to
+an ``out`` callable (``print`` by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.image import Image
+
+from .deploy import describe_image
+from .driver import Driver, RunResult, open_transport
+from .model import FloatModel
+from .qmodel import QModel, qforward
+
+__all__ = ["GoldenEval", "OpenRTL", "RTLEval", "RTL_TIMEOUT_S", "accuracy_float", "accuracy_q",
+           "evaluate", "golden_driver", "golden_eval", "link_cycles", "progress_bar",
+           "rtl_driver", "rtl_eval", "run_report"]
+
+#: seconds a Verilator simulation may take to start (its first build included)
+RTL_TIMEOUT_S = 3600.0
+
+#: opens a driver on the fabric RTL of a configuration: ``open_rtl(cfg, waves)`` is a context
+#: manager yielding a :class:`Driver` (:func:`rtl_driver`, or the CLI's, which also reports
+#: the Verilator build)
+OpenRTL = Callable[[FabricConfig, bool], contextlib.AbstractContextManager]
+
+
+def accuracy_float(model: FloatModel, x: np.ndarray, y: np.ndarray) -> float:
+    """Test accuracy of the float model (final running logits)."""
+    return float(np.mean(model.predict(x) == y))
+
+
+def accuracy_q(q: QModel, x: np.ndarray, y: np.ndarray, cfg: FabricConfig | None = None,
+               batch: int = 512) -> float:
+    """Test accuracy of the quantized reference (:func:`~neuroloom.firmware.qmodel.qforward`)."""
+    hits = 0
+    for i in range(0, len(x), batch):
+        out = qforward(q, q.quantize_input(x[i:i + batch], cfg), cfg)
+        hits += int(np.sum(np.argmax(out[:, -1], axis=1) == y[i:i + batch]))
+    return hits / len(x)
+
+
+def progress_bar(total: int, desc: str):
+    """A tqdm bar on stderr, gone when done."""
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="seq", dynamic_ncols=True, leave=False,
+                file=sys.stderr)
+
+
+def golden_driver(batch: int = 64) -> Driver:
+    """A driver on the golden fabric model, ``batch`` sequences side by side."""
+    batch = max(1, batch)
+    return Driver(open_transport("golden", batch=batch, max_batch=batch))
+
+
+def link_cycles(transport) -> int | None:
+    """RTL clock cycles counted by a framed transport's link so far (None when its link does
+    not count them, e.g. the golden model)."""
+    return getattr(getattr(transport, "link", None), "cycles", None)
+
+
+@contextlib.contextmanager
+def rtl_driver(cfg: FabricConfig, waves: bool = False,
+               timeout: float = RTL_TIMEOUT_S) -> Iterator[Driver]:
+    """A driver on the fabric RTL of ``cfg`` under Verilator (transport ``verilator``), closed
+    at the end; the first use of a configuration builds the simulator (minutes)."""
+    transport = open_transport("verilator", cfg=cfg, waves=waves, timeout=timeout)
+    try:
+        yield Driver(transport)
+    finally:
+        transport.link.close()
+
+
+@dataclass
+class GoldenEval:
+    """The golden model on a test set: accuracy, logits that differ from the quantized
+    reference (None when no reference was given), the run, wall seconds."""
+    accuracy: float
+    mismatches: int | None
+    result: RunResult
+    seconds: float
+
+
+def golden_eval(image: Image, x: np.ndarray, y: np.ndarray, mode: str, q: QModel | None = None,
+                batch: int = 64, desc: str = "golden") -> GoldenEval:
+    """Run the float tokens ``x`` (B, K, d_in) through ``image`` on the golden model; with
+    ``q``, count the running logits that differ from the quantized reference."""
+    drv = golden_driver(min(batch, len(x)))
+    drv.load(image)
+    xq = drv.quantize(x)
+    t0 = time.perf_counter()
+    with progress_bar(len(x), f"{desc} ({mode})") as bar:
+        res = drv.run(xq, mode=mode, progress=bar.update)
+    seconds = time.perf_counter() - t0
+    mism = None
+    if q is not None:
+        mism = int(np.sum(qforward(q, xq, image.cfg) != res.running))
+    return GoldenEval(float(np.mean(res.predictions == y)), mism, res, seconds)
+
+
+@dataclass
+class RTLEval:
+    """The RTL on a test set: running logits (B, K, classes), RTL clock cycles per sample (the
+    commands of one ``Driver.run``: CLEAR, token INJECTs, RUN, counter reads), wall seconds."""
+    running: np.ndarray
+    cycles: np.ndarray
+    seconds: float
+
+    def accuracy(self, y: np.ndarray) -> float:
+        return float(np.mean(self.running[:, -1].argmax(-1) == y[:len(self.running)]))
+
+    def same_as(self, running: np.ndarray) -> int:
+        """Samples whose running logits equal ``running``'s, every token."""
+        return int(sum(np.array_equal(self.running[b], running[b])
+                       for b in range(len(self.running))))
+
+
+def rtl_eval(drv: Driver, xq: np.ndarray, mode: str, desc: str = "RTL") -> RTLEval:
+    """Run the payloads ``xq`` (B, K, d_in) one sample at a time through ``drv`` (an RTL
+    driver with a loaded image)."""
+    running, cycles = [], []
+    t0 = time.perf_counter()
+    with progress_bar(len(xq), f"{desc} ({mode})") as bar:
+        for b in range(len(xq)):
+            c0 = link_cycles(drv.transport) or 0
+            res = drv.run(xq[b:b + 1], mode=mode)
+            cycles.append((link_cycles(drv.transport) or 0) - c0)
+            running.append(res.running[0])
+            bar.update(1)
+    return RTLEval(np.array(running), np.array(cycles), time.perf_counter() - t0)
+
+
+def evaluate(image: Image, x: np.ndarray, y: np.ndarray, *, dataset: str,
+             float_model: FloatModel | None = None, qmodel: QModel | None = None,
+             modes: tuple[str, ...] | None = None, batch: int = 64, rtl: bool = False,
+             waves: bool = False, open_rtl: OpenRTL = rtl_driver,
+             out: Callable[[str], None] = print) -> bool:
+    """The accuracy report of ``neuroloom eval``: float (model given), quantized reference
+    (QModel given), golden model per mode (bit for bit against the reference when given) and,
+    with ``rtl``, the RTL per mode (sample for sample against the golden model). True when
+    every comparison held."""
+    out(f"{dataset}: {len(x)} test sequences of {x.shape[1]} tokens; {describe_image(image)}")
+    if float_model is not None:
+        out(f"float accuracy      {accuracy_float(float_model, x, y):.4f}")
+    if qmodel is not None:
+        out(f"quantized accuracy  {accuracy_q(qmodel, x, y, image.cfg):.4f}")
+    modes = modes or (image.mode,)
+    gold = {}
+    for mode in modes:
+        g = golden_eval(image, x, y, mode, qmodel, batch=batch)
+        gold[mode] = g.result.running
+        exact = "" if g.mismatches is None else (
+            "  (== quantized, bit for bit)" if g.mismatches == 0
+            else f"  ({g.mismatches} logits DIFFER)")
+        out(f"golden accuracy     {g.accuracy:.4f}  [{mode}, {len(x) / g.seconds:.1f} seq/s]"
+            f"{exact}")
+        if g.mismatches:
+            return False
+    if not rtl:
+        return True
+    ok = True
+    with open_rtl(image.cfg, waves) as drv:
+        drv.load(image)
+        xq = drv.quantize(x)
+        for mode in modes:
+            r = rtl_eval(drv, xq, mode)
+            same = r.same_as(gold[mode])
+            out(f"RTL accuracy        {r.accuracy(y):.4f}  [{mode}, "
+                f"{r.cycles.mean() / x.shape[1]:.1f} cycles/token, {len(x) / r.seconds:.2f} "
+                f"seq/s simulated] RTL == golden bit-exact on {same}/{len(x)} samples")
+            ok &= same == len(x)
+    return ok
+
+
+def run_report(res: RunResult, *, running: bool = False, counters: bool = False,
+               cycles: int | None = None) -> list[str]:
+    """The lines ``neuroloom run`` prints: per sample the class and the final logits (scaled
+    by the image's output scale), optionally the running integer logits after every token,
+    the steps (and RTL cycles), optionally the per-core counters."""
+    run = res.running if res.running.ndim == 3 else res.running[None]      # (B, K, classes)
+    scale = res.out_scale or 1.0
+    lines = []
+    for b in range(run.shape[0]):
+        if running:
+            lines += [f"sample {b} token {k}: " + " ".join(str(v) for v in run[b, k])
+                      for k in range(run.shape[1])]
+        logits = run[b, -1]
+        lines.append(f"sample {b}: class {int(np.argmax(logits))}  logits "
+                     + " ".join(f"{v / scale:.4g}" for v in logits))
+    tokens = run.shape[0] * run.shape[1]
+    lines.append(f"{res.steps} steps ({res.mode})" + (
+        "" if cycles is None else f"; {cycles} RTL clock cycles for {run.shape[0]} sample(s) of "
+        f"{run.shape[1]} tokens = {cycles / max(1, tokens):.1f} cycles/token"))
+    if counters:
+        names = ("neuron_updates", "syn_ops", "spikes_sent", "spikes_received")
+        lines.append("core " + " ".join(f"{n:>16}" for n in names))
+        lines += [f"{c:>4} " + " ".join(f"{v:>16}" for v in res.counters[c])
+                  for c in range(res.counters.shape[0]) if res.counters[c].any()]
+    return lines

@@ -1,0 +1,47 @@
+"""Test accuracy down the ladder: float, quantized reference, golden model, RTL."""
+
+from __future__ import annotations
+
+from neuroloom.contract.image import MODES
+from neuroloom.firmware.evaluate import evaluate
+
+from . import options
+from .options import CLIError
+from .simulator import verilator_driver
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("target", metavar="MODEL_OR_IMAGE")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="first N test sequences only")
+    parser.add_argument("--mode", choices=MODES, default=None,
+                        help="schedule (default: the image's)")
+    parser.add_argument("--batch", type=int, default=64, metavar="N",
+                        help="sequences run side by side on the golden model (default 64)")
+    options.add_backend_options(parser)
+    options.add_fabric_options(parser, "A model is compiled for this fabric; an image must "
+                               "match every fabric option given")
+    options.add_import_options(parser)
+    options.add_dataset_options(parser, "the test split to evaluate on (default digits); also "
+                                "calibrates a float model")
+
+
+def run(args) -> int:
+    options.check_backend(args)
+    if args.limit is not None and args.limit < 1:
+        raise CLIError(f"--limit {args.limit}: give at least 1 test sequence")
+    if args.batch < 1:
+        raise CLIError(f"--batch {args.batch}: give at least 1")
+    data = options.dataset_from_args(args)
+    target = options.load_target(args.target, args, options.fabric_request(args), data,
+                                 mode=args.mode or "pipelined")
+    image = target.image
+    if len(image.inputs) != data.d_in:
+        raise CLIError(f"the model takes d_in={len(image.inputs)} features per token, "
+                       f"{data.name} has {data.d_in}")
+    x, y = data.x_test[:args.limit], data.y_test[:args.limit]
+    ok = evaluate(image, x, y, dataset=data.name, float_model=target.float_model,
+                  qmodel=target.qmodel, modes=(args.mode,) if args.mode else None,
+                  batch=args.batch, rtl=args.backend == "verilator", waves=args.waves,
+                  open_rtl=verilator_driver)
+    return 0 if ok else 1

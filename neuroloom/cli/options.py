@@ -1,0 +1,224 @@
+"""Option groups the commands share, and how their values become library arguments.
+
+* fabric (:func:`add_fabric_options`, :func:`fabric_request`): ``--fabric fabric.json``,
+  ``--mesh WxH`` and one flag per :class:`FabricConfig` field, generated from the dataclass;
+  flags override the file, the file overrides the defaults;
+* data set (:func:`add_dataset_options`, :func:`dataset_from_args`);
+* backend (:func:`add_backend_options`, :func:`check_backend`);
+* Gu checkpoint import (:func:`add_import_options`, :func:`import_options`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from neuroloom.contract.config import FabricConfig
+from neuroloom.firmware import deploy
+from neuroloom.firmware.datasets import SequenceData, load_dataset
+
+__all__ = ["BACKENDS", "CLIError", "DATASET_ALIASES", "FIELD_HELP", "FabricRequest",
+           "add_backend_options", "add_dataset_options", "add_fabric_options",
+           "add_import_options", "check_backend", "dataset_from_args", "dataset_spec",
+           "fabric_flag", "fabric_request", "import_options", "load_target"]
+
+
+class CLIError(Exception):
+    """A user error with a one-line message."""
+
+
+# -- fabric ----------------------------------------------------------------------------------------
+
+#: help text of each FabricConfig field's flag (a field missing here still gets a flag)
+FIELD_HELP = {
+    "mesh_w": "tiles across (mesh width)",
+    "mesh_h": "tiles down (mesh height)",
+    "neurons": "neurons per core",
+    "axons": "input axon table entries per core",
+    "synapse_rows": "synapse memory words per core",
+    "synapse_lanes": "weights per synapse word: 1, 2, 4 or 8",
+    "route_words": "output route memory words per core",
+    "ucode_depth": "microcode words per core",
+    "groups": "neuron group descriptors per core",
+    "modes": "mode memory entries per core (complex S4D modes of channel neurons)",
+    "state_regs": "persistent registers per neuron, 1..8",
+    "coefs": "coefficients per neuron (the ISA addresses 8)",
+    "state_width": "bits of neuron state and graded spike payloads (signed)",
+    "coef_width": "bits of a neuron coefficient (signed)",
+    "weight_width": "bits of a synaptic weight (signed)",
+    "acc_width": "bits of a dendrite accumulator (signed)",
+    "router_fifo_depth": "input buffer depth of each router port",
+}
+
+
+def fabric_flag(name: str) -> str:
+    """The flag of a FabricConfig field: ``synapse_rows`` -> ``--synapse-rows``."""
+    return "--" + name.replace("_", "-")
+
+
+def add_fabric_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--fabric FILE``, ``--mesh WxH`` and a flag per FabricConfig field; ``what`` says what
+    the fabric is for (shown in the group's description)."""
+    g = parser.add_argument_group(
+        "fabric", f"{what}. Defaults, then --fabric, then the flags: a flag overrides the file.")
+    g.add_argument("--fabric", metavar="FILE", default=None,
+                   help="fabric.json written by 'neuroloom generate' (its 'config'), or a JSON "
+                        "object of FabricConfig fields")
+    g.add_argument("--mesh", metavar="WxH", default=None,
+                   help="mesh_w x mesh_h tiles, e.g. 2x2")
+    for f in dataclasses.fields(FabricConfig):
+        g.add_argument(fabric_flag(f.name), dest=f"fabric_{f.name}", type=int, default=None,
+                       metavar="N",
+                       help=f"{FIELD_HELP.get(f.name, f.name)} (default {f.default})")
+
+
+@dataclass
+class FabricRequest:
+    """The fabric a user asked for: ``given`` holds the fields set by ``--fabric`` or a flag,
+    ``source`` where each came from."""
+    given: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
+
+    @property
+    def mesh_fixed(self) -> bool:
+        return "mesh_w" in self.given or "mesh_h" in self.given
+
+    def config(self, base: FabricConfig | None = None) -> FabricConfig:
+        """``base`` (default: the defaults) with the given fields. Raises ValueError naming a
+        bad field."""
+        return FabricConfig(**{**(base or FabricConfig()).to_dict(), **self.given})
+
+
+def _read_fabric_file(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(2, "No such file", str(p))
+    try:
+        desc = json.loads(p.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CLIError(f"{p}: not JSON ({e}); give the fabric.json that 'neuroloom generate' "
+                       "writes") from None
+    cfg = desc.get("config", desc) if isinstance(desc, dict) else None
+    if not isinstance(cfg, dict):
+        raise CLIError(f"{p}: no fabric configuration (a JSON object with a 'config' object, as "
+                       "'neuroloom generate' writes, or of FabricConfig fields)")
+    known = {f.name for f in dataclasses.fields(FabricConfig)}
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise CLIError(f"{p}: unknown fabric field(s) {', '.join(unknown)}; known: "
+                       f"{', '.join(sorted(known))}")
+    bad = [k for k, v in cfg.items() if isinstance(v, bool) or not isinstance(v, int)]
+    if bad:
+        raise CLIError(f"{p}: {bad[0]}={cfg[bad[0]]!r} must be an integer")
+    return cfg
+
+
+def fabric_request(args) -> FabricRequest:
+    """The fabric options of ``args`` as a :class:`FabricRequest`."""
+    req = FabricRequest()
+    if args.fabric is not None:
+        for k, v in _read_fabric_file(args.fabric).items():
+            req.given[k], req.source[k] = v, args.fabric
+    flags = {f.name: getattr(args, f"fabric_{f.name}") for f in dataclasses.fields(FabricConfig)}
+    if args.mesh is not None:
+        if flags["mesh_w"] is not None or flags["mesh_h"] is not None:
+            raise CLIError("give --mesh WxH or --mesh-w/--mesh-h, not both")
+        mesh = FabricConfig.parse_mesh(args.mesh)      # ValueError: not WxH
+        for k in ("mesh_w", "mesh_h"):
+            req.given[k], req.source[k] = getattr(mesh, k), "--mesh"
+    for k, v in flags.items():
+        if v is not None:
+            req.given[k], req.source[k] = v, fabric_flag(k)
+    return req
+
+
+def load_target(path: str, args, req: FabricRequest, data: SequenceData | None,
+                mode: str = "pipelined") -> deploy.Target:
+    """``MODEL_OR_IMAGE``: an image must match the requested fabric; a model is compiled for
+    it (the mesh grows to fit unless the request fixes it)."""
+    p = Path(path)
+    if p.exists() and deploy.is_image(p):
+        target = deploy.load_target(p)
+        deploy.check_fabric(target.image, req.given, req.source, where=str(p))
+        return target
+    activation, residual = import_options(args)
+    return deploy.load_target(p, data, req.config(), mode=mode, mesh_fixed=req.mesh_fixed,
+                              row_budget=getattr(args, "row_budget", None),
+                              activation=activation, residual=residual)
+
+
+# -- data set --------------------------------------------------------------------------------------
+
+DATASET_ALIASES = {"digits": "digits", "digits-permuted": "pdigits", "pdigits": "pdigits",
+                   "mnist": "mnist", "mnist-permuted": "pmnist", "pmnist": "pmnist",
+                   "cifar10": "cifar10"}
+
+
+def add_dataset_options(parser: argparse.ArgumentParser, what: str = "the data set") -> None:
+    g = parser.add_argument_group("data set", what)
+    g.add_argument("--dataset", nargs="+", metavar=("NAME", "PATH"),
+                   help="digits (default), digits-permuted, mnist PATH, mnist-permuted PATH, "
+                        "cifar10 PATH")
+    g.add_argument("--data", default=None, metavar="PATH",
+                   help="folder with the data set's files (same as the PATH of --dataset)")
+
+
+def dataset_spec(args, default: str | None = "digits") -> tuple[str, str | None] | None:
+    """(library data set name, folder or None) of ``--dataset``/``--data``; ``default`` when
+    neither names one (None: no data set)."""
+    spec = args.dataset or ([default] if default else None)
+    if spec is None:
+        return None
+    name = DATASET_ALIASES.get(spec[0])
+    if name is None:
+        raise CLIError(f"unknown dataset {spec[0]!r}; choose one of "
+                       f"{', '.join(sorted(DATASET_ALIASES))}")
+    if len(spec) > 2:
+        raise CLIError("--dataset takes a name and at most one PATH")
+    return name, spec[1] if len(spec) == 2 else args.data
+
+
+def dataset_from_args(args, required: bool = True) -> SequenceData | None:
+    """The data set of ``--dataset`` (digits when required and not given)."""
+    spec = dataset_spec(args, "digits" if required else None)
+    return None if spec is None else load_dataset(*spec)
+
+
+# -- backend ---------------------------------------------------------------------------------------
+
+BACKENDS = ("golden", "verilator")
+
+
+def add_backend_options(parser: argparse.ArgumentParser, default: str = "golden") -> None:
+    g = parser.add_argument_group("backend")
+    g.add_argument("--backend", choices=BACKENDS, default=default,
+                   help=f"the golden model or the fabric RTL simulated by Verilator "
+                        f"(default {default}; the first Verilator use of a fabric builds it, "
+                        f"minutes)")
+    g.add_argument("--waves", action="store_true",
+                   help="verilator: write a waveform (FST) into the build folder")
+
+
+def check_backend(args) -> None:
+    if args.waves and args.backend != "verilator":
+        raise CLIError("--waves needs --backend verilator")
+
+
+# -- Gu checkpoint import --------------------------------------------------------------------------
+
+def add_import_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group(
+        "Gu checkpoints", "what a state_dict does not record (.pt, or .npz with no .json beside)")
+    g.add_argument("--activation", default=None,
+                   help="the layers' activation (the fabric runs 'relu')")
+    g.add_argument("--no-residual", action="store_true",
+                   help="the layers have no residual connection")
+
+
+def import_options(args) -> tuple[str | None, bool | None]:
+    """(activation, residual) for :func:`neuroloom.firmware.importer.import_s4`."""
+    return (getattr(args, "activation", None),
+            False if getattr(args, "no_residual", False) else None)
