@@ -4,6 +4,7 @@ image/fabric mismatches, train as a real subcommand, results on stdout and notes
 import contextlib
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -298,3 +299,24 @@ def test_run_token_file_shapes(small, tmp_path, capsys):
     (tmp_path / "empty.csv").write_text("")
     assert main(["run", str(small / "img.nlimg"), "--input", str(tmp_path / "empty.csv")]) == 1
     assert "empty.csv" in _one_error_line(capsys)
+
+
+def _long_options(help_text: str) -> set[str]:
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", help_text)) - {"--help"}
+
+
+def test_user_guide_matches_the_cli(capsys):
+    """docs/user-guide.md names every option of every command, and no option that none has."""
+    guide = (ROOT / "docs" / "user-guide.md").read_text()
+    documented = _long_options(guide)
+    everything = set()
+    for name in COMMANDS:
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        options = _long_options(capsys.readouterr().out)
+        everything |= options
+        missing = sorted(options - documented)
+        assert not missing, f"docs/user-guide.md does not mention {name}'s {missing}"
+        assert f"neuroloom {name}" in guide, name
+    stale = sorted(documented - everything)
+    assert not stale, f"docs/user-guide.md names options no command has: {stale}"

@@ -15,25 +15,30 @@ from .options import CLIError
 
 def add_arguments(parser) -> None:
     m = parser.add_argument_group("model")
-    m.add_argument("-H", type=int, default=16, help="channels (model width; default 16)")
-    m.add_argument("-N", type=int, default=8, help="complex modes per channel (default 8)")
-    m.add_argument("-L", type=int, default=2, help="layers (default 2)")
+    m.add_argument("-H", type=int, metavar="N", default=16,
+                   help="channels (model width; default 16)")
+    m.add_argument("-N", type=int, metavar="N", default=8,
+                   help="complex modes per channel (default 8)")
+    m.add_argument("-L", type=int, metavar="N", default=2, help="layers (default 2)")
     t = parser.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=60, help="float pre-training epochs (default 60)")
-    t.add_argument("--qaft-epochs", type=int, default=3,
+    t.add_argument("--epochs", type=int, metavar="N", default=60,
+                   help="float pre-training epochs (default 60)")
+    t.add_argument("--qaft-epochs", type=int, default=3, metavar="N",
                    help="quantization-aware fine-tuning epochs (default 3; 0: PTQ only)")
-    t.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
-    t.add_argument("--lr", type=float, default=1e-2, help="learning rate (default 0.01)")
-    t.add_argument("--ssm-lr", type=float, default=1e-3,
+    t.add_argument("--batch", type=int, metavar="N", default=32, help="batch size (default 32)")
+    t.add_argument("--lr", type=float, metavar="X", default=1e-2,
+                   help="learning rate (default 0.01)")
+    t.add_argument("--ssm-lr", type=float, metavar="X", default=1e-3,
                    help="learning rate of the SSM parameters (default 0.001)")
-    t.add_argument("--qaft-lr", type=float, default=2e-4, help="QAFT learning rate (default 2e-4)")
-    t.add_argument("--weight-decay", type=float, default=0.01,
+    t.add_argument("--qaft-lr", type=float, metavar="X", default=2e-4,
+                   help="QAFT learning rate (default 2e-4)")
+    t.add_argument("--weight-decay", type=float, metavar="X", default=0.01,
                    help="AdamW weight decay, not on SSM parameters (default 0.01)")
     t.add_argument("--calib", type=int, default=512, metavar="N",
                    help="train sequences that calibrate the quantizer (default 512)")
     t.add_argument("--max-steps", type=int, default=None, metavar="N",
                    help="at most N optimizer steps per phase (smoke tests)")
-    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument("--seed", type=int, metavar="N", default=0, help="random seed (default 0)")
     t.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch threads (default 1: small tensors gain nothing from more)")
     parser.add_argument("--out", default="model", metavar="STEM",
