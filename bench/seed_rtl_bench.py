@@ -38,22 +38,20 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from neuroloom.contract.config import FabricConfig  # noqa: E402
-from neuroloom.contract.hostproto import Cmd  # noqa: E402
-from neuroloom.contract.layouts import Counter, Mem  # noqa: E402
-from neuroloom.firmware.compiler import (  # noqa: E402
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.hostproto import Cmd
+from neuroloom.contract.layouts import Counter, Mem
+from neuroloom.firmware.compiler import (
     compile_model,
-    from_compiled,  # noqa: E402
+    from_compiled,
     random_qmodel,
 )
-from neuroloom.firmware.driver import Driver  # noqa: E402
-from neuroloom.firmware.qmodel import qforward  # noqa: E402
-from neuroloom.firmware.transports import FramedTransport  # noqa: E402
-from neuroloom.sim.transports import GoldenTransport  # noqa: E402
+from neuroloom.firmware.driver import Driver
+from neuroloom.firmware.qmodel import qforward
+from neuroloom.firmware.transports import FramedTransport
+from neuroloom.sim.transports import GoldenTransport
 
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "fabric_seed.json"
 MODES = ("pipelined", "fall-through")
 

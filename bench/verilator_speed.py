@@ -1,6 +1,6 @@
 """Raw Verilator simulation speed of the fabric (inside its link harness, idle host port):
 clock cycles per wall second with every internal signal public (cocotb's default,
-``--public-flat-rw``) and with only the toplevel's ports visible (what ``sim.tools.run_cocotb``
+``--public-flat-rw``) and with only the toplevel's ports visible (what ``run_cocotb``
 builds by default), plus the build times. Results: bench/results/verilator_speed.json.
 
     .venv/bin/python bench/verilator_speed.py [--mesh 2x2 ...] [--cycles 20000] [--repeats 3]
@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 OUT = ROOT / "bench" / "results" / "verilator_speed.json"
 ENV_CYCLES = "NEUROLOOM_SPEED_CYCLES"
@@ -47,7 +46,7 @@ if cocotb is not None:
 
 
 def measure(cfg, public: bool, cycles: int, repeats: int) -> dict:
-    from neuroloom.sim import tools
+    from neuroloom.sim import verilator
     from neuroloom.sim.verilator_link import TOPLEVEL, harness_verilog, sim_build_dir
     src = harness_verilog(cfg)
     bdir = sim_build_dir(cfg).parent / "sim_public" if public else sim_build_dir(cfg)
@@ -55,9 +54,9 @@ def measure(cfg, public: bool, cycles: int, repeats: int) -> dict:
     speeds, build_s = [], None
     for _ in range(repeats):
         t = time.perf_counter()
-        r = tools.run_cocotb(TOPLEVEL, [src], "verilator_speed", bdir, public=public,
-                             python_paths=[Path(__file__).parent],
-                             extra_env={ENV_CYCLES: str(cycles), ENV_OUT: str(out)})
+        r = verilator.run_cocotb(TOPLEVEL, [src], "verilator_speed", bdir, public=public,
+                                 python_paths=[Path(__file__).parent],
+                                 extra_env={ENV_CYCLES: str(cycles), ENV_OUT: str(out)})
         if r.built:
             build_s = round(time.perf_counter() - t, 1)
         res = json.loads(out.read_text())

@@ -1,14 +1,19 @@
-"""cocotb testbench of one NeuronCore against the golden model (runs inside the simulator).
+"""cocotb testbench of one :class:`~neuroloom.hw.core.core.NeuronCore` (Verilator).
 
-``CoreTB`` drives ``i_flit`` (random idle gaps between flits), takes ``o_flit`` (random
-backpressure), pulses steps and waits for ``idle``; every cycle is one pass of a single clocked
-loop (inputs change at the falling edge, handshakes are sampled in the read-only phase).
+* :func:`write_core_verilog` -- the core's Verilog, cached under ``build/core/<digest>/``; its
+  Verilator build goes to ``<that folder>/verilator``.
+* :class:`CoreTB` (runs inside the simulator) drives ``i_flit`` (random idle gaps between
+  flits), takes ``o_flit`` (random backpressure), pulses steps and waits for ``idle``; every
+  cycle is one pass of a single clocked loop (inputs change at the falling edge, handshakes are
+  sampled in the read-only phase). Tests check it against the golden model
+  (``tests/test_core_cocotb.py``); ``bench/core_bench.py`` reads the cycle counters with it.
 """
 
 from __future__ import annotations
 
 import random
 from collections import deque
+from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
@@ -16,13 +21,38 @@ from cocotb.triggers import FallingEdge, ReadOnly
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.layouts import FlitKind, Mem, cfg_addr_layout, flit_layout, pack, unpack
+from neuroloom.hw.core.core import NeuronCore
+from neuroloom.hw.verilog import to_verilog
+
+from .cache import write_verilog
+
+__all__ = ["TOPLEVEL", "CoreTB", "CoreTimeout", "write_core_verilog"]
+
+#: the core's Verilog module name (the Verilator toplevel)
+TOPLEVEL = "core"
 
 
-class TimeoutError_(AssertionError):
-    pass
+def write_core_verilog(cfg: FabricConfig, xy: tuple[int, int]) -> Path:
+    """The Verilog of the core at ``xy`` of ``cfg``: ``build/core/<digest of the text>/core.v``."""
+    return write_verilog(to_verilog(NeuronCore(cfg, *xy), TOPLEVEL), TOPLEVEL, kind="core")
+
+
+class CoreTimeout(AssertionError):
+    """The core did not finish (accept its flits, answer reads, end a step) in time."""
 
 
 class CoreTB:
+    """Flit-level driver and monitor of one core (see the module docstring).
+
+    Parameters
+    ----------
+    dut : the cocotb handle of the ``core`` toplevel
+    cfg, xy : the fabric and the core's position (its flits are addressed to ``xy``)
+    rng : randomness of the idle gaps and the backpressure
+    gaps : probability that no flit is offered in a cycle where one could be
+    backpressure : probability that ``o_flit`` is not ready in a cycle
+    """
+
     def __init__(self, dut, cfg: FabricConfig, xy, rng: random.Random, *, gaps: float = 0.3,
                  backpressure: float = 0.4):
         self.dut, self.cfg, self.xy, self.rng = dut, cfg, tuple(xy), rng
@@ -108,7 +138,7 @@ class CoreTB:
             await FallingEdge(self.dut.clk)
             quiet = quiet + 1 if (self.idle and not self.tx and self.cur is None) else 0
             if self.cycle - start > limit:
-                raise TimeoutError_(f"core not idle after {limit} cycles")
+                raise CoreTimeout(f"core not idle after {limit} cycles")
 
     async def read_many(self, addrs: list[tuple]) -> list[int]:
         """CFG_READ every (mem, index, part); returns the data parts in order."""
@@ -119,7 +149,7 @@ class CoreTB:
         while len(self.resp) < len(addrs):
             await FallingEdge(self.dut.clk)
             if self.cycle - start > 20 * len(addrs) + 1000:
-                raise TimeoutError_(f"only {len(self.resp)} of {len(addrs)} READ_RESP")
+                raise CoreTimeout(f"only {len(self.resp)} of {len(addrs)} READ_RESP")
         out = []
         for (mem, index, part), (addr, data) in zip(addrs, self.resp):
             assert addr == self.cfg_addr(mem, index, part), \
@@ -139,7 +169,7 @@ class CoreTB:
         while not self.idle:
             await FallingEdge(self.dut.clk)
             if self.cycle - start > 200_000:
-                raise TimeoutError_(f"step {t} did not finish")
+                raise CoreTimeout(f"step {t} did not finish")
         return self.cycle - start - 1
 
     async def clear(self):

@@ -1,11 +1,12 @@
 """Verilator link: the fabric RTL behind the host driver's framed transport.
 
 :class:`VerilatorLink` generates the Verilog of the fabric inside its testbench harness
-(:class:`sim.link_harness.LinkHarness`) for a :class:`FabricConfig` (cached under
-``build/fabric/<hash>/`` by configuration and RTL source digest), builds it with Verilator once
-(cached by ``sim.tools.run_cocotb``), and runs the simulation in a background thread. The cocotb
-test in this module (:func:`link_server`) serves ``exchange(words) -> words`` requests that
-arrive over a Unix socket in the build folder, so
+(:class:`neuroloom.sim.link_harness.LinkHarness`) for a :class:`FabricConfig` into
+``build/fabric/<digest of the Verilog text>/`` (so any change of the generated design, whatever
+file it comes from, gets a new folder), builds it with Verilator once there (cached by
+:func:`neuroloom.sim.verilator.run_cocotb`), and runs the simulation in a background thread. The
+cocotb test in this module (:func:`link_server`) serves ``exchange(words) -> words`` requests
+that arrive over a Unix socket in the build folder, so
 ``firmware.transports.FramedTransport(VerilatorLink(cfg))`` is the same driver code that runs
 against the golden model and a board.
 
@@ -18,18 +19,21 @@ model's own speed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
 import threading
+from functools import lru_cache
 from pathlib import Path
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.hostproto import OUTPUT
+from neuroloom.hw.fabric import Fabric
 from neuroloom.hw.verilog import to_verilog
 
-from . import tools
+from . import verilator
+from .cache import write_verilog
+from .link_harness import LinkHarness
 
 __all__ = ["VerilatorLink", "harness_verilog", "sim_build_dir", "is_built", "CHUNK"]
 
@@ -40,48 +44,38 @@ CHUNK = 32
 TOPLEVEL = "fabric_tb"
 
 
-def _rtl_digest() -> str:
-    h = hashlib.sha256()
-    import neuroloom.contract
-    import neuroloom.hw
-    files = [p for pkg in (neuroloom.hw, neuroloom.contract)
-             for p in sorted(Path(pkg.__path__[0]).rglob("*.py"))]
-    files.append(Path(__file__).with_name("link_harness.py"))
-    for p in files:
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
+@lru_cache(maxsize=4)
+def _generate(cfg: FabricConfig) -> Path:
+    path = write_verilog(to_verilog(LinkHarness(Fabric(cfg), chunk=CHUNK), TOPLEVEL), TOPLEVEL,
+                         kind="fabric")
+    (path.parent / "fabric.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    return path
 
 
-def _cfg_dir(cfg: FabricConfig) -> Path:
-    return tools.build_dir("fabric", tools.config_hash({"cfg": cfg.to_dict(), "rtl": _rtl_digest(),
-                                                        "chunk": CHUNK}))
+def harness_verilog(cfg: FabricConfig, *, fresh: bool = False) -> Path:
+    """The Verilog of the fabric inside its :class:`LinkHarness` (module :data:`TOPLEVEL`),
+    which is what :class:`VerilatorLink` simulates: ``build/fabric/<digest>/fabric_tb.v``.
+
+    The text is generated once per process and configuration (a few seconds for a 2x2 fabric,
+    about a minute for 7x6); ``fresh`` generates it again (after the gateware changed in this
+    process, as in tests)."""
+    if fresh:
+        _generate.cache_clear()
+    path = _generate(cfg)
+    if not path.is_file():                  # the build folder was removed meanwhile
+        _generate.cache_clear()
+        path = _generate(cfg)
+    return path
 
 
 def sim_build_dir(cfg: FabricConfig, waves: bool = False) -> Path:
-    """The Verilator build folder of ``cfg`` (nothing is generated)."""
-    return _cfg_dir(cfg) / ("sim_waves" if waves else "sim")
+    """The Verilator build folder of ``cfg``, beside its Verilog (generated if needed)."""
+    return harness_verilog(cfg).parent / ("sim_waves" if waves else "sim")
 
 
 def is_built(cfg: FabricConfig, waves: bool = False) -> bool:
     """Is the Verilator model of ``cfg`` built already (so opening a link will not build)?"""
-    return (sim_build_dir(cfg, waves) / tools._STAMP_NAME).is_file()
-
-
-def harness_verilog(cfg: FabricConfig) -> Path:
-    """Write (or reuse) the Verilog of the fabric inside its :class:`LinkHarness` (module
-    :data:`TOPLEVEL`), which is what :class:`VerilatorLink` simulates."""
-    path = _cfg_dir(cfg) / f"{TOPLEVEL}.v"
-    if not path.exists():
-        from neuroloom.hw.fabric import Fabric
-
-        from .link_harness import LinkHarness
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(to_verilog(LinkHarness(Fabric(cfg), chunk=CHUNK), TOPLEVEL))
-        tmp.replace(path)
-        (path.parent / "fabric.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    return path
+    return verilator.is_built(sim_build_dir(cfg, waves))
 
 
 def _send(sock: socket.socket, obj) -> None:
@@ -119,8 +113,9 @@ class VerilatorLink:
 
         def simulate():
             try:
-                tools.run_cocotb(TOPLEVEL, [self.verilog], __name__, self.build, waves=waves,
-                                 extra_env={_ENV_SOCK: str(sock_path)}, testcase="link_server")
+                verilator.run_cocotb(TOPLEVEL, [self.verilog], __name__, self.build,
+                                     waves=waves, extra_env={_ENV_SOCK: str(sock_path)},
+                                     testcase="link_server")
             except BaseException as e:      # reported by exchange()/close()
                 self._error = e
 

@@ -10,7 +10,7 @@ from neuroloom.contract.fixed import sat
 from neuroloom.contract.isa import encode
 from neuroloom.hw.core.alu import NeuronAlu
 from neuroloom.sim.neuron import run_program
-from tests.core_util import SMALL, corner_value, random_program
+from tests.support.core import SMALL, corner_value, random_program
 
 CFG = dataclasses.replace(SMALL, state_regs=8)
 

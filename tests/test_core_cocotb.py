@@ -1,11 +1,12 @@
 """NeuronCore on Verilator (cocotb 2) against the golden model, flit for flit.
 
-The pytest functions at the bottom build the core's Verilog (cached per configuration hash in
-``build/core/``) and run the cocotb tests above them inside the simulator. Each cocotb test
-loads a configuration with CFG_WRITE flits (``CoreConfig.writes()``), injects SPIKE flits,
-runs steps with random idle gaps on ``i_flit`` and random backpressure on ``o_flit``, and
-compares every emitted flit (as a multiset per step), every STATE/ACC word and the
-architectural counters (read back with CFG_READ) with ``GoldenFabric``.
+The pytest functions at the bottom build the core's Verilog (cached under
+``build/core/<digest of the Verilog text>/``) and run the cocotb tests above them inside the
+simulator. Each cocotb test loads a configuration with CFG_WRITE flits
+(``CoreConfig.writes()``), injects SPIKE flits, runs steps with random idle gaps on ``i_flit``
+and random backpressure on ``o_flit``, and compares every emitted flit (as a multiset per
+step), every STATE/ACC word and the architectural counters (read back with CFG_READ) with
+``GoldenFabric``.
 """
 
 from __future__ import annotations
@@ -21,9 +22,16 @@ from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.coreconfig import CoreConfig, Group, Route, Synapse
 from neuroloom.contract.isa import encode
 from neuroloom.contract.layouts import Counter, Mem
+from neuroloom.sim.core_tb import TOPLEVEL, CoreTB, write_core_verilog
 from neuroloom.sim.golden import GoldenFabric
-from tests.core_tb import CoreTB
-from tests.core_util import SMALL, corner_value, expected_flits, random_core_config, random_program
+from neuroloom.sim.verilator import run_cocotb
+from tests.support.core import (
+    SMALL,
+    corner_value,
+    expected_flits,
+    random_core_config,
+    random_program,
+)
 
 ENV_CFG, ENV_XY, ENV_SEED, ENV_STEPS = ("NEUROLOOM_CORE_CFG", "NEUROLOOM_CORE_XY",
                                         "NEUROLOOM_CORE_SEED", "NEUROLOOM_CORE_STEPS")
@@ -180,25 +188,11 @@ async def edges(dut):
 # pytest side
 
 
-def build_core(cfg: FabricConfig, xy) -> Path:  # noqa: F821
-    from neuroloom.hw.core.core import NeuronCore
-    from neuroloom.hw.verilog import to_verilog
-    from neuroloom.sim.tools import build_dir, config_hash
-    text = to_verilog(NeuronCore(cfg, *xy), "core")
-    import hashlib
-    h = config_hash({"design": "core", "verilog": hashlib.sha256(text.encode()).hexdigest()})
-    out = build_dir("core", h) / "core.v"
-    if not out.is_file() or out.read_text() != text:
-        out.write_text(text)
-    return out
-
-
 def run_core(cfg, xy, testcase=None, seed=1, steps=24):
-    from neuroloom.sim.tools import run_cocotb
-    src = build_core(cfg, xy)
+    src = write_core_verilog(cfg, xy)
     env = {ENV_CFG: cfg.to_json(), ENV_XY: f"{xy[0]},{xy[1]}", ENV_SEED: str(seed),
            ENV_STEPS: str(steps)}
-    return run_cocotb("core", [src], __name__, src.parent / "verilator", extra_env=env,
+    return run_cocotb(TOPLEVEL, [src], __name__, src.parent / "verilator", extra_env=env,
                       testcase=testcase)
 
 

@@ -18,7 +18,7 @@ from neuroloom.contract.layouts import (
 )
 from neuroloom.hw.core.core import NeuronCore
 from neuroloom.sim.golden import GoldenFabric
-from tests.core_util import SMALL
+from tests.support.core import SMALL
 
 CFG = SMALL
 XY = (1, 0)

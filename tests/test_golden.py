@@ -38,7 +38,10 @@ def test_s4d_program_tracks_float_recurrence_within_bound(radius):
     M, K = 16, 400
     theta = rng.uniform(-np.pi, np.pi, M)
     dA = radius * np.exp(1j * theta)                                      # (M,)
-    q = lambda v: np.round(v * 2 ** FRAC).astype(np.int64)               # noqa: E731
+
+    def q(v):
+        return np.round(v * 2 ** FRAC).astype(np.int64)
+
     dAq = q(dA.real) + 1j * q(dA.imag)                                   # (M,) integer
     # dB scaled so that a 16-bit-ish input keeps the state well inside 24 bits
     dBq = np.round((1 - radius) * 2 ** FRAC * 8 * np.exp(1j * rng.uniform(0, 6.3, M)))

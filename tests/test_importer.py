@@ -105,8 +105,11 @@ def test_float_and_qmodel_round_trip(tmp_path):
     assert json.loads((tmp_path / "f.json").read_text())["format"] == "neuroloom-float-s4d"
 
     rng = np.random.default_rng(1)
-    lin = lambda o, i: QLinear(rng.integers(-128, 128, (o, i)), rng.integers(0, 8, i),  # noqa: E731
-                               rng.integers(-99, 99, o), 2)
+
+    def lin(o, i):
+        return QLinear(rng.integers(-128, 128, (o, i)), rng.integers(0, 8, i),
+                       rng.integers(-99, 99, o), 2)
+
     q = QModel(lin(3, 2), [QLayer(rng.integers(-9000, 9000, (3, 4, 2)),
                                   rng.integers(-9000, 9000, (3, 4, 2)),
                                   rng.integers(-9000, 9000, (3, 4, 2)), 15, 14,

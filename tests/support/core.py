@@ -1,4 +1,5 @@
-"""Shared helpers of the neuron-core tests: random valid microcode and corner-heavy values."""
+"""Shared helpers of the neuron-core tests: random valid microcode, corner-heavy values, random
+core configurations and the flits the golden model says a core emits."""
 
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ def corner_value(rng: random.Random, width: int) -> int:
 def random_instr(rng: random.Random, last: bool = False) -> Instr:
     """A random instruction that passes ``Instr.check``."""
     op = rng.choice([o for o in Op])
-    src = lambda: rng.choice([*range(8), Operand.ACC, Operand.ZERO])  # noqa: E731
+
+    def src():
+        return rng.choice([*range(8), Operand.ACC, Operand.ZERO])
+
     rd, ra, rb = rng.randrange(8), src(), src()
     ck, cl = rng.randrange(8), rng.randrange(8)
     sh = rng.choice([0, 1, 2, rng.randrange(32), 15, 31, 16, 24])
