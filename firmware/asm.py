@@ -5,6 +5,7 @@ Syntax (one instruction per line; ``;`` or ``#`` start a comment)::
     .equ FRAC 15                          ; a named constant (may be overridden by caller)
     CMAD R0, R0, C0, ACC, C2, FRAC        ; x <- dA*x + dB*acc  (complex)
     MAD.NZ R4, R0, C4, R1, C5, FRAC       ; y = Re(C x); emit it if non-zero
+    MODES  R5, R4, FRAC, OUT_SHIFT        ; every mode of a channel neuron; R5 = sum Re(C' x)
 
 Mnemonics are those of ``firmware.isa.SIGNATURES`` plus the pseudo-instructions
 ``MOV rd, ra``, ``RELU rd, ra``, ``MUL rd, ra, Ck, s`` and ``CMUL rd, ra, Ck, s``. An emit
@@ -34,7 +35,7 @@ _PSEUDO = {
 }
 _SUFFIX = {"": Emit.NONE, "E": Emit.ALWAYS, "NZ": Emit.NONZERO, "P": Emit.IF_P}
 _KIND_NAME = {"d": "destination register", "a": "source operand", "b": "source operand",
-              "k": "coefficient", "l": "coefficient", "s": "shift"}
+              "k": "coefficient", "l": "coefficient", "s": "shift", "o": "output shift"}
 
 
 class AsmError(ValueError):
@@ -124,7 +125,8 @@ def parse(text: str, defines: dict[str, int] | None = None,
         if build is not None:
             fields = build(*values)
         else:
-            names = {"d": "rd", "a": "ra", "b": "rb", "k": "ck", "l": "cl", "s": "sh"}
+            names = {"d": "rd", "a": "ra", "b": "rb", "k": "ck", "l": "cl", "s": "sh",
+                     "o": "so"}
             fields = {names[k]: v for k, v in zip(kinds, values)}
         instr = Instr(op=op, emit=_SUFFIX[suffix], **fields)
         try:
@@ -150,8 +152,8 @@ def assemble_file(path, defines: dict[str, int] | None = None) -> list[int]:
 
 
 def load_program(name: str, defines: dict[str, int] | None = None) -> list[int]:
-    """Assemble one of the shipped programs (``s4d``, ``relu``, ``linear``, ``integrator``,
-    ``lif``) from ``firmware/programs/NAME.s``."""
+    """Assemble one of the shipped programs (``s4d``, ``channel``, ``relu``, ``linear``,
+    ``integrator``, ``lif``) from ``firmware/programs/NAME.s``."""
     path = PROGRAM_DIR / f"{name}.s"
     if not path.exists():
         known = sorted(p.stem for p in PROGRAM_DIR.glob("*.s"))

@@ -13,6 +13,20 @@ stage       kind                j              inputs (one axon per source and c
 3L + 1      decoder (integr.)   c              last z[h]: ``dec.W[c, h]``; routes to host ch. c
 ==========  ==================  =============  ==========================================
 
+With ``mapping="channel"`` a layer is one stage of *channel neurons* (program 'channel': all M
+modes of a channel in one neuron, its mode entries in the core's mode memory; the input linear
+map -- encoder or previous mixing -- is the neuron's synapses plus its C6 bias, the ReLU bias is
+C7), then one 'linear' stage for the last layer's mixing and the decoder:
+
+==========  ==================  =============  ==========================================
+stage       kind                j              inputs
+==========  ==================  =============  ==========================================
+l           channel             h              l = 0: host input i, ``enc.W[h, i]``; else
+                                               channel h' of l-1: ``mix[l-1].W[h, h']``
+L           mixing (linear)     o              channel h of L-1: ``mix[L-1].W[o, h]``
+L + 1       decoder (integr.)   c              mixing h: ``dec.W[c, h]``; routes to host ch. c
+==========  ==================  =============  ==========================================
+
 Partitioning is a greedy, stage-ordered packing: items (single encoder / mixing / decoder neurons,
 and one *channel block* per layer and channel = its M mode neurons plus its readout neuron) are
 put on the current core while every capacity still holds (neurons, axons, synapse rows, route
@@ -38,7 +52,7 @@ config image stores both so the driver can switch modes without recompiling).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -49,11 +63,11 @@ from neuroloom.contract.image import MODES, Image
 from neuroloom.contract.layouts import Mem, group_layout, pack
 
 from .asm import load_program
-from .qmodel import QLayer, QLinear, QModel, num_stages
+from .qmodel import DEFAULT_MAPPING, MAPPINGS, QLayer, QLinear, QModel, check_mapping, num_stages
 
 __all__ = ["CompileError", "FitError", "AccumulatorRangeError", "MODES", "StageInfo",
            "Compiled", "compile_model", "from_compiled", "random_qmodel", "snake_order",
-           "fitting_mesh"]
+           "fitting_mesh", "MAPPINGS", "DEFAULT_MAPPING"]
 
 MAX_MESH = 16  # 4-bit tile coordinates
 
@@ -77,24 +91,26 @@ class AccumulatorRangeError(CompileError):
     """Some dendrite accumulator could leave the ``acc_width`` range for worst-case payloads."""
 
 
-RESOURCES = ("neurons", "axons", "synapse_rows", "route_words", "ucode", "groups")
+RESOURCES = ("neurons", "axons", "synapse_rows", "route_words", "ucode", "groups", "modes")
 
 
 def _capacity(cfg: FabricConfig, resource: str) -> int:
     return {"neurons": cfg.neurons, "axons": cfg.axons, "synapse_rows": cfg.synapse_rows,
             "route_words": cfg.route_words, "ucode": cfg.ucode_depth,
-            "groups": cfg.groups}[resource]
+            "groups": cfg.groups, "modes": cfg.modes}[resource]
 
 
 @dataclass
 class StageInfo:
-    """One pipeline stage: ``kind`` in encoder/modes/readout/mixing/decoder."""
+    """One pipeline stage: ``kind`` in encoder/modes/readout/mixing/decoder (per-mode) or
+    channel/mixing/decoder (channel); ``modes``: mode entries per neuron."""
     index: int
     kind: str
     layer: int | None
     program: str
     defines: dict
     size: int
+    modes: int = 0
 
     @property
     def name(self) -> str:
@@ -106,10 +122,24 @@ class StageInfo:
 class _Net:
     """The QModel as logical neurons and connections (shared by compiler and checks)."""
 
-    def __init__(self, model: QModel, cfg: FabricConfig):
-        self.model, self.cfg = model, cfg
+    def __init__(self, model: QModel, cfg: FabricConfig, mapping: str = DEFAULT_MAPPING):
+        self.model, self.cfg, self.mapping = model, cfg, check_mapping(mapping)
         H, M, L = model.H, model.modes, len(model.layers)
         self.H, self.M, self.L = H, M, L
+        if mapping == "channel":
+            st = []
+            for li, ly in enumerate(model.layers):
+                lin = model.enc if li == 0 else model.layers[li - 1].mix
+                st.append(StageInfo(li, "channel", li, "channel",
+                                    {"FRAC": ly.frac, "OUT_SHIFT": ly.out_shift,
+                                     "IN_SHIFT": lin.bias_shift,
+                                     "RELU_SHIFT": ly.relu_bias_shift}, H, M))
+            st.append(StageInfo(L, "mixing", L - 1, "linear",
+                                {"BIAS_SHIFT": model.layers[-1].mix.bias_shift}, H))
+            st.append(StageInfo(L + 1, "decoder", None, "integrator",
+                                {"BIAS_SHIFT": model.dec.bias_shift}, model.classes))
+            self._finish(st)
+            return
         st = [StageInfo(0, "encoder", None, "linear", {"BIAS_SHIFT": model.enc.bias_shift}, H)]
         for li, ly in enumerate(model.layers):
             b = 1 + 3 * li
@@ -121,22 +151,30 @@ class _Net:
                                 {"BIAS_SHIFT": ly.mix.bias_shift}, H))
         st.append(StageInfo(3 * L + 1, "decoder", None, "integrator",
                             {"BIAS_SHIFT": model.dec.bias_shift}, model.classes))
-        assert len(st) == num_stages(model)
+        self._finish(st)
+
+    def _finish(self, st: list) -> None:
+        assert len(st) == num_stages(self.model, self.mapping)
         self.stages = st
         self.programs = [load_program(s.program, {k: int(v) for k, v in s.defines.items()})
                          for s in st]
 
     def z_stage(self, layer: int) -> int:
         """Stage producing the input z of ``layer`` (the decoder for layer == L)."""
+        if self.mapping == "channel":
+            return self.L   # only the decoder asks: the last layer's mixing stage
         return 0 if layer == 0 else 3 * layer
 
     # Sources of one logical neuron: list of (source key, weight, shift). A source key is
     # ("in", i) for host input i, else (stage, j).
     def sources(self, s: int, j: int) -> list:
         st, m = self.stages[s], self.model
-        if st.kind == "encoder":
+        if st.kind == "encoder" or (st.kind == "channel" and st.layer == 0):
             return [(("in", i), int(m.enc.W[j, i]), int(m.enc.shift[i]))
                     for i in range(m.d_in)]
+        if st.kind == "channel":
+            lin = m.layers[st.layer - 1].mix
+            return [((s - 1, h), int(lin.W[j, h]), int(lin.shift[h])) for h in range(self.H)]
         if st.kind == "modes":
             return [((self.z_stage(st.layer), j // self.M), 1, 0)]
         if st.kind == "readout":
@@ -155,6 +193,10 @@ class _Net:
                      ly.C[h, k, 0], ly.C[h, k, 1]]
         elif st.kind == "encoder":
             c[6] = m.enc.b[j]
+        elif st.kind == "channel":
+            ly = m.layers[st.layer]
+            c[6] = (m.enc if st.layer == 0 else m.layers[st.layer - 1].mix).b[j]
+            c[7] = ly.relu_bias[j]
         elif st.kind == "readout":
             c[6] = m.layers[st.layer].relu_bias[j]
         elif st.kind == "mixing":
@@ -163,8 +205,13 @@ class _Net:
             c[6] = m.dec.b[j]
         return [int(v) for v in c]
 
+    def mode_coefs(self, s: int, j: int) -> np.ndarray:
+        """(M, 6) mode coefficients of channel neuron j of stage s: dA, dB, (Re C', -Im C')."""
+        ly = self.model.layers[self.stages[s].layer]
+        return np.concatenate([ly.dA[j], ly.dB[j], ly.C[j]], axis=1).astype(np.int64)
 
-def _check_ranges(model: QModel, cfg: FabricConfig) -> None:
+
+def _check_ranges(model: QModel, cfg: FabricConfig, mapping: str = DEFAULT_MAPPING) -> None:
     """Every integer parameter must fit its field; raise CompileError naming the first misfit."""
     wlo, whi = smin(cfg.weight_width), smax(cfg.weight_width)
     clo, chi = smin(cfg.coef_width), smax(cfg.coef_width)
@@ -204,9 +251,13 @@ def _check_ranges(model: QModel, cfg: FabricConfig) -> None:
         rng(f"{p}.relu_bias", ly.relu_bias, clo, chi, f"{cfg.coef_width}-bit coefficient")
         rng(f"{p}.relu_bias_shift", [ly.relu_bias_shift], 0, 31, "shift")
         lin(f"{p}.mix", ly.mix, H, H)
-    if num_stages(model) > 255:
+    S = num_stages(model, mapping)
+    if S > 255:
         raise CompileError(f"{len(model.layers)} layers need a fall-through period of "
-                           f"{num_stages(model)} steps; the group period field holds 255")
+                           f"{S} steps; the group period field holds 255")
+    if mapping == "channel" and model.modes > cfg.modes:
+        raise CompileError(f"a channel neuron holds {model.modes} modes, a core's mode memory "
+                           f"{cfg.modes}; raise the modes capacity or use --mapping per-mode")
 
 
 def _term_bound(P: int, w: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -216,8 +267,9 @@ def _term_bound(P: int, w: np.ndarray, s: np.ndarray) -> np.ndarray:
     return (P * w + ((np.int64(1) << s) >> 1)) >> s
 
 
-def check_accumulators(model: QModel, cfg: FabricConfig) -> dict:
-    """Worst-case dendrite accumulator magnitude per stage (every payload at +-2**(W-1)).
+def check_accumulators(model: QModel, cfg: FabricConfig, mapping: str = DEFAULT_MAPPING) -> dict:
+    """Worst-case dendrite accumulator magnitude per stage (every payload at +-2**(W-1)); with
+    channel neurons also the MODES sum register of each layer (``layer{i}.modes_sum``).
 
     Raises :class:`AccumulatorRangeError` if any could leave the signed ``acc_width`` range
     (the hardware would wrap); returns ``{stage name: bound}``.
@@ -235,6 +287,21 @@ def check_accumulators(model: QModel, cfg: FabricConfig) -> dict:
                 f"{cfg.state_width}-bit payloads), beyond the {cfg.acc_width}-bit accumulator "
                 f"({lim}); increase that input's shift or reduce its weights")
 
+    if mapping == "channel":
+        for i in range(len(model.layers)):
+            lin(f"layer{i}.channel", model.enc if i == 0 else model.layers[i - 1].mix)
+            rb = P * model.modes
+            out[f"layer{i}.modes_sum"] = rb
+            if rb > lim:
+                raise AccumulatorRangeError(
+                    f"layer{i}.channel: {model.modes} modes can sum to {rb}, beyond the "
+                    f"{cfg.acc_width}-bit MODES sum ({lim}); use fewer modes per channel")
+        if model.layers:
+            lin(f"layer{len(model.layers) - 1}.mixing", model.layers[-1].mix)
+        else:
+            lin("encoder", model.enc)
+        lin("decoder", model.dec)
+        return out
     lin("encoder", model.enc)
     for i, ly in enumerate(model.layers):
         out[f"layer{i}.modes"] = P
@@ -324,11 +391,12 @@ class _CoreLoad:
         self.src_targets: dict = {}      # source key -> targets on this core
         self.rows = 0
         self.routes = 0
+        self.modes = 0
 
     def usage(self) -> dict:
         return {"neurons": len(self.neurons), "axons": len(self.src_targets),
                 "synapse_rows": self.rows, "route_words": self.routes, "ucode": self.ucode,
-                "groups": len(self.stages)}
+                "groups": len(self.stages), "modes": self.modes}
 
 
 def _pack(net: _Net, cfg: FabricConfig, caps: dict):
@@ -378,9 +446,10 @@ def _pack(net: _Net, cfg: FabricConfig, caps: dict):
                     route_add[src_slot] = route_add.get(src_slot, 0) + 1
         host = sum(1 for s, _ in item if net.stages[s].kind == "decoder")
         route_add[slot] = route_add.get(slot, 0) + host
+        modes = ld.modes + sum(net.stages[s].modes for s, _ in item)
         use = {"neurons": len(ld.neurons) + len(item), "axons": axons, "synapse_rows": rows,
                "ucode": ucode, "groups": len(ld.stages | new_stages),
-               "route_words": ld.routes + route_add.get(slot, 0)}
+               "route_words": ld.routes + route_add.get(slot, 0), "modes": modes}
         for r in RESOURCES:
             if use[r] > caps[r]:
                 return r, use[r], None
@@ -392,7 +461,7 @@ def _pack(net: _Net, cfg: FabricConfig, caps: dict):
             ld.neurons += item
             ld.stages |= new_stages
             core_progs[slot] |= new_progs
-            ld.ucode, ld.rows = ucode, rows
+            ld.ucode, ld.rows, ld.modes = ucode, rows, modes
             for k, c in add_t.items():
                 ld.src_targets[k] = ld.src_targets.get(k, 0) + c
             for n in item:
@@ -462,7 +531,8 @@ def _fits_empty_core(net: _Net, cfg: FabricConfig, item, caps: dict) -> bool:
     return (len(item) <= caps["neurons"] and len(srcs) <= caps["axons"]
             and rows <= caps["synapse_rows"] and len(item) <= caps["route_words"]
             and sum(len(p) for p in progs) <= caps["ucode"]
-            and len({s for s, _ in item}) <= caps["groups"])
+            and len({s for s, _ in item}) <= caps["groups"]
+            and sum(net.stages[s].modes for s, _ in item) <= caps["modes"])
 
 
 # -- the result ------------------------------------------------------------------------------------
@@ -473,7 +543,8 @@ class Compiled:
 
     ``cores[c]`` is the :class:`CoreConfig` of core index c (row-major, see FabricConfig);
     ``group_stage[c][g]`` the stage of group g; ``inputs[i]`` the (core, axon) list of input
-    feature i; ``outputs[c]`` = (core, neuron, host channel) of class c.
+    feature i; ``outputs[c]`` = (core, neuron, host channel) of class c; ``mapping`` how layers
+    became neurons (``per-mode`` or ``channel``).
     """
     cfg: FabricConfig
     mode: str
@@ -487,6 +558,7 @@ class Compiled:
     out_scale: float = 1.0
     model_info: dict = field(default_factory=dict)
     acc_bounds: dict = field(default_factory=dict)
+    mapping: str = DEFAULT_MAPPING
 
     @property
     def num_stages(self) -> int:
@@ -516,8 +588,9 @@ class Compiled:
         """Rewrite every group's (period, start) for ``mode``."""
         _check_mode(mode)
         for c, core in enumerate(self.cores):
-            core.groups = [Group(g.first, g.count, g.pc, *self.schedule(mode, s))
-                           for g, s in zip(core.groups, self.group_stage[c])]
+            core.groups = [replace(g, period=p, start=st)
+                           for g, s in zip(core.groups, self.group_stage[c])
+                           for p, st in [self.schedule(mode, s)]]
         self.mode = mode
 
     def writes(self, mode: str | None = None) -> list[tuple[int, int, int, int, int]]:
@@ -540,7 +613,7 @@ class Compiled:
                     g = core.groups[i]
                     period, start = self.schedule(mode, self.group_stage[c][i])
                     word = pack(lay, first=g.first, count=g.count, pc=g.pc, period=period,
-                                start=start)
+                                start=start, mode_base=g.mode_base, modes=g.modes)
                 out += [(c, int(Mem.GROUP), i, p, v)
                         for p, v in enumerate(split_parts(cfg, Mem.GROUP, word))]
         return out
@@ -565,7 +638,8 @@ class Compiled:
     def summary(self) -> dict:
         tot = {r: sum(u[r][0] for u in self.usage()) for r in RESOURCES}
         return {"mesh": f"{self.cfg.mesh_w}x{self.cfg.mesh_h}", "cores_used": self.cores_used,
-                "stages": self.num_stages, "hops_per_token": self.hops(), **tot}
+                "mapping": self.mapping, "stages": self.num_stages,
+                "hops_per_token": self.hops(), **tot}
 
 
 def _check_mode(mode: str) -> None:
@@ -577,8 +651,12 @@ def _check_mode(mode: str) -> None:
 
 def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "pipelined",
                   allow_acc_wrap: bool = False, optimize_placement: bool = True,
-                  row_budget: int | None = None) -> Compiled:
+                  row_budget: int | None = None, mapping: str = DEFAULT_MAPPING) -> Compiled:
     """Map ``model`` onto the fabric ``cfg``.
+
+    ``mapping``: ``"per-mode"`` (one neuron per complex mode, readout and mixing neurons: 3
+    stages per layer) or ``"channel"`` (one channel neuron per channel running all its modes:
+    1 stage per layer, plus the last mixing); both compute ``qforward`` bit for bit.
 
     Raises :class:`CompileError` for parameters out of range, :class:`AccumulatorRangeError`
     when an accumulator could overflow (unless ``allow_acc_wrap``: the fabric and the reference
@@ -593,6 +671,11 @@ def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "p
     """
     cfg = cfg or FabricConfig()
     _check_mode(mode)
+    if mapping not in MAPPINGS:
+        raise CompileError(f"mapping {mapping!r} is not one of {', '.join(MAPPINGS)}")
+    if mapping == "channel" and not model.layers:
+        raise CompileError("the channel mapping needs at least one S4D layer; "
+                           "use mapping='per-mode'")
     caps = {r: _capacity(cfg, r) for r in RESOURCES}
     if row_budget is not None:
         if isinstance(row_budget, bool) or not isinstance(row_budget, int) or row_budget < 1:
@@ -601,14 +684,14 @@ def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "p
             raise CompileError(f"row_budget={row_budget} is more than a core's "
                                f"{cfg.synapse_rows} synapse rows")
         caps["synapse_rows"] = row_budget
-    _check_ranges(model, cfg)
+    _check_ranges(model, cfg, mapping)
     try:
-        bounds = check_accumulators(model, cfg)
+        bounds = check_accumulators(model, cfg, mapping)
     except AccumulatorRangeError:
         if not allow_acc_wrap:
             raise
         bounds = {}
-    net = _Net(model, cfg)
+    net = _Net(model, cfg, mapping)
     loads, where, rejects, dests = _pack(net, cfg, caps)
     n_needed = len(loads) if loads[-1].neurons else len(loads) - 1
     if n_needed > cfg.num_cores:
@@ -633,16 +716,22 @@ def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "p
         for idx, n in enumerate(neurons):
             placement[n] = (c, idx)
         i = 0
+        mode_next = 0
         while i < len(neurons):
             s = neurons[i][0]
             e = i
             while e < len(neurons) and neurons[e][0] == s:
                 e += 1
             pc = core.add_program(net.programs[s])
-            core.groups.append(Group(i, e - i, pc, 1, s))
+            M = net.stages[s].modes
+            core.groups.append(Group(i, e - i, pc, 1, s, mode_base=mode_next if M else 0,
+                                     modes=M))
             group_stage[c].append(s)
             for n in neurons[i:e]:
                 core.coef[placement[n][1]] = net.coefs(*n)
+                if M:
+                    core.mcoef[mode_next:mode_next + M] = net.mode_coefs(*n)
+                    mode_next += M
             i = e
 
     # axons and synapse rows: per destination core, per source
@@ -698,7 +787,8 @@ def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "p
     comp = Compiled(cfg, mode, net.stages, cores, group_stage, inputs, outputs, placement,
                     float(model.in_scale), float(model.out_scale),
                     {"d_in": model.d_in, "H": model.H, "modes": model.modes,
-                     "layers": len(model.layers), "classes": model.classes}, bounds)
+                     "layers": len(model.layers), "classes": model.classes,
+                     "mapping": mapping}, bounds, mapping)
     comp.set_mode(mode)
     return comp
 

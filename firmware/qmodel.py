@@ -24,6 +24,19 @@ Per token k (``x_k``: (d_in,) integer payloads), with ``rnd``/``sat``/``wrap`` o
     logits_k = s                                                # running, summed over tokens
 
 The skip term D*u is mode n = N of each channel, with dA = 0 (a plain product on the same path).
+
+Two mappings run this function (``MAPPINGS``). ``per-mode`` is the pipeline above: one neuron per
+mode, readout and mixing neurons (3 stages per layer). ``channel`` runs one *channel neuron* per
+(layer, channel) with the program 'channel' and its MODES instruction::
+
+    u[h]  = sat(sat(wrap(sum_i rnd(v[i] * Wq[h, i], shift[i]))) + sat(b[h] << bs))
+            # v: the token (layer 0, Wq = enc) or the previous layer's y (Wq = its mix)
+    for every mode m:  (xr, xi)[h, m] = CMAD as above;  Y[h] += sat(rnd(xr*Cr + xi*Cni, out_shift))
+    y[h]  = max(sat(sat(wrap(Y[h])) + sat(rb[h] << rbs)), 0)
+
+then one more stage ('linear') for the last layer's mixing and the decoder: L + 2 stages. The
+arithmetic is the same sum of the same terms, so both mappings compute identical integers
+(``qforward(..., mapping=...)`` runs each as its neurons do; a test holds them equal).
 """
 
 from __future__ import annotations
@@ -36,9 +49,19 @@ import numpy as np
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.fixed import rnd, sat, wrap
 
-__all__ = ["QLinear", "QLayer", "QModel", "qforward", "STAGES_PER_LAYER", "num_stages"]
+__all__ = ["QLinear", "QLayer", "QModel", "qforward", "STAGES_PER_LAYER", "num_stages",
+           "MAPPINGS", "DEFAULT_MAPPING", "check_mapping"]
 
-STAGES_PER_LAYER = 3  # modes (s4d), readout (relu), mixing (linear)
+STAGES_PER_LAYER = 3  # per-mode mapping: modes (s4d), readout (relu), mixing (linear)
+#: how layers become neurons: one neuron per complex mode, or one channel neuron per channel
+MAPPINGS = ("per-mode", "channel")
+DEFAULT_MAPPING = "per-mode"
+
+
+def check_mapping(mapping: str) -> str:
+    if mapping not in MAPPINGS:
+        raise ValueError(f"mapping {mapping!r} is not one of {', '.join(MAPPINGS)}")
+    return mapping
 
 
 @dataclass
@@ -140,9 +163,11 @@ class QModel:
                            "layers": len(self.layers), "classes": self.classes}, sort_keys=True)
 
 
-def num_stages(model: QModel) -> int:
-    """Pipeline stages: encoder, 3 per layer, decoder (fall-through token period in steps)."""
-    return 2 + STAGES_PER_LAYER * len(model.layers)
+def num_stages(model: QModel, mapping: str = DEFAULT_MAPPING) -> int:
+    """Pipeline stages (the fall-through token period in steps): per-mode: encoder, 3 per
+    layer, decoder; channel: 1 per layer, the last layer's mixing, decoder."""
+    per_layer = STAGES_PER_LAYER if check_mapping(mapping) == "per-mode" else 1
+    return 2 + per_layer * len(model.layers)
 
 
 def _linear(v, lin: QLinear, W: int, A: int):
@@ -152,13 +177,32 @@ def _linear(v, lin: QLinear, W: int, A: int):
     return sat(acc + sat(lin.b.astype(np.int64) << lin.bias_shift, W), W)
 
 
-def qforward(model: QModel, tokens: np.ndarray, cfg: FabricConfig | None = None) -> np.ndarray:
+def _channel_layer(u, ly: QLayer, x, W: int, A: int):
+    """Channel neurons of one layer, as the 'channel' program runs them: ``u`` (B, H) the
+    biased input, ``x`` (B, H, M, 2) the mode state (updated); returns y (B, H)."""
+    Y = np.zeros(u.shape, dtype=np.int64)                                       # (B, H)
+    for m in range(ly.dA.shape[1]):                                             # MODES
+        xr, xi = x[:, :, m, 0], x[:, :, m, 1]                                   # (B, H)
+        (ar, ai), (br, bi), (cr, cn) = ly.dA[:, m].T, ly.dB[:, m].T, ly.C[:, m].T
+        nr = sat(rnd(xr * ar - xi * ai + u * br, ly.frac), W)
+        ni = sat(rnd(xr * ai + xi * ar + u * bi, ly.frac), W)
+        x[:, :, m, 0], x[:, :, m, 1] = nr, ni
+        Y = wrap(Y + sat(rnd(nr * cr + ni * cn, ly.out_shift), W), A)
+    rb = sat(ly.relu_bias.astype(np.int64) << ly.relu_bias_shift, W)            # (H,)
+    return np.maximum(sat(sat(Y, W) + rb, W), 0)
+
+
+def qforward(model: QModel, tokens: np.ndarray, cfg: FabricConfig | None = None,
+             mapping: str = DEFAULT_MAPPING) -> np.ndarray:
     """Run the quantized reference.
 
     tokens : (B, K, d_in) integer payloads (see :meth:`QModel.quantize_input`)
+    mapping : ``per-mode`` or ``channel``: which neurons compute it (identical results)
     returns : (B, K, classes) running integer logits after each token
     """
     cfg = cfg or FabricConfig()
+    if check_mapping(mapping) == "channel":
+        return _qforward_channel(model, tokens, cfg)
     W, A = cfg.state_width, cfg.acc_width
     tokens = np.asarray(tokens, dtype=np.int64)
     B, K, _ = tokens.shape
@@ -179,6 +223,26 @@ def qforward(model: QModel, tokens: np.ndarray, cfg: FabricConfig | None = None)
             y = np.maximum(sat(acc + sat(ly.relu_bias.astype(np.int64) << ly.relu_bias_shift,
                                          W), W), 0)
             z = _linear(y, ly.mix, W, A)                                          # (B, H)
+        s = sat(s + _linear(z, model.dec, W, A), W)
+        out[:, k] = s
+    return out
+
+
+def _qforward_channel(model: QModel, tokens: np.ndarray, cfg: FabricConfig) -> np.ndarray:
+    """``qforward`` with channel neurons: the input linear map of a layer is its channel
+    neurons' synapses plus their input-bias coefficient, then MODES, bias, ReLU."""
+    W, A = cfg.state_width, cfg.acc_width
+    tokens = np.asarray(tokens, dtype=np.int64)
+    B, K, _ = tokens.shape
+    states = [np.zeros((B,) + ly.dA.shape, dtype=np.int64) for ly in model.layers]  # (B,H,M,2)
+    s = np.zeros((B, model.classes), dtype=np.int64)                              # (B, classes)
+    out = np.zeros((B, K, model.classes), dtype=np.int64)
+    for k in range(K):
+        v, lin = tokens[:, k], model.enc                                          # (B, d_in)
+        for ly, x in zip(model.layers, states):
+            u = _linear(v, lin, W, A)                                             # (B, H)
+            v, lin = _channel_layer(u, ly, x, W, A), ly.mix                       # y: (B, H)
+        z = _linear(v, lin, W, A)                                                 # last mixing
         s = sat(s + _linear(z, model.dec, W, A), W)
         out[:, k] = s
     return out

@@ -5,6 +5,7 @@ shared layouts), and runs steps exactly as the spec's execution model says::
 
     step t:  for every core, for every group active at t (t >= start, (t-start) % period == 0):
                  ACC = sat(acc[t % 2][n]);  acc[t % 2][n] = 0;  run the group's microcode
+                 (a MODES instruction runs over the neuron's mode entries)
              every spike emitted in step t, for every route of its neuron:
                  host route  -> a host output (step t, channel, payload)
                  spike route -> axon a of tile (x, y): for every synapse row of a's block,
@@ -14,7 +15,8 @@ shared layouts), and runs steps exactly as the spec's execution model says::
     inject before step t:       the same synaptic path into acc[t % 2]
 
 Everything is vectorized over the neurons of a group and over a batch of independent samples:
-``state`` is (B, cores*neurons, state_regs), ``acc`` (B, 2, cores*neurons).
+``state`` is (B, cores*neurons, state_regs), ``acc`` (B, 2, cores*neurons), the mode state
+``mstate`` (B, cores*modes, 2).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from neuroloom.contract.coreconfig import ConfigError, Group
 from neuroloom.contract.fixed import rnd, wrap
 from neuroloom.contract.isa import decode
 from neuroloom.contract.layouts import (
+    MODE_COEFS,
+    MODE_STATE,
     Counter,
     Mem,
     axon_layout,
@@ -81,6 +85,8 @@ class GoldenFabric:
         self.state = np.zeros((batch, C * N, cfg.state_regs), dtype=np.int64)
         self.coef = np.zeros((C * N, cfg.coefs), dtype=np.int64)
         self.acc = np.zeros((batch, 2, C * N), dtype=np.int64)
+        self.mstate = np.zeros((batch, C * cfg.modes, MODE_STATE), dtype=np.int64)
+        self.mcoef = np.zeros((C * cfg.modes, MODE_COEFS), dtype=np.int64)
         self.counters = np.zeros((batch, C, len(Counter)), dtype=np.int64)
         self.t = 0
         self._plan = None
@@ -110,6 +116,10 @@ class GoldenFabric:
             self.coef[gid, part] = to_signed(value, cfg.coef_width)
         elif mem == Mem.ACC:
             self.acc[:, part, gid] = to_signed(value, min(32, cfg.acc_width))
+        elif mem == Mem.MSTATE:
+            self.mstate[:, core * cfg.modes + index, part] = to_signed(value, cfg.state_width)
+        elif mem == Mem.MCOEF:
+            self.mcoef[core * cfg.modes + index, part] = to_signed(value, cfg.coef_width)
         elif mem == Mem.COUNTER:
             self.counters[:, core, index] = value
 
@@ -117,11 +127,14 @@ class GoldenFabric:
         """One configuration read: the 32-bit word part as the fabric answers it."""
         cfg, mem = self.cfg, self._check_addr(core, mem, index, part)
         gid = core * cfg.neurons + index
+        mid = core * cfg.modes + index
         if mem in _STRUCT_MEMS:
             return int(self._raw[mem][core, index, part])
         value = {Mem.STATE: lambda: self.state[sample, gid, part],
                  Mem.COEF: lambda: self.coef[gid, part],
                  Mem.ACC: lambda: self.acc[sample, part, gid],
+                 Mem.MSTATE: lambda: self.mstate[sample, mid, part],
+                 Mem.MCOEF: lambda: self.mcoef[mid, part],
                  Mem.COUNTER: lambda: self.counters[sample, core, index]}[mem]()
         return int(value) & 0xFFFFFFFF
 
@@ -186,15 +199,18 @@ class GoldenFabric:
                 g = unpack(group_layout(cfg), self._word(Mem.GROUP, core, gi))
                 if g["count"] == 0:
                     continue
-                grp = Group(g["first"], g["count"], g["pc"], g["period"], g["start"])
-                if grp.first + grp.count > N or grp.period == 0:
+                grp = Group(g["first"], g["count"], g["pc"], g["period"], g["start"],
+                            g["mode_base"], g["modes"])
+                mb, mn = grp.mode_span()
+                if grp.first + grp.count > N or grp.period == 0 or mb + mn > cfg.modes:
                     raise ConfigError(f"core {cfg.core_xy(core)}: group {gi} is invalid "
                                       f"({grp})")
                 if (owner[core, grp.first:grp.first + grp.count] >= 0).any():
                     raise ConfigError(f"core {cfg.core_xy(core)}: group {gi} overlaps another")
                 owner[core, grp.first:grp.first + grp.count] = gi
                 sl = slice(core * N + grp.first, core * N + grp.first + grp.count)
-                groups.append((core, grp, self._program(core, grp.pc), sl))
+                ml = slice(core * cfg.modes + mb, core * cfg.modes + mb + mn)
+                groups.append((core, grp, self._program(core, grp.pc), sl, ml))
                 for n in range(grp.first, grp.first + grp.count):
                     gid = core * N + n
                     ri = unpack(route_index_layout(cfg), self._word(Mem.ROUTE_INDEX, core, n))
@@ -265,12 +281,16 @@ class GoldenFabric:
         par = t & 1
         emit = np.zeros((B, NT), dtype=bool)                               # (B, C*N)
         payload = np.zeros((B, NT), dtype=np.int64)                        # (B, C*N)
-        for core, grp, program, sl in plan["groups"]:
+        for core, grp, program, sl, ml in plan["groups"]:
             if not grp.active(t):
                 continue
-            new, em, pay = run_program(cfg, program, self.state[:, sl], self.acc[:, par, sl],
-                                       self.coef[sl])
+            shape = (grp.count, grp.modes)
+            new, em, pay, xm = run_program(
+                cfg, program, self.state[:, sl], self.acc[:, par, sl], self.coef[sl],
+                self.mstate[:, ml].reshape((B,) + shape + (MODE_STATE,)),
+                self.mcoef[ml].reshape(shape + (MODE_COEFS,)))
             self.state[:, sl] = new
+            self.mstate[:, ml] = xm.reshape(B, -1, MODE_STATE)
             self.acc[:, par, sl] = 0
             emit[:, sl], payload[:, sl] = em, pay
             self.counters[:, core, Counter.NEURON_UPDATES] += grp.count
@@ -288,6 +308,7 @@ class GoldenFabric:
     def clear(self) -> None:
         """The host's CLEAR: zero every neuron register and accumulator, restart at step 0."""
         self.state[:] = 0
+        self.mstate[:] = 0
         self.acc[:] = 0
         self.t = 0
 

@@ -3,7 +3,13 @@
 Reads like the spec's "Neuron microcode" section, in numpy. Register file per neuron:
 R0..R7 (``state_width``-bit signed), R0..R{state_regs-1} persistent, the rest zero at program
 start; ``ACC`` is the step's accumulator saturated to ``state_width``; ``P`` a predicate, false at
-start. Every emitting instruction replaces the pending spike ``(condition, R[rd])``.
+start. Every emitting instruction replaces the pending spike ``(condition, R[rd])``. ``MODES``
+runs every mode entry of the neuron (a channel neuron's complex modes, all at once here: the
+spec makes the modes independent and their sum order-free)::
+
+    x_m <- (sat(rnd(Re(dA_m x_m) + Re(dB_m) u, sh)), sat(rnd(Im(dA_m x_m) + Im(dB_m) u, sh)))
+    Y    = wrap(sum_m sat(rnd(Re C'_m Re x_m + (-Im C'_m) Im x_m, so)), acc_width)
+    rd   = sat(Y)
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from neuroloom.contract.config import FabricConfig
-from neuroloom.contract.fixed import rnd, sat
+from neuroloom.contract.fixed import rnd, sat, wrap
 from neuroloom.contract.isa import Instr
 from neuroloom.contract.layouts import Emit, Op, Operand
 
@@ -19,7 +25,8 @@ __all__ = ["run_program"]
 
 
 def run_program(cfg: FabricConfig, program: list[Instr], state: np.ndarray, acc: np.ndarray,
-                coef: np.ndarray):
+                coef: np.ndarray, mstate: np.ndarray | None = None,
+                mcoef: np.ndarray | None = None):
     """Execute ``program`` for a group of neurons.
 
     Parameters
@@ -27,8 +34,11 @@ def run_program(cfg: FabricConfig, program: list[Instr], state: np.ndarray, acc:
     state : (B, n, state_regs) int64, persistent registers (not modified)
     acc   : (B, n) int64, the accumulator values (any width; saturated here)
     coef  : (n, 8) int64, the neurons' coefficients
+    mstate : (B, n, M, 2) int64, the neurons' mode state (None: no modes; not modified)
+    mcoef  : (n, M, 6) int64, the neurons' mode coefficients
 
-    Returns ``(new_state (B, n, state_regs), emit (B, n) bool, payload (B, n) int64)``.
+    Returns ``(new_state (B, n, state_regs), emit (B, n) bool, payload (B, n) int64)``, and
+    with ``mstate`` given a fourth item, the new mode state (B, n, M, 2).
     """
     W = cfg.state_width
     B, n, S = state.shape
@@ -40,6 +50,12 @@ def run_program(cfg: FabricConfig, program: list[Instr], state: np.ndarray, acc:
     emit = np.zeros((B, n), dtype=bool)
     payload = np.zeros((B, n), dtype=np.int64)
     c = [coef[:, k].astype(np.int64) for k in range(cfg.coefs)]     # 8 x (n,)
+    if mstate is None:
+        xm = np.zeros((B, n, 0, 2), dtype=np.int64)                   # (B, n, M, 2)
+        mc = np.zeros((n, 0, 6), dtype=np.int64)                      # (n, M, 6)
+    else:
+        xm = np.array(mstate, dtype=np.int64)
+        mc = np.asarray(mcoef, dtype=np.int64)
 
     def src(code):
         if code < 8:
@@ -73,6 +89,15 @@ def run_program(cfg: FabricConfig, program: list[Instr], state: np.ndarray, acc:
             pred = src(ins.ra) >= src(ins.rb)
         elif op == Op.SEL:
             regs[ins.rd] = np.where(pred, src(ins.ra), src(ins.rb))
+        elif op == Op.MODES:
+            u = src(ins.rb)[:, :, None]                              # (B, n, 1)
+            xr, xi = xm[..., 0], xm[..., 1]                          # (B, n, M)
+            ar, ai, br, bi, cr, cn = (mc[None, :, :, k] for k in range(6))   # (1, n, M)
+            nr = sat(rnd(xr * ar - xi * ai + u * br, ins.sh), W)
+            ni = sat(rnd(xr * ai + xi * ar + u * bi, ins.sh), W)
+            xm = np.stack([nr, ni], axis=-1)
+            o = sat(rnd(nr * cr + ni * cn, ins.so), W)              # (B, n, M)
+            regs[ins.rd] = sat(wrap(o.sum(axis=2), cfg.acc_width), W)
         elif op != Op.NOP:
             raise ValueError(f"unknown opcode {op!r}")
         if ins.emit != Emit.NONE:
@@ -84,4 +109,5 @@ def run_program(cfg: FabricConfig, program: list[Instr], state: np.ndarray, acc:
                 emit = value != 0
             else:
                 emit = pred.copy()
-    return np.moveaxis(regs[:S], 0, 2).copy(), emit, np.where(emit, payload, 0)
+    out = np.moveaxis(regs[:S], 0, 2).copy(), emit, np.where(emit, payload, 0)
+    return out if mstate is None else out + (xm,)

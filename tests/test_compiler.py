@@ -18,7 +18,7 @@ from neuroloom.firmware.compiler import (
     snake_order,
 )
 from neuroloom.firmware.driver import ARCH_COUNTERS, Driver
-from neuroloom.firmware.qmodel import qforward
+from neuroloom.firmware.qmodel import MAPPINGS, qforward
 from neuroloom.sim.transports import GoldenTransport
 
 # (H, N, layers, d_in, classes, mesh, core capacities): small capacities force multi-core maps
@@ -30,6 +30,7 @@ CASES = [
     (12, 3, 3, 4, 3, "3x3", dict(neurons=32, axons=32, synapse_lanes=2, groups=4)),
     (4, 2, 1, 2, 3, "3x2", dict(groups=1, neurons=16, axons=16)),   # one stage per core
     (5, 6, 1, 3, 2, "2x2", dict(neurons=16, axons=16, synapse_lanes=8, weight_width=6)),
+    (6, 4, 2, 2, 3, "3x3", dict(neurons=16, axons=16, modes=16)),   # mode memory binds
 ]
 
 
@@ -42,17 +43,23 @@ def _tokens(model, cfg, B, K, seed, amp=16.0):
     return model.quantize_input(rng.uniform(-amp, amp, size=(B, K, model.d_in)), cfg)
 
 
+@pytest.mark.parametrize("mapping", MAPPINGS)
 @pytest.mark.parametrize("H,N,L,d_in,classes,mesh,caps", CASES)
-def test_reference_equals_golden(H, N, L, d_in, classes, mesh, caps):
+def test_reference_equals_golden(H, N, L, d_in, classes, mesh, caps, mapping):
     cfg = _cfg(mesh, caps)
     model = random_qmodel(H, N, L, d_in=d_in, classes=classes, seed=H * 31 + N, cfg=cfg)
-    comp = compile_model(model, cfg)
-    assert comp.cores_used >= 1
+    if mapping == "channel" and L == 0:
+        with pytest.raises(CompileError, match="needs at least one S4D layer"):
+            compile_model(model, cfg, mapping=mapping)
+        return
+    comp = compile_model(model, cfg, mapping=mapping)
+    assert comp.cores_used >= 1 and comp.mapping == mapping
+    assert comp.num_stages == (L + 2 if mapping == "channel" else 3 * L + 2)
     drv = Driver(GoldenTransport(max_batch=4))
     drv.load(from_compiled(comp))
     # ordinary inputs, and loud ones that saturate somewhere along the way
     x = np.concatenate([_tokens(model, cfg, 3, 9, 1), _tokens(model, cfg, 2, 9, 2, amp=3e4)])
-    ref = qforward(model, x, cfg)
+    ref = qforward(model, x, cfg, mapping=mapping)
     results = {}
     for mode in MODES:
         res = drv.run(x, mode=mode)
@@ -205,3 +212,21 @@ def test_row_budget_errors(budget, match):
     model = random_qmodel(8, 4, 1, d_in=1, classes=2, seed=0)
     with pytest.raises(CompileError, match=match):
         compile_model(model, FabricConfig(), row_budget=budget)
+
+
+def test_channel_mapping_shape_and_mode_memory():
+    cfg = _cfg("3x3", dict(neurons=16, axons=16, modes=16))
+    H, N, L, classes = 6, 4, 2, 3
+    model = random_qmodel(H, N, L, d_in=2, classes=classes, seed=5, cfg=cfg)
+    comp = compile_model(model, cfg, mapping="channel")
+    assert [s.kind for s in comp.stages] == ["channel"] * L + ["mixing", "decoder"]
+    tot = comp.summary()
+    assert (tot["neurons"], tot["modes"]) == (L * H + H + classes, L * H * (N + 1))
+    per_core = [u["modes"][0] for u in comp.usage()]
+    assert max(per_core) <= 16 and sum(1 for m in per_core if m) >= L * H * (N + 1) // 16
+    per_mode = compile_model(model, cfg.__class__.parse_mesh("4x4", neurons=16, axons=16))
+    assert per_mode.summary()["modes"] == 0
+    with pytest.raises(CompileError, match="holds 5 modes, a core's mode memory 4"):
+        compile_model(model, _cfg("3x3", dict(modes=4)), mapping="channel")
+    with pytest.raises(CompileError, match="mapping 'bogus' is not one of per-mode, channel"):
+        compile_model(model, cfg, mapping="bogus")

@@ -60,7 +60,7 @@ def _legal_value(rng, mem, part):
         bits = min(32, layout.size - 32 * part)
         return rng.getrandbits(bits)
     width = {Mem.STATE: CFG.state_width, Mem.COEF: CFG.coef_width, Mem.ACC: 32,
-             Mem.COUNTER: 32}[mem]
+             Mem.COUNTER: 32, Mem.MSTATE: CFG.state_width, Mem.MCOEF: CFG.coef_width}[mem]
     return rng.randint(-(1 << (width - 1)), (1 << (width - 1)) - 1) & 0xFFFFFFFF
 
 

@@ -19,7 +19,7 @@ from neuroloom.sim.neuron import run_program
 CFG = FabricConfig()
 W = CFG.state_width
 LO, HI = -(2 ** (W - 1)), 2 ** (W - 1) - 1
-PROGRAMS = ["s4d", "relu", "linear", "integrator", "lif"]
+PROGRAMS = ["s4d", "channel", "relu", "linear", "integrator", "lif"]
 
 
 # -- independent reference (scalar, exact rationals) --------------------------------------------
@@ -33,8 +33,16 @@ def ref_sat(v: int) -> int:
     return LO if v < LO else HI if v > HI else v
 
 
-def ref_exec(program, regs, acc, coef):
-    """Scalar interpreter written from docs/architecture.md. Returns (regs, emitted, payload)."""
+def ref_wrap(v: int, width: int) -> int:
+    m = 2 ** width
+    return (v + m // 2) % m - m // 2
+
+
+def ref_exec(program, regs, acc, coef, modes=()):
+    """Scalar interpreter written from docs/architecture.md. Returns (regs, emitted, payload)
+    and, when ``modes`` (a list of ``[Re x, Im x, Re dA, Im dA, Re dB, Im dB, Re C', -Im C']``)
+    is given, the mode states after the program as a fourth item."""
+    modes = [list(m) for m in modes]
     r = list(regs) + [0] * (8 - len(regs))
     a = ref_sat(acc)
     p = False
@@ -67,17 +75,32 @@ def ref_exec(program, regs, acc, coef):
             p = val(i.ra) >= val(i.rb)
         elif i.op == Op.SEL:
             r[i.rd] = val(i.ra) if p else val(i.rb)
+        elif i.op == Op.MODES:
+            u, y = val(i.rb), 0
+            for md in modes:
+                xr, xi, ar, ai, br, bi, cr, cn = md
+                md[0] = ref_sat(ref_round(xr * ar - xi * ai + u * br, i.sh))
+                md[1] = ref_sat(ref_round(xr * ai + xi * ar + u * bi, i.sh))
+                y = ref_wrap(y + ref_sat(ref_round(md[0] * cr + md[1] * cn, i.so)),
+                             CFG.acc_width)
+            r[i.rd] = ref_sat(y)
         if i.emit != Emit.NONE:
             cond = {Emit.ALWAYS: True, Emit.NONZERO: r[i.rd] != 0, Emit.IF_P: p}[i.emit]
             pending = (cond, r[i.rd])
-    return r[:CFG.state_regs], pending[0], pending[1] if pending[0] else 0
+    out = r[:CFG.state_regs], pending[0], pending[1] if pending[0] else 0
+    return out + ([m[:2] for m in modes],) if modes else out
 
 
-def golden_exec(program, regs, acc, coef):
+def golden_exec(program, regs, acc, coef, modes=()):
     state = np.array(regs, dtype=np.int64).reshape(1, 1, -1)
-    new, em, pay = run_program(CFG, program, state, np.array([[acc]]),
-                               np.array(coef, dtype=np.int64).reshape(1, -1))
-    return [int(v) for v in new[0, 0]], bool(em[0, 0]), int(pay[0, 0])
+    args = ()
+    if modes:
+        md = np.array(modes, dtype=np.int64).reshape(1, len(modes), 8)      # (1, M, 8)
+        args = (md[None, :, :, :2], md[:, :, 2:])
+    res = run_program(CFG, program, state, np.array([[acc]]),
+                      np.array(coef, dtype=np.int64).reshape(1, -1), *args)
+    out = [int(v) for v in res[0][0, 0]], bool(res[1][0, 0]), int(res[2][0, 0])
+    return out + (res[3][0, 0].tolist(),) if modes else out
 
 
 # -- strategies ---------------------------------------------------------------------------------
@@ -102,14 +125,19 @@ def instrs(draw, op=None):
     else:
         rd, ra = draw(st.integers(0, 7)), draw(src)
         ck, cl = draw(st.integers(0, 7)), draw(st.integers(0, 7))
-    return Instr(op=op, rd=rd, ra=ra, rb=draw(src), ck=ck, cl=cl,
-                 sh=draw(st.one_of(st.sampled_from([0, 1, 15, 31]), st.integers(0, 31))),
-                 emit=emit).canonical()
+    shift = st.one_of(st.sampled_from([0, 1, 15, 31]), st.integers(0, 31))
+    return Instr(op=op, rd=rd, ra=ra, rb=draw(src), ck=ck, cl=cl, sh=draw(shift),
+                 so=draw(shift), emit=emit).canonical()
 
 
-def _check(program, regs, acc, coef):
-    assert golden_exec(program, regs, acc, coef) == ref_exec(program, regs, acc, coef), \
-        "\n".join(map(str, program))
+#: mode entries: state (2) then dA, dB, C' (6), corner-heavy
+mode_entry = st.tuples(state_val, state_val, *[coef_val] * 6)
+mode_entries = st.lists(mode_entry, min_size=0, max_size=5)
+
+
+def _check(program, regs, acc, coef, modes=()):
+    assert golden_exec(program, regs, acc, coef, modes) == \
+        ref_exec(program, regs, acc, coef, modes), "\n".join(map(str, program))
 
 
 @pytest.mark.parametrize("op", list(Op), ids=lambda o: o.name)
@@ -121,15 +149,36 @@ def test_each_instruction_matches_reference(op, data):
     program = [setup, data.draw(instrs(op))]
     regs = data.draw(st.lists(state_val, min_size=CFG.state_regs, max_size=CFG.state_regs))
     coef = data.draw(st.lists(coef_val, min_size=8, max_size=8))
-    _check(program, regs, data.draw(acc_val), coef)
+    _check(program, regs, data.draw(acc_val), coef, data.draw(mode_entries))
 
 
 @settings(max_examples=300, deadline=None)
 @given(program=st.lists(instrs(), min_size=1, max_size=8),
        regs=st.lists(state_val, min_size=4, max_size=4),
-       coef=st.lists(coef_val, min_size=8, max_size=8), acc=acc_val)
-def test_random_programs_match_reference(program, regs, acc, coef):
-    _check(program, regs, acc, coef)
+       coef=st.lists(coef_val, min_size=8, max_size=8), acc=acc_val, modes=mode_entries)
+def test_random_programs_match_reference(program, regs, acc, coef, modes):
+    _check(program, regs, acc, coef, modes)
+
+
+def test_modes_rounding_saturation_and_wrap_corners():
+    one = Instr(Op.MODES, rd=5, rb=Operand.ACC, sh=1, so=1, emit=Emit.ALWAYS)
+    # rounding half up at both roundings: x = rnd(u * 1, 1), o = rnd(x * 1, 1)
+    for acc, x, y in [(3, 2, 1), (-3, -1, 0), (5, 3, 2), (-5, -2, -1), (1, 1, 1), (-1, 0, 0)]:
+        regs, _, pay, xm = golden_exec([one], [0] * 4, acc, [0] * 8, [[0, 0, 0, 0, 1, 0, 1, 0]])
+        assert (xm, pay) == ([[x, 0]], y), (acc, xm, pay)
+    # the state saturates, then the output term, then the sum (W bits on the way to rd)
+    big = [HI, HI, 32767, 0, 32767, 0, 32767, 32767]
+    for m in (1, 3, 257, 300):   # 257+ terms of 2**23-1 leave the 32-bit range: Y wraps
+        modes = [big] * m
+        prog = [replace(one, sh=0, so=0)]
+        assert golden_exec(prog, [0] * 4, 2 ** 31 - 1, [0] * 8, modes) == \
+            ref_exec(prog, [0] * 4, 2 ** 31 - 1, [0] * 8, modes), m
+    _, _, pay, xm = golden_exec([replace(one, sh=0, so=0)], [0] * 4, HI, [0] * 8, [big] * 3)
+    assert xm == [[HI, HI]] * 3 and pay == HI
+    _, _, pay, _ = golden_exec([replace(one, sh=0, so=0)], [0] * 4, HI, [0] * 8, [big] * 300)
+    assert pay == LO, "300 * (2**23-1) wraps modulo 2**32 to a negative sum, saturated to LO"
+    # no mode entries: the sum is 0
+    assert golden_exec([one], [0] * 4, 77, [0] * 8)[2] == 0
 
 
 def test_rounding_is_half_up_and_saturates():
@@ -175,6 +224,9 @@ def test_pseudo_instructions_and_defines():
     assert [decode(w).op for w in words] == [Op.ADD, Op.MAX, Op.MAD, Op.CMAD]
     assert decode(words[2]).sh == 3
     assert decode(assemble(".equ K 3\nSHR R0, R0, K", defines={"K": 7})[0]).sh == 7
+    modes = decode(assemble(".equ F 14\nMODES.NZ R5, ACC, F, 19")[0])
+    assert (modes.op, modes.rd, modes.rb, modes.sh, modes.so, modes.emit) == \
+        (Op.MODES, 5, Operand.ACC, 14, 19, Emit.NONZERO)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -189,6 +241,8 @@ def test_pseudo_instructions_and_defines():
     ("CMAD R0, ACC, C0, ACC, C2, 1", "CMAD complex source must be a pair"),
     ("CMAD R0, R0, C7, ACC, C2, 1", "CMAD coefficient pairs must start at C0..C6"),
     ("CGE.E R0, R1", "CGE writes no register and cannot emit"),
+    ("MODES R5, R4, 15", "MODES takes 4 operand(s)"),
+    ("MODES R5, R4, 15, 32", "shift 32 out of range 0..31"),
     ("ADD.X R0, R1, R2", "unknown emit suffix '.X'"),
     (".equ 1X 3\nNOP", "expected '.equ NAME VALUE'"),
     (".org 3", "unknown directive '.org'"),

@@ -9,6 +9,12 @@ Bit-exact with ``sim.neuron.run_program`` (one instruction of it). Six signed mu
 MAD uses ``a0 = src(ra)``, ``a1 = 0``, ``k0 = C[k]``, ``l0 = C[l]`` (``re``); CMAD the complex pair
 ``(a0, a1) = (R[ra], R[ra+1])`` (or zero), ``(k0, k1) = (C[k], C[k+1])``, ``(l0, l1) =
 (C[l], C[l+1])``, writing ``re`` to ``R[rd]`` and ``im`` to ``R[rd+1]``.
+
+MODES (one mode entry per evaluation; the neuron engine iterates over the entries) uses the
+same six products with ``(a0, a1) = mode_x``, ``k = (dA)``, ``l = (dB)``, ``b = src(rb)``: the new
+state ``(re_r, im_r)`` goes to ``mode_x_out``; two more multipliers form
+``o = sat(rnd(re_r * Re C' + im_r * (-Im C'), so))`` and ``mode_sum_out = wrap(mode_sum + o)``
+(``acc_width`` bits), and ``R[rd] = sat(mode_sum_out)``.
 """
 
 from __future__ import annotations
@@ -18,7 +24,15 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from neuroloom.contract.config import FabricConfig
-from neuroloom.contract.layouts import Emit, Op, Operand, instr_layout
+from neuroloom.contract.layouts import (
+    MODE_COEFS,
+    MODE_STATE,
+    Emit,
+    Op,
+    Operand,
+    instr_layout,
+    modes_instr_layout,
+)
 
 __all__ = ["NeuronAlu", "rnd_hw", "sat_hw"]
 
@@ -51,6 +65,10 @@ class NeuronAlu(wiring.Component):
     regs_out, pred_out : Out, register file and predicate after the instruction.
     emit_set : Out(1), the instruction carries an emit condition (replaces the pending spike).
     emit_flag : Out(1), its condition; ``emit_value`` (Out) = ``regs_out[rd]``.
+    mode_x, mode_coef : In, one mode entry's state (Re x, Im x) and coefficients (MODES).
+    mode_sum : In(signed(acc_width)), the MODES sum before this entry.
+    mode_live : In(1), the entry is real (0: add nothing, e.g. a neuron with no modes).
+    mode_x_out, mode_sum_out : Out, the entry's new state and the sum after it.
     """
 
     def __init__(self, cfg: FabricConfig):
@@ -68,6 +86,12 @@ class NeuronAlu(wiring.Component):
             "emit_set": Out(1),
             "emit_flag": Out(1),
             "emit_value": Out(signed(W)),
+            "mode_x": In(data.ArrayLayout(signed(W), MODE_STATE)),
+            "mode_coef": In(data.ArrayLayout(signed(CW), MODE_COEFS)),
+            "mode_sum": In(signed(cfg.acc_width)),
+            "mode_live": In(1),
+            "mode_x_out": Out(data.ArrayLayout(signed(W), MODE_STATE)),
+            "mode_sum_out": Out(signed(cfg.acc_width)),
         })
 
     @property
@@ -92,15 +116,19 @@ class NeuronAlu(wiring.Component):
         a = src(ins.ra, "src_a")
         b = src(ins.rb, "src_b")
         is_cmad = ins.op == Op.CMAD
+        is_modes = ins.op == Op.MODES
         pair = (ins.ra < 8) & is_cmad
         a0 = Signal(signed(W))
         a1 = Signal(signed(W))
         m.d.comb += [
-            a0.eq(Mux(is_cmad, Mux(pair, regs[ins.ra[:3]], 0), a)),
-            a1.eq(Mux(pair, regs[(ins.ra[:3] + 1)[:3]], 0)),
+            a0.eq(Mux(is_modes, self.mode_x[0], Mux(is_cmad, Mux(pair, regs[ins.ra[:3]], 0), a))),
+            a1.eq(Mux(is_modes, self.mode_x[1], Mux(pair, regs[(ins.ra[:3] + 1)[:3]], 0))),
         ]
-        k0, k1 = coef[ins.ck], coef[(ins.ck + 1)[:3]]
-        l0, l1 = coef[ins.cl], coef[(ins.cl + 1)[:3]]
+        mc = self.mode_coef
+        k0 = Mux(is_modes, mc[0], coef[ins.ck])
+        k1 = Mux(is_modes, mc[1], coef[(ins.ck + 1)[:3]])
+        l0 = Mux(is_modes, mc[2], coef[ins.cl])
+        l1 = Mux(is_modes, mc[3], coef[(ins.cl + 1)[:3]])
         re = Signal(signed(W + self._cfg.coef_width + 2))
         im = Signal(signed(W + self._cfg.coef_width + 2))
         m.d.comb += [
@@ -111,6 +139,17 @@ class NeuronAlu(wiring.Component):
         im_r = sat_hw(rnd_hw(m, im, ins.sh, "im_rnd"), W)
         ldc = Signal(signed(self._cfg.coef_width + 31))
         m.d.comb += ldc.eq(coef[ins.ck] << ins.sh)
+
+        # MODES: the output term of this mode entry and the running sum (modular)
+        so = modes_instr_layout()(ins.as_value()).so
+        proj = Signal(signed(W + self._cfg.coef_width + 1))
+        m.d.comb += proj.eq(re_r * mc[4] + im_r * mc[5])
+        term = sat_hw(rnd_hw(m, proj, so, "proj_rnd"), W)
+        A = self._cfg.acc_width
+        m.d.comb += [
+            self.mode_x_out[0].eq(re_r), self.mode_x_out[1].eq(im_r),
+            self.mode_sum_out.eq((self.mode_sum + Mux(self.mode_live, term, 0))[:A].as_signed()),
+        ]
 
         result = Signal(signed(W))
         write = Signal()
@@ -132,6 +171,8 @@ class NeuronAlu(wiring.Component):
                 m.d.comb += result.eq(sat_hw(rnd_hw(m, a, ins.sh, "shr_rnd"), W))
             with m.Case(Op.SEL):
                 m.d.comb += result.eq(Mux(self.pred, a, b))
+            with m.Case(Op.MODES):
+                m.d.comb += result.eq(sat_hw(self.mode_sum_out, W))
             with m.Default():
                 m.d.comb += write.eq(0)
 

@@ -22,6 +22,8 @@ from amaranth.lib.wiring import In, Out
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.layouts import (
+    MODE_COEFS,
+    MODE_STATE,
     Counter,
     FlitKind,
     Mem,
@@ -63,8 +65,8 @@ class NeuronCore(wiring.Component):
     o_flit : Out(stream of flit_layout), SPIKE, HOST_OUT and READ_RESP flits.
     step : In(16), the step number, sampled with ``step_start``.
     step_start : In(1), pulse: run step ``step`` (only while ``idle``; steps 0, 1, 2, ...).
-    clear : In(1), pulse: zero all STATE and ACC words, restart the schedule (only while
-        ``idle``; takes ``neurons`` cycles).
+    clear : In(1), pulse: zero all STATE, MSTATE and ACC words, restart the schedule (only
+        while ``idle``; takes ``max(neurons, modes)`` cycles).
     idle : Out(1), nothing to do and nothing pending (low the cycle after any flit is accepted,
         after ``step_start`` and after ``clear``).
     """
@@ -115,6 +117,8 @@ class NeuronCore(wiring.Component):
         ridx = pm("route_index", route_index_layout(cfg).size, cfg.neurons, 32)
         routem = pm("route_mem", route_layout(cfg).size, cfg.route_words, 32)
         ucode = pm("ucode", 32, cfg.ucode_depth, 32)
+        mstate = pm("mstate", MODE_STATE * W, cfg.modes, W)
+        mcoef = pm("mcoef", MODE_COEFS * CW, cfg.modes, CW)
         acc = [[pm(f"acc{b}_{j}", A, rows, A) for j in range(L)] for b in range(2)]
 
         groups = Signal(data.ArrayLayout(group_layout(cfg), G))
@@ -122,7 +126,8 @@ class NeuronCore(wiring.Component):
 
         sbuf = Signal()            # accumulator buffer that incoming spikes integrate into
         clearing = Signal()
-        clr_cnt = Signal(cfg.neuron_bits)
+        clr_cnt = Signal(max(cfg.neuron_bits, cfg.mode_bits))
+        clr_end = max(cfg.neurons, cfg.modes) - 1
 
         # -- configuration access decode --
         ca = cfgp.addr
@@ -152,10 +157,13 @@ class NeuronCore(wiring.Component):
         cfg_only(routem, Mem.ROUTE, cfg.route_words, routem.parts, route.route_addr,
                  route.route_en)
         cfg_only(ucode, Mem.UCODE, cfg.ucode_depth, 1, eng.ucode_addr, eng.ucode_en)
+        cfg_only(mcoef, Mem.MCOEF, cfg.modes, MODE_COEFS, eng.mode_addr, eng.mode_en,
+                 part_width=CW)
         m.d.comb += [
             syn.axon_data.eq(axon.r_data), syn.syn_data.eq(synm.r_data),
             eng.coef_data.eq(coef.r_data), eng.ri_data.eq(ridx.r_data),
             route.route_data.eq(routem.r_data), eng.ucode_data.eq(ucode.r_data),
+            eng.mcoef_data.eq(mcoef.r_data),
         ]
 
         # STATE: clear > config > neuron write-back.
@@ -173,6 +181,22 @@ class NeuronCore(wiring.Component):
         with m.Else():
             m.d.comb += [state.w_addr.eq(eng.wb_addr), state.w_data.eq(eng.wb_data),
                          state.w_en.eq(eng.wb_en.replicate(S))]
+
+        # MSTATE: the same priorities (the engine writes one mode entry per cycle).
+        m.d.comb += [
+            mstate.r_addr.eq(Mux(cfgp.re, idx, eng.mode_addr)),
+            mstate.r_en.eq(cfgp.re | eng.mode_en),
+            eng.mstate_data.eq(mstate.r_data),
+        ]
+        with m.If(clearing):
+            m.d.comb += [mstate.w_addr.eq(clr_cnt), mstate.w_data.eq(0),
+                         mstate.w_en.eq((1 << MODE_STATE) - 1)]
+        with m.Elif(sel_we(Mem.MSTATE, cfg.modes)):
+            m.d.comb += [mstate.w_addr.eq(idx), mstate.w_data.eq(Cat(*[wdata[:W]] * MODE_STATE)),
+                         mstate.w_en.eq(Mux(part < MODE_STATE, Const(1, MODE_STATE) << part, 0))]
+        with m.Else():
+            m.d.comb += [mstate.w_addr.eq(eng.mwb_addr), mstate.w_data.eq(eng.mwb_data),
+                         mstate.w_en.eq(eng.mwb_en.replicate(MODE_STATE))]
 
         # ACC banks: clear > config > synapse engine (buffer sbuf) / neuron engine (~sbuf).
         acc_we = sel_we(Mem.ACC, cfg.neurons)
@@ -242,6 +266,10 @@ class NeuronCore(wiring.Component):
                 m.d.comb += rdata.eq(sext(state.r_data.word_select(part, W)))
             with m.Case(Mem.COEF):
                 m.d.comb += rdata.eq(sext(coef.r_data.word_select(part, CW)))
+            with m.Case(Mem.MSTATE):
+                m.d.comb += rdata.eq(sext(mstate.r_data.word_select(part[:1], W)))
+            with m.Case(Mem.MCOEF):
+                m.d.comb += rdata.eq(sext(mcoef.r_data.word_select(part, CW)))
             with m.Case(Mem.ROUTE_INDEX):
                 m.d.comb += rdata.eq(_part(ridx.r_data, part, ridx.parts))
             with m.Case(Mem.ROUTE):
@@ -309,7 +337,7 @@ class NeuronCore(wiring.Component):
             m.d.sync += [clearing.eq(1), clr_cnt.eq(0), sbuf.eq(0)]
         with m.If(clearing):
             m.d.sync += clr_cnt.eq(clr_cnt + 1)
-            with m.If(clr_cnt == cfg.neurons - 1):
+            with m.If(clr_cnt == clr_end):
                 m.d.sync += clearing.eq(0)
 
         # -- counters --

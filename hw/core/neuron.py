@@ -14,8 +14,15 @@ the single-cycle :class:`~hw.core.alu.NeuronAlu`:
   pending spike is valid and the neuron has routes, offers an emission ``(payload, route base,
   route count)``; the engine stalls in that cycle while ``emission.ready`` is low.
 
-A program of L instructions costs L cycles per neuron; each active group adds 1 cycle, each
-group descriptor 1 cycle of scan.
+* ``MODES`` iterates over the neuron's mode entries (``modes`` of the group, from the neuron's
+  mode pointer: ``mode_base`` for the group's first neuron, then ``+ modes`` per neuron): one
+  cycle to read entry 0, then one cycle per entry -- the ALU updates the entry from the read
+  port's data, the engine writes it back and reads the next one, ``msum`` carries the sum --
+  and the instruction completes (writes ``rd``) in the cycle of the last entry. The entries are
+  independent (only the sum links them), so a later pipelined engine can issue one per cycle.
+
+A program of L instructions costs L cycles per neuron, plus ``modes`` cycles per MODES (or 0
+with no modes); each active group adds 1 cycle, each group descriptor 1 cycle of scan.
 """
 
 from __future__ import annotations
@@ -25,7 +32,14 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from neuroloom.contract.config import FabricConfig
-from neuroloom.contract.layouts import group_layout, instr_layout, route_index_layout
+from neuroloom.contract.layouts import (
+    MODE_COEFS,
+    MODE_STATE,
+    Op,
+    group_layout,
+    instr_layout,
+    route_index_layout,
+)
 
 from .alu import NeuronAlu, sat_hw
 
@@ -58,6 +72,9 @@ class NeuronEngine(wiring.Component):
         per bank).
     wb_addr, wb_en, wb_data : Out, STATE write-back (all registers).
     clr_addr, clr_en : Out, clear one accumulator word of this step's buffer.
+    mode_addr, mode_en : Out, read port address of the MSTATE and MCOEF mode memories;
+        ``mstate_data``, ``mcoef_data`` In, their read data.
+    mwb_addr, mwb_en, mwb_data : Out, MSTATE write-back of one mode entry.
     emission : Out(stream of emission_layout), spikes for the route unit.
     updated : Out(1), one neuron finished (NEURON_UPDATES).
     """
@@ -76,6 +93,9 @@ class NeuronEngine(wiring.Component):
             "acc_data": In(data.ArrayLayout(signed(cfg.acc_width), cfg.synapse_lanes)),
             "wb_addr": Out(cfg.neuron_bits), "wb_en": Out(1), "wb_data": Out(S * W),
             "clr_addr": Out(cfg.neuron_bits), "clr_en": Out(1),
+            "mode_addr": Out(cfg.mode_bits), "mode_en": Out(1),
+            "mstate_data": In(MODE_STATE * W), "mcoef_data": In(MODE_COEFS * CW),
+            "mwb_addr": Out(cfg.mode_bits), "mwb_en": Out(1), "mwb_data": Out(MODE_STATE * W),
             "emission": Out(stream.Signature(emission_layout(cfg))),
             "updated": Out(1),
         })
@@ -146,13 +166,41 @@ class NeuronEngine(wiring.Component):
 
         running = Signal()
         is_last = running & instr.last
+
+        # -- MODES: one mode entry per cycle after a one-cycle read of entry 0 --------------------
+        mptr = Signal(cfg.mode_bits + 1)       # the neuron's first mode entry
+        mi = Signal(cfg.mode_bits + 1)         # entry on the read port (while mloop)
+        mloop = Signal()
+        msum = Signal(signed(cfg.acc_width))
+        is_modes = running & (instr.op == Op.MODES)
+        nmodes = desc.modes
+        mlast = mloop & (mi + 1 == nmodes)
+        mdone = (nmodes == 0) | mlast
+        mstall = is_modes & ~mdone
         m.d.comb += [
-            self.emission.valid.eq(is_last & flag & (ri_in.count != 0)),
+            alu.mode_x.eq(self.mstate_data), alu.mode_coef.eq(self.mcoef_data),
+            alu.mode_sum.eq(Mux(mloop, msum, 0)), alu.mode_live.eq(is_modes & mloop),
+        ]
+
+        m.d.comb += [
+            self.emission.valid.eq(is_last & flag & (ri_in.count != 0) & ~mstall),
             self.emission.p.payload.eq(value),
             self.emission.p.base.eq(ri_in.base),
             self.emission.p.count.eq(ri_in.count),
         ]
-        advance = ~(self.emission.valid & ~self.emission.ready)
+        advance = ~mstall & ~(self.emission.valid & ~self.emission.ready)
+        with m.If(is_modes & mloop & (mstall | advance)):
+            m.d.comb += [self.mwb_addr.eq(mptr + mi), self.mwb_en.eq(1),
+                         self.mwb_data.eq(alu.mode_x_out.as_value())]
+        with m.If(is_modes & (nmodes != 0)):
+            with m.If(~mloop):
+                m.d.comb += [self.mode_addr.eq(mptr), self.mode_en.eq(1)]
+                m.d.sync += [mloop.eq(1), mi.eq(0), msum.eq(0)]
+            with m.Elif(~mlast):
+                m.d.comb += [self.mode_addr.eq(mptr + mi + 1), self.mode_en.eq(1)]
+                m.d.sync += [mi.eq(mi + 1), msum.eq(alu.mode_sum_out)]
+            with m.Elif(advance):
+                m.d.sync += mloop.eq(0)
 
         with m.FSM(name="pass") as fsm:
             with m.State("IDLE"):
@@ -167,7 +215,7 @@ class NeuronEngine(wiring.Component):
                     ]
                     m.d.sync += [
                         n.eq(desc.first), remaining.eq(desc.count), pc.eq(desc.pc),
-                        gpc.eq(desc.pc), first.eq(1),
+                        gpc.eq(desc.pc), first.eq(1), mptr.eq(desc.mode_base),
                     ]
                     m.next = "EXEC"
                 with m.Elif(g == G - 1):
@@ -194,6 +242,7 @@ class NeuronEngine(wiring.Component):
                             self.wb_addr.eq(n), self.wb_en.eq(1), self.updated.eq(1),
                             self.wb_data.eq(alu.regs_out.as_value()[:S * W]),
                         ]
+                        m.d.sync += mptr.eq(mptr + nmodes)
                         with m.If(remaining > 1):
                             m.d.sync += [n.eq(n + 1), remaining.eq(remaining - 1), first.eq(1)]
                         with m.Elif(g == G - 1):

@@ -47,6 +47,7 @@ class FabricConfig:
     route_words: int = 512
     ucode_depth: int = 64
     groups: int = 8
+    modes: int = 1024            # mode memory entries (complex S4D modes of channel neurons)
     state_regs: int = 4          # persistent registers R0..R{state_regs-1} per neuron
     coefs: int = 8               # coefficients C0..C7 per neuron
     state_width: int = 24
@@ -70,7 +71,7 @@ class FabricConfig:
             need(isinstance(v, int) and 1 <= v <= 1 << self.COORD_BITS,
                  f"{name}={v!r} must be an integer in 1..{1 << self.COORD_BITS}")
         for name in ("neurons", "axons", "synapse_rows", "route_words", "ucode_depth",
-                     "groups", "router_fifo_depth"):
+                     "groups", "modes", "router_fifo_depth"):
             v = getattr(self, name)
             need(isinstance(v, int) and v >= 1, f"{name}={v!r} must be a positive integer")
         need(self.synapse_lanes in (1, 2, 4, 8),
@@ -91,7 +92,8 @@ class FabricConfig:
              "synapse word wider than 64 bits; reduce synapse_lanes or weight_width")
         for name, bits in (("axons", self.axon_bits), ("neurons", self.neuron_bits),
                            ("synapse_rows", self.syn_addr_bits),
-                           ("route_words", self.route_addr_bits)):
+                           ("route_words", self.route_addr_bits),
+                           ("modes", self.mode_bits)):
             need(bits <= self.INDEX_BITS,
                  f"{name}={getattr(self, name)!r} exceeds the {self.INDEX_BITS}-bit "
                  f"configuration index")
@@ -137,6 +139,10 @@ class FabricConfig:
     @property
     def route_count_bits(self) -> int:
         return self.route_words.bit_length()
+
+    @property
+    def mode_bits(self) -> int:
+        return _bits_for(self.modes)
 
     @property
     def pc_bits(self) -> int:

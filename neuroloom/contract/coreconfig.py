@@ -14,6 +14,8 @@ import numpy as np
 
 from .config import FabricConfig
 from .layouts import (
+    MODE_COEFS,
+    MODE_STATE,
     Mem,
     axon_layout,
     group_layout,
@@ -34,15 +36,22 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Group:
     """Neurons ``[first, first+count)`` run the program at ``pc``; active at step ``t`` iff
-    ``t >= start`` and ``(t - start) % period == 0``."""
+    ``t >= start`` and ``(t - start) % period == 0``. Neuron ``first + i`` owns the ``modes``
+    mode entries from ``mode_base + i * modes`` (channel neurons; 0 for the others)."""
     first: int
     count: int
     pc: int
     period: int = 1
     start: int = 0
+    mode_base: int = 0
+    modes: int = 0
 
     def active(self, t: int) -> bool:
         return t >= self.start and (t - self.start) % self.period == 0
+
+    def mode_span(self) -> tuple[int, int]:
+        """``(first entry, entries)`` of the group's mode memory."""
+        return self.mode_base, self.count * self.modes
 
 
 @dataclass(frozen=True)
@@ -75,8 +84,14 @@ class CoreConfig:
     coef: np.ndarray = None                        # (neurons, 8)
     state: np.ndarray = None                       # (neurons, state_regs) initial state
     routes: dict = field(default_factory=dict)     # neuron -> list[Route]
+    mstate: np.ndarray = None                      # (modes, 2) initial mode state
+    mcoef: np.ndarray = None                       # (modes, 6) mode coefficients
 
     def __post_init__(self):
+        if self.mstate is None:
+            self.mstate = np.zeros((self.cfg.modes, MODE_STATE), dtype=np.int64)
+        if self.mcoef is None:
+            self.mcoef = np.zeros((self.cfg.modes, MODE_COEFS), dtype=np.int64)
         if self.coef is None:
             self.coef = np.zeros((self.cfg.neurons, self.cfg.coefs), dtype=np.int64)
         if self.state is None:
@@ -111,6 +126,8 @@ class CoreConfig:
             "route_words": (sum(len(r) for r in self.routes.values()), c.route_words),
             "ucode": (len(self.ucode), c.ucode_depth),
             "groups": (len(self.groups), c.groups),
+            "modes": (max((sum(g.mode_span()) for g in self.groups if g.modes), default=0),
+                      c.modes),
         }
 
     def validate(self, where: str = "core") -> None:
@@ -132,10 +149,17 @@ class CoreConfig:
                                   "out of range (period 1..255, start 0..65535)")
             if not 0 <= g.pc < len(self.ucode):
                 raise ConfigError(f"{where}: group {i} pc {g.pc} outside the microcode")
+            mb, mn = g.mode_span()
+            if g.modes < 0 or mb < 0 or (g.modes and mb + mn > c.modes):
+                raise ConfigError(f"{where}: group {i} mode entries {mb}+{mn} out of range "
+                                  f"(mode memory holds {c.modes})")
             for j in range(i):
                 h = self.groups[j]
                 if g.first < h.first + h.count and h.first < g.first + g.count:
                     raise ConfigError(f"{where}: groups {j} and {i} overlap")
+                (gb, gn), (hb, hn) = g.mode_span(), h.mode_span()
+                if gn and hn and gb < hb + hn and hb < gb + gn:
+                    raise ConfigError(f"{where}: groups {j} and {i} share mode entries")
         for n, rts in self.routes.items():
             for r in rts:
                 if not r.host and not (0 <= r.x < c.mesh_w and 0 <= r.y < c.mesh_h):
@@ -167,7 +191,7 @@ class CoreConfig:
             g = self.groups[i] if i < len(self.groups) else None
             out.append((Mem.GROUP, i, 0 if g is None else pack(
                 group_layout(c), first=g.first, count=g.count, pc=g.pc, period=g.period,
-                start=g.start)))
+                start=g.start, mode_base=g.mode_base, modes=g.modes)))
         used = sorted({n for g in self.groups for n in range(g.first, g.first + g.count)})
         base = 0
         for n in used:
@@ -181,6 +205,11 @@ class CoreConfig:
             out.append((Mem.STATE, n, [int(v) for v in self.state[n]]))
             out.append((Mem.COEF, n, [int(v) for v in self.coef[n]]))
             out.append((Mem.ACC, n, [0, 0]))
+        for g in self.groups:
+            mb, mn = g.mode_span()
+            for e in range(mb, mb + mn if g.modes else mb):
+                out.append((Mem.MSTATE, e, [int(v) for v in self.mstate[e]]))
+                out.append((Mem.MCOEF, e, [int(v) for v in self.mcoef[e]]))
         return out
 
     def writes(self) -> list[tuple[int, int, int, int]]:
@@ -192,7 +221,8 @@ class CoreConfig:
 def split_parts(cfg: FabricConfig, mem: Mem, word) -> list[int]:
     """Split one memory word into its 32-bit configuration parts (see ``mem_parts``).
 
-    ``word`` is an int for struct memories, a list of signed values for STATE/COEF/ACC.
+    ``word`` is an int for struct memories, a list of signed values for STATE/COEF/ACC/MSTATE/
+    MCOEF.
     """
     if isinstance(word, list):
         return [int(v) & 0xFFFFFFFF for v in word]

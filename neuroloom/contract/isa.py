@@ -1,23 +1,25 @@
 """Neuron microcode ISA: instruction records, encoding to 32-bit words, and disassembly.
 
-The word format is ``hw.layouts.instr_layout()``; the exact semantics of every instruction are
-in ``docs/architecture.md`` ("Neuron microcode") and executed by ``sim.neuron``. A program is a
-straight-line list of instructions; the last one has ``last=1``. Every instruction may carry an
-emit condition (mnemonic suffix ``.E``, ``.NZ`` or ``.P``): it replaces the neuron's pending
-spike with ``R[rd]`` under that condition.
+The word format is ``layouts.instr_layout()`` (``layouts.modes_instr_layout()`` for ``MODES``,
+whose output shift ``so`` sits where the other formats have ``ck``/``cl``); the exact semantics
+of every instruction are in ``docs/architecture.md`` ("Neuron microcode") and executed by
+``sim.neuron``. A program is a straight-line list of instructions; the last one has
+``last=1``. Every instruction may carry an emit condition (mnemonic suffix ``.E``, ``.NZ`` or
+``.P``): it replaces the neuron's pending spike with ``R[rd]`` under that condition.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .layouts import Emit, Op, Operand, instr_layout, pack, unpack
+from .layouts import Emit, Op, Operand, instr_layout, modes_instr_layout, pack, unpack
 
 __all__ = ["Instr", "encode", "decode", "disassemble", "format_instr", "SIGNATURES",
            "operand_name", "EMIT_SUFFIX"]
 
 #: operand kinds per opcode, in assembly order: d = destination register R0..R7,
-#: a/b = source operand (R0..R7, ACC, ZERO), k/l = coefficient C0..C7, s = shift 0..31
+#: a/b = source operand (R0..R7, ACC, ZERO), k/l = coefficient C0..C7, s = shift 0..31,
+#: o = output shift 0..31 (MODES)
 SIGNATURES: dict[Op, str] = {
     Op.NOP: "",
     Op.MAD: "dakbls",
@@ -30,6 +32,7 @@ SIGNATURES: dict[Op, str] = {
     Op.SHR: "das",
     Op.CGE: "ab",
     Op.SEL: "dab",
+    Op.MODES: "dbso",
 }
 
 EMIT_SUFFIX = {Emit.NONE: "", Emit.ALWAYS: ".E", Emit.NONZERO: ".NZ", Emit.IF_P: ".P"}
@@ -45,6 +48,7 @@ class Instr:
     ck: int = 0
     cl: int = 0
     sh: int = 0
+    so: int = 0
     emit: Emit = Emit.NONE
     last: bool = False
 
@@ -55,7 +59,7 @@ class Instr:
     def canonical(self) -> Instr:
         """The same instruction with the fields its opcode does not use at their defaults
         (what the assembler produces; the hardware ignores unused fields)."""
-        used = {"d": "rd", "a": "ra", "b": "rb", "k": "ck", "l": "cl", "s": "sh"}
+        used = {"d": "rd", "a": "ra", "b": "rb", "k": "ck", "l": "cl", "s": "sh", "o": "so"}
         keep = {used[k] for k in SIGNATURES[self.op]}
         defaults = Instr(self.op)
         return replace(self, **{f: getattr(defaults, f) for f in used.values() if f not in keep})
@@ -73,6 +77,8 @@ class Instr:
                 raise ValueError(f"coefficient C{getattr(self, name)} does not exist (C0..C7)")
         if not 0 <= self.sh <= 31:
             raise ValueError(f"shift {self.sh} out of range 0..31")
+        if not 0 <= self.so <= 31:
+            raise ValueError(f"output shift {self.so} out of range 0..31")
         if self.op == Op.CMAD:
             if self.rd > 6:
                 raise ValueError("CMAD destination pair must start at R0..R6 (writes rd, rd+1)")
@@ -86,6 +92,9 @@ class Instr:
 
 def encode(instr: Instr) -> int:
     instr.check()
+    if instr.op == Op.MODES:
+        return pack(modes_instr_layout(), op=instr.op, emit=instr.emit, last=int(instr.last),
+                    rd=instr.rd, rb=instr.rb, so=instr.so, sh=instr.sh)
     return pack(instr_layout(), op=instr.op, emit=instr.emit, last=int(instr.last), rd=instr.rd,
                 ra=instr.ra, rb=instr.rb, ck=instr.ck, cl=instr.cl, sh=instr.sh)
 
@@ -96,6 +105,12 @@ def decode(word: int) -> Instr:
         op = Op(f["op"])
     except ValueError:
         raise ValueError(f"word {word:#010x}: unknown opcode {f['op']}") from None
+    if op == Op.MODES:
+        g = unpack(modes_instr_layout(), int(word))
+        instr = Instr(op=op, rd=g["rd"], rb=g["rb"], sh=g["sh"], so=g["so"],
+                      emit=Emit(g["emit"]), last=bool(g["last"]))
+        instr.check()
+        return instr
     instr = Instr(op=op, rd=f["rd"], ra=f["ra"], rb=f["rb"], ck=f["ck"], cl=f["cl"],
                   sh=f["sh"], emit=Emit(f["emit"]), last=bool(f["last"]))
     instr.check()
@@ -118,6 +133,8 @@ def format_instr(instr: Instr) -> str:
             args.append(operand_name(instr.ra if kind == "a" else instr.rb))
         elif kind in "kl":
             args.append(f"C{instr.ck if kind == 'k' else instr.cl}")
+        elif kind == "o":
+            args.append(str(instr.so))
         else:
             args.append(str(instr.sh))
     text = instr.op.name + EMIT_SUFFIX[instr.emit]

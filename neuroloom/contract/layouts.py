@@ -18,9 +18,10 @@ from amaranth.lib import data
 from .config import FabricConfig
 
 __all__ = [
-    "FlitKind", "Mem", "Op", "Emit", "Operand", "Counter",
+    "FlitKind", "Mem", "Op", "Emit", "Operand", "Counter", "MODE_STATE", "MODE_COEFS",
     "flit_layout", "cfg_addr_layout", "axon_layout", "synapse_layout", "route_index_layout",
-    "route_layout", "group_layout", "instr_layout", "mem_parts", "mem_depth", "mem_word_layout",
+    "route_layout", "group_layout", "instr_layout", "modes_instr_layout", "mem_parts",
+    "mem_depth", "mem_word_layout",
     "pack", "unpack", "to_signed",
 ]
 
@@ -46,6 +47,8 @@ class Mem(enum.IntEnum):
     GROUP = 7        # neuron-group descriptors
     COUNTER = 8      # read-only performance counters (see Counter)
     ACC = 9          # dendrite accumulators, part = buffer (0 or 1)
+    MSTATE = 10      # per mode entry, part = 0: Re x, 1: Im x
+    MCOEF = 11       # per mode entry, part = Re dA, Im dA, Re dB, Im dB, Re C', -Im C'
 
 
 class Counter(enum.IntEnum):
@@ -70,6 +73,7 @@ class Op(enum.IntEnum):
     SHR = 8    # rd = rnd(ra, sh)
     CGE = 9    # P = (ra >= rb)
     SEL = 10   # rd = P ? ra : rb
+    MODES = 11  # channel: for every mode m, x_m <- dA_m x_m + dB_m rb; rd = sat(sum Re(C'_m x_m))
 
 
 class Emit(enum.IntEnum):
@@ -84,6 +88,11 @@ class Operand(enum.IntEnum):
     """Source operand codes beyond R0..R7 (codes 0..7)."""
     ACC = 8    # the neuron's accumulator for this step, saturated to state_width
     ZERO = 9
+
+
+#: parts of one mode entry: state (Re x, Im x) and coefficients (dA, dB, C' as complex pairs)
+MODE_STATE = 2
+MODE_COEFS = 6
 
 
 # -- layouts --------------------------------------------------------------------------------------
@@ -151,13 +160,16 @@ def route_layout(cfg: FabricConfig) -> data.StructLayout:
 
 @functools.cache
 def group_layout(cfg: FabricConfig) -> data.StructLayout:
-    """Neuron group: neurons [first, first+count) run the program at ``pc`` on schedule."""
+    """Neuron group: neurons [first, first+count) run the program at ``pc`` on schedule; neuron
+    ``first + i`` owns the mode entries ``[mode_base + i*modes, mode_base + (i+1)*modes)``."""
     return data.StructLayout({
         "first": unsigned(cfg.neuron_bits),
         "count": unsigned(cfg.neuron_bits + 1),
         "pc": unsigned(cfg.pc_bits),
         "period": unsigned(8),
         "start": unsigned(16),
+        "mode_base": unsigned(cfg.mode_bits),
+        "modes": unsigned(cfg.mode_bits + 1),
     })
 
 
@@ -173,6 +185,24 @@ def instr_layout() -> data.StructLayout:
         "rb": unsigned(4),
         "ck": unsigned(3),
         "cl": unsigned(3),
+        "sh": unsigned(5),
+        "_pad": unsigned(2),
+    })
+
+
+@functools.cache
+def modes_instr_layout() -> data.StructLayout:
+    """The ``MODES`` instruction's word: ``op``, ``emit``, ``last``, ``rd`` and ``rb`` where
+    :func:`instr_layout` has them; ``so`` (the output shift) where ``ck``/``cl`` are."""
+    return data.StructLayout({
+        "op": unsigned(5),
+        "emit": unsigned(2),
+        "last": unsigned(1),
+        "rd": unsigned(3),
+        "_ra": unsigned(4),
+        "rb": unsigned(4),
+        "so": unsigned(5),
+        "_pad0": unsigned(1),
         "sh": unsigned(5),
         "_pad": unsigned(2),
     })
@@ -195,7 +225,7 @@ def mem_depth(cfg: FabricConfig, mem: Mem) -> int:
         Mem.AXON: cfg.axons, Mem.SYNAPSE: cfg.synapse_rows, Mem.STATE: cfg.neurons,
         Mem.COEF: cfg.neurons, Mem.ROUTE_INDEX: cfg.neurons, Mem.ROUTE: cfg.route_words,
         Mem.UCODE: cfg.ucode_depth, Mem.GROUP: cfg.groups, Mem.COUNTER: len(Counter),
-        Mem.ACC: cfg.neurons,
+        Mem.ACC: cfg.neurons, Mem.MSTATE: cfg.modes, Mem.MCOEF: cfg.modes,
     }[Mem(mem)]
 
 
@@ -204,9 +234,14 @@ def mem_parts(cfg: FabricConfig, mem: Mem) -> int:
     """Number of 32-bit parts a word of ``mem`` is split into for configuration access.
 
     Struct-shaped words are split little-end first into 32-bit parts; STATE, COEF and ACC use one
-    part per register/coefficient/buffer, sign-extended to 32 bits.
+    part per register/coefficient/buffer, sign-extended to 32 bits; MSTATE and MCOEF likewise
+    (2 state and 6 coefficient parts per mode entry).
     """
     mem = Mem(mem)
+    if mem == Mem.MSTATE:
+        return MODE_STATE
+    if mem == Mem.MCOEF:
+        return MODE_COEFS
     if mem == Mem.STATE:
         return cfg.state_regs
     if mem == Mem.COEF:
