@@ -78,7 +78,7 @@ def test_installed_package_is_the_one_imported(site, tmp_path):
     assert r.returncode == 0, r.stderr
     where, names = r.stdout.splitlines()
     assert Path(where).is_relative_to(site), where
-    assert names.split() == ["golden", "model", "verilator"], names
+    assert names.split() == ["golden", "model", "serial", "verilator"], names
 
 
 def test_installed_demo_runs_from_another_folder(site, tmp_path):
