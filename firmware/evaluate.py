@@ -195,6 +195,9 @@ def run_report(res: RunResult, *, running: bool = False, counters: bool = False,
     run = res.running if res.running.ndim == 3 else res.running[None]      # (B, K, classes)
     scale = res.out_scale or 1.0
     lines = []
+    if running:
+        lines.append(f"running logits: integers from the fabric; the final logits below are "
+                     f"divided by the image's output scale {scale:g}")
     for b in range(run.shape[0]):
         if running:
             lines += [f"sample {b} token {k}: " + " ".join(str(v) for v in run[b, k])

@@ -174,15 +174,36 @@ def test_bad_fabric_file_is_one_line(content, needle, small, tmp_path, capsys):
     (["demo", "--backend", "golden", "--limit", "0"], "at least 1"),
     (["demo", "--backend", "golden", "--waves"], "--backend verilator"),
     (["eval", "IMG", "--limit", "0"], "at least 1"),
+    (["compile", "SMALL", "-o", "/nonexistent/dir/x.nlimg"], "no such file"),
+    (["compile", "SMALL", "-o", "SMALL.npz"], "would overwrite the model"),
+    (["compile", "SMALL", "-o", "OUT", "--activation", "relu"], "describe Gu checkpoints"),
+    (["info", "SMALL", "--no-residual"], "describe Gu checkpoints"),
+    (["run", "IMG", "--input", "FRAC", "--payloads"], "non-integer"),
+    (["run", "IMG", "--input", "EMPTYNPY"], "cannot read tokens"),
 ])
 def test_more_user_errors_one_line(argv, needle, small, tmp_path, capsys):
+    np.save(tmp_path / "frac.npy", np.full((5, 1), 2.5))
+    (tmp_path / "empty.npy").write_bytes(b"")
     subs = {"SMALL": str(small / "small"), "IMG": str(small / "img.nlimg"),
-            "OUT": str(tmp_path / "out.x")}
+            "OUT": str(tmp_path / "out.x"), "SMALL.npz": str(small / "small.npz"),
+            "FRAC": str(tmp_path / "frac.npy"), "EMPTYNPY": str(tmp_path / "empty.npy")}
+    model_bytes = (small / "small.npz").read_bytes()
     argv = [subs.get(a, a) for a in argv]
     capsys.readouterr()
     assert main(argv) == 1
     assert needle in _one_error_line(capsys)
     assert not (tmp_path / "out.x").exists()
+    assert (small / "small.npz").read_bytes() == model_bytes
+
+
+def test_ctrl_c_exits_130(small, monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command_module("info"), "run", interrupted)
+    assert main(["info", str(small / "img.nlimg")]) == 130
+    out = capsys.readouterr()
+    assert out.err == "neuroloom: interrupted\n" and out.out == "", out
 
 
 def test_train_help_exits_0(capsys):
@@ -294,8 +315,11 @@ def test_verilator_build_message_on_stderr(small, tmp_path, monkeypatch, capsys)
 def test_run_token_file_shapes(small, tmp_path, capsys):
     """One row of K scalars is one sequence; an empty file is an error, not a traceback."""
     np.savetxt(tmp_path / "row.csv", np.linspace(0, 1, 9)[None], delimiter=",")
-    assert main(["run", str(small / "img.nlimg"), "--input", str(tmp_path / "row.csv")]) == 0
-    assert "sample 0: class" in capsys.readouterr().out
+    assert main(["run", str(small / "img.nlimg"), "--input", str(tmp_path / "row.csv"),
+                 "--running"]) == 0
+    out = capsys.readouterr().out
+    assert "sample 0: class" in out and "sample 0 token 8:" in out and "sample 0 token 9" not in out
+    assert "divided by the image's output scale" in out
     (tmp_path / "empty.csv").write_text("")
     assert main(["run", str(small / "img.nlimg"), "--input", str(tmp_path / "empty.csv")]) == 1
     assert "empty.csv" in _one_error_line(capsys)

@@ -33,10 +33,16 @@ def run(args) -> int:
     if Path(args.model).is_file() and is_image(args.model):
         raise CLIError(f"{args.model} is a config image, not a model; compile takes a model "
                        "(<stem> of <stem>.npz + <stem>.json, or a checkpoint)")
+    model_files = {Path(args.model).resolve(), Path(args.model).with_suffix(".npz").resolve(),
+                   Path(args.model).with_suffix(".json").resolve(),
+                   Path(f"{args.model}.npz").resolve(), Path(f"{args.model}.json").resolve()}
+    if Path(args.output).resolve() in model_files:
+        raise CLIError(f"-o {args.output} would overwrite the model; give another image file "
+                       "(e.g. model.nlimg)")
     t0 = time.perf_counter()
     req = options.fabric_request(args)
     cfg = req.config()
-    activation, residual = options.import_options(args)
+    activation, residual = options.import_options(args, args.model)
     _, q = load_model_file(args.model, options.dataset_from_args(args, required=False), cfg,
                            activation=activation, residual=residual)
     comp = compile_fitting(q, cfg, args.mode, mesh_fixed=req.mesh_fixed,

@@ -144,7 +144,7 @@ def load_target(path: str, args, req: FabricRequest, data: SequenceData | None,
         target = deploy.load_target(p)
         deploy.check_fabric(target.image, req.given, req.source, where=str(p))
         return target
-    activation, residual = import_options(args)
+    activation, residual = import_options(args, p)
     return deploy.load_target(p, data, req.config(), mode=mode, mesh_fixed=req.mesh_fixed,
                               row_budget=getattr(args, "row_budget", None),
                               activation=activation, residual=residual)
@@ -218,7 +218,13 @@ def add_import_options(parser: argparse.ArgumentParser) -> None:
                    help="the layers have no residual connection")
 
 
-def import_options(args) -> tuple[str | None, bool | None]:
-    """(activation, residual) for :func:`neuroloom.firmware.importer.import_s4`."""
-    return (getattr(args, "activation", None),
-            False if getattr(args, "no_residual", False) else None)
+def import_options(args, path) -> tuple[str | None, bool | None]:
+    """(activation, residual) for :func:`neuroloom.firmware.importer.import_s4`; refused for a
+    model that is not a checkpoint (a NeuroLoom model records both)."""
+    activation = getattr(args, "activation", None)
+    residual = False if getattr(args, "no_residual", False) else None
+    if (activation is not None or residual is not None) and not deploy.is_checkpoint(path):
+        raise CLIError(f"--activation and --no-residual describe Gu checkpoints (.pt, or .npz "
+                       f"with no .json); {path} is a NeuroLoom model, which records them: drop "
+                       "those options")
+    return activation, residual

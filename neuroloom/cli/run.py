@@ -54,6 +54,9 @@ def run(args) -> int:
                            f"{data.d_in}")
         x = data.x_test[args.sample]
         print(f"{data.name} test sample {args.sample}: label {data.y_test[args.sample]}")
+    if args.payloads and not np.array_equal(x, np.round(x)):
+        raise CLIError(f"--payloads: {args.input or 'the sample'} holds non-integer values; "
+                       "payloads are integers (leave out --payloads to quantize float tokens)")
     batch = x.shape[0] if x.ndim == 3 else 1
     with fabric_driver(args.backend, image.cfg, waves=args.waves, batch=min(batch, 64)) as drv:
         drv.load(image)
