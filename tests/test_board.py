@@ -3,6 +3,9 @@
 constraints (fast), and the UART fabric answering frames over its serial lines in amaranth.sim.
 """
 
+import json
+from pathlib import Path
+
 import pytest
 from amaranth.sim import Simulator
 
@@ -105,3 +108,107 @@ def test_uart_fabric_answers_status_and_bad_frames_over_its_lines():
     assert decoded[0].payload[:2] == [MAGIC, 0x101]
     assert any(v & 0b10000 for v in leds), "error light never lit"
     assert any(v & 0b00010 for v in leds), "traffic light never lit"
+
+
+# -- the build flow (tools replaced by a stand-in; the real build is the slow test below) -------
+def fake_synthesize(fmax_by_seed, fail=None):
+    from neuroloom.fpga.synth import NextpnrError, PnrRun, SynthResult
+
+    def synthesize(verilog, *, top, part, frequency_mhz, seeds, bitstream, lpf, out_dir,
+                   timeout):
+        if fail:
+            raise NextpnrError(fail)
+        out = Path(out_dir)
+        (out / "top.bit").write_bytes(b"\xff" * 4096)
+        runs = tuple(PnrRun(seed=s, fmax_mhz={"clk": fmax_by_seed[s]}, critical_path=(),
+                            log=out / "log", report=out / "r.json", seconds=1.0) for s in seeds)
+        util = {"TRELLIS_COMB": {"used": 9000, "available": 83640},
+                "TRELLIS_FF": {"used": 5000, "available": 83640},
+                "DP16KD": {"used": 40, "available": 208},
+                "MULT18X18D": {"used": 4, "available": 156}}
+        return SynthResult(top=top, part=part, frequency_mhz=frequency_mhz, workdir=out,
+                           cells={}, latches=False, yosys_log=out / "yosys.log",
+                           synth_seconds=2.0, runs=runs, utilization=util,
+                           bitstream=out / "top.bit")
+    return synthesize
+
+
+def test_build_reports_resources_fmax_and_keeps_files(tmp_path, monkeypatch):
+    import neuroloom.fpga.build as fb
+    monkeypatch.setattr(fb, "synthesize", fake_synthesize({1: 61.3, 2: 48.0}))
+    lines = []
+    done = fb.build("ulx3s-85f", SMALL, clock_mhz=50, seeds=(1, 2), out_dir=tmp_path,
+                    log=lines.append)
+    assert [line[:5] for line in lines if line.startswith("[")] == ["[1/3]", "[2/3]", "[3/3]"]
+    table = done.table()
+    assert "LUT4" in table and "9000" in table and "83640" in table
+    assert "DP16KD" in table and "MULT18X18D" in table
+    assert "61.3   meets" in table and "48.0   MISSES" in table
+    assert f"bitstream: {tmp_path / 'top.bit'} (4 KiB)" in table
+    for name in ("top.v", "top.lpf", "report.txt", "build.json"):
+        assert (tmp_path / name).is_file(), name
+    figures = json.loads((tmp_path / "build.json").read_text())
+    assert figures["fmax_mhz_by_seed"] == {"1": 61.3, "2": 48.0}
+    assert figures["resources"]["DP16KD"] == {"used": 40, "available": 208}
+    assert figures["bitstream_bytes"] == 4096
+
+
+def test_build_that_misses_the_clock_names_a_clock_that_works(tmp_path, monkeypatch):
+    import neuroloom.fpga.build as fb
+    monkeypatch.setattr(fb, "synthesize", fake_synthesize({1: 20.2}))
+    with pytest.raises(fb.BuildError, match=r"best seed reaches 20\.2 MHz, below the 50 MHz "
+                                            r"clock; build with --clock 18\.75"):
+        fb.build("ulx3s-85f", SMALL, clock_mhz=50, out_dir=tmp_path, log=lambda s: None)
+    assert (tmp_path / "report.txt").is_file(), "the reports stay when timing fails"
+
+
+def test_build_that_does_not_fit_names_the_resource(tmp_path, monkeypatch):
+    import neuroloom.fpga.build as fb
+    msg = ("nextpnr-ecp5 failed (exit 255) for top, seed 1; log x:\nERROR: Unable to place "
+           "cell 'dp', no BELs remaining to implement cell type 'DP16KD'")
+    monkeypatch.setattr(fb, "synthesize", fake_synthesize({}, fail=msg))
+    with pytest.raises(fb.BuildError, match=r"1x1 fabric does not fit the ulx3s-85f: it needs "
+                                            r"more DP16KD than the part has; use fewer"):
+        fb.build("ulx3s-85f", SMALL, out_dir=tmp_path, log=lambda s: None)
+
+
+def test_program_without_a_board_says_so(tmp_path, monkeypatch):
+    from neuroloom.fpga.build import ProgramError, program
+    bit = tmp_path / "top.bit"
+    with pytest.raises(FileNotFoundError, match=r"no bitstream .*top\.bit: build one first"):
+        program(bit)
+    bit.write_bytes(b"\xff")
+    fake = tmp_path / "openFPGALoader"           # what openFPGALoader 0.10 prints, no board
+    fake.write_text("#!/bin/sh\necho 'unable to open ftdi device: -3 (device not found)'\n"
+                    "echo 'JTAG init failed with: unable to open ftdi device' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("OPENFPGALOADER", str(fake))
+    with pytest.raises(ProgramError, match=r"no ulx3s-85f board found: plug it in"):
+        program(bit)
+    monkeypatch.setenv("OPENFPGALOADER", str(tmp_path / "missing"))
+    with pytest.raises(ProgramError, match=r"openFPGALoader not found at .*missing"):
+        program(bit)
+
+
+def test_program_passes_the_board_and_bitstream(tmp_path, monkeypatch):
+    from neuroloom.fpga.build import program
+    bit = tmp_path / "top.bit"
+    bit.write_bytes(b"\xff")
+    fake = tmp_path / "loader"
+    fake.write_text('#!/bin/sh\necho "args: $*"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("OPENFPGALOADER", str(fake))
+    assert program(bit).strip() == f"args: -b ulx3s {bit}"
+    assert program(bit, flash=True).strip() == f"args: -b ulx3s -f {bit}"
+
+
+@pytest.mark.slow
+def test_real_board_build_of_a_small_fabric(tmp_path):
+    """The whole flow on the real tools (~10-30 minutes): a bitstream and the table."""
+    from neuroloom.fpga.build import build
+    done = build("ulx3s-85f", SMALL, clock_mhz=25, out_dir=tmp_path, check_timing=False,
+                 log=lambda s: None)
+    assert done.bitstream is not None and done.bitstream.stat().st_size > 100_000
+    used, avail = done.resources()["LUT4"]
+    assert 0 < used < avail
+    assert done.best_fmax and done.best_fmax > 5
