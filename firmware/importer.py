@@ -21,8 +21,10 @@ What a state_dict cannot say comes from options (or a ``'neuroloom'`` metadata d
 checkpoint): ``activation`` must be ``'relu'`` (Gu's GELU does not run on the fabric) and
 ``residual`` must be false (the quantized reference has no skip path). ``layers.{i}`` stacks default
 to ``residual=False`` (the n-S4D layout); Gu's ``example.py`` (``s4_layers.{i}``) always adds a
-residual, so for it the option must be given. LayerNorm (``norms.*``, ``*.norm.*``) and GLU
-output linears are rejected with :class:`ModelImportError` naming the key and the fix.
+residual, so for it the option must be given. ``pooling`` is ``'sum'``, the only pooling the
+fabric runs (the decoder's outputs integrated over the sequence: running logits, ``K`` times
+Gu's mean pooling, the same argmax). LayerNorm (``norms.*``, ``*.norm.*``) and GLU output linears
+are rejected with :class:`ModelImportError` naming the key and the fix.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from .model import FloatLayer, FloatModel
 from .qmodel import QModel
 
 __all__ = ["ModelImportError", "save_float", "load_float", "save_qmodel", "load_qmodel",
-           "load_model", "import_s4", "FLOAT_FORMAT", "QMODEL_FORMAT", "FORMAT_VERSION"]
+           "load_model", "import_s4", "FLOAT_FORMAT", "QMODEL_FORMAT", "FORMAT_VERSION",
+           "POOLINGS"]
 
 #: the models shipped with the package (package data)
 SHIPPED_MODEL_DIR = Path(__file__).parent / "models"
@@ -46,6 +49,9 @@ SHIPPED_MODEL_DIR = Path(__file__).parent / "models"
 FLOAT_FORMAT = "neuroloom-float-s4d"
 QMODEL_FORMAT = "neuroloom-qmodel"
 FORMAT_VERSION = 1
+
+#: the poolings the fabric runs: ``sum``, the decoder's outputs integrated over the sequence
+POOLINGS = ("sum",)
 
 
 class ModelImportError(ValueError):
@@ -149,9 +155,25 @@ def load_qmodel(path) -> QModel:
         raise ModelImportError(f"{_paths(path)[0]}: missing entry {e.args[0]!r}") from None
 
 
-def load_model(path) -> FloatModel | QModel:
-    """Read either kind of NeuroLoom model file (dispatch on the JSON ``format``)."""
+def _check_pooling(pooling, where) -> None:
+    if pooling in POOLINGS:
+        return
+    hint = (" (a model trained with mean pooling runs with 'sum': K times the mean, the same "
+            "argmax)" if pooling == "mean" else "")
+    raise ModelImportError(
+        f"{where}: pooling {pooling!r} is not supported; the fabric runs "
+        f"{', '.join(map(repr, POOLINGS))}: the decoder's outputs integrated over the sequence, "
+        f"read as running logits{hint}")
+
+
+def load_model(path, *, pooling: str = "sum") -> FloatModel | QModel:
+    """Read either kind of NeuroLoom model file (dispatch on the JSON ``format``).
+
+    ``pooling`` must be one of :data:`POOLINGS` (``'sum'``, what NeuroLoom models compute);
+    another value raises :class:`ModelImportError`.
+    """
     _, js = _paths(path)
+    _check_pooling(pooling, js)
     arrays_meta = _read(path, None)[1]
     fmt = arrays_meta["format"]
     if fmt == FLOAT_FORMAT:
@@ -360,8 +382,8 @@ def _build(sd: dict, residual: bool | None, where: str) -> FloatModel:
                       sd["decoder.weight"].copy(), sd["decoder.bias"].copy())
 
 
-def import_s4(source, *, activation: str | None = None, residual: bool | None = None
-              ) -> FloatModel:
+def import_s4(source, *, activation: str | None = None, residual: bool | None = None,
+              pooling: str = "sum") -> FloatModel:
     """Import an S4D checkpoint in the ``state-spaces/s4`` layout as a :class:`FloatModel`.
 
     Parameters
@@ -371,12 +393,16 @@ def import_s4(source, *, activation: str | None = None, residual: bool | None = 
     activation : the layers' activation, which no key records: must be ``'relu'`` (n-S4D);
              may also come from ``checkpoint['neuroloom']['activation']``
     residual : whether each layer has a residual connection (must be false; see module doc)
+    pooling : how the decoder's per-token outputs become the result: ``'sum'`` (the default and
+             the only one the fabric runs, see :data:`POOLINGS`)
 
     Raises
     ------
     ModelImportError : unreadable file, missing/unexpected key, wrong shape, NaN/inf, unstable
-             mode, or a part the fabric cannot run (LayerNorm, GLU, GELU, residual)
+             mode, or a part the fabric cannot run (LayerNorm, GLU, GELU, residual, a pooling
+             other than sum)
     """
+    _check_pooling(pooling, source if isinstance(source, (str, Path)) else "state_dict")
     sd, meta, where = _load_source(source)
     activation = activation if activation is not None else meta.get("activation")
     residual = residual if residual is not None else meta.get("residual")
@@ -391,5 +417,5 @@ def import_s4(source, *, activation: str | None = None, residual: bool | None = 
             f"{where}: activation {activation!r} is not supported on the fabric (its readout "
             "neurons compute ReLU); retrain with ReLU (n-S4D) and import with activation='relu'")
     model.meta = {"source": where, "activation": "relu", "residual": False,
-                  "pooling": "sum (running logits; K x mean pooling, same argmax)"}
+                  "pooling": "sum"}
     return model

@@ -196,3 +196,20 @@ def test_torch_checkpoint_without_torch(tmp_path, monkeypatch):
                                                r"\(pip install 'neuroloom\[train\]'\); or save "
                                                r"the state_dict as .npz"):
         import_s4(tmp_path / "ck.pt", activation="relu")
+
+
+def test_pooling_is_an_explicit_option(tmp_path):
+    np.savez(tmp_path / "ck.npz", **gu_state_dict())
+    m = import_s4(tmp_path / "ck.npz", activation="relu", pooling="sum")
+    assert m.meta["pooling"] == "sum"
+    assert import_s4(tmp_path / "ck.npz", activation="relu").meta["pooling"] == "sum"
+    save_float(FloatModel.random(1, 2, 2, 1, 2), tmp_path / "m")
+    assert isinstance(load_model(tmp_path / "m", pooling="sum"), FloatModel)
+    for bad in ("mean", "max", "last", None):
+        msg = rf"pooling {bad!r} is not supported; the fabric runs 'sum'"
+        with pytest.raises(ModelImportError, match=msg):
+            import_s4(tmp_path / "ck.npz", activation="relu", pooling=bad)
+        with pytest.raises(ModelImportError, match=msg):
+            load_model(tmp_path / "m", pooling=bad)
+    with pytest.raises(ModelImportError, match=r"mean pooling runs with 'sum'.*same argmax"):
+        import_s4(tmp_path / "ck.npz", activation="relu", pooling="mean")
