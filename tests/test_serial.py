@@ -120,3 +120,24 @@ def test_no_board_times_out_clearly():
 def test_a_missing_port_is_named():
     with pytest.raises(DriverError, match=r"cannot open serial port '/dev/ttyNOPE9'.*plugged in"):
         SerialLink("/dev/ttyNOPE9")
+
+
+def test_cli_run_on_a_board_prints_what_the_golden_model_prints(tmp_path, capsys):
+    from neuroloom.cli import main
+    img = str(tmp_path / "digits.nlimg")
+    assert main(["compile", "firmware/models/digits-q", "-o", img]) == 0
+    capsys.readouterr()
+    assert main(["run", img, "--sample", "3", "--counters"]) == 0
+    golden = capsys.readouterr().out
+    with board() as b:
+        assert main(["run", img, "--sample", "3", "--counters", "--backend", "serial",
+                     "--port", b.port, "--baud", "1000000"]) == 0
+    assert capsys.readouterr().out == golden
+
+
+def test_cli_serial_options_are_checked(capsys):
+    from neuroloom.cli import main
+    assert main(["run", "x.nlimg", "--sample", "0", "--backend", "serial"]) == 1
+    assert "--backend serial needs --port" in capsys.readouterr().err
+    assert main(["run", "x.nlimg", "--sample", "0", "--port", "/dev/ttyUSB0"]) == 1
+    assert "--port and --baud need --backend serial" in capsys.readouterr().err

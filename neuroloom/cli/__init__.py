@@ -27,7 +27,7 @@ __all__ = ["COMMANDS", "PROG", "build_parser", "main"]
 
 PROG = "neuroloom"
 #: the commands, in the order ``neuroloom --help`` lists them (module ``neuroloom.cli.<name>``)
-COMMANDS = ("generate", "compile", "info", "run", "eval", "demo", "train")
+COMMANDS = ("generate", "compile", "info", "run", "eval", "demo", "train", "fpga")
 #: exceptions that are a user's error (bad input, file, model or fabric): one line, exit 1
 USER_ERRORS = (CLIError, CompileError, ConfigError, DriverError, ImageError, OSError, ValueError)
 

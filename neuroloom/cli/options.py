@@ -192,19 +192,35 @@ def dataset_from_args(args, required: bool = True) -> SequenceData | None:
 BACKENDS = ("golden", "verilator")
 
 
-def add_backend_options(parser: argparse.ArgumentParser, default: str = "golden") -> None:
+def add_backend_options(parser: argparse.ArgumentParser, default: str = "golden",
+                        serial: bool = False) -> None:
+    """``--backend`` (and ``--waves``); ``serial``: also a board on a serial port (``--backend
+    serial --port --baud``)."""
     g = parser.add_argument_group("backend")
-    g.add_argument("--backend", choices=BACKENDS, default=default,
+    g.add_argument("--backend", choices=BACKENDS + (("serial",) if serial else ()),
+                   default=default,
                    help=f"the golden model or the fabric RTL simulated by Verilator "
+                        f"{'or a board on a serial port ' if serial else ''}"
                         f"(default {default}; the first Verilator use of a fabric builds it, "
                         f"minutes)")
     g.add_argument("--waves", action="store_true",
                    help="verilator: write a waveform (FST) into the build folder")
+    if serial:
+        g.add_argument("--port", default=None,
+                       help="serial: the board's USB-UART (e.g. /dev/ttyUSB0)")
+        g.add_argument("--baud", type=int, default=None,
+                       help="serial: the UART rate the board was built with (default 1000000; "
+                            "'neuroloom fpga build' reports it)")
 
 
 def check_backend(args) -> None:
     if args.waves and args.backend != "verilator":
         raise CLIError("--waves needs --backend verilator")
+    serial = getattr(args, "backend", None) == "serial"
+    if serial and not getattr(args, "port", None):
+        raise CLIError("--backend serial needs --port (the board's USB-UART, e.g. /dev/ttyUSB0)")
+    if not serial and (getattr(args, "port", None) or getattr(args, "baud", None)):
+        raise CLIError("--port and --baud need --backend serial")
 
 
 # -- Gu checkpoint import --------------------------------------------------------------------------

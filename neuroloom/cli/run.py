@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--running", action="store_true",
                         help="print the running integer logits after every token")
     parser.add_argument("--counters", action="store_true", help="print per-core counters")
-    options.add_backend_options(parser)
+    options.add_backend_options(parser, serial=True)
     options.add_fabric_options(parser, "Checked against the image's fabric: every option given "
                                "must match it")
     options.add_dataset_options(parser, "where --sample comes from (default digits)")
@@ -58,7 +58,8 @@ def run(args) -> int:
         raise CLIError(f"--payloads: {args.input or 'the sample'} holds non-integer values; "
                        "payloads are integers (leave out --payloads to quantize float tokens)")
     batch = x.shape[0] if x.ndim == 3 else 1
-    with fabric_driver(args.backend, image.cfg, waves=args.waves, batch=min(batch, 64)) as drv:
+    with fabric_driver(args.backend, image.cfg, waves=args.waves, batch=min(batch, 64),
+                       port=args.port, baud=args.baud) as drv:
         drv.load(image)
         xq = x.astype(np.int64) if args.payloads else drv.quantize(x)
         c0 = link_cycles(drv.transport)

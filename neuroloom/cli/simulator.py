@@ -107,8 +107,18 @@ def verilator_driver(cfg: FabricConfig, waves: bool = False) -> Iterator[Driver]
 
 @contextlib.contextmanager
 def fabric_driver(backend: str, cfg: FabricConfig, *, waves: bool = False,
-                  batch: int = 64) -> Iterator[Driver]:
-    """A driver on the golden model (``batch`` sequences side by side) or the RTL."""
+                  batch: int = 64, port: str | None = None,
+                  baud: int | None = None) -> Iterator[Driver]:
+    """A driver on the golden model (``batch`` sequences side by side), the RTL, or a board on
+    serial ``port``."""
+    if backend == "serial":
+        transport = open_transport("serial", port=port,
+                                   **({"baud": baud} if baud is not None else {}))
+        try:
+            yield Driver(transport)
+        finally:
+            transport.close()
+        return
     if backend not in BACKENDS:
         raise CLIError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "golden":

@@ -1,0 +1,90 @@
+"""Put the fabric on an FPGA board: 'neuroloom fpga build' makes a bitstream (Yosys, nextpnr,
+ecppack), 'neuroloom fpga program' loads it with openFPGALoader; then 'neuroloom run IMAGE
+--backend serial --port /dev/ttyUSB0' runs models on the board."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from neuroloom.fpga.boards import BOARDS
+from neuroloom.fpga.build import BuildError, ProgramError, build, program
+
+from . import options
+from .options import CLIError
+
+#: the fabric clock of a board build unless --clock says otherwise, in MHz
+DEFAULT_CLOCK_MHZ = 25.0
+
+
+def add_arguments(parser) -> None:
+    sub = parser.add_subparsers(dest="fpga_command", required=True,
+                                parser_class=type(parser))
+    b = sub.add_parser("build", help="build a bitstream of a fabric for a board",
+                       description="Yosys + nextpnr-ecp5 + ecppack (YoWASP) on a board top: PLL, "
+                                   "UART host link, status LEDs, the fabric. Prints a line per "
+                                   "stage and a table of resources and Fmax per seed; the "
+                                   "reports stay beside the bitstream.")
+    b.add_argument("--board", choices=sorted(BOARDS), default="ulx3s-85f",
+                   help="the board (default ulx3s-85f)")
+    b.add_argument("--clock", type=float, default=DEFAULT_CLOCK_MHZ, metavar="MHZ",
+                   help=f"fabric clock made by the PLL (default {DEFAULT_CLOCK_MHZ:g})")
+    b.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="nextpnr seeds 1..N, one place-and-route each (default 1)")
+    b.add_argument("--baud", type=int, default=None,
+                   help="UART rate (default: the fastest the board's USB-UART and the clock "
+                        "allow)")
+    b.add_argument("--step-budget", type=int, default=0, metavar="CYCLES",
+                   help="barrier overrun budget per step, lights the overrun LED (default 0: "
+                        "none)")
+    b.add_argument("--no-timing-check", action="store_true",
+                   help="keep a build that misses the clock (exit 0)")
+    b.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="folder for the bitstream (top.bit) and the reports")
+    options.add_fabric_options(b, "The fabric to put on the board; a mesh is required")
+    b.set_defaults(fpga_run=_build)
+
+    p = sub.add_parser("program", help="load a bitstream into the board (openFPGALoader)")
+    p.add_argument("bitstream", help="the .bit file (neuroloom fpga build -o DIR: DIR/top.bit)")
+    p.add_argument("--board", choices=sorted(BOARDS), default="ulx3s-85f",
+                   help="the board (default ulx3s-85f)")
+    p.add_argument("--flash", action="store_true",
+                   help="write the configuration flash (kept over power cycles) instead of "
+                        "the FPGA's SRAM")
+    p.set_defaults(fpga_run=_program)
+    # 'neuroloom fpga --help' shows both commands' options, not only their names
+    parser.epilog = b.format_usage().replace("usage: ", "") + p.format_usage().replace(
+        "usage: ", "")
+
+
+def run(args) -> int:
+    return args.fpga_run(args)
+
+
+def _build(args) -> int:
+    req = options.fabric_request(args)
+    if not {"mesh_w", "mesh_h"} <= set(req.given):
+        raise CLIError("give the mesh: --mesh WxH (or --mesh-w and --mesh-h, or --fabric "
+                       "fabric.json)")
+    if args.seeds < 1:
+        raise CLIError(f"--seeds {args.seeds}: give at least 1")
+    out = Path(args.output)
+    if out.is_file():
+        raise CLIError(f"{out}: is a file; -o names the folder for the bitstream and reports")
+    try:
+        done = build(args.board, req.config(), clock_mhz=args.clock,
+                     seeds=range(1, args.seeds + 1), out_dir=out, baud=args.baud,
+                     step_budget=args.step_budget, check_timing=not args.no_timing_check,
+                     log=lambda line: print(line, file=sys.stderr, flush=True))
+    except BuildError as e:
+        raise CLIError(str(e)) from None
+    print(f"bitstream: {done.bitstream}")
+    return 0
+
+
+def _program(args) -> int:
+    try:
+        print(program(args.bitstream, board=args.board, flash=args.flash).strip())
+    except ProgramError as e:
+        raise CLIError(str(e)) from None
+    return 0
