@@ -1,0 +1,230 @@
+"""The board's logic under Verilator, its UART lines on a pseudo-terminal.
+
+:class:`VerilatorBoard` simulates a :class:`~neuroloom.fpga.top.UARTFabric` (the fabric, the
+UART bridge and the status lights: everything of the board top but the PLL and the pins) and
+serves its serial lines on a pty, so the unmodified serial transport opens ``board.port`` with
+pyserial as it would open ``/dev/ttyUSB0``::
+
+    with VerilatorBoard(cfg) as board:
+        drv = Driver(open_transport("serial", port=board.port))
+
+:class:`UARTHarness` (testbench code) puts a host-side UART on the fabric's lines: bytes go to
+and from the testbench in chunks (``in_*``: up to ``chunk`` bytes per load, sent back to back;
+``out_*``: received bytes, held when ``chunk`` arrived, an ``END`` arrived, or the line has been
+idle for two byte times), so the cocotb side acts once per chunk while every bit of every byte
+crosses the simulated UART at ``divisor`` cycles per bit. The cocotb test :func:`pty_server`
+runs inside the simulator process: it opens the pty and writes its name into a file the parent
+waits for.
+"""
+
+import os
+import select
+import threading
+import time
+from pathlib import Path
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from neuroloom.contract.config import FabricConfig
+from neuroloom.hw.verilog import to_verilog
+from neuroloom.sim import verilator
+from neuroloom.sim.cache import write_verilog
+
+from .top import NUM_LEDS, UARTFabric
+from .uart import END, UARTReceiver, UARTTransmitter
+
+__all__ = ["UARTHarness", "VerilatorBoard", "TOPLEVEL", "CHUNK", "SIM_DIVISOR"]
+
+TOPLEVEL = "board_tb"
+CHUNK = 64
+#: UART clock cycles per bit in simulation (the fewest the UART takes: 40 cycles per byte)
+SIM_DIVISOR = 4
+_ENV_PTY = "NEUROLOOM_PTY_FILE"
+_ENV_STOP = "NEUROLOOM_PTY_STOP"
+
+
+class UARTHarness(wiring.Component):
+    """Chunked byte access to ``inner``'s UART lines (module docstring)."""
+
+    def __init__(self, inner, divisor: int, *, chunk: int = CHUNK):
+        self.inner = inner
+        self._divisor = divisor
+        self.chunk = chunk
+        super().__init__({
+            "in_data": In(8 * chunk), "in_count": In(range(chunk + 1)), "in_load": In(1),
+            "in_ready": Out(1),
+            "out_data": Out(8 * chunk), "out_count": Out(range(chunk + 1)), "out_hold": Out(1),
+            "out_ack": In(1), "leds": Out(NUM_LEDS),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        K, div = self.chunk, self._divisor
+        m.submodules.inner = dut = self.inner
+        m.submodules.host_tx = tx = UARTTransmitter(div)
+        m.submodules.host_rx = rx = UARTReceiver(div)
+        m.d.comb += [dut.rx.eq(tx.tx), rx.rx.eq(dut.tx), self.leds.eq(dut.leds)]
+
+        data, count = Signal(8 * K), Signal(range(K + 1))
+        m.d.comb += [self.in_ready.eq(count == 0), tx.i.valid.eq(count != 0),
+                     tx.i.payload.eq(data[:8])]
+        with m.If(tx.i.valid & tx.i.ready):
+            m.d.sync += [data.eq(data >> 8), count.eq(count - 1)]
+        with m.If(self.in_load & (count == 0)):
+            m.d.sync += [data.eq(self.in_data), count.eq(self.in_count)]
+
+        idle = Signal(range(20 * div + 1))
+        hold, o_cnt = self.out_hold, self.out_count
+        m.d.comb += rx.o.ready.eq(~hold)
+        with m.If(rx.o.valid & ~hold):
+            m.d.sync += [self.out_data.eq(Cat(self.out_data[8:], rx.o.payload.data)),
+                         o_cnt.eq(o_cnt + 1), idle.eq(0)]
+            with m.If((rx.o.payload.data == END) | (o_cnt == K - 1)):
+                m.d.sync += hold.eq(1)
+        with m.Elif((o_cnt != 0) & ~hold):
+            m.d.sync += idle.eq(idle + 1)
+            with m.If(idle == 20 * div):
+                m.d.sync += hold.eq(1)
+        with m.If(self.out_ack & hold):
+            m.d.sync += [hold.eq(0), o_cnt.eq(0), idle.eq(0)]
+        return m
+
+
+def board_verilog(cfg: FabricConfig, divisor: int = SIM_DIVISOR) -> Path:
+    """The Verilog of ``UARTHarness(UARTFabric(cfg))``: ``build/board/<digest>/board_tb.v``."""
+    top = UARTHarness(UARTFabric(cfg, divisor, blink_cycles=1 << 12), divisor)
+    return write_verilog(to_verilog(top, TOPLEVEL), TOPLEVEL, kind="board")
+
+
+class VerilatorBoard:
+    """A simulated board on a pty (module docstring).
+
+    Parameters
+    ----------
+    cfg : the fabric
+    timeout : seconds to wait for the simulator to start (the first use builds it: minutes)
+    """
+
+    def __init__(self, cfg: FabricConfig, *, timeout: float = 900.0):
+        self.cfg = cfg
+        verilog = board_verilog(cfg)
+        self.build = verilog.parent / "sim"
+        self.build.mkdir(parents=True, exist_ok=True)
+        tag = f"{os.getpid()}-{id(self)}"
+        self._pty_file = self.build / f"pty-{tag}.name"
+        self._stop_file = self.build / f"pty-{tag}.stop"
+        for f in (self._pty_file, self._stop_file):
+            f.unlink(missing_ok=True)
+        self.error: BaseException | None = None
+
+        def simulate():
+            try:
+                verilator.run_cocotb(TOPLEVEL, [verilog], __name__, self.build,
+                                     extra_env={_ENV_PTY: str(self._pty_file),
+                                                _ENV_STOP: str(self._stop_file)},
+                                     testcase="pty_server")
+            except BaseException as e:          # reported by close()
+                self.error = e
+
+        self._thread = threading.Thread(target=simulate, name="verilator-board", daemon=True)
+        self._thread.start()
+        t0 = time.monotonic()
+        while not self._pty_file.is_file() or not self._pty_file.read_text().endswith("\n"):
+            if not self._thread.is_alive() or time.monotonic() - t0 > timeout:
+                self.close()
+                raise RuntimeError("the simulated board did not start"
+                                   + (f": {self.error}" if self.error else
+                                      f" within {timeout:.0f} s"))
+            time.sleep(0.1)
+        #: the pty device the serial transport opens
+        self.port = self._pty_file.read_text().strip()
+
+    def close(self) -> None:
+        self._stop_file.touch()
+        self._thread.join(timeout=60)
+        for f in (self._pty_file, self._stop_file):
+            f.unlink(missing_ok=True)
+        if self.error is not None:
+            raise RuntimeError(f"the simulated board failed: {self.error}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# -- the cocotb side (runs inside the simulator process)
+
+try:                                        # cocotb is importable only where it is installed
+    import cocotb
+    from cocotb.clock import Clock
+    from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge
+except ImportError:                         # pragma: no cover
+    cocotb = None
+
+if cocotb is not None:
+    @cocotb.test()
+    async def pty_server(dut):
+        """Move bytes between the pty and the harness until the stop file appears.
+
+        With bytes in flight the coroutine wakes once per byte time; with none, it waits on the
+        pty (the simulation pauses, nothing is lost: the UART lines are idle)."""
+        import tty
+        Clock(dut.clk, 10, unit="ns").start()
+        dut.rst.value = 1
+        dut.in_load.value = 0
+        dut.out_ack.value = 0
+        await ClockCycles(dut.clk, 3)
+        dut.rst.value = 0
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        name_file = Path(os.environ[_ENV_PTY])
+        stop_file = Path(os.environ[_ENV_STOP])
+        name_file.write_text(os.ttyname(slave) + "\n")
+        K, byte_time = CHUNK, 10 * SIM_DIVISOR
+        pending = b""
+        quiet = 0                           # wake-ups with nothing on the lines
+        try:
+            while not stop_file.exists():
+                await FallingEdge(dut.clk)
+                dut.in_load.value = 0
+                dut.out_ack.value = 0
+                if not pending:
+                    if select.select([master], [], [], 0.0 if quiet < 64 else 0.002)[0]:
+                        try:
+                            pending = os.read(master, 4096)
+                        except OSError:
+                            pending = b""
+                acted = False
+                if pending and dut.in_ready.value == 1:
+                    chunk, pending = pending[:K], pending[K:]
+                    dut.in_data.value = int.from_bytes(chunk, "little")
+                    dut.in_count.value = len(chunk)
+                    dut.in_load.value = 1
+                    acted = True
+                if dut.out_hold.value == 1:
+                    n = int(dut.out_count.value)
+                    data = int(dut.out_data.value).to_bytes(K, "little")[K - n:]
+                    while data:
+                        try:
+                            data = data[os.write(master, data):]
+                        except BlockingIOError:
+                            time.sleep(0.001)
+                    dut.out_ack.value = 1
+                    acted = True
+                quiet = 0 if acted or pending else quiet + 1
+                await RisingEdge(dut.clk)
+                if acted:
+                    continue
+                if pending:                 # the transmitter is busy with the last chunk
+                    await First(RisingEdge(dut.in_ready), RisingEdge(dut.out_hold))
+                else:                       # sleep a while unless an answer arrives
+                    await First(RisingEdge(dut.out_hold),
+                                ClockCycles(dut.clk, byte_time if quiet < 64 else 50 * byte_time))
+        finally:
+            os.close(master)
+            os.close(slave)
