@@ -656,7 +656,8 @@ def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "p
 
     ``mapping``: ``"per-mode"`` (one neuron per complex mode, readout and mixing neurons: 3
     stages per layer) or ``"channel"`` (one channel neuron per channel running all its modes:
-    1 stage per layer, plus the last mixing); both compute ``qforward`` bit for bit.
+    1 stage per layer, plus the last mixing; the default); both compute ``qforward`` bit
+    for bit.
 
     Raises :class:`CompileError` for parameters out of range, :class:`AccumulatorRangeError`
     when an accumulator could overflow (unless ``allow_acc_wrap``: the fabric and the reference

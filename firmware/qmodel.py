@@ -55,7 +55,7 @@ __all__ = ["QLinear", "QLayer", "QModel", "qforward", "STAGES_PER_LAYER", "num_s
 STAGES_PER_LAYER = 3  # per-mode mapping: modes (s4d), readout (relu), mixing (linear)
 #: how layers become neurons: one neuron per complex mode, or one channel neuron per channel
 MAPPINGS = ("per-mode", "channel")
-DEFAULT_MAPPING = "per-mode"
+DEFAULT_MAPPING = "channel"
 
 
 def check_mapping(mapping: str) -> str:

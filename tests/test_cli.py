@@ -98,7 +98,7 @@ def test_user_errors_are_one_line(argv, needle, qmodel_path, tmp_path, capsys):
 
 def test_fit_error_names_resource(qmodel_path, capsys, tmp_path):
     assert main(["compile", str(qmodel_path / "big"), "-o", str(tmp_path / "b.nlimg"),
-                 "--mesh", "2x2"]) == 1
+                 "--mesh", "1x1"]) == 1
     line = _err_line(capsys)
     assert "binding resource" in line and "over" in line and "mesh fits" in line
 

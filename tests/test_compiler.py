@@ -74,7 +74,8 @@ def test_reference_equals_golden(H, N, L, d_in, classes, mesh, caps, mapping):
 
 def test_multicore_maps_are_really_multicore():
     cfg = _cfg("3x3", CASES[4][6])
-    comp = compile_model(random_qmodel(12, 3, 3, d_in=4, classes=3, seed=1, cfg=cfg), cfg)
+    comp = compile_model(random_qmodel(12, 3, 3, d_in=4, classes=3, seed=1, cfg=cfg), cfg,
+                         mapping="per-mode")
     assert comp.cores_used == 9
     assert comp.hops() > 0
     # each channel's modes sit on one core, with the readout neuron
@@ -120,22 +121,30 @@ def test_fit_error_names_resource_and_mesh():
     model = random_qmodel(16, 8, 2, d_in=1, classes=10, seed=0)
     cfg = FabricConfig(mesh_w=1, mesh_h=1, neurons=64, axons=64)
     with pytest.raises(FitError) as ei:
-        compile_model(model, cfg)
+        compile_model(model, cfg, mapping="per-mode")
     e = ei.value
     assert e.resource == "neurons" and e.cores_needed > 1 and e.mesh
     assert "neurons" in str(e) and f"--mesh {e.mesh}" in str(e) and "over" in str(e)
     w, h = (int(v) for v in e.mesh.split("x"))
-    compile_model(model, FabricConfig(mesh_w=w, mesh_h=h, neurons=64, axons=64))
+    compile_model(model, FabricConfig(mesh_w=w, mesh_h=h, neurons=64, axons=64),
+                  mapping="per-mode")
     if e.cores_needed < w * h:
         with pytest.raises(FitError):
             compile_model(model, FabricConfig(mesh_w=1, mesh_h=e.cores_needed - 1,
-                                              neurons=64, axons=64))
+                                              neurons=64, axons=64), mapping="per-mode")
 
 
 def test_fit_error_block_too_big_for_any_mesh():
     model = random_qmodel(2, 40, 1, d_in=1, classes=2, seed=0)     # 41 modes per channel
     with pytest.raises(FitError, match="neurons.*raise the core"):
-        compile_model(model, FabricConfig(neurons=32, axons=64))
+        compile_model(model, FabricConfig(neurons=32, axons=64), mapping="per-mode")
+    with pytest.raises(CompileError, match="holds 41 modes, a core's mode memory 40"):
+        compile_model(model, FabricConfig(modes=40), mapping="channel")
+
+
+def test_default_mapping_is_channel():
+    comp = compile_model(random_qmodel(4, 2, 2, seed=0))
+    assert comp.mapping == "channel" and comp.num_stages == 4
 
 
 def test_fit_error_route_words():
@@ -147,7 +156,8 @@ def test_fit_error_route_words():
 
 def test_readout_split_from_modes_when_groups_are_scarce():
     cfg = FabricConfig(mesh_w=3, mesh_h=2, groups=1, neurons=16, axons=16)
-    comp = compile_model(random_qmodel(4, 2, 1, d_in=2, classes=3, seed=1, cfg=cfg), cfg)
+    comp = compile_model(random_qmodel(4, 2, 1, d_in=2, classes=3, seed=1, cfg=cfg), cfg,
+                         mapping="per-mode")
     assert all(len(c.groups) <= 1 for c in comp.cores)
     assert comp.placement[(1, 0)][0] != comp.placement[(2, 0)][0]
 
@@ -224,7 +234,8 @@ def test_channel_mapping_shape_and_mode_memory():
     assert (tot["neurons"], tot["modes"]) == (L * H + H + classes, L * H * (N + 1))
     per_core = [u["modes"][0] for u in comp.usage()]
     assert max(per_core) <= 16 and sum(1 for m in per_core if m) >= L * H * (N + 1) // 16
-    per_mode = compile_model(model, cfg.__class__.parse_mesh("4x4", neurons=16, axons=16))
+    per_mode = compile_model(model, cfg.__class__.parse_mesh("4x4", neurons=16, axons=16),
+                             mapping="per-mode")
     assert per_mode.summary()["modes"] == 0
     with pytest.raises(CompileError, match="holds 5 modes, a core's mode memory 4"):
         compile_model(model, _cfg("3x3", dict(modes=4)), mapping="channel")

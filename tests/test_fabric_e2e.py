@@ -45,13 +45,14 @@ def steps_of(transport, img, x, mode):
     return out, transport.counters() - before
 
 
-def check_model(model, cfg, x, min_cores):
-    comp = compile_model(model, cfg, mode="pipelined")
+def check_model(model, cfg, x, min_cores, mapping=None):
+    kw = {} if mapping is None else {"mapping": mapping}
+    comp = compile_model(model, cfg, mode="pipelined", **kw)
     assert comp.cores_used >= min_cores, "the model must spread over the mesh"
     if min_cores > 1:
         assert comp.hops() > 0, "spikes must cross the NoC"
     img = from_compiled(comp)
-    ref = qforward(model, x, cfg)
+    ref = qforward(model, x, cfg, mapping=comp.mapping)
     with VerilatorLink(cfg) as link:
         rtl = Driver(FramedTransport(link))
         rtl.load(img)
@@ -70,26 +71,30 @@ def check_model(model, cfg, x, min_cores):
         assert link.cycles > 0
 
 
+@pytest.mark.parametrize("mapping", ["per-mode", "channel"])
 @pytest.mark.parametrize("mesh, shape, min_cores", [
     ((1, 1), dict(H=4, N=2, layers=1), 1),
     ((2, 2), dict(H=6, N=3, layers=2), 3),
     ((2, 3), dict(H=8, N=3, layers=2), 4),
 ], ids=["1x1", "2x2", "2x3"])
-def test_random_models_rtl_equals_reference(mesh, shape, min_cores):
-    cfg = FabricConfig(mesh_w=mesh[0], mesh_h=mesh[1], **SMALL)
+def test_random_models_rtl_equals_reference(mesh, shape, min_cores, mapping):
+    # channel neurons: a small mode memory (4 channels of 4 modes per core) spreads the model
+    caps = dict(SMALL, modes=16) if mapping == "channel" else SMALL
+    cfg = FabricConfig(mesh_w=mesh[0], mesh_h=mesh[1], **caps)
     model = random_qmodel(shape["H"], shape["N"], shape["layers"], d_in=2, classes=3, seed=5,
                           cfg=cfg)
     x = model.quantize_input(np.random.default_rng(2).uniform(-9, 9, (2, 6, 2)), cfg)
-    check_model(model, cfg, x, min_cores)
+    check_model(model, cfg, x, min_cores, mapping)
 
 
-def test_shipped_model_rtl_equals_reference():
+@pytest.mark.parametrize("mapping, min_cores", [("channel", 1), ("per-mode", 2)])
+def test_shipped_model_rtl_equals_reference(mapping, min_cores):
     from neuroloom.firmware.datasets import load_dataset
     model = load_model("firmware/models/digits-q")
     cfg = FabricConfig()
     ds = load_dataset("digits")
     x = model.quantize_input(ds.x_test[:2], cfg)
-    check_model(model, cfg, x, 2)
+    check_model(model, cfg, x, min_cores, mapping)
 
 
 def test_fuzzed_frames_on_the_rtl_change_nothing():
