@@ -2,11 +2,14 @@
 the outputs of an independent float implementation; every bad input gets a clear error."""
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from neuroloom.firmware.importer import (
+    SHIPPED_MODEL_DIR,
     ModelImportError,
     import_s4,
     load_float,
@@ -213,3 +216,14 @@ def test_pooling_is_an_explicit_option(tmp_path):
             load_model(tmp_path / "m", pooling=bad)
     with pytest.raises(ModelImportError, match=r"mean pooling runs with 'sum'.*same argmax"):
         import_s4(tmp_path / "ck.npz", activation="relu", pooling="mean")
+
+
+def test_models_doc_worked_example_imports_the_shipped_model(tmp_path, monkeypatch):
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "models.md").read_text()
+    script = re.search(r"```python\n(# make_gu_checkpoint\.py.*?)```", doc, re.S)[1]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(script, "make_gu_checkpoint.py", "exec"), {})
+    imported = import_s4(tmp_path / "gu-digits.npz", activation="relu")
+    shipped = load_float(SHIPPED_MODEL_DIR / "digits-float")
+    x = np.random.default_rng(3).random((2, 64, 1))
+    np.testing.assert_array_equal(imported.forward_recurrent(x), shipped.forward_recurrent(x))
