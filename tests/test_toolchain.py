@@ -5,6 +5,7 @@ This file is both the pytest module (the ``test_*`` functions) and the cocotb te
 (the ``@cocotb.test()`` coroutine, re-imported by name inside the simulator process).
 """
 
+import dataclasses
 import os
 import random
 import struct
@@ -18,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from neuroloom.fpga.synth import synthesize
+from neuroloom.fpga.synth import ULX3S_85F, synthesize
 from neuroloom.hw.verilog import to_verilog
 from neuroloom.sim.cache import config_hash, text_digest, write_verilog
 from neuroloom.sim.verilator import CocotbTestFailure, is_built, run_cocotb, setup_verilator
@@ -192,3 +193,19 @@ def test_smoke_synth_ecp5():
     assert r.utilization["TRELLIS_FF"]["used"] == r.ff
     assert r.bitstream is not None and r.bitstream.stat().st_size > 1000
     assert synthesize(src, top=TOP, seeds=(1, 2), bitstream=True) == r, "cached result differs"
+
+
+def test_synth_reads_rtlil_and_checks_options():
+    """RTLIL (what an Amaranth platform's build plan holds) takes the same flow; bad options are
+    one clear error before any tool runs."""
+    from amaranth.back import rtlil
+
+    text = rtlil.convert(Smoke(), name=TOP)
+    r = synthesize(text, top=TOP, language="rtlil", pnr=False)
+    assert r.ff == 2 * WIDTH + 1 and not r.runs, r.cells
+    with pytest.raises(ValueError, match="bitstream=True needs pnr=True"):
+        synthesize(text, top=TOP, language="rtlil", pnr=False, bitstream=True)
+    with pytest.raises(ValueError, match="unknown language 'vhdl'"):
+        synthesize(text, top=TOP, language="vhdl")
+    with pytest.raises(ValueError, match="speed grade 5 must be 6, 7 or 8"):
+        synthesize(text, top=TOP, part=dataclasses.replace(ULX3S_85F, speed=5))
