@@ -1,0 +1,112 @@
+"""The issue's end-to-end check: the board's logic (fabric + UART bridge, every bit on the
+simulated UART lines) under Verilator, its lines on a pseudo-terminal, and the unmodified
+serial transport opening that pty with pyserial. Models run bit-exact with the quantized
+reference, counters equal the golden model's, and a damaged byte stream (noise, a truncated
+frame, a lost END) gives ERROR frames or a clean timeout, after which the model still runs
+bit-exact."""
+
+import numpy as np
+import pytest
+
+from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.hostproto import ERROR, Cmd, decode_frames, encode_frame
+from neuroloom.firmware.compiler import compile_model, from_compiled, random_qmodel
+from neuroloom.firmware.driver import Driver, DriverError, open_transport
+from neuroloom.firmware.qmodel import qforward
+from neuroloom.firmware.serial import FrameReader, SerialLink, encode_bytes
+from neuroloom.fpga.uart_sim import VerilatorBoard
+from neuroloom.sim.transports import GoldenTransport
+
+pytestmark = pytest.mark.rtl
+
+SMALL = FabricConfig(mesh_w=1, mesh_h=1, neurons=32, axons=32, synapse_rows=128, route_words=64,
+                     ucode_depth=32)
+
+
+def check_runs(drv, img, x, ref, cfg):
+    gold = Driver(GoldenTransport(batch=1))
+    gold.load(img)
+    for mode in ("pipelined", "fall-through"):
+        res = drv.run(x, mode=mode)
+        np.testing.assert_array_equal(res.running, ref, err_msg=f"{mode}: board != reference")
+        np.testing.assert_array_equal(res.counters, gold.run(x, mode=mode).counters,
+                                      err_msg=f"{mode}: counters")
+
+
+def test_small_model_on_the_simulated_board_and_a_damaged_line():
+    model = random_qmodel(4, 2, 1, d_in=2, classes=3, seed=5, cfg=SMALL)
+    img = from_compiled(compile_model(model, SMALL, mode="pipelined"))
+    x = model.quantize_input(np.random.default_rng(4).uniform(-9, 9, (2, 5, 2)), SMALL)
+    ref = qforward(model, x, SMALL)
+    with VerilatorBoard(SMALL) as board:
+        t = open_transport("serial", port=board.port, timeout=5)
+        drv = Driver(t)
+        drv.load(img)
+        check_runs(drv, img, x, ref, SMALL)
+        t.close()
+
+        link = SerialLink(board.port, timeout=1)
+        port = link.port
+        # noise on an idle line, then a good command: the noise is a damaged frame (ERROR)
+        port.write(bytes([0x5A, 0x13, 0xC0]))
+        port.flush()
+        status = encode_frame(Cmd.STATUS, [], seq=9)
+        answer = decode_frames(link.exchange(status))
+        assert [(f.opcode, f.seq) for f in answer] == [(Cmd.STATUS | 0x80, 9)], answer
+        # a truncated frame (no END): the next command's abort closes it, the host drops the
+        # ERROR answer of the truncated one (another seq) and gets its own answer
+        port.write(encode_bytes(encode_frame(Cmd.RUN, [1], seq=10))[:-3])
+        port.flush()
+        answer = decode_frames(link.exchange(encode_frame(Cmd.STATUS, [], seq=11)))
+        assert [(f.opcode, f.seq) for f in answer] == [(Cmd.STATUS | 0x80, 11)], answer
+        # a frame with a byte changed: ERROR with its seq, which the driver reports
+        bad = bytearray(encode_bytes(encode_frame(Cmd.WRITE, [0x100, 7], seq=12)))
+        bad[8] ^= 0x40
+        port.write(bytes(bad))
+        port.flush()
+        got = b""
+        while 0xC0 not in got:
+            chunk = port.read(64)
+            assert chunk, f"no ERROR frame for a damaged frame, got {got.hex()}"
+            got += chunk
+        frames = [decode_frames(f)[0] for f in FrameReader().feed(got)]
+        assert [(f.opcode, f.seq, f.payload[0]) for f in frames] == [(ERROR, 12, 4)], frames
+        # a command whose END is lost: a clean timeout naming the port, then the model again
+        with pytest.raises(DriverError, match=r"no answer from the board on /dev/pts/\d+ to "
+                                              r"command 0x07 \(seq 13\) within 1 s"):
+            class Truncating:
+                def __init__(self, inner):
+                    self.inner = inner
+
+                def __getattr__(self, name):
+                    return getattr(self.inner, name)
+
+                def write(self, data):
+                    return self.inner.write(data[:-1])
+            link.port = Truncating(port)
+            link.exchange(encode_frame(Cmd.STATUS, [], seq=13))
+        link.port = port
+        link.close()
+        t = open_transport("serial", port=board.port, timeout=5)
+        drv = Driver(t)
+        drv.load(img)
+        check_runs(drv, img, x, ref, SMALL)
+        t.close()
+
+
+@pytest.mark.slow
+def test_shipped_digits_model_on_the_simulated_board():
+    """The shipped model on the default 2x2 fabric (its own Verilator build, minutes)."""
+    from neuroloom.firmware.datasets import load_dataset
+    from neuroloom.firmware.importer import load_model
+    cfg = FabricConfig()
+    model = load_model("firmware/models/digits-q")
+    img = from_compiled(compile_model(model, cfg, mode="pipelined"))
+    x = model.quantize_input(load_dataset("digits").x_test[:2], cfg)
+    ref = qforward(model, x, cfg)
+    with VerilatorBoard(cfg) as board:
+        t = open_transport("serial", port=board.port, timeout=10)
+        drv = Driver(t)
+        drv.load(img)
+        check_runs(drv, img, x, ref, cfg)
+        t.close()
