@@ -69,7 +69,7 @@ __all__ = ["CompileError", "FitError", "AccumulatorRangeError", "MODES", "StageI
            "Compiled", "compile_model", "from_compiled", "random_qmodel", "snake_order",
            "fitting_mesh", "MAPPINGS", "DEFAULT_MAPPING"]
 
-MAX_MESH = 16  # 4-bit tile coordinates
+MAX_MESH = 1 << FabricConfig.COORD_BITS   # tiles per mesh side (the coordinate width)
 
 
 class CompileError(ValueError):

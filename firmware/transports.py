@@ -17,15 +17,20 @@ import numpy as np
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.hostproto import (
-    MAGIC,
     MAX_PAYLOAD,
     OUTPUT,
     RESPONSE,
+    SEQ_BITS,
+    WORD_BITS,
     Cmd,
     FrameError,
+    OutputTag,
     decode_frames,
     encode_frame,
+    from_word,
+    parse_status,
     target,
+    unwrap_step,
 )
 from neuroloom.contract.layouts import Mem, cfg_addr_layout, pack, to_signed
 from neuroloom.contract.transport import ARCH_COUNTERS, DriverError, StepOutput, Transport
@@ -46,7 +51,7 @@ class FramedTransport(Transport):
     # -- framing ----------------------------------------------------------------------------------
     def _command(self, op: Cmd, payload=()):
         """Send one command; returns (OUTPUT frames, response payload)."""
-        self._seq = (self._seq + 1) & 0xFF
+        self._seq = (self._seq + 1) % (1 << SEQ_BITS)
         try:
             frames = decode_frames(self.link.exchange(encode_frame(op, list(payload), self._seq)))
         except FrameError as e:
@@ -69,10 +74,11 @@ class FramedTransport(Transport):
     # -- Transport --------------------------------------------------------------------------------
     def open(self, cfg: FabricConfig) -> None:
         self.cfg = cfg
-        _, st = self._command(Cmd.STATUS)
-        if len(st) < 2 or st[0] != MAGIC:
-            raise DriverError(f"host link: STATUS answered {st!r}, not a NeuroLoom fabric")
-        w, h = st[1] & 0xFF, (st[1] >> 8) & 0xFF
+        try:
+            status = parse_status(self._command(Cmd.STATUS)[1])
+        except FrameError as e:
+            raise DriverError(f"host link: {e}") from None
+        w, h = status["mesh_w"], status["mesh_h"]
         if (w, h) != (cfg.mesh_w, cfg.mesh_h):
             raise DriverError(f"the image is for a {cfg.mesh_w}x{cfg.mesh_h} mesh, the fabric "
                               f"is {w}x{h}")
@@ -83,7 +89,7 @@ class FramedTransport(Transport):
     def write_many(self, writes):
         words: list[int] = []
         for c, m, i, p, v in writes:
-            words += [self._cfg_target(c, m, i, p), int(v) & 0xFFFFFFFF]
+            words += [self._cfg_target(c, m, i, p), int(v)]
             if len(words) + 2 > MAX_PAYLOAD:
                 self._command(Cmd.WRITE, words)
                 words = []
@@ -97,7 +103,7 @@ class FramedTransport(Transport):
     def inject(self, core, axon, payload):
         if np.ndim(payload):
             raise ValueError("a framed link runs one sample at a time (scalar payloads)")
-        self._inject += [self._target(core, axon), int(payload) & 0xFFFFFFFF]
+        self._inject += [self._target(core, axon), int(payload)]
 
     def _flush_injects(self):
         while self._inject:
@@ -112,8 +118,9 @@ class FramedTransport(Transport):
         per_step: dict = {}
         for f in outs:
             for a, v in zip(f.payload[0::2], f.payload[1::2]):
-                step = t0 + (((a & 0xFFFF) - t0) & 0xFFFF)      # 16-bit step on the wire
-                per_step.setdefault(step, []).append((a >> 16, to_signed(int(v), 32)))
+                tag = from_word(OutputTag, a)
+                per_step.setdefault(unwrap_step(tag["step"], t0), []).append(
+                    (tag["channel"], to_signed(int(v), WORD_BITS)))
         result = []
         for s in range(t0, t0 + steps):
             rec = per_step.get(s, [])

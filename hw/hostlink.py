@@ -1,6 +1,7 @@
 """Host link: AXI4-Stream-shaped 32-bit command port of the fabric.
 
-Receives command frames (``firmware/hostproto.py``) on ``s_axis``, buffers a whole frame in block
+Receives command frames (``neuroloom.contract.hostproto``, ``docs/hostlink.md``) on ``s_axis``,
+buffers a whole frame in block
 RAM, checks it completely (length against TLAST, checksum, opcode, payload shape, every target
 address) and only then executes it: configuration writes/reads and spikes go into the mesh as
 flits, RUN drives the barrier and forwards HOST_OUT flits as OUTPUT frames, CLEAR clears the
@@ -11,21 +12,42 @@ cores and the barrier. Every command gets exactly one response frame (or an ERRO
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from neuroloom.contract.config import FabricConfig
-from neuroloom.contract.hostproto import ERROR as ERROR_OP
-from neuroloom.contract.hostproto import MAGIC, MAX_PAYLOAD, OUTPUT, RESPONSE, Cmd, ErrorCode
-from neuroloom.contract.layouts import FlitKind, Mem, flit_layout, mem_depth, mem_parts
+from neuroloom.contract.hostproto import (
+    FABRIC_COUNTERS,
+    MAGIC,
+    MAX_PAYLOAD,
+    RESPONSE,
+    STATUS_WORDS,
+    WORD_BITS,
+    Cmd,
+    ErrorCode,
+    FrameHeader,
+    MeshSize,
+    Opcode,
+    OutputTag,
+    StatusFlags,
+    Target,
+)
+from neuroloom.contract.layouts import (
+    FlitKind,
+    Mem,
+    cfg_addr_layout,
+    flit_layout,
+    mem_depth,
+    mem_parts,
+)
 
 __all__ = ["HostLink", "axis_layout", "NUM_FABRIC_COUNTERS"]
 
-NUM_FABRIC_COUNTERS = 6
+NUM_FABRIC_COUNTERS = len(FABRIC_COUNTERS)
 
-axis_layout = data.StructLayout({"data": 32, "last": 1})
+axis_layout = data.StructLayout({"data": WORD_BITS, "last": 1})
 
 
 class HostLink(wiring.Component):
@@ -44,7 +66,7 @@ class HostLink(wiring.Component):
                                           only then, so spikes and writes sent before it have
                                           all landed in the buffers of the step they precede
     overrun : In(1)                       the barrier's sticky overrun flag
-    counters : In(32) x 6                 fabric counters returned by COUNTERS
+    counters : In(32) x 6                 fabric counters returned by COUNTERS (FABRIC_COUNTERS)
     """
 
     def __init__(self, cfg: FabricConfig, *, buffer_words: int = MAX_PAYLOAD + 2):
@@ -67,14 +89,13 @@ class HostLink(wiring.Component):
         return self._cfg
 
     def _cfg_addr_ok(self, m: Module, addr) -> Signal:
-        """Combinational: ``addr`` (20 bits: mem|index|part) names an existing word part."""
+        """Combinational: ``addr`` (a ``cfg_addr_layout`` view) names an existing word part."""
         ok = Signal(name="cfg_addr_ok")
-        part, index, mem = addr[0:3], addr[3:16], addr[16:20]
-        with m.Switch(mem):
+        with m.Switch(addr.mem):
             for mm in Mem:
                 with m.Case(int(mm)):
-                    m.d.comb += ok.eq((index < mem_depth(self._cfg, mm)) &
-                                      (part < mem_parts(self._cfg, mm)))
+                    m.d.comb += ok.eq((addr.index < mem_depth(self._cfg, mm)) &
+                                      (addr.part < mem_parts(self._cfg, mm)))
             with m.Default():
                 m.d.comb += ok.eq(0)
         return ok
@@ -84,35 +105,31 @@ class HostLink(wiring.Component):
         cfg = self._cfg
         W = cfg.state_width
 
-        m.submodules.buf = buf = Memory(shape=32, depth=self._depth, init=[])
+        m.submodules.buf = buf = Memory(shape=WORD_BITS, depth=self._depth, init=[])
         wr = buf.write_port()
         rd = buf.read_port()                        # synchronous: data one cycle after addr
 
         # -- receive ------------------------------------------------------------------------------
         count = Signal(range(self._depth + 2))      # words received in this frame
         overflow = Signal()
-        head = Signal(32)
-        total = Signal(32)                          # sum of the words before the current one
+        head = Signal(FrameHeader)
+        total = Signal(WORD_BITS)                   # sum of the words before the current one
         chk_ok = Signal()
-        op = head[0:8]
-        seq = head[8:16]
-        length = head[16:32]
+        op, seq, length = head.opcode, head.seq, head.length
 
         # -- execution state ----------------------------------------------------------------------
         idx = Signal(range(self._depth + 1))        # buffer index being read
         items = Signal(range(self._depth))          # targets (pairs or words) in the payload
         item = Signal(range(self._depth))
-        err = Signal(3)
-        tgt = Signal(32)
-        val = Signal(32)
-        resp_len = Signal(16)
-        resp_op = Signal(8)
-        resp_seq = Signal(8)
-        word_i = Signal(16)
-        tx_sum = Signal(32)
+        err = Signal(ErrorCode, init=ErrorCode.BAD_OPCODE)   # an enum signal resets to a member
+        tgt = Signal(Target)
+        val = Signal(WORD_BITS)
+        resp = Signal(FrameHeader)                  # header of the response being sent
+        word_i = Signal.like(resp.length, name="word_i")
+        tx_sum = Signal(WORD_BITS)
         out_flit = Signal(flit_layout(cfg))
-        host_flit = Signal(flit_layout(cfg))
-        host_step = Signal(16)
+        out_tag = Signal(OutputTag)                 # payload of the OUTPUT frame being sent
+        out_value = Signal(WORD_BITS)
         started = Signal()
 
         is_pairs = (op == Cmd.WRITE) | (op == Cmd.INJECT)
@@ -121,15 +138,16 @@ class HostLink(wiring.Component):
         no_payload = (op == Cmd.CLEAR) | (op == Cmd.COUNTERS) | (op == Cmd.STATUS)
 
         # target checks on the word read from the buffer
-        t_x, t_y, t_addr = rd.data[0:4], rd.data[4:8], rd.data[8:28]
-        tile_ok = (t_x < cfg.mesh_w) & (t_y < cfg.mesh_h)
-        cfg_ok = self._cfg_addr_ok(m, t_addr)
-        target_ok = tile_ok & Mux(op == Cmd.INJECT, t_addr < cfg.axons, cfg_ok)
+        t_in = Target(rd.data)
+        tile_ok = (t_in.x < cfg.mesh_w) & (t_in.y < cfg.mesh_h)
+        cfg_ok = self._cfg_addr_ok(m, cfg_addr_layout(cfg)(t_in.addr))
+        target_ok = tile_ok & Mux(op == Cmd.INJECT, t_in.addr < cfg.axons, cfg_ok)
 
         # saturate an INJECT payload to the state width, sign-extended into flit data
         vs = val.as_signed()
         lo, hi = -(1 << (W - 1)), (1 << (W - 1)) - 1
-        sat_val = Mux(vs > hi, Const(hi, 32), Mux(vs < lo, Const(lo & 0xFFFFFFFF, 32), val))
+        sat_val = Mux(vs > hi, Const(hi, WORD_BITS),
+                      Mux(vs < lo, Const(lo % (1 << WORD_BITS), WORD_BITS), val))
 
         def tx(word, nxt, last=False):
             """Drive one response word; go to ``nxt`` when accepted."""
@@ -142,39 +160,41 @@ class HostLink(wiring.Component):
                 m.next = nxt
 
         def respond(opcode, n, seq_):
-            m.d.sync += [resp_op.eq(opcode), resp_len.eq(n), resp_seq.eq(seq_), word_i.eq(0)]
+            m.d.sync += [resp.opcode.eq(opcode), resp.length.eq(n), resp.seq.eq(seq_),
+                         word_i.eq(0)]
             m.next = "RESP_HDR"
 
-        header_word = Cat(resp_op, resp_seq, resp_len)
-        status_words = Signal(32)
+        header_word = resp.as_value()
+        flags = Signal(StatusFlags)
+        m.d.comb += flags.overrun.eq(self.overrun)
+        status_words = Signal(WORD_BITS)            # MAGIC, MeshSize, step, StatusFlags
         with m.Switch(word_i):
             with m.Case(0):
                 m.d.comb += status_words.eq(MAGIC)
             with m.Case(1):
-                m.d.comb += status_words.eq(cfg.mesh_w | cfg.mesh_h << 8)
+                m.d.comb += status_words.eq(
+                    MeshSize.const({"width": cfg.mesh_w, "height": cfg.mesh_h}).as_value())
             with m.Case(2):
                 m.d.comb += status_words.eq(self.step)
             with m.Default():
-                m.d.comb += status_words.eq(self.overrun)
-        counter_word = Signal(32)
+                m.d.comb += status_words.eq(flags)
+        counter_word = Signal(WORD_BITS)
         with m.Switch(word_i):
             for i in range(NUM_FABRIC_COUNTERS):
                 with m.Case(i):
                     m.d.comb += counter_word.eq(self.counters[i])
-        resp_word = Signal(32)
-        with m.Switch(resp_op):
-            with m.Case(ERROR_OP):
-                m.d.comb += resp_word.eq(Mux(word_i == 0, err, head))
-            with m.Case(Cmd.RUN | RESPONSE):
+        resp_word = Signal(WORD_BITS)
+        with m.Switch(resp.opcode):
+            with m.Case(Opcode.ERROR):
+                m.d.comb += resp_word.eq(Mux(word_i == 0, err, head.as_value()))
+            with m.Case(Opcode.RUN_RESP):
                 m.d.comb += resp_word.eq(self.step)
-            with m.Case(Cmd.STATUS | RESPONSE):
+            with m.Case(Opcode.STATUS_RESP):
                 m.d.comb += resp_word.eq(status_words)
-            with m.Case(Cmd.COUNTERS | RESPONSE):
+            with m.Case(Opcode.COUNTERS_RESP):
                 m.d.comb += resp_word.eq(counter_word)
-            with m.Case(OUTPUT):
-                m.d.comb += resp_word.eq(Mux(word_i == 0,
-                                             Cat(host_step, host_flit.addr[0:16]),
-                                             host_flit.data))
+            with m.Case(Opcode.OUTPUT):
+                m.d.comb += resp_word.eq(Mux(word_i == 0, out_tag.as_value(), out_value))
 
         m.d.comb += self.o_flit.payload.eq(out_flit)
 
@@ -201,16 +221,16 @@ class HostLink(wiring.Component):
                              idx.eq(1), count.eq(0), total.eq(0), overflow.eq(0)]
                 with m.If(overflow | (count < 2) | (count - 2 != length)):
                     m.d.sync += err.eq(ErrorCode.BAD_LENGTH)
-                    respond(ERROR_OP, 2, seq)
+                    respond(Opcode.ERROR, 2, seq)
                 with m.Elif(~chk_ok):
                     m.d.sync += err.eq(ErrorCode.BAD_CHECKSUM)
-                    respond(ERROR_OP, 2, seq)
+                    respond(Opcode.ERROR, 2, seq)
                 with m.Elif(~known):
                     m.d.sync += err.eq(ErrorCode.BAD_OPCODE)
-                    respond(ERROR_OP, 2, seq)
+                    respond(Opcode.ERROR, 2, seq)
                 with m.Elif(shape_bad):
                     m.d.sync += err.eq(ErrorCode.BAD_LENGTH)
-                    respond(ERROR_OP, 2, seq)
+                    respond(Opcode.ERROR, 2, seq)
                 with m.Elif(is_pairs | (op == Cmd.READ)):
                     m.next = "VALIDATE_ADDR"
                 with m.Else():
@@ -226,7 +246,7 @@ class HostLink(wiring.Component):
             with m.State("VALIDATE_CHECK"):
                 with m.If(~target_ok):
                     m.d.sync += err.eq(ErrorCode.BAD_ADDRESS)
-                    respond(ERROR_OP, 2, seq)
+                    respond(Opcode.ERROR, 2, seq)
                 with m.Else():
                     m.d.sync += [item.eq(item + 1), idx.eq(idx + Mux(is_pairs, 2, 1))]
                     m.next = "VALIDATE_ADDR"
@@ -235,8 +255,8 @@ class HostLink(wiring.Component):
                     with m.Case(Cmd.WRITE, Cmd.INJECT):
                         m.next = "PAIR_T"
                     with m.Case(Cmd.READ):
-                        m.d.sync += [resp_op.eq(Cmd.READ | RESPONSE), resp_seq.eq(seq),
-                                     resp_len.eq(length << 1)]
+                        m.d.sync += [resp.opcode.eq(Opcode.READ_RESP), resp.seq.eq(seq),
+                                     resp.length.eq(length << 1)]
                         m.next = "READ_HDR"
                     with m.Case(Cmd.RUN):
                         m.d.comb += rd.addr.eq(1)
@@ -245,9 +265,9 @@ class HostLink(wiring.Component):
                         m.d.comb += self.clear.eq(1)
                         m.next = "CLEAR_DELAY"
                     with m.Case(Cmd.COUNTERS):
-                        respond(Cmd.COUNTERS | RESPONSE, NUM_FABRIC_COUNTERS, seq)
+                        respond(Opcode.COUNTERS_RESP, NUM_FABRIC_COUNTERS, seq)
                     with m.Default():      # STATUS
-                        respond(Cmd.STATUS | RESPONSE, 4, seq)
+                        respond(Opcode.STATUS_RESP, STATUS_WORDS, seq)
             # -- WRITE / INJECT: one flit per pair ----------------------------------------------
             with m.State("PAIR_T"):
                 with m.If(item == items):
@@ -263,8 +283,8 @@ class HostLink(wiring.Component):
                 m.d.sync += val.eq(rd.data)
                 m.next = "PAIR_SEND"
             with m.State("PAIR_SEND"):
-                m.d.comb += [out_flit.dst_x.eq(tgt[0:4]), out_flit.dst_y.eq(tgt[4:8]),
-                             out_flit.addr.eq(tgt[8:28]),
+                m.d.comb += [out_flit.dst_x.eq(tgt.x), out_flit.dst_y.eq(tgt.y),
+                             out_flit.addr.eq(tgt.addr),
                              out_flit.kind.eq(Mux(op == Cmd.INJECT, FlitKind.SPIKE,
                                                   FlitKind.CFG_WRITE)),
                              out_flit.data.eq(Mux(op == Cmd.INJECT, sat_val, val)),
@@ -285,8 +305,8 @@ class HostLink(wiring.Component):
                 m.d.sync += tgt.eq(rd.data)
                 m.next = "READ_SEND"
             with m.State("READ_SEND"):
-                m.d.comb += [out_flit.dst_x.eq(tgt[0:4]), out_flit.dst_y.eq(tgt[4:8]),
-                             out_flit.addr.eq(tgt[8:28]), out_flit.kind.eq(FlitKind.CFG_READ),
+                m.d.comb += [out_flit.dst_x.eq(tgt.x), out_flit.dst_y.eq(tgt.y),
+                             out_flit.addr.eq(tgt.addr), out_flit.kind.eq(FlitKind.CFG_READ),
                              self.o_flit.valid.eq(1)]
                 with m.If(self.o_flit.ready):
                     m.next = "READ_WAIT"
@@ -296,7 +316,7 @@ class HostLink(wiring.Component):
                     m.d.sync += val.eq(self.i_flit.payload.data)
                     m.next = "READ_TX_T"
             with m.State("READ_TX_T"):
-                tx(tgt, "READ_TX_V")
+                tx(tgt.as_value(), "READ_TX_V")
             with m.State("READ_TX_V"):
                 with m.If(self.m_axis.ready):
                     m.d.sync += [item.eq(item + 1), idx.eq(idx + 1)]
@@ -315,12 +335,14 @@ class HostLink(wiring.Component):
                 m.d.comb += self.i_flit.ready.eq(1)
                 m.d.sync += started.eq(1)
                 with m.If(self.i_flit.valid & (self.i_flit.payload.kind == FlitKind.HOST_OUT)):
-                    m.d.sync += [host_flit.eq(self.i_flit.payload), host_step.eq(self.step),
-                                 resp_op.eq(OUTPUT),
-                                 resp_seq.eq(0), resp_len.eq(2), word_i.eq(0)]
+                    m.d.sync += [out_tag.step.eq(self.step),
+                                 out_tag.channel.eq(self.i_flit.payload.addr),
+                                 out_value.eq(self.i_flit.payload.data),
+                                 resp.opcode.eq(Opcode.OUTPUT), resp.seq.eq(0),
+                                 resp.length.eq(2), word_i.eq(0)]
                     m.next = "OUT_HDR"
                 with m.Elif(started & ~self.running):
-                    respond(Cmd.RUN | RESPONSE, 1, seq)
+                    respond(Opcode.RUN_RESP, 1, seq)
             with m.State("OUT_HDR"):
                 tx(header_word, "OUT_W")
             with m.State("OUT_W"):
@@ -336,12 +358,12 @@ class HostLink(wiring.Component):
                 m.next = "CLEAR_WAIT"
             with m.State("CLEAR_WAIT"):
                 with m.If(self.cores_idle & ~self.running):
-                    respond(Cmd.CLEAR | RESPONSE, 0, seq)
-            # -- generic response: header, resp_len words of resp_word, checksum -------------------
+                    respond(Opcode.CLEAR_RESP, 0, seq)
+            # -- generic response: header, resp.length words of resp_word, checksum ---------------
             with m.State("RESP_HDR"):
                 tx(header_word, "RESP_W")
             with m.State("RESP_W"):
-                with m.If(word_i == resp_len):
+                with m.If(word_i == resp.length):
                     m.next = "RESP_CHK"
                 with m.Else():
                     with m.If(self.m_axis.ready):

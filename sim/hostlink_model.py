@@ -1,7 +1,7 @@
 """Reference model of the host link: command frames in, response frames out, over the golden
 fabric. The RTL host link must answer every frame the same way (OUTPUT frames of one step may
 come in any order on the RTL: the NoC does not order them; compare them per step as a set).
-See ``firmware/hostproto.py`` for the frame format.
+See ``neuroloom.contract.hostproto`` and ``docs/hostlink.md`` for the frame format.
 """
 
 from __future__ import annotations
@@ -9,17 +9,21 @@ from __future__ import annotations
 from neuroloom.contract.coreconfig import ConfigError
 from neuroloom.contract.hostproto import (
     ERROR,
-    MAGIC,
     MAX_PAYLOAD,
     OUTPUT,
     RESPONSE,
+    WORD_BITS,
     Cmd,
     ErrorCode,
+    FrameHeader,
     checksum,
     encode_frame,
+    from_word,
+    output_tag,
+    status_payload,
     untarget,
 )
-from neuroloom.contract.layouts import Mem, cfg_addr_layout, mem_depth, mem_parts, unpack
+from neuroloom.contract.layouts import Mem, cfg_addr_layout, mem_depth, mem_parts, to_signed, unpack
 
 from .golden import GoldenFabric
 
@@ -55,12 +59,12 @@ class HostLinkModel:
 
     def check(self, words: list[int]) -> ErrorCode | None:
         """The error a complete frame (header .. checksum) gets, or None if it is good."""
-        head, payload = words[0], words[1:-1]
-        if len(payload) != head >> 16 or len(payload) > MAX_PAYLOAD:
+        head, payload = from_word(FrameHeader, words[0]), words[1:-1]
+        if len(payload) != head["length"] or len(payload) > MAX_PAYLOAD:
             return ErrorCode.BAD_LENGTH
         if checksum(words[:-1]) != words[-1]:
             return ErrorCode.BAD_CHECKSUM
-        op = head & 0xFF
+        op = head["opcode"]
         if op not in Cmd._value2member_map_:
             return ErrorCode.BAD_OPCODE
         op = Cmd(op)
@@ -82,11 +86,11 @@ class HostLinkModel:
     def execute(self, words: list[int]) -> list[int]:
         """Response words (one or more frames) for one complete command frame."""
         err = self.check(words)
-        head = words[0]
-        seq = (head >> 8) & 0xFF
+        head = from_word(FrameHeader, words[0])
+        seq = head["seq"]
         if err is not None:
-            return encode_frame(ERROR, [int(err), head], seq)
-        op, payload, f = Cmd(head & 0xFF), words[1:-1], self.fabric
+            return encode_frame(ERROR, [int(err), words[0]], seq)
+        op, payload, f = Cmd(head["opcode"]), words[1:-1], self.fabric
         resp: list[int] = []
         out: list[int] = []
         if op == Cmd.WRITE:
@@ -102,7 +106,7 @@ class HostLinkModel:
         elif op == Cmd.INJECT:
             for t, v in zip(payload[0::2], payload[1::2]):
                 core, axon = self._tile(t)
-                value = v - (1 << 32) if v >> 31 else v
+                value = to_signed(v, WORD_BITS)
                 lo, hi = -(1 << (self.cfg.state_width - 1)), (1 << (self.cfg.state_width - 1)) - 1
                 f.inject(core, axon, min(max(value, lo), hi))
         elif op == Cmd.RUN:
@@ -110,8 +114,7 @@ class HostLinkModel:
                 r = f.step()
                 for ch, v, ok in zip(r.channels, r.payload[0], r.valid[0]):
                     if ok:
-                        out += encode_frame(OUTPUT, [r.step & 0xFFFF | int(ch) << 16,
-                                                     int(v) & 0xFFFFFFFF])
+                        out += encode_frame(OUTPUT, [output_tag(r.step, int(ch)), int(v)])
                 self.steps_run += 1
             resp = [f.t]
         elif op == Cmd.CLEAR:
@@ -119,7 +122,7 @@ class HostLinkModel:
         elif op == Cmd.COUNTERS:
             resp = [0, f.t, 0, 0, 0, 0]      # cycle-level counters are the RTL's own
         elif op == Cmd.STATUS:
-            resp = [MAGIC, self.cfg.mesh_w | self.cfg.mesh_h << 8, f.t, 0]
+            resp = status_payload(self.cfg.mesh_w, self.cfg.mesh_h, f.t, overrun=False)
         return out + encode_frame(op | RESPONSE, resp, seq)
 
     def process(self, words, lasts) -> list[int]:
@@ -127,11 +130,11 @@ class HostLinkModel:
         where the length says) answer BAD_LENGTH and resynchronize after the next TLAST."""
         out, frame = [], []
         for w, last in zip(words, lasts):
-            frame.append(int(w) & 0xFFFFFFFF)
+            frame.append(int(w) % (1 << WORD_BITS))
             if last:
                 if len(frame) < 2:
                     out += encode_frame(ERROR, [int(ErrorCode.BAD_LENGTH), frame[0]],
-                                        (frame[0] >> 8) & 0xFF)
+                                        from_word(FrameHeader, frame[0])["seq"])
                 else:
                     try:
                         out += self.execute(frame)
