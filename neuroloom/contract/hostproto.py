@@ -16,6 +16,8 @@ outputs as OUTPUT frames before its response. A bad frame is rejected as a whole
 executes: it changes no state.
 """
 
+# No ``from __future__ import annotations`` here: data.Struct reads the field shapes from its
+# evaluated class annotations.
 import functools
 from dataclasses import dataclass, field
 
