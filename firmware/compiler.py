@@ -94,6 +94,9 @@ class AccumulatorRangeError(CompileError):
 RESOURCES = ("neurons", "axons", "synapse_rows", "route_words", "ucode", "groups", "modes")
 
 
+_BUDGET = {"synapse_rows": "row budget", "modes": "mode budget"}
+
+
 def _capacity(cfg: FabricConfig, resource: str) -> int:
     return {"neurons": cfg.neurons, "axons": cfg.axons, "synapse_rows": cfg.synapse_rows,
             "route_words": cfg.route_words, "ucode": cfg.ucode_depth,
@@ -489,9 +492,10 @@ def _pack(net: _Net, cfg: FabricConfig, caps: dict):
                 raise FitError(f"{label}: its sources' core (packing slot {res[1]}) would need "
                                f"{used} route words, capacity is {caps[name]} ({used - caps[name]}"
                                f" over); raise route_words", name, used, caps[name])
-        if caps[name] != _capacity(cfg, name):      # the row budget binds, not the core
-            raise FitError(f"{label} needs {used} {name} on one core, the row budget is "
-                           f"{caps[name]} ({used - caps[name]} over); raise the row budget "
+        if caps[name] != _capacity(cfg, name):      # a budget binds, not the core
+            budget = _BUDGET[name]
+            raise FitError(f"{label} needs {used} {name} on one core, the {budget} is "
+                           f"{caps[name]} ({used - caps[name]} over); raise the {budget} "
                            f"(at most {_capacity(cfg, name)})", name, used, caps[name])
         raise FitError(f"{label} needs {used} {name} on one core, capacity is {caps[name]} "
                        f"({used - caps[name]} over); no mesh size helps: raise the core's "
@@ -651,7 +655,8 @@ def _check_mode(mode: str) -> None:
 
 def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "pipelined",
                   allow_acc_wrap: bool = False, optimize_placement: bool = True,
-                  row_budget: int | None = None, mapping: str = DEFAULT_MAPPING) -> Compiled:
+                  row_budget: int | None = None, mapping: str = DEFAULT_MAPPING,
+                  mode_budget: int | None = None) -> Compiled:
     """Map ``model`` onto the fabric ``cfg``.
 
     ``mapping``: ``"per-mode"`` (one neuron per complex mode, readout and mixing neurons: 3
@@ -669,6 +674,11 @@ def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "p
     works through one synapse row per cycle and every source spikes at most once per step, so
     the busiest core's rows bound the step length from below; a lower budget spreads fan-in
     over more cores for shorter steps (about 2 cycles per neuron update is the other bound).
+
+    ``mode_budget``: use at most this many mode entries per core (channel mapping; default:
+    the whole mode memory). The neuron engine updates one mode entry per cycle, so the busiest
+    core's mode entries bound the step too; a lower budget spreads channel neurons over more
+    cores.
     """
     cfg = cfg or FabricConfig()
     _check_mode(mode)
@@ -685,6 +695,13 @@ def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "p
             raise CompileError(f"row_budget={row_budget} is more than a core's "
                                f"{cfg.synapse_rows} synapse rows")
         caps["synapse_rows"] = row_budget
+    if mode_budget is not None:
+        if isinstance(mode_budget, bool) or not isinstance(mode_budget, int) or mode_budget < 1:
+            raise CompileError(f"mode_budget={mode_budget!r} must be a positive integer")
+        if mode_budget > cfg.modes:
+            raise CompileError(f"mode_budget={mode_budget} is more than a core's "
+                               f"{cfg.modes} mode entries")
+        caps["modes"] = mode_budget
     _check_ranges(model, cfg, mapping)
     try:
         bounds = check_accumulators(model, cfg, mapping)
@@ -804,7 +821,7 @@ def _raise_fit(cfg: FabricConfig, loads, n_needed: int, rejects: dict, caps: dic
         res = max(RESOURCES, key=lambda r: (rejects.get(r, 0), tot[r] / avail[r]))
         short = (f"{tot[res]} needed of {avail[res]} on the mesh, but whole channel blocks "
                  f"need {n_needed} cores' worth of {res} (per core {caps[res]}"
-                 + (", the row budget" if caps[res] != _capacity(cfg, res) else "") + ")")
+                 + (f", the {_BUDGET[res]}" if caps[res] != _capacity(cfg, res) else "") + ")")
     else:
         short = f"{tot[res]} needed, {avail[res]} available ({tot[res] - avail[res]} over)"
     mesh = fitting_mesh(n_needed)

@@ -241,3 +241,21 @@ def test_channel_mapping_shape_and_mode_memory():
         compile_model(model, _cfg("3x3", dict(modes=4)), mapping="channel")
     with pytest.raises(CompileError, match="mapping 'bogus' is not one of per-mode, channel"):
         compile_model(model, cfg, mapping="bogus")
+
+
+def test_mode_budget_spreads_channel_neurons_and_stays_bit_exact():
+    cfg = FabricConfig(mesh_w=4, mesh_h=4)
+    model = random_qmodel(8, 4, 2, d_in=2, classes=5, seed=3, cfg=cfg)
+    x = _tokens(model, cfg, 2, 8, 5)
+    full = compile_model(model, cfg)
+    comp = compile_model(model, cfg, mode_budget=10)        # two channels of 5 modes per core
+    assert max(u["modes"][0] for u in comp.usage()) <= 10
+    assert comp.cores_used > full.cores_used
+    drv = Driver(GoldenTransport(max_batch=2))
+    drv.load(from_compiled(comp))
+    np.testing.assert_array_equal(drv.run(x, mode="pipelined").running, qforward(model, x, cfg))
+    with pytest.raises(FitError, match="needs 5 modes on one core, the mode budget is 4"):
+        compile_model(model, cfg, mode_budget=4)
+    for bad, match in [(0, "positive integer"), (5000, "more than a core's 1024 mode entries")]:
+        with pytest.raises(CompileError, match=match):
+            compile_model(model, cfg, mode_budget=bad)
