@@ -3,7 +3,7 @@ flow (:func:`neuroloom.fpga.build.build`: board top with PLL and UART, Yosys, ne
 ecppack); records mesh, requested clock, Fmax per seed, resources, bitstream size and build
 time in ``bench/results/board.json``.
 
-    .venv/bin/python bench/board_bench.py [--mesh 1x1] [--clock 25] [--seeds 1 2] [-o DIR]
+    .venv/bin/python bench/board_bench.py [--mesh 1x1] [--clock MHZ] [--seeds 1 2] [-o DIR]
 
 A 1x1 fabric of default cores takes ~15-30 minutes on a 2-core machine (per seed ~10).
 """
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from neuroloom.contract.config import FabricConfig
-from neuroloom.fpga.build import build
+from neuroloom.fpga.build import DEFAULT_CLOCK_MHZ, build
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -26,9 +26,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--board", default="ulx3s-85f")
     ap.add_argument("--mesh", default="1x1", help="W x H (default 1x1)")
-    ap.add_argument("--clock", type=float, default=25.0, help="fabric clock in MHz")
+    ap.add_argument("--clock", type=float, default=DEFAULT_CLOCK_MHZ,
+                    help=f"fabric clock in MHz (default {DEFAULT_CLOCK_MHZ:g}, the board build's)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("-o", "--out", default="build/board-bench")
+    ap.add_argument("--name", default="board", help="results file bench/results/NAME.json")
     args = ap.parse_args(argv)
     w, h = (int(v) for v in args.mesh.lower().split("x"))
     cfg = dataclasses.replace(FabricConfig(), mesh_w=w, mesh_h=h)
@@ -38,8 +40,9 @@ def main(argv=None):
     figures = {**done.figures(), "wall_seconds": round(time.perf_counter() - t0, 1),
                "meets_clock": (done.best_fmax or 0) >= done.pll["f_out_mhz"]}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "board.json").write_text(json.dumps(figures, indent=1) + "\n")
-    print(f"wrote {RESULTS / 'board.json'}")
+    path = RESULTS / f"{args.name}.json"
+    path.write_text(json.dumps(figures, indent=1) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

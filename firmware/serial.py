@@ -32,7 +32,7 @@ __all__ = ["SerialLink", "SerialTransport", "encode_bytes", "FrameReader", "DEFA
 
 END, ESC, ESC_END, ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
 ABORT = bytes([ESC, END])
-DEFAULT_BAUD = 1_000_000          # the UART of a default board build (25 MHz); builds report theirs
+DEFAULT_BAUD = 250_000            # the UART of a default board build; builds report theirs
 _ESCAPED = {END: bytes([ESC, ESC_END]), ESC: bytes([ESC, ESC_ESC])}
 
 

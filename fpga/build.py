@@ -33,7 +33,13 @@ from .ecp5 import PFD_MHZ
 from .synth import NextpnrError, Part, SynthResult, synthesize
 from .top import BoardTop
 
-__all__ = ["BoardBuild", "BuildError", "ProgramError", "build", "program", "RESOURCES"]
+__all__ = ["BoardBuild", "BuildError", "ProgramError", "build", "program", "RESOURCES",
+           "DEFAULT_CLOCK_MHZ"]
+
+#: the fabric clock of a board build unless asked otherwise: a PLL clock (25 MHz / 4) below the
+#: ~9.8 MHz that today's core reaches on the LFE5U-85F-6 (bench/results/board_25mhz.json), at
+#: which the default UART runs 250 kbaud; raise it when the pipelined core lands
+DEFAULT_CLOCK_MHZ = 6.25
 
 #: the table's resources: (name, nextpnr utilization key, Yosys cell)
 RESOURCES = (("LUT4", "TRELLIS_COMB", "LUT4"), ("FF", "TRELLIS_FF", "TRELLIS_FF"),
@@ -137,7 +143,7 @@ def _fit_error(e: NextpnrError, b: Board, cfg: FabricConfig) -> BuildError | Non
                       f"needs more {name} than the part has; use {fix}")
 
 
-def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = 50.0,
+def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_CLOCK_MHZ,
           seeds: Sequence[int] = (1,), out_dir: str | os.PathLike = "build/board",
           baud: int | None = None, step_budget: int = 0, check_timing: bool = True,
           log: Callable[[str], None] = print, timeout: float | None = None) -> BoardBuild:

@@ -217,16 +217,24 @@ def test_real_board_build_of_a_small_fabric(tmp_path):
 def test_cli_fpga_build_prints_stages_table_and_bitstream(tmp_path, monkeypatch, capsys):
     import neuroloom.fpga.build as fb
     from neuroloom.cli import main
-    monkeypatch.setattr(fb, "synthesize", fake_synthesize({1: 30.5, 2: 27.0}))
+    monkeypatch.setattr(fb, "synthesize", fake_synthesize({1: 9.5, 2: 6.0}))
     assert main(["fpga", "build", "--mesh", "1x1", "--neurons", "16", "--axons", "16",
                  "--synapse-rows", "32", "--route-words", "16", "--modes", "16", "--seeds", "2",
                  "-o", str(tmp_path)]) == 0
     out, err = capsys.readouterr()
     assert out.strip() == f"bitstream: {tmp_path / 'top.bit'}"
-    assert "[1/3] elaborate: ulx3s-85f, 1x1 fabric, PLL 25 -> 25 MHz" in err
-    assert "30.5   meets" in err and "27.0   meets" in err
+    assert "[1/3] elaborate: ulx3s-85f, 1x1 fabric, PLL 25 -> 6.25 MHz" in err
+    assert "9.5   meets" in err and "6.0   MISSES" in err
     assert main(["fpga", "build", "-o", str(tmp_path)]) == 1
     assert "give the mesh" in capsys.readouterr().err
     monkeypatch.setattr(fb, "synthesize", fake_synthesize({1: 20.0}))
     assert main(["fpga", "build", "--mesh", "1x1", "--clock", "50", "-o", str(tmp_path)]) == 1
     assert "below the 50 MHz clock; build with --clock 18.75" in capsys.readouterr().err
+
+
+def test_the_serial_default_baud_is_the_default_board_builds():
+    from neuroloom.firmware.serial import DEFAULT_BAUD
+    from neuroloom.fpga.build import DEFAULT_CLOCK_MHZ
+    top = BoardTop(board("ulx3s-85f"), SMALL, clock_mhz=DEFAULT_CLOCK_MHZ)
+    assert top.baud == DEFAULT_BAUD
+    assert abs(top.pll.f_out_mhz - DEFAULT_CLOCK_MHZ) < 1e-9

@@ -8,13 +8,10 @@ import sys
 from pathlib import Path
 
 from neuroloom.fpga.boards import BOARDS
-from neuroloom.fpga.build import BuildError, ProgramError, build, program
+from neuroloom.fpga.build import DEFAULT_CLOCK_MHZ, BuildError, ProgramError, build, program
 
 from . import options
 from .options import CLIError
-
-#: the fabric clock of a board build unless --clock says otherwise, in MHz
-DEFAULT_CLOCK_MHZ = 25.0
 
 
 def add_arguments(parser) -> None:

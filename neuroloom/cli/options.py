@@ -209,7 +209,7 @@ def add_backend_options(parser: argparse.ArgumentParser, default: str = "golden"
         g.add_argument("--port", default=None,
                        help="serial: the board's USB-UART (e.g. /dev/ttyUSB0)")
         g.add_argument("--baud", type=int, default=None,
-                       help="serial: the UART rate the board was built with (default 1000000; "
+                       help="serial: the UART rate the board was built with (default 250000; "
                             "'neuroloom fpga build' reports it)")
 
 
