@@ -26,7 +26,7 @@ from .compiler import RESOURCES, Compiled, FitError, compile_model, from_compile
 from .datasets import SequenceData, digits
 from .importer import import_s4, load_model
 from .model import FloatModel
-from .qmodel import QModel
+from .qmodel import DEFAULT_MAPPING, QModel
 from .quantize import quantize
 
 __all__ = ["CALIBRATION_SEQUENCES", "CHECKPOINT_SUFFIXES", "FabricMismatchError", "Target",
@@ -75,12 +75,13 @@ def is_checkpoint(path) -> bool:
 
 def load_model_file(path, calibration: SequenceData | None = None,
                     cfg: FabricConfig | None = None, *, activation: str | None = None,
-                    residual: bool | None = None) -> tuple[FloatModel | None, QModel]:
+                    residual: bool | None = None,
+                    pooling: str = "sum") -> tuple[FloatModel | None, QModel]:
     """(float model or None, QModel) from a NeuroLoom model file stem or a Gu checkpoint.
 
     A float model (a NeuroLoom float file or any checkpoint) is quantized for ``cfg``'s widths,
     calibrated on the first :data:`CALIBRATION_SEQUENCES` train sequences of ``calibration``
-    (default: the digits train split). ``activation`` and ``residual`` are passed to
+    (default: the digits train split). ``activation``, ``residual`` and ``pooling`` are passed to
     :func:`~neuroloom.firmware.importer.import_s4` for a checkpoint.
 
     Raises
@@ -93,9 +94,9 @@ def load_model_file(path, calibration: SequenceData | None = None,
     if is_checkpoint(path):
         if not path.is_file():
             raise FileNotFoundError(2, "No such file", str(path))
-        model = import_s4(path, activation=activation, residual=residual)
+        model = import_s4(path, activation=activation, residual=residual, pooling=pooling)
     else:
-        model = load_model(path)
+        model = load_model(path, pooling=pooling)
     if not isinstance(model, FloatModel):
         return None, model
     data = calibration if calibration is not None else digits()
@@ -108,23 +109,26 @@ def load_model_file(path, calibration: SequenceData | None = None,
 
 
 def compile_fitting(q: QModel, cfg: FabricConfig, mode: str = "pipelined", *,
-                    mesh_fixed: bool = False, row_budget: int | None = None) -> Compiled:
-    """Compile ``q`` onto ``cfg``; unless ``mesh_fixed``, a model too big for ``cfg``'s mesh is
-    compiled onto the smallest mesh that fits (every other field of ``cfg`` kept)."""
+                    mesh_fixed: bool = False, row_budget: int | None = None,
+                    mapping: str = DEFAULT_MAPPING) -> Compiled:
+    """Compile ``q`` onto ``cfg`` with ``mapping`` (``per-mode`` or ``channel`` neurons); unless
+    ``mesh_fixed``, a model too big for ``cfg``'s mesh is compiled onto the smallest mesh that
+    fits (every other field of ``cfg`` kept)."""
     try:
-        return compile_model(q, cfg, mode=mode, row_budget=row_budget)
+        return compile_model(q, cfg, mode=mode, row_budget=row_budget, mapping=mapping)
     except FitError as e:
         if mesh_fixed or not e.mesh:
             raise
         w, h = (int(v) for v in e.mesh.split("x"))
         grown = FabricConfig(**{**cfg.to_dict(), "mesh_w": w, "mesh_h": h})
-        return compile_model(q, grown, mode=mode, row_budget=row_budget)
+        return compile_model(q, grown, mode=mode, row_budget=row_budget, mapping=mapping)
 
 
 def load_target(path, calibration: SequenceData | None = None,
                 cfg: FabricConfig | None = None, *, mode: str = "pipelined",
                 mesh_fixed: bool = False, row_budget: int | None = None,
-                activation: str | None = None, residual: bool | None = None) -> Target:
+                activation: str | None = None, residual: bool | None = None,
+                pooling: str = "sum", mapping: str = DEFAULT_MAPPING) -> Target:
     """``MODEL_OR_IMAGE`` -> :class:`Target`. An image is loaded as it is (``cfg`` and the
     compile options are not used: check it with :func:`check_fabric`); a model is loaded
     (:func:`load_model_file`) and compiled (:func:`compile_fitting`) for ``cfg``."""
@@ -135,8 +139,10 @@ def load_target(path, calibration: SequenceData | None = None,
     if is_image(path):
         return Target(load_image(path))
     cfg = cfg or FabricConfig()
-    fm, q = load_model_file(path, calibration, cfg, activation=activation, residual=residual)
-    comp = compile_fitting(q, cfg, mode, mesh_fixed=mesh_fixed, row_budget=row_budget)
+    fm, q = load_model_file(path, calibration, cfg, activation=activation, residual=residual,
+                            pooling=pooling)
+    comp = compile_fitting(q, cfg, mode, mesh_fixed=mesh_fixed, row_budget=row_budget,
+                           mapping=mapping)
     return Target(from_compiled(comp), fm, q, comp)
 
 

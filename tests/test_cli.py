@@ -227,3 +227,28 @@ def test_gu_npz_routed_to_importer(tmp_path, capsys):
     img = tmp_path / "gu.nlimg"
     assert main(["compile", str(tmp_path / "gu.npz"), "--activation", "relu", "-o",
                  str(img)]) == 0 and img.is_file()
+
+
+def test_compile_mapping_and_pooling(qmodel_path, tmp_path, capsys):
+    """--mapping reaches the compiler (per-mode: three stages per layer, channel: one) and the
+    golden model of each image equals the quantized reference; --pooling accepts only sum."""
+    from neuroloom.contract.image import load
+    from neuroloom.firmware.importer import load_model
+    from neuroloom.firmware.qmodel import num_stages
+    q = load_model(qmodel_path / "small")
+    stages = {}
+    for mapping in ("per-mode", "channel"):
+        img = tmp_path / f"{mapping}.nlimg"
+        assert main(["compile", str(qmodel_path / "small"), "-o", str(img), "--mesh", "1x1",
+                     "--mapping", mapping, "--pooling", "sum"]) == 0
+        assert f"mapping {mapping}" in capsys.readouterr().out
+        stages[mapping] = len(load(img).stages)
+        assert stages[mapping] == num_stages(q, mapping), (mapping, stages)
+        assert main(["eval", str(qmodel_path / "small"), "--limit", "6", "--mesh", "1x1",
+                     "--mapping", mapping]) == 0
+        assert "bit for bit" in capsys.readouterr().out
+    assert stages["per-mode"] > stages["channel"], stages
+    with pytest.raises(SystemExit) as e:
+        main(["compile", str(qmodel_path / "small"), "-o", str(tmp_path / "m.nlimg"),
+              "--pooling", "mean"])
+    assert e.value.code == 2 and "--pooling" in _err_line(capsys)

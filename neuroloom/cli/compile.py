@@ -25,6 +25,7 @@ def add_arguments(parser) -> None:
     options.add_fabric_options(parser, "The fabric to compile for; without a mesh (--mesh, "
                                "--mesh-w/-h or --fabric) the mesh grows to the smallest that "
                                "fits")
+    options.add_mapping_option(parser)
     options.add_import_options(parser)
     options.add_dataset_options(parser, "calibration data for a float model (default digits)")
 
@@ -42,15 +43,15 @@ def run(args) -> int:
     t0 = time.perf_counter()
     req = options.fabric_request(args)
     cfg = req.config()
-    activation, residual = options.import_options(args, args.model)
+    activation, residual, pooling = options.import_options(args, args.model)
     _, q = load_model_file(args.model, options.dataset_from_args(args, required=False), cfg,
-                           activation=activation, residual=residual)
+                           activation=activation, residual=residual, pooling=pooling)
     comp = compile_fitting(q, cfg, args.mode, mesh_fixed=req.mesh_fixed,
-                           row_budget=args.row_budget)
+                           row_budget=args.row_budget, mapping=args.mapping)
     size = save(from_compiled(comp), args.output)
     s = comp.summary()
     print(f"compiled {args.model} -> {args.output}: {size} bytes, mesh {s['mesh']}, "
           f"{s['cores_used']} cores used, {s['neurons']} neurons, {s['synapse_rows']} synapse "
-          f"rows, {s['hops_per_token']} hops/token, mode {args.mode} "
+          f"rows, {s['hops_per_token']} hops/token, mode {args.mode}, mapping {args.mapping} "
           f"({time.perf_counter() - t0:.2f} s)")
     return 0

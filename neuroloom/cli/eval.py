@@ -21,6 +21,7 @@ def add_arguments(parser) -> None:
     options.add_backend_options(parser)
     options.add_fabric_options(parser, "A model is compiled for this fabric; an image must "
                                "match every fabric option given")
+    options.add_mapping_option(parser)
     options.add_import_options(parser)
     options.add_dataset_options(parser, "the test split to evaluate on (default digits); also "
                                 "calibrates a float model")

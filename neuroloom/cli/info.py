@@ -11,6 +11,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("target", metavar="MODEL_OR_IMAGE")
     options.add_fabric_options(parser, "A model is compiled for this fabric; an image must "
                                "match every fabric option given")
+    options.add_mapping_option(parser)
     options.add_import_options(parser)
     options.add_dataset_options(parser, "calibration data for a float model (default digits)")
 

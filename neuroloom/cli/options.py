@@ -19,10 +19,13 @@ from pathlib import Path
 from neuroloom.contract.config import FabricConfig
 from neuroloom.firmware import deploy
 from neuroloom.firmware.datasets import SequenceData, load_dataset
+from neuroloom.firmware.importer import POOLINGS
+from neuroloom.firmware.qmodel import DEFAULT_MAPPING, MAPPINGS
 
 __all__ = ["BACKENDS", "CLIError", "DATASET_ALIASES", "FIELD_HELP", "FabricRequest",
            "add_backend_options", "add_dataset_options", "add_fabric_options",
-           "add_import_options", "check_backend", "dataset_from_args", "dataset_spec",
+           "add_import_options", "add_mapping_option", "check_backend", "dataset_from_args",
+           "dataset_spec",
            "fabric_flag", "fabric_request", "import_options", "load_target"]
 
 
@@ -144,10 +147,11 @@ def load_target(path: str, args, req: FabricRequest, data: SequenceData | None,
         target = deploy.load_target(p)
         deploy.check_fabric(target.image, req.given, req.source, where=str(p))
         return target
-    activation, residual = import_options(args, p)
+    activation, residual, pooling = import_options(args, p)
     return deploy.load_target(p, data, req.config(), mode=mode, mesh_fixed=req.mesh_fixed,
                               row_budget=getattr(args, "row_budget", None),
-                              activation=activation, residual=residual)
+                              activation=activation, residual=residual, pooling=pooling,
+                              mapping=getattr(args, "mapping", DEFAULT_MAPPING))
 
 
 # -- data set --------------------------------------------------------------------------------------
@@ -232,15 +236,27 @@ def add_import_options(parser: argparse.ArgumentParser) -> None:
                    help="the layers' activation (the fabric runs 'relu')")
     g.add_argument("--no-residual", action="store_true",
                    help="the layers have no residual connection")
+    g.add_argument("--pooling", choices=POOLINGS, default="sum",
+                   help="how the decoder's outputs become logits (default sum: integrated over "
+                        "the sequence, the only pooling the fabric runs)")
 
 
-def import_options(args, path) -> tuple[str | None, bool | None]:
-    """(activation, residual) for :func:`neuroloom.firmware.importer.import_s4`; refused for a
-    model that is not a checkpoint (a NeuroLoom model records both)."""
+def add_mapping_option(parser: argparse.ArgumentParser) -> None:
+    """``--mapping``: how S4D layers become neurons when a model is compiled."""
+    parser.add_argument("--mapping", choices=MAPPINGS, default=DEFAULT_MAPPING,
+                        help=f"S4D layers as channel neurons (one neuron per channel, all its "
+                             f"modes; one stage per layer) or one neuron per complex mode "
+                             f"(default {DEFAULT_MAPPING})")
+
+
+def import_options(args, path) -> tuple[str | None, bool | None, str]:
+    """(activation, residual, pooling) for :func:`neuroloom.firmware.importer.import_s4`;
+    activation and residual are refused for a model that is not a checkpoint (a NeuroLoom model
+    records both)."""
     activation = getattr(args, "activation", None)
     residual = False if getattr(args, "no_residual", False) else None
     if (activation is not None or residual is not None) and not deploy.is_checkpoint(path):
         raise CLIError(f"--activation and --no-residual describe Gu checkpoints (.pt, or .npz "
                        f"with no .json); {path} is a NeuroLoom model, which records them: drop "
                        "those options")
-    return activation, residual
+    return activation, residual, getattr(args, "pooling", "sum")
