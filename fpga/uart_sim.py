@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -43,6 +43,7 @@ CHUNK = 64
 SIM_DIVISOR = 4
 _ENV_PTY = "NEUROLOOM_PTY_FILE"
 _ENV_STOP = "NEUROLOOM_PTY_STOP"
+_ENV_SKEW = "NEUROLOOM_PTY_SKEW"
 
 
 class UARTHarness(wiring.Component):
@@ -56,21 +57,28 @@ class UARTHarness(wiring.Component):
             "in_data": In(8 * chunk), "in_count": In(range(chunk + 1)), "in_load": In(1),
             "in_ready": Out(1),
             "out_data": Out(8 * chunk), "out_count": Out(range(chunk + 1)), "out_hold": Out(1),
-            "out_ack": In(1), "leds": Out(NUM_LEDS),
+            "out_ack": In(1), "leds": Out(NUM_LEDS), "skew": In(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         K, div = self.chunk, self._divisor
         m.submodules.inner = dut = self.inner
-        m.submodules.host_tx = tx = UARTTransmitter(div)
+        m.submodules.host_tx = good = UARTTransmitter(div)
+        m.submodules.host_tx_skewed = skewed = UARTTransmitter(div + div // 4 + 1)
         m.submodules.host_rx = rx = UARTReceiver(div)
-        m.d.comb += [dut.rx.eq(tx.tx), rx.rx.eq(dut.tx), self.leds.eq(dut.leds)]
+        m.d.comb += [dut.rx.eq(Mux(self.skew, skewed.tx, good.tx)), rx.rx.eq(dut.tx),
+                     self.leds.eq(dut.leds)]
 
         data, count = Signal(8 * K), Signal(range(K + 1))
-        m.d.comb += [self.in_ready.eq(count == 0), tx.i.valid.eq(count != 0),
-                     tx.i.payload.eq(data[:8])]
-        with m.If(tx.i.valid & tx.i.ready):
+        sending = Signal()
+        m.d.comb += [self.in_ready.eq(count == 0),
+                     good.i.valid.eq((count != 0) & ~self.skew),
+                     skewed.i.valid.eq((count != 0) & self.skew),
+                     good.i.payload.eq(data[:8]), skewed.i.payload.eq(data[:8]),
+                     sending.eq((good.i.valid & good.i.ready) |
+                                (skewed.i.valid & skewed.i.ready))]
+        with m.If(sending):
             m.d.sync += [data.eq(data >> 8), count.eq(count - 1)]
         with m.If(self.in_load & (count == 0)):
             m.d.sync += [data.eq(self.in_data), count.eq(self.in_count)]
@@ -115,7 +123,8 @@ class VerilatorBoard:
         tag = f"{os.getpid()}-{id(self)}"
         self._pty_file = self.build / f"pty-{tag}.name"
         self._stop_file = self.build / f"pty-{tag}.stop"
-        for f in (self._pty_file, self._stop_file):
+        self._skew_file = self.build / f"pty-{tag}.skew"
+        for f in (self._pty_file, self._stop_file, self._skew_file):
             f.unlink(missing_ok=True)
         self.error: BaseException | None = None
 
@@ -123,7 +132,8 @@ class VerilatorBoard:
             try:
                 verilator.run_cocotb(TOPLEVEL, [verilog], __name__, self.build,
                                      extra_env={_ENV_PTY: str(self._pty_file),
-                                                _ENV_STOP: str(self._stop_file)},
+                                                _ENV_STOP: str(self._stop_file),
+                                                _ENV_SKEW: str(self._skew_file)},
                                      testcase="pty_server")
             except BaseException as e:          # reported by close()
                 self.error = e
@@ -141,10 +151,18 @@ class VerilatorBoard:
         #: the pty device the serial transport opens
         self.port = self._pty_file.read_text().strip()
 
+    def wrong_baud(self, on: bool = True) -> None:
+        """Send the host's bytes to the fabric with bits 1.5 times too long from the next command
+        on (or at the right rate again): the far end of a UART set to the wrong baud."""
+        if on:
+            self._skew_file.touch()
+        else:
+            self._skew_file.unlink(missing_ok=True)
+
     def close(self) -> None:
         self._stop_file.touch()
         self._thread.join(timeout=60)
-        for f in (self._pty_file, self._stop_file):
+        for f in (self._pty_file, self._stop_file, self._skew_file):
             f.unlink(missing_ok=True)
         if self.error is not None:
             raise RuntimeError(f"the simulated board failed: {self.error}")
@@ -184,6 +202,8 @@ if cocotb is not None:
         os.set_blocking(master, False)
         name_file = Path(os.environ[_ENV_PTY])
         stop_file = Path(os.environ[_ENV_STOP])
+        skew_file = Path(os.environ[_ENV_SKEW])
+        dut.skew.value = 0
         name_file.write_text(os.ttyname(slave) + "\n")
         K, byte_time = CHUNK, 10 * SIM_DIVISOR
         pending = b""
@@ -199,6 +219,10 @@ if cocotb is not None:
                             pending = os.read(master, 4096)
                         except OSError:
                             pending = b""
+                    if pending and dut.in_ready.value == 1:
+                        # new bytes, the line idle: the rate may change (asked before they
+                        # were written, so looked at after they arrived)
+                        dut.skew.value = int(skew_file.exists())
                 acted = False
                 if pending and dut.in_ready.value == 1:
                     chunk, pending = pending[:K], pending[K:]
