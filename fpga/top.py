@@ -162,6 +162,7 @@ class BoardTop(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         board = self._board
+
         def pin(direction, resource, name):
             m.submodules[name] = buf = io.Buffer(direction, resource)
             return buf
