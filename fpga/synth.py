@@ -279,8 +279,8 @@ def run_yosys(script: str, cwd: str | os.PathLike, *, log: str = "yosys.log",
     return text
 
 
-#: ``stat`` lines that count something else than cells
-_STAT_TOTALS = {"wires", "ports", "cells", "memories", "processes"}
+#: ``stat`` lines that count something else than cells, and Yosys' bookkeeping cells
+_STAT_TOTALS = {"wires", "ports", "cells", "memories", "processes", "$scopeinfo"}
 
 
 def yosys_cell_counts(log: str) -> dict[str, int]:
