@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 #: bump when the flow changes in a way that changes results, to invalidate cached runs
-_FLOW_VERSION = 1
+_FLOW_VERSION = 2
 _RESULT_NAME = "result.json"
 
 
