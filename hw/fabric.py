@@ -2,7 +2,8 @@
 
 The only ports are the AXI4-Stream-shaped host port (``s_axis_*`` in, ``m_axis_*`` out, 32-bit)
 and a sticky ``overrun`` flag; everything else (configuration, tokens, runs, outputs, counters)
-travels in frames (``firmware/hostproto.py``). ``neuroloom generate`` writes this as Verilog.
+travels in frames (``neuroloom.contract.hostproto``, ``docs/hostlink.md``). ``neuroloom generate``
+writes this as Verilog.
 """
 
 
