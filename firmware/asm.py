@@ -7,7 +7,7 @@ Syntax (one instruction per line; ``;`` or ``#`` start a comment)::
     MAD.NZ R4, R0, C4, R1, C5, FRAC       ; y = Re(C x); emit it if non-zero
     MODES  R5, R4, FRAC, OUT_SHIFT        ; every mode of a channel neuron; R5 = sum Re(C' x)
 
-Mnemonics are those of ``firmware.isa.SIGNATURES`` plus the pseudo-instructions
+Mnemonics are those of ``neuroloom.contract.isa.SIGNATURES`` plus the pseudo-instructions
 ``MOV rd, ra``, ``RELU rd, ra``, ``MUL rd, ra, Ck, s`` and ``CMUL rd, ra, Ck, s``. An emit
 suffix ``.E`` (always), ``.NZ`` (if non-zero) or ``.P`` (if the predicate is set) may follow any
 mnemonic that writes a register. The assembler marks the final instruction ``last``.

@@ -264,7 +264,7 @@ def _check_ranges(model: QModel, cfg: FabricConfig, mapping: str = DEFAULT_MAPPI
 
 
 def _term_bound(P: int, w: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Largest |rnd(p * w, s)| for |p| <= P (see firmware.fixed.rnd)."""
+    """Largest |rnd(p * w, s)| for |p| <= P (see neuroloom.contract.fixed.rnd)."""
     w = np.abs(np.asarray(w, dtype=np.int64))
     s = np.asarray(s, dtype=np.int64)
     return (P * w + ((np.int64(1) << s) >> 1)) >> s

@@ -6,7 +6,7 @@ stage is one of the shipped neuron programs (``firmware/programs``) and every co
 synaptic multiply-shift, so the compiled fabric must reproduce it bit for bit.
 
 Per token k (``x_k``: (d_in,) integer payloads), with ``rnd``/``sat``/``wrap`` of
-``firmware.fixed`` (W = state_width, A = acc_width)::
+``neuroloom.contract.fixed`` (W = state_width, A = acc_width)::
 
     linear(v, Wq, shift, b, bs)[o] =
         sat(sat(wrap(sum_i rnd(v[i] * Wq[o, i], shift[i]))) + sat(b[o] << bs))

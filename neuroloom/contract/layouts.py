@@ -1,9 +1,9 @@
 """Data layouts shared by the hardware, the compiler and the models.
 
 Every format of the spec is one ``amaranth.lib.data`` layout, built here from a
-:class:`~hw.config.FabricConfig`. Hardware uses them as ``Signal(layout)``; software packs and
-unpacks words with :func:`pack` and :func:`unpack`, which read the field offsets from the very
-same layouts (nobody writes bit offsets by hand).
+:class:`~neuroloom.contract.config.FabricConfig`. Hardware uses them as ``Signal(layout)``; software
+packs and unpacks words with :func:`pack` and :func:`unpack`, which read the field offsets from
+the very same layouts (nobody writes bit offsets by hand).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class Counter(enum.IntEnum):
 
 
 class Op(enum.IntEnum):
-    """Neuron microcode opcodes (semantics in ``firmware.isa`` and the spec)."""
+    """Neuron microcode opcodes (semantics in ``neuroloom.contract.isa`` and the spec)."""
     NOP = 0
     MAD = 1    # rd = sat(rnd(ra*C[k] + rb*C[l], sh))
     CMAD = 2   # (rd,rd+1) = sat(rnd((ra,ra+1)*(C[k],C[k+1]) + rb*(C[l],C[l+1]), sh)), complex
