@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -38,6 +39,9 @@ def main(argv=None):
     done = build(args.board, cfg, clock_mhz=args.clock, seeds=args.seeds, out_dir=args.out,
                  check_timing=False, log=lambda line: print(line, flush=True))
     figures = {**done.figures(), "wall_seconds": round(time.perf_counter() - t0, 1),
+               # records name build outputs relative to the working folder, not this machine
+               "bitstream": os.path.relpath(done.figures()["bitstream"]),
+               "out_dir": os.path.relpath(done.figures()["out_dir"]),
                "meets_clock": (done.best_fmax or 0) >= done.pll["f_out_mhz"]}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{args.name}.json"

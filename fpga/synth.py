@@ -199,8 +199,7 @@ class SynthResult:
                 "fmax_mhz_by_seed": {str(k): v for k, v in self.fmax_by_seed.items()},
                 "fmax_mhz": best.fmax if best else None,
                 "critical_path_ns": round(best.critical_path_ns, 3) if best else None,
-                "pnr_seconds_by_seed": {str(r.seed): r.seconds for r in self.runs},
-                "workdir": str(self.workdir)}
+                "pnr_seconds_by_seed": {str(r.seed): r.seconds for r in self.runs}}
 
     def to_dict(self) -> dict:
         """A JSON-able description (paths as strings), as stored in ``result.json``."""

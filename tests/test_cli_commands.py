@@ -287,12 +287,12 @@ def test_demo_rtl_report_with_clock(monkeypatch, capsys):
 
 def test_demo_default_clock_is_the_measured_core_fmax(monkeypatch, capsys):
     """Without --clock the demo states DEMO_CLOCK_MHZ, which must be the Fmax the synthesis
-    bench recorded (the installed package does not read bench/results/)."""
+    bench recorded, to 0.1 MHz (the installed package does not read bench/results/)."""
     measured = json.loads((ROOT / "bench" / "results" / "core_synth.json").read_text())
     monkeypatch.setattr(command_module("demo"), "verilator_driver", _model_rtl)
     assert main(["demo", "--limit", "1"]) == 0
     out = capsys.readouterr().out
-    assert f"tokens/s @ {measured['fmax_mhz']:g} MHz" in out
+    assert f"tokens/s @ {round(measured['fmax_mhz'], 1):g} MHz" in out, out
     assert "bench/core_synth.py" in out
 
 
