@@ -22,7 +22,15 @@ import time
 
 import serial
 
-from neuroloom.contract.hostproto import OUTPUT, Frame, FrameError, checksum, decode_frames
+from neuroloom.contract.hostproto import (
+    OUTPUT,
+    Frame,
+    FrameError,
+    FrameHeader,
+    checksum,
+    decode_frames,
+    from_word,
+)
 from neuroloom.contract.transport import DriverError
 
 from .transports import FramedTransport
@@ -126,7 +134,8 @@ class SerialLink:
         words = [int(w) & 0xFFFFFFFF for w in words]
         if len(words) < 2:
             raise ValueError("a command frame has a header and a checksum word at least")
-        seq = (words[0] >> 8) & 0xFF
+        head = from_word(FrameHeader, words[0])
+        seq = head["seq"]
         reader = FrameReader()
         try:
             self.port.reset_input_buffer()         # bytes of an earlier, failed command
@@ -153,7 +162,8 @@ class SerialLink:
                     seen.append(frame if isinstance(frame, str) else "a frame with a bad "
                                 "checksum")
                     continue
-                f = Frame(frame[0] & 0xFF, (frame[0] >> 8) & 0xFF)
+                h = from_word(FrameHeader, frame[0])
+                f = Frame(h["opcode"], h["seq"])
                 if f.opcode == OUTPUT:
                     outputs += frame
                 elif f.seq == seq:
@@ -161,7 +171,7 @@ class SerialLink:
                 else:                               # the answer to an earlier command
                     seen.append(_describe(frame))
                     outputs = []
-        op = words[0] & 0xFF
+        op = head["opcode"]
         what = f"; it sent only: {', '.join(seen[:4])}" if seen else ""
         raise DriverError(f"no answer from the board on {self.port_name} to command 0x{op:02x} "
                           f"(seq {seq}) within {self.timeout:g} s{what}; check that the board is "

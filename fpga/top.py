@@ -19,7 +19,7 @@ from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from neuroloom.contract.config import FabricConfig
-from neuroloom.contract.hostproto import ERROR
+from neuroloom.contract.hostproto import ERROR, FrameHeader
 from neuroloom.hw.fabric import Fabric
 
 from .ecp5 import EHXPLLL, pll_params
@@ -104,7 +104,8 @@ class UARTFabric(wiring.Component):
         first = Signal(init=1)                     # the next response word is a header
         with m.If(resp_fire):
             m.d.sync += first.eq(fabric.m_axis_tlast)
-        error_frame = resp_fire & first & (fabric.m_axis_tdata[0:8] == ERROR)
+        resp_header = FrameHeader(fabric.m_axis_tdata)
+        error_frame = resp_fire & first & (resp_header.opcode == ERROR)
 
         heartbeat = Signal(range(self._blink))
         beat = Signal()

@@ -18,6 +18,8 @@ import select
 import threading
 import tty
 
+from neuroloom.contract.hostproto import FrameHeader, from_word
+
 from .uart import END, ESC, ESC_END, ESC_ESC
 
 __all__ = ["BridgeModel", "PtyBoard", "split_frames"]
@@ -27,7 +29,7 @@ def split_frames(words) -> list[tuple[list[int], list[bool]]]:
     """Response words -> (words, lasts), frame boundaries from the length fields."""
     words, lasts, i = list(words), [], 0
     while i < len(words):
-        end = min(i + (words[i] >> 16) + 1, len(words) - 1)
+        end = min(i + from_word(FrameHeader, words[i])["length"] + 1, len(words) - 1)
         lasts += [False] * (end - i) + [True]
         i = end + 1
     return words, lasts

@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from neuroloom.contract.config import FabricConfig
-from neuroloom.contract.hostproto import OUTPUT
+from neuroloom.contract.hostproto import OUTPUT, FrameHeader, from_word
 from neuroloom.hw.fabric import Fabric
 from neuroloom.hw.verilog import to_verilog
 
@@ -179,7 +179,7 @@ class VerilatorLink:
 # -- the cocotb side (runs inside the simulator process)
 
 def _is_response(header: int) -> bool:
-    return (header & 0xFF) != OUTPUT        # OUTPUT frames come before the response
+    return from_word(FrameHeader, header)["opcode"] != OUTPUT    # OUTPUTs come first
 
 
 try:                                        # cocotb is importable only where it is installed
