@@ -688,20 +688,15 @@ def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "p
         raise CompileError("the channel mapping needs at least one S4D layer; "
                            "use mapping='per-mode'")
     caps = {r: _capacity(cfg, r) for r in RESOURCES}
-    if row_budget is not None:
-        if isinstance(row_budget, bool) or not isinstance(row_budget, int) or row_budget < 1:
-            raise CompileError(f"row_budget={row_budget!r} must be a positive integer")
-        if row_budget > cfg.synapse_rows:
-            raise CompileError(f"row_budget={row_budget} is more than a core's "
-                               f"{cfg.synapse_rows} synapse rows")
-        caps["synapse_rows"] = row_budget
-    if mode_budget is not None:
-        if isinstance(mode_budget, bool) or not isinstance(mode_budget, int) or mode_budget < 1:
-            raise CompileError(f"mode_budget={mode_budget!r} must be a positive integer")
-        if mode_budget > cfg.modes:
-            raise CompileError(f"mode_budget={mode_budget} is more than a core's "
-                               f"{cfg.modes} mode entries")
-        caps["modes"] = mode_budget
+    for name, budget, resource, what in (("row_budget", row_budget, "synapse_rows", "synapse rows"),
+                                         ("mode_budget", mode_budget, "modes", "mode entries")):
+        if budget is None:
+            continue
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise CompileError(f"{name}={budget!r} must be a positive integer")
+        if budget > caps[resource]:
+            raise CompileError(f"{name}={budget} is more than a core's {caps[resource]} {what}")
+        caps[resource] = budget
     _check_ranges(model, cfg, mapping)
     try:
         bounds = check_accumulators(model, cfg, mapping)

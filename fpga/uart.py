@@ -95,7 +95,19 @@ def _check_divisor(divisor) -> int:
     return divisor
 
 
-class UARTReceiver(wiring.Component):
+class _UARTComponent(wiring.Component):
+    """A component clocked at ``divisor`` clock cycles per UART bit (checked)."""
+
+    def __init__(self, divisor: int):
+        self._divisor = _check_divisor(divisor)
+        super().__init__()
+
+    @property
+    def divisor(self) -> int:
+        return self._divisor
+
+
+class UARTReceiver(_UARTComponent):
     """8N1 receiver, ``divisor`` clock cycles per bit, sampling each bit at its middle.
 
     Interface attributes
@@ -113,14 +125,6 @@ class UARTReceiver(wiring.Component):
     rx: In(1, init=1)
     o: Out(stream.Signature(rx_byte_layout))
     error: Out(1)
-
-    def __init__(self, divisor: int):
-        self._divisor = _check_divisor(divisor)
-        super().__init__()
-
-    @property
-    def divisor(self) -> int:
-        return self._divisor
 
     def elaborate(self, platform):
         m = Module()
@@ -178,7 +182,7 @@ class UARTReceiver(wiring.Component):
         return m
 
 
-class UARTTransmitter(wiring.Component):
+class UARTTransmitter(_UARTComponent):
     """8N1 transmitter, ``divisor`` clock cycles per bit.
 
     Interface attributes
@@ -189,14 +193,6 @@ class UARTTransmitter(wiring.Component):
 
     i: In(stream.Signature(8))
     tx: Out(1, init=1)
-
-    def __init__(self, divisor: int):
-        self._divisor = _check_divisor(divisor)
-        super().__init__()
-
-    @property
-    def divisor(self) -> int:
-        return self._divisor
 
     def elaborate(self, platform):
         m = Module()

@@ -17,22 +17,12 @@ from neuroloom.firmware.driver import Driver, DriverError, open_transport
 from neuroloom.firmware.qmodel import qforward
 from neuroloom.firmware.serial import FrameReader, SerialLink, encode_bytes
 from neuroloom.fpga.uart_sim import VerilatorBoard
-from neuroloom.sim.transports import GoldenTransport
+from tests.support.runs import check_both_schedules
 
 pytestmark = pytest.mark.rtl
 
 SMALL = FabricConfig(mesh_w=1, mesh_h=1, neurons=32, axons=32, synapse_rows=128, route_words=64,
                      ucode_depth=32)
-
-
-def check_runs(drv, img, x, ref, cfg):
-    gold = Driver(GoldenTransport(batch=1))
-    gold.load(img)
-    for mode in ("pipelined", "fall-through"):
-        res = drv.run(x, mode=mode)
-        np.testing.assert_array_equal(res.running, ref, err_msg=f"{mode}: board != reference")
-        np.testing.assert_array_equal(res.counters, gold.run(x, mode=mode).counters,
-                                      err_msg=f"{mode}: counters")
 
 
 def test_small_model_on_the_simulated_board_and_a_damaged_line():
@@ -44,7 +34,7 @@ def test_small_model_on_the_simulated_board_and_a_damaged_line():
         t = open_transport("serial", port=board.port, timeout=5)
         drv = Driver(t)
         drv.load(img)
-        check_runs(drv, img, x, ref, SMALL)
+        check_both_schedules(drv, img, x, ref, "board")
         t.close()
 
         link = SerialLink(board.port, timeout=3)
@@ -96,7 +86,7 @@ def test_small_model_on_the_simulated_board_and_a_damaged_line():
         t = open_transport("serial", port=board.port, timeout=5)
         drv = Driver(t)
         drv.load(img)
-        check_runs(drv, img, x, ref, SMALL)
+        check_both_schedules(drv, img, x, ref, "board")
         t.close()
 
 
@@ -114,5 +104,5 @@ def test_shipped_digits_model_on_the_simulated_board():
         t = open_transport("serial", port=board.port, timeout=10)
         drv = Driver(t)
         drv.load(img)
-        check_runs(drv, img, x, ref, cfg)
+        check_both_schedules(drv, img, x, ref, "board")
         t.close()

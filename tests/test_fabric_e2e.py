@@ -16,6 +16,7 @@ from neuroloom.firmware.qmodel import qforward
 from neuroloom.firmware.transports import FramedTransport
 from neuroloom.sim.transports import GoldenTransport
 from neuroloom.sim.verilator_link import VerilatorLink
+from tests.support.runs import check_both_schedules
 
 pytestmark = pytest.mark.rtl
 
@@ -56,13 +57,7 @@ def check_model(model, cfg, x, min_cores, mapping=None):
     with VerilatorLink(cfg) as link:
         rtl = Driver(FramedTransport(link))
         rtl.load(img)
-        gold = Driver(GoldenTransport(batch=1))
-        gold.load(img)
-        for mode in ("pipelined", "fall-through"):
-            res = rtl.run(x, mode=mode)
-            np.testing.assert_array_equal(res.running, ref, err_msg=f"{mode}: RTL != reference")
-            np.testing.assert_array_equal(res.counters, gold.run(x, mode=mode).counters,
-                                          err_msg=f"{mode}: counters")
+        check_both_schedules(rtl, img, x, ref, "RTL")
         for mode in ("pipelined", "fall-through"):
             got, got_c = steps_of(FramedTransport(link), img, x[0], mode)
             exp, exp_c = steps_of(GoldenTransport(batch=1), img, x[0], mode)
