@@ -24,22 +24,35 @@ host outputs at step ``first_output + k * period``. Each sequence starts from CL
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
 import numpy as np
 
-from neuroloom.contract.fixed import sat
+from neuroloom.contract.fixed import smax, smin
 from neuroloom.contract.image import Image
 from neuroloom.contract.layouts import Mem
 from neuroloom.contract.transport import ARCH_COUNTERS, DriverError, Transport
 
 from .transports import FramedTransport
 
-__all__ = ["Driver", "RunResult", "DriverError", "open_transport", "transport_names",
-           "ARCH_COUNTERS"]
+__all__ = ["Driver", "RunResult", "DriverError", "SATURATION_POLICIES", "SaturationError",
+           "SaturationWarning", "open_transport", "transport_names", "ARCH_COUNTERS"]
 
 TRANSPORT_GROUP = "neuroloom.transports"
+#: what :meth:`Driver.quantize` does when a token value does not fit the payload width: saturate
+#: it and warn (:class:`SaturationWarning`), or refuse the input (:class:`SaturationError`)
+SATURATION_POLICIES = ("warn", "error")
+
+
+class SaturationWarning(UserWarning):
+    """Token values were clamped to the payload range (the result may differ from the float
+    model's)."""
+
+
+class SaturationError(DriverError):
+    """Token values do not fit the payload range and the saturation policy is ``"error"``."""
 
 
 def transport_names() -> list[str]:
@@ -86,8 +99,12 @@ class RunResult:
 class Driver:
     """Load a config image onto a fabric through ``transport`` and stream token sequences."""
 
-    def __init__(self, transport: Transport):
+    def __init__(self, transport: Transport, saturation: str = "warn"):
+        if saturation not in SATURATION_POLICIES:
+            raise ValueError(f"saturation policy {saturation!r}: choose one of "
+                             f"{', '.join(SATURATION_POLICIES)}")
         self.transport = transport
+        self.saturation = saturation
         self.image: Image | None = None
         self.mode: str | None = None
 
@@ -124,12 +141,47 @@ class Driver:
         return self.image
 
     # -- I/O ------------------------------------------------------------------------------------
-    def quantize(self, x) -> np.ndarray:
-        """Float token values -> integer payloads, as :meth:`QModel.quantize_input`."""
+    def quantize(self, x, saturation: str | None = None) -> np.ndarray:
+        """Float token values -> integer payloads: ``floor(x * in_scale + 0.5)`` (round half
+        up, as :meth:`QModel.quantize_input`), saturated to the signed payload width in floating
+        point, so a huge value or +-inf becomes the largest or smallest payload (never a wrapped,
+        sign-flipped one).
+
+        ``saturation`` (default: the driver's, ``"warn"``): ``"warn"`` emits one
+        :class:`SaturationWarning` counting the clamped values, ``"error"`` raises
+        :class:`SaturationError` instead.
+
+        Raises
+        ------
+        DriverError : a NaN among the values (it has no payload)
+        SaturationError : values outside the payload range under the ``"error"`` policy
+        """
         img = self._img()
+        policy = self.saturation if saturation is None else saturation
+        if policy not in SATURATION_POLICIES:
+            raise ValueError(f"saturation policy {policy!r}: choose one of "
+                             f"{', '.join(SATURATION_POLICIES)}")
+        xf = np.asarray(x, dtype=np.float64)
+        nan = np.isnan(xf)
+        if nan.any():
+            at = tuple(int(i) for i in np.argwhere(nan)[0])
+            raise DriverError(f"token values include {int(nan.sum())} NaN (first at index "
+                              f"{at}); a NaN has no payload: fix the input")
         scale = float(img.model.get("in_scale", 1.0))
-        return sat(np.floor(np.asarray(x, dtype=np.float64) * scale + 0.5).astype(np.int64),
-                   img.cfg.state_width)
+        width = img.cfg.state_width
+        lo, hi = smin(width), smax(width)
+        with np.errstate(over="ignore", invalid="ignore"):
+            v = np.floor(xf * scale + 0.5)                       # float64: +-inf stays +-inf
+        out = (v < lo) | (v > hi)
+        if out.any():
+            msg = (f"{int(out.sum())} of {xf.size} token values saturate the {width}-bit payload "
+                   f"range (input scale {scale:g}: values in [{lo / scale:.4g}, {hi / scale:.4g}]"
+                   f" fit; the largest magnitude given is {np.abs(xf).max():.4g})")
+            if policy == "error":
+                raise SaturationError(f"{msg}; scale the inputs, or compile the model with "
+                                      "calibration data like them")
+            warnings.warn(SaturationWarning(msg), stacklevel=2)
+        return np.clip(v, lo, hi).astype(np.int64)
 
     def run(self, tokens, mode: str | None = None, progress=None) -> RunResult:
         """Stream sequences of integer payloads through the fabric.

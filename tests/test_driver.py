@@ -1,6 +1,9 @@
 """Host driver over the Transport interface (golden transport, and a minimal 'hardware-like'
 transport that implements only the abstract methods, one sample at a time)."""
 
+import dataclasses
+import warnings
+
 import numpy as np
 import pytest
 
@@ -8,7 +11,12 @@ from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.layouts import Mem
 from neuroloom.contract.transport import Transport
 from neuroloom.firmware.compiler import compile_model, from_compiled, random_qmodel
-from neuroloom.firmware.driver import Driver, DriverError
+from neuroloom.firmware.driver import (
+    Driver,
+    DriverError,
+    SaturationError,
+    SaturationWarning,
+)
 from neuroloom.firmware.qmodel import qforward
 from neuroloom.sim.transports import GoldenTransport
 
@@ -137,3 +145,54 @@ def test_framed_transport_checks_mesh(setup):
     drv = Driver(FramedTransport(ModelLink(FabricConfig(mesh_w=3, mesh_h=1))))
     with pytest.raises(DriverError, match="2x2 mesh, the fabric is 3x1"):
         drv.load(img)
+
+
+@pytest.fixture
+def scaled_driver(setup):
+    """A driver loaded with the setup image, its input scale set to 4 (exact in binary)."""
+    model, comp, img, x, ref = setup
+    drv = Driver(GoldenTransport())
+    drv.load(dataclasses.replace(img, model={**img.model, "in_scale": 4.0}))
+    return drv
+
+
+def test_quantize_rounds_exact_ties_half_up(scaled_driver):
+    """x * 4 lands exactly on .5: round half up (towards +inf), not half-even, not away
+    from zero."""
+    x = np.array([0.625, -0.625, 0.875, -0.875, 0.125, -0.125, 0.25])   # * 4: 2.5, -2.5, ...
+    want = np.array([3, -2, 4, -3, 1, 0, 1])
+    np.testing.assert_array_equal(scaled_driver.quantize(x), want)
+
+
+def test_quantize_saturates_huge_and_infinite_values_without_sign_flip(scaled_driver):
+    top, bottom = (1 << 23) - 1, -(1 << 23)                  # 24-bit payloads
+    x = np.array([1e13, 8.8e12 / 4, 1e300, np.inf, -1e13, -np.inf, top / 4, (top + 1) / 4])
+    with pytest.warns(SaturationWarning, match="7 of 8 token values saturate the 24-bit"):
+        q = scaled_driver.quantize(x)
+    np.testing.assert_array_equal(q, [top, top, top, top, bottom, bottom, top, top])
+
+
+def test_quantize_in_range_does_not_warn(scaled_driver):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        q = scaled_driver.quantize(np.array([((1 << 23) - 1) / 4, -(1 << 23) / 4]))
+    np.testing.assert_array_equal(q, [(1 << 23) - 1, -(1 << 23)])
+
+
+def test_quantize_error_policy(setup, scaled_driver):
+    with pytest.raises(SaturationError, match="1 of 2 token values saturate"):
+        scaled_driver.quantize(np.array([0.5, 1e9]), saturation="error")
+    strict = Driver(GoldenTransport(), saturation="error")
+    strict.load(setup[2])
+    with pytest.raises(SaturationError):
+        strict.quantize(np.array([np.inf]))
+    assert strict.quantize(np.array([0.0])).tolist() == [0]
+    with pytest.raises(ValueError, match="saturation policy 'clip'"):
+        scaled_driver.quantize(np.array([0.0]), saturation="clip")
+    with pytest.raises(ValueError, match="saturation policy 'clip'"):
+        Driver(GoldenTransport(), saturation="clip")
+
+
+def test_quantize_rejects_nan(scaled_driver):
+    with pytest.raises(DriverError, match=r"1 NaN \(first at index \(1, 0\)\)"):
+        scaled_driver.quantize(np.array([[0.5], [np.nan]]))

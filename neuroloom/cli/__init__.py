@@ -7,7 +7,8 @@ set, backend and checkpoint-import options) are in :mod:`neuroloom.cli.options`.
 
 Results go to stdout; progress bars, build messages and notes to stderr. Every user error
 prints one line (``neuroloom: error: ...``) on stderr and exits non-zero (1; bad arguments 2),
-without a traceback; Ctrl-C exits 130.
+without a traceback; Ctrl-C exits 130. A warning (token values saturated) is one line
+``neuroloom: warning: ...`` on stderr.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from neuroloom.contract.coreconfig import ConfigError
 from neuroloom.contract.image import ImageError
@@ -63,10 +65,16 @@ def _message(e: BaseException) -> str:
     return msg
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"{PROG}: warning: {str(message).strip().splitlines()[0]}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning            # one line each, no source echo
+            return args.run(args)
     except USER_ERRORS as e:
         print(f"{PROG}: error: {_message(e)}", file=sys.stderr)
         return 1

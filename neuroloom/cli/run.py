@@ -8,6 +8,7 @@ from neuroloom.contract.image import MODES
 from neuroloom.contract.image import load as load_image
 from neuroloom.firmware.datasets import read_tokens
 from neuroloom.firmware.deploy import check_fabric
+from neuroloom.firmware.driver import SATURATION_POLICIES
 from neuroloom.firmware.evaluate import link_cycles, run_report
 
 from . import options
@@ -23,6 +24,9 @@ def add_arguments(parser) -> None:
                         help="use test sample N of --dataset instead")
     parser.add_argument("--payloads", action="store_true",
                         help="the input holds integer payloads (do not quantize)")
+    parser.add_argument("--saturation", choices=SATURATION_POLICIES, default="warn",
+                        help="float tokens too large for the payload width: clamp them and warn "
+                             "(default), or refuse the input (error)")
     parser.add_argument("--mode", choices=MODES, default=None,
                         help="schedule (default: the image's)")
     parser.add_argument("--running", action="store_true",
@@ -54,14 +58,19 @@ def run(args) -> int:
                            f"{data.d_in}")
         x = data.x_test[args.sample]
         print(f"{data.name} test sample {args.sample}: label {data.y_test[args.sample]}")
-    if args.payloads and not np.array_equal(x, np.round(x)):
-        raise CLIError(f"--payloads: {args.input or 'the sample'} holds non-integer values; "
-                       "payloads are integers (leave out --payloads to quantize float tokens)")
+    if args.payloads:
+        lim = 1 << (image.cfg.state_width - 1)
+        if not np.array_equal(x, np.round(x)):
+            raise CLIError(f"--payloads: {args.input or 'the sample'} holds non-integer values; "
+                           "payloads are integers (leave out --payloads to quantize float tokens)")
+        if x.min() < -lim or x.max() >= lim:
+            raise CLIError(f"--payloads: {args.input or 'the sample'} holds values outside the "
+                           f"{image.cfg.state_width}-bit payload range [{-lim}, {lim - 1}]")
     batch = x.shape[0] if x.ndim == 3 else 1
     with fabric_driver(args.backend, image.cfg, waves=args.waves, batch=min(batch, 64),
                        port=args.port, baud=args.baud) as drv:
         drv.load(image)
-        xq = x.astype(np.int64) if args.payloads else drv.quantize(x)
+        xq = x.astype(np.int64) if args.payloads else drv.quantize(x, saturation=args.saturation)
         c0 = link_cycles(drv.transport)
         res = drv.run(xq, mode=args.mode)
         cycles = None if c0 is None else link_cycles(drv.transport) - c0
