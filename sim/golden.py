@@ -14,14 +14,28 @@ shared layouts), and runs steps exactly as the spec's execution model says::
                                 (modulo 2**acc_width: the sum does not depend on arrival order)
     inject before step t:       the same synaptic path into acc[t % 2]
 
-Everything is vectorized over the neurons of a group and over a batch of independent samples:
-``state`` is (B, cores*neurons, state_regs), ``acc`` (B, 2, cores*neurons), the mode state
-``mstate`` (B, cores*modes, 2).
+How it runs fast. The configuration tables are compiled once (on the first step after a table
+write) into a :class:`Plan`, which is plain data:
+
+* one :class:`Kernel` per distinct (program, modes per neuron): every neuron of every core that
+  runs that program, so a step runs each program *once* over the whole fabric
+  (:func:`neuroloom.sim.neuron.execute`, vectorized over neurons, modes and the batch);
+* the synapse edges (source neuron, destination neuron, weight, shift) of every route;
+* per neuron, the counters one emitted spike moves (a sparse (neurons, 3*cores) map);
+* one :class:`Phase` per set of active groups, cached (a schedule has few: pipelined fill,
+  then all; fall-through one stage at a time): the kernel rows that run, the edges leaving
+  them, and the delivery to their destinations as one sparse sum.
+
+A step is then the spec's three lines: update the active neurons, deliver every spike over its
+edges into the other accumulator buffer, add the counters. Everything is vectorized over a batch
+of independent samples: ``state`` is (B, cores*neurons, state_regs), ``acc`` (B, 2,
+cores*neurons), the mode state ``mstate`` (B, cores*modes, 2). The per-group interpreter this
+replaces is kept as the test oracle (``tests/support/golden_reference.py``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,7 +43,7 @@ import scipy.sparse as sp
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.coreconfig import ConfigError, Group
 from neuroloom.contract.fixed import rnd, wrap
-from neuroloom.contract.isa import decode
+from neuroloom.contract.isa import Instr, decode
 from neuroloom.contract.layouts import (
     MODE_COEFS,
     MODE_STATE,
@@ -46,24 +60,99 @@ from neuroloom.contract.layouts import (
     unpack,
 )
 
-from .neuron import run_program
+from .neuron import ModeCoefs, execute
 
-__all__ = ["GoldenFabric", "StepResult"]
+__all__ = ["GoldenFabric", "StepResult", "Plan", "Kernel", "Phase"]
 
 _STRUCT_MEMS = (Mem.AXON, Mem.SYNAPSE, Mem.ROUTE_INDEX, Mem.ROUTE, Mem.UCODE, Mem.GROUP)
 ARCH_COUNTERS = (Counter.NEURON_UPDATES, Counter.SYN_OPS, Counter.SPIKES_SENT,
                  Counter.SPIKES_RECEIVED)
 
 
+class _Spikes:
+    """The spikes of one step, scattered to (B, cores*neurons) arrays when first asked for."""
+
+    def __init__(self, gid, emit, payload, total):
+        self._args, self._full = (gid, emit, payload, total), None
+
+    def full(self):
+        if self._full is None:
+            gid, emit, payload, total = self._args
+            e = np.zeros((emit.shape[0], total), dtype=bool)
+            p = np.zeros((emit.shape[0], total), dtype=np.int64)
+            e[:, gid], p[:, gid] = emit, payload
+            self._full = e, p
+        return self._full
+
+
 @dataclass
 class StepResult:
-    """Host outputs of one step: ``payload[b, i]`` on channel ``channels[i]`` if ``valid[b, i]``."""
+    """Host outputs of one step: ``payload[b, i]`` on channel ``channels[i]`` if ``valid[b, i]``;
+    ``emit``/``spikes`` (B, cores*neurons): which neurons emitted, and their payloads."""
     step: int
     channels: np.ndarray     # (K,)
     payload: np.ndarray      # (B, K)
     valid: np.ndarray        # (B, K) bool
-    emit: np.ndarray         # (B, cores*neurons) bool: which neurons emitted a spike
-    spikes: np.ndarray       # (B, cores*neurons) payloads (0 where not emitted)
+    _spikes: _Spikes = field(repr=False)
+
+    @property
+    def emit(self) -> np.ndarray:
+        return self._spikes.full()[0]
+
+    @property
+    def spikes(self) -> np.ndarray:
+        return self._spikes.full()[1]
+
+
+@dataclass
+class Kernel:
+    """Every neuron of the fabric that runs ``program`` with ``modes`` mode entries each."""
+    program: tuple[Instr, ...]
+    modes: int
+    gid: np.ndarray          # (n,) neuron ids core*neurons + neuron, group after group
+    mid: np.ndarray          # (n, modes) mode entry ids core*modes + entry
+    groups: list             # (core, group index in Plan.groups, first row, end row)
+
+
+@dataclass
+class Run:
+    """One kernel's active rows in a phase, with their coefficients gathered."""
+    program: tuple[Instr, ...]
+    gid: np.ndarray          # (n,)
+    mid: np.ndarray          # (n, M)
+    coef: np.ndarray         # (n, coefs)
+    modes: ModeCoefs | None
+
+
+@dataclass
+class Phase:
+    """What a step with one set of active groups does. Positions index the neurons updated
+    (``gid``, the runs one after another)."""
+    runs: list[Run]
+    gid: np.ndarray          # (n,) neurons updated
+    updates: np.ndarray      # (cores,) neuron updates per core
+    src: np.ndarray          # (E,) edge source, a position
+    w: np.ndarray            # (E,) edge weight
+    s: np.ndarray            # (E,) edge shift (its axon's)
+    dst: np.ndarray          # (D,) neurons that receive
+    deliver: sp.csr_matrix   # (D, E) edge -> receiving neuron
+    host_col: np.ndarray     # host routes of updated neurons: column in Plan.host_ch,
+    host_pos: np.ndarray     # and the position of the neuron
+    counts: sp.csr_matrix    # (3*cores, n) emitted -> spikes sent, received, synaptic ops
+
+
+@dataclass
+class Plan:
+    """The configuration tables compiled for execution (see the module docstring)."""
+    kernels: list[Kernel]
+    groups: list[Group]
+    edges: dict              # src, dst, w, s: (E,) sorted by src
+    first: np.ndarray        # (cores*neurons + 1,) edges of neuron g: first[g]:first[g+1]
+    counts: sp.csr_matrix    # (cores*neurons, 3*cores)
+    host_src: np.ndarray     # (K,) neuron of each host route
+    host_ch: np.ndarray      # (K,) its channel
+    phases: dict = field(default_factory=dict)   # active-group flags -> Phase
+    axons: dict = field(default_factory=dict)    # (core, axon) -> injection lanes
 
 
 class GoldenFabric:
@@ -85,11 +174,16 @@ class GoldenFabric:
         self.state = np.zeros((batch, C * N, cfg.state_regs), dtype=np.int64)
         self.coef = np.zeros((C * N, cfg.coefs), dtype=np.int64)
         self.acc = np.zeros((batch, 2, C * N), dtype=np.int64)
-        self.mstate = np.zeros((batch, C * cfg.modes, MODE_STATE), dtype=np.int64)
+        self._xm = np.zeros((MODE_STATE, batch, C * cfg.modes), dtype=np.int64)  # Re, Im planes
         self.mcoef = np.zeros((C * cfg.modes, MODE_COEFS), dtype=np.int64)
         self.counters = np.zeros((batch, C, len(Counter)), dtype=np.int64)
         self.t = 0
         self._plan = None
+
+    @property
+    def mstate(self) -> np.ndarray:
+        """(B, cores*modes, 2) mode state (a view: writable)."""
+        return np.moveaxis(self._xm, 0, 2)
 
     # -- configuration access (what CFG_WRITE / CFG_READ flits do) -------------------------------
     def _check_addr(self, core, mem, index, part):
@@ -114,14 +208,20 @@ class GoldenFabric:
             self.state[:, gid, part] = to_signed(value, cfg.state_width)
         elif mem == Mem.COEF:
             self.coef[gid, part] = to_signed(value, cfg.coef_width)
+            self._coefs_changed()
         elif mem == Mem.ACC:
             self.acc[:, part, gid] = to_signed(value, min(32, cfg.acc_width))
         elif mem == Mem.MSTATE:
             self.mstate[:, core * cfg.modes + index, part] = to_signed(value, cfg.state_width)
         elif mem == Mem.MCOEF:
             self.mcoef[core * cfg.modes + index, part] = to_signed(value, cfg.coef_width)
+            self._coefs_changed()
         elif mem == Mem.COUNTER:
             self.counters[:, core, index] = value
+
+    def _coefs_changed(self) -> None:
+        if self._plan is not None:
+            self._plan.phases.clear()                 # phases hold gathered coefficients
 
     def read(self, core: int, mem, index: int, part: int, sample: int = 0) -> int:
         """One configuration read: the 32-bit word part as the fabric answers it."""
@@ -147,7 +247,7 @@ class GoldenFabric:
         parts = self._raw[mem][core, index]
         return sum(int(v) << (32 * p) for p, v in enumerate(parts))
 
-    # -- execution plan (the config tables, flattened for vectorized execution) ------------------
+    # -- execution plan (the config tables, compiled for vectorized execution) -------------------
     def _axon_lanes(self, core: int, axon: int):
         """(dst neuron gids, weights, shifts) of one axon's synapse block."""
         cfg = self.cfg
@@ -179,22 +279,28 @@ class GoldenFabric:
             ins = decode(self._word(Mem.UCODE, core, pc))
             prog.append(ins)
             if ins.last:
-                return prog
+                return tuple(prog)
             pc += 1
 
-    def plan(self):
-        if self._plan is not None:
-            return self._plan
+    def plan(self) -> Plan:
+        """The execution plan of the loaded tables (built on first use after a table write)."""
+        if self._plan is None:
+            self._plan = self._build_plan()
+        return self._plan
+
+    def _build_plan(self) -> Plan:
         cfg = self.cfg
-        C, N = cfg.num_cores, cfg.neurons
+        C, N, NM = cfg.num_cores, cfg.neurons, cfg.modes
+        kernels: dict = {}                        # (program, modes) -> [(core, Group, gids)]
         groups = []
-        src, dst, w, s = [], [], [], []
+        edges = {"src": [], "dst": [], "w": [], "s": []}
         host_src, host_ch = [], []
-        sent = np.zeros((C * N, C), dtype=np.int64)       # routes fired per emitting neuron
-        recv = np.zeros((C * N, C), dtype=np.int64)       # spikes delivered, per receiving core
-        ops = np.zeros((C * N, C), dtype=np.int64)        # synaptic lane ops, per receiving core
+        sent = np.zeros(C * N, dtype=np.int64)    # routes fired per emitting neuron (own core)
+        recv = {}                                 # (gid, receiving core) -> spikes delivered
+        ops = {}                                  # (gid, receiving core) -> synaptic lane ops
         owner = -np.ones((C, N), dtype=np.int64)
         for core in range(C):
+            modes_used = np.zeros(NM, dtype=bool)
             for gi in range(cfg.groups):
                 g = unpack(group_layout(cfg), self._word(Mem.GROUP, core, gi))
                 if g["count"] == 0:
@@ -202,15 +308,19 @@ class GoldenFabric:
                 grp = Group(g["first"], g["count"], g["pc"], g["period"], g["start"],
                             g["mode_base"], g["modes"])
                 mb, mn = grp.mode_span()
-                if grp.first + grp.count > N or grp.period == 0 or mb + mn > cfg.modes:
+                if grp.first + grp.count > N or grp.period == 0 or mb + mn > NM:
                     raise ConfigError(f"core {cfg.core_xy(core)}: group {gi} is invalid "
                                       f"({grp})")
                 if (owner[core, grp.first:grp.first + grp.count] >= 0).any():
                     raise ConfigError(f"core {cfg.core_xy(core)}: group {gi} overlaps another")
+                if modes_used[mb:mb + mn].any():
+                    raise ConfigError(f"core {cfg.core_xy(core)}: group {gi} shares mode "
+                                      f"entries with another")
                 owner[core, grp.first:grp.first + grp.count] = gi
-                sl = slice(core * N + grp.first, core * N + grp.first + grp.count)
-                ml = slice(core * cfg.modes + mb, core * cfg.modes + mb + mn)
-                groups.append((core, grp, self._program(core, grp.pc), sl, ml))
+                modes_used[mb:mb + mn] = True
+                program = self._program(core, grp.pc)
+                kernels.setdefault((program, grp.modes), []).append((core, grp, len(groups)))
+                groups.append(grp)
                 for n in range(grp.first, grp.first + grp.count):
                     gid = core * N + n
                     ri = unpack(route_index_layout(cfg), self._word(Mem.ROUTE_INDEX, core, n))
@@ -219,7 +329,7 @@ class GoldenFabric:
                                           f"{ri['base']}+{ri['count']} beyond memory")
                     for k in range(ri["base"], ri["base"] + ri["count"]):
                         r = unpack(route_layout(cfg), self._word(Mem.ROUTE, core, k))
-                        sent[gid, core] += 1
+                        sent[gid] += 1
                         if r["host"]:
                             host_src.append(gid)
                             host_ch.append(r["target"])
@@ -229,35 +339,77 @@ class GoldenFabric:
                                               f"to tile ({r['x']},{r['y']}) outside the mesh")
                         d = cfg.core_index(r["x"], r["y"])
                         dd, ww, ss = self._axon_lanes(d, r["target"])
-                        recv[gid, d] += 1
-                        ops[gid, d] += len(dd)
-                        src += [gid] * len(dd)
-                        dst += dd
-                        w += ww
-                        s += ss
-        E = len(src)
-        incidence = sp.csr_matrix((np.ones(E, dtype=np.int64), (np.array(dst, dtype=np.int64),
-                                                                np.arange(E))), shape=(C * N, E))
-        self._plan = dict(groups=groups, src=np.array(src, dtype=np.int64),
-                          w=np.array(w, dtype=np.int64), s=np.array(s, dtype=np.int64),
-                          incidence=incidence, host_src=np.array(host_src, dtype=np.int64),
-                          host_ch=np.array(host_ch, dtype=np.int64),
-                          sent=sent, recv=recv, ops=ops)
-        return self._plan
+                        recv[gid, d] = recv.get((gid, d), 0) + 1
+                        ops[gid, d] = ops.get((gid, d), 0) + len(dd)
+                        edges["src"] += [gid] * len(dd)
+                        edges["dst"] += dd
+                        edges["w"] += ww
+                        edges["s"] += ss
+        # counters moved by one emitted spike of neuron gid: (gid, counter column) -> count,
+        # columns SPIKES_SENT of every core, then SPIKES_RECEIVED, then SYN_OPS
+        rows, cols, vals = [], [], []
+        for gid in np.flatnonzero(sent):
+            rows.append(gid), cols.append(gid // N), vals.append(sent[gid])
+        for base, table in ((C, recv), (2 * C, ops)):
+            for (gid, d), v in table.items():
+                rows.append(gid), cols.append(base + d), vals.append(v)
+        counts = sp.csr_matrix((np.array(vals, dtype=np.int64), (rows, cols)),
+                               shape=(C * N, 3 * C))
+        order = np.argsort(np.array(edges["src"], dtype=np.int64), kind="stable")
+        e = {k: np.array(v, dtype=np.int64)[order] for k, v in edges.items()}
+        first = np.searchsorted(e["src"], np.arange(C * N + 1))   # gid's: first[gid]:first[gid+1]
+        ks = []
+        for (program, M), members in kernels.items():
+            gids = [np.arange(core * N + g.first, core * N + g.first + g.count)
+                    for core, g, _ in members]
+            mids = [core * NM + g.mode_base + np.arange(g.count * M).reshape(g.count, M)
+                    for core, g, _ in members]
+            bounds = np.cumsum([0] + [g.count for _, g, _ in members])
+            ks.append(Kernel(program, M, np.concatenate(gids), np.concatenate(mids),
+                             [(core, gi, bounds[i], bounds[i + 1])
+                              for i, (core, _, gi) in enumerate(members)]))
+        return Plan(ks, groups, e, first, counts, np.array(host_src, dtype=np.int64),
+                    np.array(host_ch, dtype=np.int64))
 
-    # -- running ---------------------------------------------------------------------------------
-    def _accumulate(self, buf: int, dst, contrib) -> None:
-        """acc[:, buf, dst] += contrib (B, E), modulo 2**acc_width."""
+    def _phase(self, t: int) -> Phase:
+        """What runs in step ``t``: the phase of the groups active at ``t`` (cached)."""
+        plan = self.plan()
+        key = tuple(g.active(t) for g in plan.groups)
+        ph = plan.phases.get(key)
+        if ph is None:
+            ph = plan.phases[key] = self._build_phase(plan, key)
+        return ph
+
+    def _build_phase(self, plan: Plan, active: tuple) -> Phase:
         cfg = self.cfg
         C, N = cfg.num_cores, cfg.neurons
-        if isinstance(dst, sp.csr_matrix):
-            delta = np.asarray((dst @ contrib.T).T)                        # (B, C*N)
-            self.acc[:, buf] = wrap(self.acc[:, buf] + delta, cfg.acc_width)
-        else:
-            delta = np.zeros((self.batch, C * N), dtype=np.int64)
-            np.add.at(delta, (slice(None), dst), contrib)
-            self.acc[:, buf] = wrap(self.acc[:, buf] + delta, cfg.acc_width)
+        runs, updates = [], np.zeros(C, dtype=np.int64)
+        for k in plan.kernels:
+            rows = [np.arange(lo, hi) for core, gi, lo, hi in k.groups if active[gi]]
+            if not rows:
+                continue
+            for core, gi, lo, hi in k.groups:
+                updates[core] += (hi - lo) if active[gi] else 0
+            rows = np.concatenate(rows)
+            gid, mid = k.gid[rows], k.mid[rows]
+            runs.append(Run(k.program, gid, mid, self.coef[gid],
+                            ModeCoefs(self.mcoef[mid]) if k.modes else None))
+        gid = np.concatenate([r.gid for r in runs]) if runs else np.zeros(0, dtype=np.int64)
+        pos = -np.ones(C * N, dtype=np.int64)
+        pos[gid] = np.arange(len(gid))                   # position of a neuron in this phase
+        # the synapse edges leaving the updated neurons, sources as phase positions
+        first, e = plan.first, plan.edges
+        sel = np.concatenate([np.arange(first[g], first[g + 1]) for g in gid]) if len(gid) \
+            else np.zeros(0, dtype=np.int64)
+        dst, inv = np.unique(e["dst"][sel], return_inverse=True)
+        deliver = sp.csr_matrix((np.ones(len(sel), dtype=np.int64), (inv, np.arange(len(sel)))),
+                                shape=(len(dst), len(sel)))
+        hp = pos[plan.host_src]
+        return Phase(runs, gid, updates, pos[e["src"][sel]], e["w"][sel], e["s"][sel], dst,
+                     deliver, np.flatnonzero(hp >= 0), hp[hp >= 0],
+                     sp.csr_matrix(plan.counts[gid].T))
 
+    # -- running ---------------------------------------------------------------------------------
     def inject(self, core: int, axon: int, payload) -> None:
         """A spike from the host to ``axon`` of ``core`` before step ``self.t``: integrated for
         step ``t``. ``payload`` is a scalar or one value per sample (B,)."""
@@ -268,42 +420,70 @@ class GoldenFabric:
         lo, hi = -(1 << (cfg.state_width - 1)), (1 << (cfg.state_width - 1)) - 1
         if (p < lo).any() or (p > hi).any():
             raise ValueError(f"spike payload outside the {cfg.state_width}-bit signed range")
-        dst, w, s = self._axon_lanes(core, axon)
-        contrib = rnd(p[:, None] * np.array(w, dtype=np.int64), np.array(s, dtype=np.int64))
-        self._accumulate(self.t & 1, np.array(dst, dtype=np.int64), contrib)
+        plan = self.plan()
+        lanes = plan.axons.get((core, axon))
+        if lanes is None:
+            dst, w, s = (np.array(v, dtype=np.int64) for v in self._axon_lanes(core, axon))
+            udst, inv = np.unique(dst, return_inverse=True)   # rows may repeat a neuron
+            if len(udst) == len(dst):
+                udst, inv = dst, np.arange(len(dst))
+            lanes = plan.axons[core, axon] = udst, inv, w, s
+        udst, inv, w, s = lanes
+        contrib = rnd(p[:, None] * w, s)                                    # (B, lanes)
+        if len(udst) < len(inv):
+            delta = np.zeros((self.batch, len(udst)), dtype=np.int64)
+            np.add.at(delta, (slice(None), inv), contrib)
+            contrib = delta
+        buf = self.acc[:, self.t & 1]
+        buf[:, udst] = wrap(buf[:, udst] + contrib, cfg.acc_width)
         self.counters[:, core, Counter.SPIKES_RECEIVED] += 1
-        self.counters[:, core, Counter.SYN_OPS] += len(dst)
+        self.counters[:, core, Counter.SYN_OPS] += len(inv)
 
     def step(self) -> StepResult:
-        """Run one step; returns the host outputs emitted in it."""
-        cfg, plan, t = self.cfg, self.plan(), self.t
-        B, NT = self.batch, cfg.num_cores * cfg.neurons
-        par = t & 1
-        emit = np.zeros((B, NT), dtype=bool)                               # (B, C*N)
-        payload = np.zeros((B, NT), dtype=np.int64)                        # (B, C*N)
-        for core, grp, program, sl, ml in plan["groups"]:
-            if not grp.active(t):
-                continue
-            shape = (grp.count, grp.modes)
-            new, em, pay, xm = run_program(
-                cfg, program, self.state[:, sl], self.acc[:, par, sl], self.coef[sl],
-                self.mstate[:, ml].reshape((B,) + shape + (MODE_STATE,)),
-                self.mcoef[ml].reshape(shape + (MODE_COEFS,)))
-            self.state[:, sl] = new
-            self.mstate[:, ml] = xm.reshape(B, -1, MODE_STATE)
-            self.acc[:, par, sl] = 0
-            emit[:, sl], payload[:, sl] = em, pay
-            self.counters[:, core, Counter.NEURON_UPDATES] += grp.count
-        if len(plan["src"]):
-            contrib = rnd(payload[:, plan["src"]] * plan["w"], plan["s"])    # (B, E)
-            self._accumulate(par ^ 1, plan["incidence"], contrib)
-        e = emit.astype(np.int64)
-        self.counters[:, :, Counter.SPIKES_SENT] += e @ plan["sent"]        # (B, C)
-        self.counters[:, :, Counter.SPIKES_RECEIVED] += e @ plan["recv"]
-        self.counters[:, :, Counter.SYN_OPS] += e @ plan["ops"]
+        """Run one step (the spec's execution model, section 7); returns its host outputs."""
+        cfg, t = self.cfg, self.t
+        ph = self._phase(t)
+        now, nxt = t & 1, (t & 1) ^ 1
+        # 1. update: every active neuron runs its program on ACC = sat(acc[t % 2]), then
+        #    acc[t % 2] = 0; each program runs once over all of its neurons on every core
+        emits, pays = [], []
+        for run in ph.runs:
+            acc = self.acc[:, now, run.gid]
+            self.acc[:, now, run.gid] = 0
+            if run.modes is None:
+                new, em, pay = execute(cfg, run.program, self.state[:, run.gid], acc, run.coef)
+            else:
+                xr, xi = self._xm[0][:, run.mid], self._xm[1][:, run.mid]    # (B, n, M)
+                new, em, pay = execute(cfg, run.program, self.state[:, run.gid], acc, run.coef,
+                                       xr, xi, run.modes)
+                self._xm[0][:, run.mid], self._xm[1][:, run.mid] = xr, xi
+            self.state[:, run.gid] = new
+            emits.append(em)
+            pays.append(pay)
+        B = self.batch
+        emit = np.concatenate(emits, axis=1) if emits else np.zeros((B, 0), dtype=bool)
+        payload = np.concatenate(pays, axis=1) if pays else np.zeros((B, 0), dtype=np.int64)
+        # 2. integration: every spike, over every synapse edge of its routes, into acc[(t+1)%2]
+        if len(ph.src):
+            contrib = rnd(payload[:, ph.src] * ph.w, ph.s)                  # (B, E)
+            delta = (ph.deliver @ contrib.T).T                               # (B, D)
+            buf = self.acc[:, nxt]
+            buf[:, ph.dst] = wrap(buf[:, ph.dst] + delta, cfg.acc_width)
+        # 3. counters: the neurons updated, and per emitted spike what its routes move
+        C = cfg.num_cores
+        self.counters[:, :, Counter.NEURON_UPDATES] += ph.updates
+        moved = (ph.counts @ emit.T.astype(np.int64)).T                      # (B, 3C)
+        self.counters[:, :, Counter.SPIKES_SENT] += moved[:, :C]
+        self.counters[:, :, Counter.SPIKES_RECEIVED] += moved[:, C:2 * C]
+        self.counters[:, :, Counter.SYN_OPS] += moved[:, 2 * C:]
         self.t += 1
-        hs = plan["host_src"]
-        return StepResult(t, plan["host_ch"], payload[:, hs], emit[:, hs], emit, payload)
+        plan = self._plan
+        K = len(plan.host_ch)
+        hp = np.zeros((B, K), dtype=np.int64)
+        hv = np.zeros((B, K), dtype=bool)
+        hp[:, ph.host_col], hv[:, ph.host_col] = payload[:, ph.host_pos], emit[:, ph.host_pos]
+        return StepResult(t, plan.host_ch, hp, hv, _Spikes(ph.gid, emit, payload,
+                                                            cfg.num_cores * cfg.neurons))
 
     def clear(self) -> None:
         """The host's CLEAR: zero every neuron register and accumulator, restart at step 0."""
