@@ -3,7 +3,9 @@
 
 * :func:`load_model_file` reads a NeuroLoom model (quantized or float) or a Gu S4D checkpoint
   and returns the deployed :class:`~neuroloom.firmware.qmodel.QModel` (a float model is
-  quantized with calibration sequences, :data:`CALIBRATION_SEQUENCES` of them);
+  quantized with calibration sequences: :data:`CALIBRATION_SEQUENCES` train sequences of a data
+  set, the digits one unless the caller names another, or every sequence of a token file; it
+  says which, and reports what saturates on them);
 * :func:`compile_fitting` compiles it, growing the mesh to the smallest that fits when the
   caller did not fix it;
 * :func:`load_target` does both for ``MODEL_OR_IMAGE`` (an image is loaded as is);
@@ -15,23 +17,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.image import MAGIC, Image
 from neuroloom.contract.image import load as load_image
 
 from .compiler import RESOURCES, Compiled, FitError, compile_model, from_compiled
-from .datasets import SequenceData, digits
+from .datasets import SequenceData, digits, read_tokens
 from .importer import import_s4, load_model
 from .model import FloatModel
 from .qmodel import DEFAULT_MAPPING, QModel
 from .quantize import quantize
 
-__all__ = ["CALIBRATION_SEQUENCES", "CHECKPOINT_SUFFIXES", "FabricMismatchError", "Target",
-           "check_fabric", "compile_fitting", "describe_image", "is_checkpoint", "is_image",
-           "load_model_file", "load_target", "usage_table"]
+__all__ = ["CALIBRATION_SEQUENCES", "CHECKPOINT_SUFFIXES", "Calibration", "FabricMismatchError",
+           "Target", "calibration_tokens", "check_fabric", "compile_fitting", "describe_image",
+           "is_checkpoint", "is_image", "load_model_file", "load_target", "usage_table"]
 
 #: train sequences a float model is calibrated on before quantization
 CALIBRATION_SEQUENCES = 256
@@ -73,22 +78,61 @@ def is_checkpoint(path) -> bool:
         path.suffix == ".npz" and not path.with_suffix(".json").is_file())
 
 
-def load_model_file(path, calibration: SequenceData | None = None,
+#: what a float model can be calibrated on: a data set (its first CALIBRATION_SEQUENCES train
+#: sequences), a token file (every sequence in it), float tokens (B, K, d_in), or None (digits)
+Calibration = SequenceData | str | Path | np.ndarray | None
+
+
+def calibration_tokens(calibration: Calibration, d_in: int) -> tuple[np.ndarray, str]:
+    """(float tokens (B, K, d_in), what they are, in words) of ``calibration``.
+
+    Raises
+    ------
+    ValueError : the data have another input width than ``d_in``, or a token file is unreadable
+    FileNotFoundError : no such token file
+    """
+    if calibration is None:
+        data = digits()
+        what = (f"the first {CALIBRATION_SEQUENCES} digits train sequences (the default: choose "
+                "the data with --calibrate DATASET|FILE)")
+    elif isinstance(calibration, SequenceData):
+        data = calibration
+        what = f"the first {CALIBRATION_SEQUENCES} {data.name} train sequences"
+    elif isinstance(calibration, str | Path):
+        x = read_tokens(calibration, d_in)
+        x = x[None] if x.ndim == 2 else x
+        return x, f"{len(x)} sequence(s) of {x.shape[1]} tokens from {calibration}"
+    else:
+        x = np.asarray(calibration, dtype=np.float64)
+        if x.ndim != 3 or x.shape[2] != d_in:
+            raise ValueError(f"calibration tokens of shape {x.shape}: expected (B, K, {d_in})")
+        return x, f"{len(x)} given sequence(s)"
+    if data.d_in != d_in:
+        raise ValueError(f"calibration data {data.name} has d_in={data.d_in}, the model takes "
+                         f"d_in={d_in}: calibrate on data with that input width")
+    return data.x_train[:CALIBRATION_SEQUENCES], what
+
+
+def load_model_file(path, calibration: Calibration = None,
                     cfg: FabricConfig | None = None, *, activation: str | None = None,
-                    residual: bool | None = None,
-                    pooling: str = "sum") -> tuple[FloatModel | None, QModel]:
+                    residual: bool | None = None, pooling: str = "sum",
+                    note: Callable[[str], None] | None = None,
+                    report: Callable[[str], None] | None = None,
+                    ) -> tuple[FloatModel | None, QModel]:
     """(float model or None, QModel) from a NeuroLoom model file stem or a Gu checkpoint.
 
     A float model (a NeuroLoom float file or any checkpoint) is quantized for ``cfg``'s widths,
-    calibrated on the first :data:`CALIBRATION_SEQUENCES` train sequences of ``calibration``
-    (default: the digits train split). ``activation``, ``residual`` and ``pooling`` are passed to
+    calibrated on ``calibration`` (see :func:`calibration_tokens`; default: the first
+    :data:`CALIBRATION_SEQUENCES` digits train sequences). ``note`` is told what the model was
+    calibrated on, ``report`` what saturates on that data (both one line).
+    ``activation``, ``residual`` and ``pooling`` are passed to
     :func:`~neuroloom.firmware.importer.import_s4` for a checkpoint.
 
     Raises
     ------
-    FileNotFoundError : no such checkpoint
+    FileNotFoundError : no such checkpoint or calibration file
     ModelImportError : unreadable model or checkpoint (from the importer)
-    ValueError : the calibration data has another input width than the model
+    ValueError : the calibration data have another input width than the model
     """
     path = Path(path)
     if is_checkpoint(path):
@@ -99,12 +143,13 @@ def load_model_file(path, calibration: SequenceData | None = None,
         model = load_model(path, pooling=pooling)
     if not isinstance(model, FloatModel):
         return None, model
-    data = calibration if calibration is not None else digits()
-    if data.d_in != model.d_in:
-        raise ValueError(f"{path} is a float model with d_in={model.d_in}; quantizing it needs "
-                         f"calibration data with that input width (--dataset), {data.name} has "
-                         f"d_in={data.d_in}")
-    q, _ = quantize(model, data.x_train[:CALIBRATION_SEQUENCES], cfg)
+    tokens, what = calibration_tokens(calibration, model.d_in)
+    if note:
+        note(f"note: {path} is a float model: quantizing it, calibrated on {what}")
+    q, rep = quantize(model, tokens, cfg)
+    if report:
+        report(f"quantized {path} (input scale {q.in_scale:g}, output scale {q.out_scale:g}); "
+               f"on the calibration data: {rep}")
     return model, q
 
 
@@ -124,14 +169,17 @@ def compile_fitting(q: QModel, cfg: FabricConfig, mode: str = "pipelined", *,
         return compile_model(q, grown, mode=mode, row_budget=row_budget, mapping=mapping)
 
 
-def load_target(path, calibration: SequenceData | None = None,
+def load_target(path, calibration: Calibration = None,
                 cfg: FabricConfig | None = None, *, mode: str = "pipelined",
                 mesh_fixed: bool = False, row_budget: int | None = None,
                 activation: str | None = None, residual: bool | None = None,
-                pooling: str = "sum", mapping: str = DEFAULT_MAPPING) -> Target:
+                pooling: str = "sum", mapping: str = DEFAULT_MAPPING,
+                note: Callable[[str], None] | None = None,
+                report: Callable[[str], None] | None = None) -> Target:
     """``MODEL_OR_IMAGE`` -> :class:`Target`. An image is loaded as it is (``cfg`` and the
     compile options are not used: check it with :func:`check_fabric`); a model is loaded
-    (:func:`load_model_file`) and compiled (:func:`compile_fitting`) for ``cfg``."""
+    (:func:`load_model_file`, which tells ``note`` and ``report``) and compiled
+    (:func:`compile_fitting`) for ``cfg``."""
     path = Path(path)
     if not path.exists() and not path.with_suffix(".json").exists() and \
             not Path(f"{path}.json").exists():
@@ -140,7 +188,7 @@ def load_target(path, calibration: SequenceData | None = None,
         return Target(load_image(path))
     cfg = cfg or FabricConfig()
     fm, q = load_model_file(path, calibration, cfg, activation=activation, residual=residual,
-                            pooling=pooling)
+                            pooling=pooling, note=note, report=report)
     comp = compile_fitting(q, cfg, mode, mesh_fixed=mesh_fixed, row_budget=row_budget,
                            mapping=mapping)
     return Target(from_compiled(comp), fm, q, comp)

@@ -344,3 +344,56 @@ def test_user_guide_matches_the_cli(capsys):
         assert f"neuroloom {name}" in guide, name
     stale = sorted(documented - everything)
     assert not stale, f"docs/user-guide.md names options no command has: {stale}"
+
+
+@pytest.fixture(scope="module")
+def float_model(tmp_path_factory):
+    """A small random float model (d_in 1), saved as a NeuroLoom float model."""
+    from neuroloom.firmware.importer import save_float
+    from neuroloom.firmware.model import FloatModel
+    d = tmp_path_factory.mktemp("float_model")
+    save_float(FloatModel.random(d_in=1, H=4, N=2, L=1, classes=10, seed=0), d / "fm")
+    return d / "fm"
+
+
+def test_compile_calibration_is_said_and_reported(float_model, tmp_path, capsys):
+    """Default: digits (max token 1.0), said on stderr; the saturation report on stdout; a
+    token file of values up to 20 is a choice that changes the input scale (a power of two
+    putting the calibration maximum at 2**(24-1-3), docs of firmware/quantize.py)."""
+    img = tmp_path / "d.nlimg"
+    assert main(["compile", str(float_model), "--mesh", "1x1", "-o", str(img)]) == 0
+    out, err = capsys.readouterr()
+    assert "calibrated on the first 256 digits train sequences (the default" in err, err
+    assert "--calibrate" in err and "note:" not in out
+    assert "on the calibration data: saturated values: none; clipped parameters: 0" in out, out
+    assert load_image(img).model["in_scale"] == 2.0 ** 20
+    x = np.full((3, 16, 1), 20.0)
+    np.save(tmp_path / "cal.npy", x)
+    img2 = tmp_path / "c.nlimg"
+    assert main(["compile", str(float_model), "--mesh", "1x1", "-o", str(img2), "--calibrate",
+                 str(tmp_path / "cal.npy")]) == 0
+    out, err = capsys.readouterr()
+    assert f"calibrated on 3 sequence(s) of 16 tokens from {tmp_path / 'cal.npy'}" in err, err
+    assert load_image(img2).model["in_scale"] == 2.0 ** 15             # 20 * 2**15 <= 2**20
+    assert main(["compile", str(float_model), "--mesh", "1x1", "-o", str(img2), "--calibrate",
+                 "pdigits"]) == 0
+    assert "calibrated on the first 256 pdigits train sequences" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--calibrate", "nope"], "--calibrate nope: neither a data set"),
+    (["--data", "somewhere"], "--data PATH is the folder of a --calibrate data set"),
+    (["--calibrate", "mnist"], "needs a folder"),
+])
+def test_compile_bad_calibration_one_line(argv, needle, float_model, tmp_path, capsys):
+    out = tmp_path / "x.nlimg"
+    assert main(["compile", str(float_model), "-o", str(out), *argv]) == 1
+    assert needle in _one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_compile_calibrate_on_quantized_model_is_refused(small, tmp_path, capsys):
+    out = tmp_path / "x.nlimg"
+    assert main(["compile", str(small / "small"), "-o", str(out), "--calibrate", "digits"]) == 1
+    assert "quantized model, which needs no calibration" in _one_error_line(capsys)
+    assert not out.exists()

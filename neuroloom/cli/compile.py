@@ -27,7 +27,7 @@ def add_arguments(parser) -> None:
                                "fits")
     options.add_mapping_option(parser)
     options.add_import_options(parser)
-    options.add_dataset_options(parser, "calibration data for a float model (default digits)")
+    options.add_calibration_options(parser)
 
 
 def run(args) -> int:
@@ -44,8 +44,12 @@ def run(args) -> int:
     req = options.fabric_request(args)
     cfg = req.config()
     activation, residual, pooling = options.import_options(args, args.model)
-    _, q = load_model_file(args.model, options.dataset_from_args(args, required=False), cfg,
-                           activation=activation, residual=residual, pooling=pooling)
+    fm, q = load_model_file(args.model, options.calibration_from_args(args), cfg,
+                            activation=activation, residual=residual, pooling=pooling,
+                            note=options.note, report=print)
+    if fm is None and args.calibrate is not None:
+        raise CLIError(f"--calibrate: {args.model} is a quantized model, which needs no "
+                       "calibration; drop --calibrate (or give its float model)")
     comp = compile_fitting(q, cfg, args.mode, mesh_fixed=req.mesh_fixed,
                            row_budget=args.row_budget, mapping=args.mapping)
     size = save(from_compiled(comp), args.output)

@@ -13,12 +13,12 @@ def add_arguments(parser) -> None:
                                "match every fabric option given")
     options.add_mapping_option(parser)
     options.add_import_options(parser)
-    options.add_dataset_options(parser, "calibration data for a float model (default digits)")
+    options.add_calibration_options(parser)
 
 
 def run(args) -> int:
     target = options.load_target(args.target, args, options.fabric_request(args),
-                                 options.dataset_from_args(args, required=False))
+                                 options.calibration_from_args(args))
     image = target.image
     print(describe_image(image))
     if target.compiled is not None:

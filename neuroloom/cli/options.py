@@ -4,6 +4,7 @@
   ``--mesh WxH`` and one flag per :class:`FabricConfig` field, generated from the dataclass;
   flags override the file, the file overrides the defaults;
 * data set (:func:`add_dataset_options`, :func:`dataset_from_args`);
+* calibration of a float model (:func:`add_calibration_options`, :func:`calibration_from_args`);
 * backend (:func:`add_backend_options`, :func:`check_backend`);
 * Gu checkpoint import (:func:`add_import_options`, :func:`import_options`).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,10 +25,10 @@ from neuroloom.firmware.importer import POOLINGS
 from neuroloom.firmware.qmodel import DEFAULT_MAPPING, MAPPINGS
 
 __all__ = ["BACKENDS", "CLIError", "DATASET_ALIASES", "FIELD_HELP", "FabricRequest",
-           "add_backend_options", "add_dataset_options", "add_fabric_options",
-           "add_import_options", "add_mapping_option", "check_backend", "dataset_from_args",
-           "dataset_spec",
-           "fabric_flag", "fabric_request", "import_options", "load_target"]
+           "add_backend_options", "add_calibration_options", "add_dataset_options",
+           "add_fabric_options", "add_import_options", "add_mapping_option",
+           "calibration_from_args", "check_backend", "dataset_from_args", "dataset_spec",
+           "fabric_flag", "fabric_request", "import_options", "load_target", "note"]
 
 
 class CLIError(Exception):
@@ -138,10 +140,17 @@ def fabric_request(args) -> FabricRequest:
     return req
 
 
-def load_target(path: str, args, req: FabricRequest, data: SequenceData | None,
+def note(line: str) -> None:
+    """A note for the user (stderr: never mixed with the results)."""
+    print(line, file=sys.stderr)
+
+
+def load_target(path: str, args, req: FabricRequest, data: deploy.Calibration,
                 mode: str = "pipelined") -> deploy.Target:
     """``MODEL_OR_IMAGE``: an image must match the requested fabric; a model is compiled for
-    it (the mesh grows to fit unless the request fixes it)."""
+    it (the mesh grows to fit unless the request fixes it). A float model is calibrated on
+    ``data`` (None: the digits train split), which is said on stderr with its saturation
+    report."""
     p = Path(path)
     if p.exists() and deploy.is_image(p):
         target = deploy.load_target(p)
@@ -151,7 +160,8 @@ def load_target(path: str, args, req: FabricRequest, data: SequenceData | None,
     return deploy.load_target(p, data, req.config(), mode=mode, mesh_fixed=req.mesh_fixed,
                               row_budget=getattr(args, "row_budget", None),
                               activation=activation, residual=residual, pooling=pooling,
-                              mapping=getattr(args, "mapping", DEFAULT_MAPPING))
+                              mapping=getattr(args, "mapping", DEFAULT_MAPPING), note=note,
+                              report=note)
 
 
 # -- data set --------------------------------------------------------------------------------------
@@ -189,6 +199,40 @@ def dataset_from_args(args, required: bool = True) -> SequenceData | None:
     """The data set of ``--dataset`` (digits when required and not given)."""
     spec = dataset_spec(args, "digits" if required else None)
     return None if spec is None else load_dataset(*spec)
+
+
+# -- calibration -----------------------------------------------------------------------------------
+
+def add_calibration_options(parser: argparse.ArgumentParser) -> None:
+    """``--calibrate DATASET|FILE`` and ``--data PATH``: what a float model is quantized on."""
+    g = parser.add_argument_group(
+        "calibration", "what a float model or a Gu checkpoint is quantized on (a quantized "
+                       "NeuroLoom model needs none)")
+    g.add_argument("--calibrate", metavar="DATASET|FILE", default=None,
+                   help=f"a data set ({', '.join(DATASET_ALIASES)}: its first "
+                        f"{deploy.CALIBRATION_SEQUENCES} train sequences) or a token file "
+                        "(.npy/.npz/.csv/.txt, (K, d_in) or (B, K, d_in): all of it); default "
+                        "digits, said on stderr")
+    g.add_argument("--data", default=None, metavar="PATH",
+                   help="folder with the files of the --calibrate data set (mnist, cifar10)")
+
+
+def calibration_from_args(args) -> deploy.Calibration:
+    """``--calibrate``: a data set, a token file path, or None (the default, digits)."""
+    if args.calibrate is None:
+        if args.data is not None:
+            raise CLIError("--data PATH is the folder of a --calibrate data set (mnist, "
+                           "cifar10); give --calibrate too")
+        return None
+    name = DATASET_ALIASES.get(args.calibrate)
+    if name is not None:
+        return load_dataset(name, args.data)
+    if args.data is not None:
+        raise CLIError(f"--data PATH is for a --calibrate data set, {args.calibrate} is not one")
+    if not Path(args.calibrate).is_file():
+        raise CLIError(f"--calibrate {args.calibrate}: neither a data set "
+                       f"({', '.join(sorted(DATASET_ALIASES))}) nor a token file")
+    return args.calibrate
 
 
 # -- backend ---------------------------------------------------------------------------------------
