@@ -4,49 +4,60 @@ The only ports are the AXI4-Stream-shaped host port (``s_axis_*`` in, ``m_axis_*
 and a sticky ``overrun`` flag; everything else (configuration, tokens, runs, outputs, counters)
 travels in frames (``neuroloom.contract.hostproto``, ``docs/hostlink.md``). ``neuroloom generate``
 writes this as Verilog.
+
+:class:`FabricShell` is everything but the cores (mesh, barrier, host link, fabric counters) with
+the cores' ports as its own: :class:`Fabric` is a shell plus ``num_cores`` neuron cores, and
+``bench/unit_synth.py`` places and routes the shell alone to measure the network, barrier and
+host link apart from the cores.
 """
 
 
 from amaranth.hdl import Cat, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
 from neuroloom.contract.config import FabricConfig
+from neuroloom.contract.layouts import flit_layout
 
 from .barrier import Barrier, popcount
 from .core.core import NeuronCore
 from .hostlink import HostLink
 from .noc.mesh import Mesh
 
-__all__ = ["Fabric"]
+__all__ = ["Fabric", "FabricShell"]
 
 
-class Fabric(wiring.Component):
-    """A complete NeuroLoom fabric.
+class FabricShell(wiring.Component):
+    """Mesh, barrier, host link and fabric counters, with the cores' side as ports.
 
     Interface attributes
     --------------------
-    s_axis_tdata, s_axis_tvalid, s_axis_tready, s_axis_tlast : command words from the host
-    m_axis_tdata, m_axis_tvalid, m_axis_tready, m_axis_tlast : response words to the host
-    overrun : Out(1), some step exceeded its cycle budget (sticky until the next run)
+    s_axis_*, m_axis_*, overrun : as :class:`Fabric`
+    tile_in : In(flit stream).array(num_cores), core ``k``'s flits into the network
+    tile_out : Out(flit stream).array(num_cores), the network's flits to core ``k``
+    tile_idle : In(num_cores), core ``k`` is idle (``NeuronCore.idle``: the barrier's ``done``)
+    step : Out(16), step_start : Out(1), clear : Out(1), what every core receives
     """
-
-    s_axis_tdata: In(32)
-    s_axis_tvalid: In(1)
-    s_axis_tready: Out(1)
-    s_axis_tlast: In(1)
-    m_axis_tdata: Out(32)
-    m_axis_tvalid: Out(1)
-    m_axis_tready: In(1)
-    m_axis_tlast: Out(1)
-    overrun: Out(1)
 
     def __init__(self, cfg: FabricConfig, *, step_budget: int = 0):
         if not isinstance(cfg, FabricConfig):
             raise TypeError(f"cfg must be a FabricConfig, not {cfg!r}")
         self._cfg = cfg
         self._budget = step_budget
-        super().__init__()
+        link = stream.Signature(flit_layout(cfg))
+        n = cfg.num_cores
+        members = {
+            "s_axis_tdata": In(32), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            "s_axis_tlast": In(1), "m_axis_tdata": Out(32), "m_axis_tvalid": Out(1),
+            "m_axis_tready": In(1), "m_axis_tlast": Out(1), "overrun": Out(1),
+            "tile_in": In(link).array(n),
+            "tile_out": Out(link).array(n),
+            "tile_idle": In(n),
+            "step": Out(16),
+            "step_start": Out(1),
+            "clear": Out(1),
+        }
+        super().__init__(members)
 
     @property
     def cfg(self) -> FabricConfig:
@@ -59,23 +70,17 @@ class Fabric(wiring.Component):
         m.submodules.mesh = mesh = Mesh(cfg)
         m.submodules.barrier = barrier = Barrier(C, C + 1)
         m.submodules.link = link = HostLink(cfg)
-        cores = []
         for i in range(C):
-            x, y = cfg.core_xy(i)
-            core = NeuronCore(cfg, x, y)
-            m.submodules[f"core_{x}_{y}"] = core
-            cores.append(core)
-            connect(m, core=core.o_flit, mesh=mesh.tile_in[i])
-            connect(m, mesh=mesh.tile_out[i], core=core.i_flit)
-            m.d.comb += [core.step.eq(barrier.step[:16]), core.step_start.eq(barrier.step_start),
-                         core.clear.eq(link.clear)]
+            connect(m, core=wiring.flipped(self.tile_in[i]), mesh=mesh.tile_in[i])
+            connect(m, mesh=mesh.tile_out[i], core=wiring.flipped(self.tile_out[i]))
         connect(m, link=link.o_flit, mesh=mesh.host_in)
         connect(m, mesh=mesh.host_out, link=link.i_flit)
+        m.d.comb += [self.step.eq(barrier.step[:16]), self.step_start.eq(barrier.step_start),
+                     self.clear.eq(link.clear)]
 
-        idle = Cat(core.idle for core in cores)
-        all_idle = idle.all()
+        all_idle = self.tile_idle.all()
         m.d.comb += [
-            barrier.done.eq(idle),
+            barrier.done.eq(self.tile_idle),
             barrier.inject_fire.eq(mesh.inject_fire),
             barrier.eject_fire.eq(mesh.eject_fire),
             barrier.start.eq(link.run_start),
@@ -117,4 +122,58 @@ class Fabric(wiring.Component):
                 m.d.sync += wait.eq(wait + 1)
         for i, v in enumerate([cycles, barrier.step, wait, injected, ejected, barrier.overrun]):
             m.d.comb += link.counters[i].eq(v)
+        return m
+
+
+class Fabric(wiring.Component):
+    """A complete NeuroLoom fabric.
+
+    Interface attributes
+    --------------------
+    s_axis_tdata, s_axis_tvalid, s_axis_tready, s_axis_tlast : command words from the host
+    m_axis_tdata, m_axis_tvalid, m_axis_tready, m_axis_tlast : response words to the host
+    overrun : Out(1), some step exceeded its cycle budget (sticky until the next run)
+    """
+
+    s_axis_tdata: In(32)
+    s_axis_tvalid: In(1)
+    s_axis_tready: Out(1)
+    s_axis_tlast: In(1)
+    m_axis_tdata: Out(32)
+    m_axis_tvalid: Out(1)
+    m_axis_tready: In(1)
+    m_axis_tlast: Out(1)
+    overrun: Out(1)
+
+    def __init__(self, cfg: FabricConfig, *, step_budget: int = 0):
+        if not isinstance(cfg, FabricConfig):
+            raise TypeError(f"cfg must be a FabricConfig, not {cfg!r}")
+        self._cfg = cfg
+        self._budget = step_budget
+        super().__init__()
+
+    @property
+    def cfg(self) -> FabricConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        m.submodules.shell = shell = FabricShell(cfg, step_budget=self._budget)
+        cores = []
+        for i in range(cfg.num_cores):
+            x, y = cfg.core_xy(i)
+            core = NeuronCore(cfg, x, y)
+            m.submodules[f"core_{x}_{y}"] = core
+            cores.append(core)
+            connect(m, core=core.o_flit, shell=shell.tile_in[i])
+            connect(m, shell=shell.tile_out[i], core=core.i_flit)
+            m.d.comb += [core.step.eq(shell.step), core.step_start.eq(shell.step_start),
+                         core.clear.eq(shell.clear)]
+        m.d.comb += shell.tile_idle.eq(Cat(core.idle for core in cores))
+        for name in ("s_axis_tdata", "s_axis_tvalid", "s_axis_tlast", "m_axis_tready"):
+            m.d.comb += getattr(shell, name).eq(getattr(self, name))
+        for name in ("s_axis_tready", "m_axis_tdata", "m_axis_tvalid", "m_axis_tlast",
+                     "overrun"):
+            m.d.comb += getattr(self, name).eq(getattr(shell, name))
         return m
