@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["DatasetError", "SequenceData", "load_dataset", "digits", "mnist", "cifar10",
-           "read_idx", "read_tokens", "DATASETS", "PERMUTATION_SEED"]
+           "read_idx", "read_tokens", "npz_problem", "DATASETS", "PERMUTATION_SEED"]
 
 PERMUTATION_SEED = 1234
 SPLIT_SEED = 0
@@ -179,6 +179,21 @@ def load_dataset(name: str, path=None) -> SequenceData:
     return cifar10(path)
 
 
+def npz_problem(e: Exception, suffix: str = ".npz") -> str:
+    """What a failed ``np.load(..., allow_pickle=False)`` of a ``.npz`` or ``.npy`` file means,
+    in words (never numpy's advice to load pickles)."""
+    kind, writer = ((".npz archive", "numpy.savez") if suffix == ".npz"
+                    else (".npy file", "numpy.save"))
+    text = str(e)
+    if "Object arrays cannot be loaded" in text:
+        return ("holds object (pickled) arrays, which NeuroLoom never loads (unpickling can run "
+                f"code); save numeric arrays only ({writer})")
+    if "pickled" in text or "zip" in text.lower() or isinstance(e, EOFError):
+        return (f"not a {kind} of numeric arrays (empty, damaged, truncated or another kind of "
+                f"file); write it with {writer}")
+    return f"cannot read the arrays ({text.splitlines()[0] if text else type(e).__name__})"
+
+
 def read_tokens(path, d_in: int) -> np.ndarray:
     """Float tokens from a file: ``.npy``, ``.npz`` (its first array), ``.csv`` or whitespace
     text, shaped ``(K, d_in)`` or ``(B, K, d_in)``; with ``d_in == 1`` a single row or column
@@ -200,6 +215,8 @@ def read_tokens(path, d_in: int) -> np.ndarray:
                 warnings.simplefilter("ignore", UserWarning)
                 x = np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None, ndmin=2)
     except (ValueError, OSError, EOFError) as e:
+        if path.suffix in (".npy", ".npz"):
+            raise DatasetError(f"{path}: {npz_problem(e, path.suffix)}") from None
         raise DatasetError(f"{path}: cannot read tokens ({str(e).strip() or type(e).__name__})"
                            ) from None
     x = np.asarray(x)

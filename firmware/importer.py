@@ -36,12 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .datasets import npz_problem
 from .model import FloatLayer, FloatModel
 from .qmodel import QModel
 
 __all__ = ["ModelImportError", "save_float", "load_float", "save_qmodel", "load_qmodel",
            "load_model", "import_s4", "FLOAT_FORMAT", "QMODEL_FORMAT", "FORMAT_VERSION",
-           "POOLINGS"]
+           "POOLINGS", "read_npz"]
 
 #: the models shipped with the package (package data)
 SHIPPED_MODEL_DIR = Path(__file__).parent / "models"
@@ -91,12 +92,20 @@ def _read(path, fmt: str | None) -> tuple[dict, dict]:
     if meta.get("version") != FORMAT_VERSION:
         raise ModelImportError(f"{js}: format version {meta.get('version')!r} is not supported "
                                f"(this NeuroLoom reads version {FORMAT_VERSION})")
+    return read_npz(npz), meta
+
+
+def read_npz(path) -> dict:
+    """The arrays of a ``.npz`` archive of numeric arrays (never unpickles: an object array could
+    run code). Raises :class:`ModelImportError` saying what is wrong without numpy's advice to
+    load pickles."""
+    path = Path(path)
     try:
-        with np.load(npz, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as e:  # zipfile/pickle/format errors: all mean "not our npz"
-        raise ModelImportError(f"{npz}: cannot read the arrays ({e})") from None
-    return arrays, meta
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:  # zipfile/pickle/format errors: all mean "not a numeric npz"
+        raise ModelImportError(f"{path}: {npz_problem(e)}") from None
+
 
 
 def _pairs(z: np.ndarray) -> np.ndarray:
@@ -225,11 +234,7 @@ def _load_source(source) -> tuple[dict, dict, str]:
         if not path.is_file():
             raise ModelImportError(f"{path}: no such file")
         if path.suffix == ".npz":
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    obj = {k: z[k] for k in z.files}
-            except Exception as e:
-                raise ModelImportError(f"{path}: cannot read as .npz ({e})") from None
+            obj = read_npz(path)
             if "neuroloom_meta" in obj:
                 meta = json.loads(str(obj.pop("neuroloom_meta")))
         else:
@@ -243,7 +248,11 @@ def _load_source(source) -> tuple[dict, dict, str]:
             try:
                 obj = torch.load(path, map_location="cpu", weights_only=True)
             except Exception as e:
-                raise ModelImportError(f"{path}: cannot read as a torch checkpoint ({e})") \
+                raise ModelImportError(
+                    f"{path}: not a torch checkpoint NeuroLoom can read: damaged, another kind "
+                    "of file, or holding objects besides tensors (NeuroLoom loads checkpoints "
+                    "with weights_only=True and never runs code from them; save the "
+                    f"state_dict: torch.save(model.state_dict(), ...)) [{type(e).__name__}]") \
                     from None
     if not isinstance(obj, Mapping):
         raise ModelImportError(f"{where}: expected a state_dict or {{'model': state_dict}}, "
@@ -270,13 +279,31 @@ def _check_shape(sd, key, expected, where):
                                f"{tuple(expected)}")
 
 
-def _build(sd: dict, residual: bool | None, where: str) -> FloatModel:
-    """Validate a normalized state_dict (numpy arrays) and build the FloatModel."""
+def _problems_error(where: str, problems: list[str]) -> ModelImportError:
+    """One error naming every problem (numbered when there are several), on one line."""
+    if len(problems) == 1:
+        return ModelImportError(f"{where}: {problems[0]}")
+    return ModelImportError(f"{where}: {len(problems)} problems: " + "; ".join(
+        f"({i}) {p}" for i, p in enumerate(problems, 1)))
+
+
+def _build(sd: dict, residual: bool | None, where: str,
+           problems: list | None = None) -> FloatModel | None:
+    """Validate a normalized state_dict (numpy arrays) and build the FloatModel.
+
+    A damaged or malformed state_dict raises :class:`ModelImportError` at once; a part the
+    fabric cannot run (LayerNorm, residual, GLU) is noted and the check goes on, so that every
+    such part is reported together: appended to ``problems`` (None is returned then), or
+    raised as one error when no list is given."""
+    own = problems is None
+    problems = [] if own else problems
     layers: dict[int, dict] = {}
     stacks = set()
+    norms = []
     for key, a in sd.items():
         if re.match(r"^(?:norms\.\d+|(?:s4_)?layers\.\d+\.norm)\.", key) or ".norm." in key:
-            raise ModelImportError(f"{where}: {key}: {_NORM_FIX}")
+            norms.append(key)
+            continue
         if not np.all(np.isfinite(a)):
             bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
             raise ModelImportError(f"{where}: {key} has {bad} non-finite value(s) (NaN/inf)")
@@ -290,6 +317,9 @@ def _build(sd: dict, residual: bool | None, where: str) -> FloatModel:
         known = ", ".join(sorted(k for k in _LAYER_PARAMS if "output_linear.0" not in k))
         raise ModelImportError(f"{where}: unexpected key {key!r}; an n-S4D state_dict has "
                                f"encoder.*, decoder.* and per layer {known}")
+    if norms:
+        more = f" (and {len(norms) - 1} more norm keys)" if norms[1:] else ""
+        problems.append(f"{norms[0]}{more}: {_NORM_FIX}")
     for key in _TOP:
         if key not in sd:
             raise ModelImportError(f"{where}: missing key {key!r}")
@@ -301,16 +331,16 @@ def _build(sd: dict, residual: bool | None, where: str) -> FloatModel:
                                "layer order")
     if residual is None:
         if stacks == {"s4_layers"}:
-            raise ModelImportError(
-                f"{where}: s4_layers.* is the layout of Gu's example.py, which adds a residual "
+            problems.append(
+                "s4_layers.* is the layout of Gu's example.py, which adds a residual "
                 "around every layer; the fabric's quantized reference has no residual path: "
                 "retrain without residual connections and import with residual=False "
                 "(--no-residual)")
         residual = False
     if residual:
-        raise ModelImportError(f"{where}: residual connections are not supported by the "
-                               "quantized reference (QModel has no skip path around a layer); "
-                               "retrain without residual connections (n-S4D)")
+        problems.append("residual connections are not supported by the quantized reference "
+                        "(QModel has no skip path around a layer); retrain without residual "
+                        "connections (n-S4D)")
     if sorted(layers) != list(range(len(layers))):
         raise ModelImportError(f"{where}: layer indices {sorted(layers)} are not "
                                f"0..{len(layers) - 1}")
@@ -354,10 +384,11 @@ def _build(sd: dict, residual: bool | None, where: str) -> FloatModel:
         if W.ndim == 3 and W.shape[2] == 1:
             W = W[:, :, 0]
         if W.ndim == 2 and W.shape == (2 * H, H):
-            raise ModelImportError(
-                f"{where}: {keys['W']} has shape {sd[keys['W']].shape}: a GLU output linear "
+            problems.append(
+                f"{keys['W']} has shape {sd[keys['W']].shape}: a GLU output linear "
                 f"(Conv1d to 2H={2 * H} channels, then GLU); the fabric has no GLU: retrain "
                 f"with a plain H x H output linear (n-S4D)")
+            continue
         if W.shape != (H, H):
             raise ModelImportError(f"{where}: {keys['W']} has shape {sd[keys['W']].shape}, "
                                    f"expected ({H}, {H}, 1) or ({H}, {H})")
@@ -378,6 +409,10 @@ def _build(sd: dict, residual: bool | None, where: str) -> FloatModel:
         if N2 != out[0].N:
             raise ModelImportError(f"{where}: {keys['C']} has {N2} modes per channel, layer 0 "
                                    f"has {out[0].N}; all layers must have the same N")
+    if problems:
+        if own:
+            raise _problems_error(where, problems)
+        return None
     return FloatModel(sd["encoder.weight"].copy(), sd["encoder.bias"].copy(), out,
                       sd["decoder.weight"].copy(), sd["decoder.bias"].copy())
 
@@ -406,16 +441,19 @@ def import_s4(source, *, activation: str | None = None, residual: bool | None = 
     sd, meta, where = _load_source(source)
     activation = activation if activation is not None else meta.get("activation")
     residual = residual if residual is not None else meta.get("residual")
-    model = _build(sd, residual, where)
+    problems: list[str] = []
+    model = _build(sd, residual, where, problems)
     if activation is None:
-        raise ModelImportError(
-            f"{where}: the activation is not recorded in a state_dict; Gu's S4D uses GELU, "
+        problems.append(
+            "the activation is not recorded in a state_dict; Gu's S4D uses GELU, "
             "which the fabric cannot run: if the model was trained with ReLU (n-S4D), pass "
             "activation='relu' (--activation relu)")
-    if str(activation).lower() != "relu":
-        raise ModelImportError(
-            f"{where}: activation {activation!r} is not supported on the fabric (its readout "
+    elif str(activation).lower() != "relu":
+        problems.append(
+            f"activation {activation!r} is not supported on the fabric (its readout "
             "neurons compute ReLU); retrain with ReLU (n-S4D) and import with activation='relu'")
+    if problems:
+        raise _problems_error(where, problems)
     model.meta = {"source": where, "activation": "relu", "residual": False,
                   "pooling": "sum"}
     return model

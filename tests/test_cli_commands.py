@@ -179,7 +179,7 @@ def test_bad_fabric_file_is_one_line(content, needle, small, tmp_path, capsys):
     (["compile", "SMALL", "-o", "OUT", "--activation", "relu"], "describe Gu checkpoints"),
     (["info", "SMALL", "--no-residual"], "describe Gu checkpoints"),
     (["run", "IMG", "--input", "FRAC", "--payloads"], "non-integer"),
-    (["run", "IMG", "--input", "EMPTYNPY"], "cannot read tokens"),
+    (["run", "IMG", "--input", "EMPTYNPY"], "not a .npy file of numeric arrays"),
 ])
 def test_more_user_errors_one_line(argv, needle, small, tmp_path, capsys):
     np.save(tmp_path / "frac.npy", np.full((5, 1), 2.5))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from neuroloom.firmware.importer import (
     SHIPPED_MODEL_DIR,
@@ -83,7 +84,6 @@ def test_gu_layout_npz_matches_independent_reference(tmp_path, prefix, inner, wr
 
 
 def test_gu_layout_torch_checkpoint(tmp_path):
-    torch = pytest.importorskip("torch")
     sd = gu_state_dict(2)
     tsd = {k: torch.tensor(v, dtype=torch.float32) for k, v in sd.items()}
     # Gu stores C as a real view of a complex parameter; a complex tensor is accepted as well
@@ -135,8 +135,8 @@ def _err(tmp_path, sd, match, **kw):
 def test_rejects_what_the_fabric_cannot_run(tmp_path):
     sd = gu_state_dict()
     _err(tmp_path, {**sd, "norms.0.weight": np.ones(H), "norms.0.bias": np.zeros(H)},
-         r"norms.0.(weight|bias): LayerNorm is not supported on the fabric.*retrain without "
-         r"normalization")
+         r"norms.0.(weight|bias)( \(and 1 more norm keys\))?: LayerNorm is not supported on the "
+         r"fabric.*retrain without normalization")
     glu = {**sd, "layers.1.output_linear.0.weight": np.zeros((2 * H, H, 1))}
     _err(tmp_path, glu, r"layers.1.output_linear.0.weight has shape \(12, 6, 1\): a GLU output "
                         r"linear.*retrain with a plain H x H output linear")
@@ -145,6 +145,23 @@ def test_rejects_what_the_fabric_cannot_run(tmp_path):
     _err(tmp_path, sd, r"residual connections are not supported", residual=True)
     ex = {k.replace("layers.", "s4_layers."): v for k, v in sd.items()}
     _err(tmp_path, ex, r"s4_layers.\* is the layout of Gu's example.py.*residual=False")
+
+
+def test_every_problem_of_a_checkpoint_is_reported_together(tmp_path):
+    """LayerNorm, a GLU output linear, a residual flag and a missing activation: one error
+    naming all four, numbered, on one line."""
+    sd = {**gu_state_dict(), "norms.0.weight": np.ones(H), "norms.0.bias": np.zeros(H),
+          "layers.1.output_linear.0.weight": np.zeros((2 * H, H, 1))}
+    np.savez(tmp_path / "many.npz", **sd)
+    with pytest.raises(ModelImportError) as ei:
+        import_s4(tmp_path / "many.npz", residual=True)
+    msg = str(ei.value)
+    assert msg.startswith(f"{tmp_path / 'many.npz'}: 4 problems: (1) norms.0.") and "\n" not in msg
+    for needle in ("(1) norms.0.weight (and 1 more norm keys): LayerNorm is not supported",
+                   "(2) residual connections are not supported",
+                   "(3) layers.1.output_linear.0.weight has shape (12, 6, 1): a GLU",
+                   "(4) the activation is not recorded"):
+        assert needle in msg, (needle, msg)
 
 
 def test_rejects_bad_checkpoints(tmp_path):
@@ -170,8 +187,21 @@ def test_rejects_bad_checkpoints(tmp_path):
     _err(tmp_path, {k: v for k, v in sd.items() if not k.startswith("layers")},
          r"no S4D layers found")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(ModelImportError, match=r"junk.npz: cannot read as .npz"):
+    with pytest.raises(ModelImportError, match=r"junk.npz: not a .npz archive of numeric "
+                                               r"arrays") as ei:
         import_s4(tmp_path / "junk.npz", activation="relu")
+    assert "pickle" not in str(ei.value), ei.value              # numpy's unsafe advice
+    np.savez(tmp_path / "obj.npz", a=np.array([{"x": 1}], dtype=object))
+    with pytest.raises(ModelImportError, match=r"obj.npz: holds object \(pickled\) arrays, "
+                                               r"which NeuroLoom never loads") as ei:
+        import_s4(tmp_path / "obj.npz", activation="relu")
+    assert "allow_pickle" not in str(ei.value), ei.value
+    (tmp_path / "junk.pth").write_bytes(bytes(range(7, 107)))
+    with pytest.raises(ModelImportError, match=r"junk.pth: not a torch checkpoint NeuroLoom can "
+                                               r"read.*weights_only=True and never runs code"
+                       ) as ei:
+        import_s4(tmp_path / "junk.pth", activation="relu")
+    assert "weights_only=False" not in str(ei.value) and "\n" not in str(ei.value), ei.value
     with pytest.raises(ModelImportError, match=r"nope.pt: no such file"):
         import_s4(tmp_path / "nope.pt", activation="relu")
 

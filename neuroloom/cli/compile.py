@@ -31,6 +31,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    if Path(args.model).suffix == ".nlimg" and not Path(args.model).exists():
+        raise FileNotFoundError(2, "No such file", args.model)
     if Path(args.model).is_file() and is_image(args.model):
         raise CLIError(f"{args.model} is a config image, not a model; compile takes a model "
                        "(<stem> of <stem>.npz + <stem>.json, or a checkpoint)")
