@@ -171,25 +171,62 @@ def num_stages(model: QModel, mapping: str = DEFAULT_MAPPING) -> int:
 
 
 def _linear(v, lin: QLinear, W: int, A: int):
-    """v (B, in) -> (B, out), exactly the 'linear' program fed by synapses."""
-    prod = rnd(v[:, None, :] * lin.W[None].astype(np.int64), lin.shift[None, None, :])
-    acc = sat(wrap(prod.sum(axis=2), A), W)                                  # (B, out)
+    """v (B, in) -> (B, out), exactly the 'linear' program fed by synapses (``B`` rows a
+    slice at a time: the per-synapse terms of a slice stay small)."""
+    n_out, n_in = lin.W.shape
+    Wq = lin.W[None].astype(np.int64)
+    step = max(1, (1 << 18) // max(1, n_out * n_in))
+    out = np.empty((v.shape[0], n_out), dtype=np.int64)
+    for r in range(0, v.shape[0], step):
+        prod = rnd(v[r:r + step, None, :] * Wq, lin.shift[None, None, :])
+        out[r:r + step] = prod.sum(axis=2)
+    acc = sat(wrap(out, A), W)                                               # (B, out)
     return sat(acc + sat(lin.b.astype(np.int64) << lin.bias_shift, W), W)
 
 
+#: mode states (tokens x samples x modes x channels) held at once by the channel pass
+_CHUNK_ELEMS = 1 << 18
+
+
 def _channel_layer(u, ly: QLayer, x, W: int, A: int):
-    """Channel neurons of one layer, as the 'channel' program runs them: ``u`` (B, H) the
-    biased input, ``x`` (B, H, M, 2) the mode state (updated); returns y (B, H)."""
-    Y = np.zeros(u.shape, dtype=np.int64)                                       # (B, H)
-    for m in range(ly.dA.shape[1]):                                             # MODES
-        xr, xi = x[:, :, m, 0], x[:, :, m, 1]                                   # (B, H)
-        (ar, ai), (br, bi), (cr, cn) = ly.dA[:, m].T, ly.dB[:, m].T, ly.C[:, m].T
-        nr = sat(rnd(xr * ar - xi * ai + u * br, ly.frac), W)
-        ni = sat(rnd(xr * ai + xi * ar + u * bi, ly.frac), W)
-        x[:, :, m, 0], x[:, :, m, 1] = nr, ni
-        Y = wrap(Y + sat(rnd(nr * cr + ni * cn, ly.out_shift), W), A)
-    rb = sat(ly.relu_bias.astype(np.int64) << ly.relu_bias_shift, W)            # (H,)
-    return np.maximum(sat(sat(Y, W) + rb, W), 0)
+    """Channel neurons of one layer over a whole sequence, as the 'channel' program runs them
+    token after token: ``u`` (B, K, H) the biased inputs, ``x`` (B, M, H, 2) the mode state
+    (mode-major; updated); returns y (B, K, H).
+
+    Only the state update is sequential in the tokens; everything else (the input terms
+    ``u*dB`` with the rounding constant, the output terms ``Re(C' x)``, their sum ``Y``, bias
+    and ReLU) is computed for a chunk of tokens at once. ``Y`` is summed exactly and wrapped
+    once: the same value as the running modular sum of the MODES loop."""
+    B, K, H = u.shape
+    lo, hi = -(1 << (W - 1)), (1 << (W - 1)) - 1
+    (ar, ai), (br, bi), (cr, cn) = (np.ascontiguousarray(np.moveaxis(a, -1, 0).transpose(0, 2, 1))
+                                     for a in (ly.dA, ly.dB, ly.C))          # (M, H) planes
+    half = (1 << ly.frac) >> 1
+    xr, xi = x[..., 0], x[..., 1]                                            # (B, M, H)
+    rb = sat(ly.relu_bias.astype(np.int64) << ly.relu_bias_shift, W)        # (H,)
+    y = np.empty((B, K, H), dtype=np.int64)
+    chunk = max(1, _CHUNK_ELEMS // (B * H * ar.shape[0]))
+    for k0 in range(0, K, chunk):
+        uk = u[:, k0:k0 + chunk, None, :]                                    # (B, k, 1, H)
+        ur, ui = uk * br + half, uk * bi + half                              # (B, k, M, H)
+        sr, si = np.empty_like(ur), np.empty_like(ui)                        # states per token
+        for j in range(uk.shape[1]):
+            nr = xr * ar
+            nr -= xi * ai
+            nr += ur[:, j]
+            nr >>= ly.frac
+            ni = xr * ai
+            ni += xi * ar
+            ni += ui[:, j]
+            ni >>= ly.frac
+            np.minimum(np.maximum(nr, lo, out=nr), hi, out=sr[:, j])
+            np.minimum(np.maximum(ni, lo, out=ni), hi, out=si[:, j])
+            xr, xi = sr[:, j], si[:, j]
+        o = sat(rnd(sr * cr + si * cn, ly.out_shift), W)                    # (B, k, M, H)
+        Y = sat(wrap(o.sum(axis=2), A), W)                                   # (B, k, H)
+        y[:, k0:k0 + chunk] = np.maximum(sat(Y + rb, W), 0)
+    x[..., 0], x[..., 1] = xr, xi
+    return y
 
 
 def qforward(model: QModel, tokens: np.ndarray, cfg: FabricConfig | None = None,
@@ -229,20 +266,23 @@ def qforward(model: QModel, tokens: np.ndarray, cfg: FabricConfig | None = None,
 
 
 def _qforward_channel(model: QModel, tokens: np.ndarray, cfg: FabricConfig) -> np.ndarray:
-    """``qforward`` with channel neurons: the input linear map of a layer is its channel
-    neurons' synapses plus their input-bias coefficient, then MODES, bias, ReLU."""
+    """``qforward`` with channel neurons, layer after layer over the whole sequence (a layer's
+    token k needs only the previous layer's token k and its own state): the input linear map
+    of a layer is its channel neurons' synapses plus their input-bias coefficient, then MODES,
+    bias, ReLU."""
     W, A = cfg.state_width, cfg.acc_width
     tokens = np.asarray(tokens, dtype=np.int64)
     B, K, _ = tokens.shape
-    states = [np.zeros((B,) + ly.dA.shape, dtype=np.int64) for ly in model.layers]  # (B,H,M,2)
-    s = np.zeros((B, model.classes), dtype=np.int64)                              # (B, classes)
-    out = np.zeros((B, K, model.classes), dtype=np.int64)
-    for k in range(K):
-        v, lin = tokens[:, k], model.enc                                          # (B, d_in)
-        for ly, x in zip(model.layers, states):
-            u = _linear(v, lin, W, A)                                             # (B, H)
-            v, lin = _channel_layer(u, ly, x, W, A), ly.mix                       # y: (B, H)
-        z = _linear(v, lin, W, A)                                                 # last mixing
-        s = sat(s + _linear(z, model.dec, W, A), W)
+    v, lin = tokens, model.enc                                                # (B, K, d_in)
+    for ly in model.layers:
+        u = _linear(v.reshape(B * K, -1), lin, W, A).reshape(B, K, -1)        # (B, K, H)
+        x = np.zeros((B, ly.dA.shape[1], ly.dA.shape[0], 2), dtype=np.int64)  # (B, M, H, 2)
+        v, lin = _channel_layer(u, ly, x, W, A), ly.mix                       # y: (B, K, H)
+    z = _linear(v.reshape(B * K, -1), lin, W, A)                              # last mixing
+    d = _linear(z, model.dec, W, A).reshape(B, K, -1)                         # (B, K, classes)
+    out = np.empty_like(d)
+    s = np.zeros((B, model.classes), dtype=np.int64)
+    for k in range(K):                                                        # the integrator
+        s = sat(s + d[:, k], W)
         out[:, k] = s
     return out

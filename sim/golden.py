@@ -35,7 +35,7 @@ replaces is kept as the test oracle (``tests/support/golden_reference.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -106,22 +106,29 @@ class StepResult:
 
 @dataclass
 class Kernel:
-    """Every neuron of the fabric that runs ``program`` with ``modes`` mode entries each."""
-    program: tuple[Instr, ...]
+    """Every neuron of the fabric that runs one program (up to its shifts) with ``modes`` mode
+    entries each; the rows are groups one after another."""
+    program: tuple[Instr, ...]   # the instructions, shifts zeroed
+    sh: np.ndarray           # (instructions, n) each row's shifts
+    so: np.ndarray           # (instructions, n) each row's output shifts (MODES)
     modes: int
-    gid: np.ndarray          # (n,) neuron ids core*neurons + neuron, group after group
+    gid: np.ndarray          # (n,) neuron ids core*neurons + neuron
     mid: np.ndarray          # (n, modes) mode entry ids core*modes + entry
+    mbase: int               # first column of its mode state (mode-major: mbase + m*n + row)
     groups: list             # (core, group index in Plan.groups, first row, end row)
 
 
 @dataclass
 class Run:
-    """One kernel's active rows in a phase, with their coefficients gathered."""
-    program: tuple[Instr, ...]
+    """One kernel's active rows in a phase: their program (shifts per row where they differ),
+    coefficients, and mode state (views of the fabric's when the rows are one range)."""
+    program: list[Instr]
     gid: np.ndarray          # (n,)
-    mid: np.ndarray          # (n, M)
     coef: np.ndarray         # (n, coefs)
     modes: ModeCoefs | None
+    xr: np.ndarray | None = None     # (B, M, n) views, or
+    xi: np.ndarray | None = None
+    cols: np.ndarray | None = None   # (M, n) columns of the mode state to gather and scatter
 
 
 @dataclass
@@ -130,15 +137,16 @@ class Phase:
     (``gid``, the runs one after another)."""
     runs: list[Run]
     gid: np.ndarray          # (n,) neurons updated
-    updates: np.ndarray      # (cores,) neuron updates per core
+    updates: np.ndarray      # (cores * 4,) neuron updates per core (counters core*4 + counter)
     src: np.ndarray          # (E,) edge source, a position
-    w: np.ndarray            # (E,) edge weight
-    s: np.ndarray            # (E,) edge shift (its axon's)
+    w: np.ndarray            # (E, 1) edge weight
+    s: np.ndarray            # (E, 1) edge shift (its axon's)
+    half: np.ndarray         # (E, 1) rounding constant (1 << s) >> 1
     dst: np.ndarray          # (D,) neurons that receive
     deliver: sp.csr_matrix   # (D, E) edge -> receiving neuron
     host_col: np.ndarray     # host routes of updated neurons: column in Plan.host_ch,
     host_pos: np.ndarray     # and the position of the neuron
-    counts: sp.csr_matrix    # (3*cores, n) emitted -> spikes sent, received, synaptic ops
+    counts: sp.csr_matrix    # (cores * 4, n) emitted -> counters core*4 + counter moved
 
 
 @dataclass
@@ -148,7 +156,7 @@ class Plan:
     groups: list[Group]
     edges: dict              # src, dst, w, s: (E,) sorted by src
     first: np.ndarray        # (cores*neurons + 1,) edges of neuron g: first[g]:first[g+1]
-    counts: sp.csr_matrix    # (cores*neurons, 3*cores)
+    counts: sp.csr_matrix    # (cores*neurons, cores * 4)
     host_src: np.ndarray     # (K,) neuron of each host route
     host_ch: np.ndarray      # (K,) its channel
     phases: dict = field(default_factory=dict)   # active-group flags -> Phase
@@ -174,7 +182,10 @@ class GoldenFabric:
         self.state = np.zeros((batch, C * N, cfg.state_regs), dtype=np.int64)
         self.coef = np.zeros((C * N, cfg.coefs), dtype=np.int64)
         self.acc = np.zeros((batch, 2, C * N), dtype=np.int64)
-        self._xm = np.zeros((MODE_STATE, batch, C * cfg.modes), dtype=np.int64)  # Re, Im planes
+        # mode state as Re and Im planes, entries in the plan's storage order (each kernel's
+        # entries mode-major and contiguous): entry e of the fabric is at column _mpos[e]
+        self._xm = np.zeros((MODE_STATE, batch, C * cfg.modes), dtype=np.int64)
+        self._mpos = np.arange(C * cfg.modes)
         self.mcoef = np.zeros((C * cfg.modes, MODE_COEFS), dtype=np.int64)
         self.counters = np.zeros((batch, C, len(Counter)), dtype=np.int64)
         self.t = 0
@@ -182,8 +193,8 @@ class GoldenFabric:
 
     @property
     def mstate(self) -> np.ndarray:
-        """(B, cores*modes, 2) mode state (a view: writable)."""
-        return np.moveaxis(self._xm, 0, 2)
+        """(B, cores*modes, 2) mode state, entry ``core*modes + index`` (a copy)."""
+        return np.moveaxis(self._xm[:, :, self._mpos], 0, 2)
 
     # -- configuration access (what CFG_WRITE / CFG_READ flits do) -------------------------------
     def _check_addr(self, core, mem, index, part):
@@ -212,7 +223,8 @@ class GoldenFabric:
         elif mem == Mem.ACC:
             self.acc[:, part, gid] = to_signed(value, min(32, cfg.acc_width))
         elif mem == Mem.MSTATE:
-            self.mstate[:, core * cfg.modes + index, part] = to_signed(value, cfg.state_width)
+            self._xm[part, :, self._mpos[core * cfg.modes + index]] = to_signed(
+                value, cfg.state_width)
         elif mem == Mem.MCOEF:
             self.mcoef[core * cfg.modes + index, part] = to_signed(value, cfg.coef_width)
             self._coefs_changed()
@@ -233,7 +245,7 @@ class GoldenFabric:
         value = {Mem.STATE: lambda: self.state[sample, gid, part],
                  Mem.COEF: lambda: self.coef[gid, part],
                  Mem.ACC: lambda: self.acc[sample, part, gid],
-                 Mem.MSTATE: lambda: self.mstate[sample, mid, part],
+                 Mem.MSTATE: lambda: self._xm[part, sample, self._mpos[mid]],
                  Mem.MCOEF: lambda: self.mcoef[mid, part],
                  Mem.COUNTER: lambda: self.counters[sample, core, index]}[mem]()
         return int(value) & 0xFFFFFFFF
@@ -319,7 +331,10 @@ class GoldenFabric:
                 owner[core, grp.first:grp.first + grp.count] = gi
                 modes_used[mb:mb + mn] = True
                 program = self._program(core, grp.pc)
-                kernels.setdefault((program, grp.modes), []).append((core, grp, len(groups)))
+                # programs that differ only in shifts (a layer's constants) share a kernel
+                shape = tuple(replace(ins, sh=0, so=0) for ins in program)
+                kernels.setdefault((shape, grp.modes), []).append(
+                    (core, grp, len(groups), program))
                 groups.append(grp)
                 for n in range(grp.first, grp.first + grp.count):
                     gid = core * N + n
@@ -345,31 +360,77 @@ class GoldenFabric:
                         edges["dst"] += dd
                         edges["w"] += ww
                         edges["s"] += ss
-        # counters moved by one emitted spike of neuron gid: (gid, counter column) -> count,
-        # columns SPIKES_SENT of every core, then SPIKES_RECEIVED, then SYN_OPS
+        # counters moved by one emitted spike of neuron gid: (gid, core * 4 + counter) -> count
+        A = len(ARCH_COUNTERS)
         rows, cols, vals = [], [], []
         for gid in np.flatnonzero(sent):
-            rows.append(gid), cols.append(gid // N), vals.append(sent[gid])
-        for base, table in ((C, recv), (2 * C, ops)):
+            rows.append(gid), cols.append(gid // N * A + Counter.SPIKES_SENT)
+            vals.append(sent[gid])
+        for counter, table in ((Counter.SPIKES_RECEIVED, recv), (Counter.SYN_OPS, ops)):
             for (gid, d), v in table.items():
-                rows.append(gid), cols.append(base + d), vals.append(v)
+                rows.append(gid), cols.append(d * A + counter), vals.append(v)
         counts = sp.csr_matrix((np.array(vals, dtype=np.int64), (rows, cols)),
-                               shape=(C * N, 3 * C))
+                               shape=(C * N, C * A))
         order = np.argsort(np.array(edges["src"], dtype=np.int64), kind="stable")
         e = {k: np.array(v, dtype=np.int64)[order] for k, v in edges.items()}
         first = np.searchsorted(e["src"], np.arange(C * N + 1))   # gid's: first[gid]:first[gid+1]
-        ks = []
-        for (program, M), members in kernels.items():
+        ks, mbase = [], 0
+        for (shape, M), members in kernels.items():
+            # groups that run on the same schedule next to each other: a phase's rows are
+            # then one range of the kernel, and its mode state a view
+            members.sort(key=lambda m: (m[1].period, m[1].start, m[0], m[1].first))
             gids = [np.arange(core * N + g.first, core * N + g.first + g.count)
-                    for core, g, _ in members]
+                    for core, g, _, _ in members]
             mids = [core * NM + g.mode_base + np.arange(g.count * M).reshape(g.count, M)
-                    for core, g, _ in members]
-            bounds = np.cumsum([0] + [g.count for _, g, _ in members])
-            ks.append(Kernel(program, M, np.concatenate(gids), np.concatenate(mids),
-                             [(core, gi, bounds[i], bounds[i + 1])
-                              for i, (core, _, gi) in enumerate(members)]))
+                    for core, g, _, _ in members]
+            bounds = np.cumsum([0] + [g.count for _, g, _, _ in members])
+            shifts = [np.repeat([[getattr(ins, f) for ins in p] for _, g, _, p in members],
+                                [g.count for _, g, _, _ in members], axis=0).T
+                      for f in ("sh", "so")]                      # (instructions, n) each
+            k = Kernel(shape, shifts[0], shifts[1], M, np.concatenate(gids),
+                       np.concatenate(mids), mbase,
+                       [(core, gi, bounds[i], bounds[i + 1])
+                        for i, (core, _, gi, _) in enumerate(members)])
+            ks.append(k)
+            mbase += k.mid.size
+        self._store_modes(ks, mbase)
         return Plan(ks, groups, e, first, counts, np.array(host_src, dtype=np.int64),
                     np.array(host_ch, dtype=np.int64))
+
+    def _store_modes(self, kernels: list[Kernel], used: int) -> None:
+        """Lay the mode state out for ``kernels``: kernel after kernel, each mode-major
+        (column ``base + m * rows + row``), then the entries no group owns."""
+        pos = -np.ones(self._mpos.shape, dtype=np.int64)
+        for k in kernels:
+            n, M = k.mid.shape
+            pos[k.mid] = k.mbase + np.arange(M)[None, :] * n + np.arange(n)[:, None]
+        free = pos < 0
+        pos[free] = used + np.arange(int(free.sum()))
+        glob = self._xm[:, :, self._mpos]                       # (2, B, entries) fabric order
+        self._mpos = pos
+        self._xm[:, :, pos] = glob
+
+    def _run(self, k: Kernel, rows: np.ndarray) -> Run:
+        def shift(v):                       # one int when every row has the same shift
+            v = v[rows]
+            return int(v[0]) if (v == v[0]).all() else v
+
+        program = [replace(ins, sh=shift(k.sh[i]), so=shift(k.so[i]))
+                   for i, ins in enumerate(k.program)]
+        gid = k.gid[rows]
+        run = Run(program, gid, self.coef[gid], None)
+        if k.modes:
+            run.modes = ModeCoefs(self.mcoef[k.mid[rows]])
+            n = len(k.gid)
+            lo, hi = int(rows[0]), int(rows[-1]) + 1
+            if hi - lo == len(rows):                 # one range: views, updated in place
+                cols = slice(k.mbase, k.mbase + k.modes * n)
+                run.xr, run.xi = (self._xm[j][:, cols].reshape(self.batch, k.modes, n)
+                                  [:, :, lo:hi] for j in range(2))
+                assert np.shares_memory(run.xr, self._xm)
+            else:
+                run.cols = k.mbase + np.arange(k.modes)[:, None] * n + rows[None, :]
+        return run
 
     def _phase(self, t: int) -> Phase:
         """What runs in step ``t``: the phase of the groups active at ``t`` (cached)."""
@@ -383,17 +444,16 @@ class GoldenFabric:
     def _build_phase(self, plan: Plan, active: tuple) -> Phase:
         cfg = self.cfg
         C, N = cfg.num_cores, cfg.neurons
-        runs, updates = [], np.zeros(C, dtype=np.int64)
+        A = len(ARCH_COUNTERS)
+        runs, updates = [], np.zeros(C * A, dtype=np.int64)
         for k in plan.kernels:
-            rows = [np.arange(lo, hi) for core, gi, lo, hi in k.groups if active[gi]]
-            if not rows:
+            spans = [(lo, hi) for core, gi, lo, hi in k.groups if active[gi]]
+            if not spans:
                 continue
             for core, gi, lo, hi in k.groups:
-                updates[core] += (hi - lo) if active[gi] else 0
-            rows = np.concatenate(rows)
-            gid, mid = k.gid[rows], k.mid[rows]
-            runs.append(Run(k.program, gid, mid, self.coef[gid],
-                            ModeCoefs(self.mcoef[mid]) if k.modes else None))
+                updates[core * A + Counter.NEURON_UPDATES] += (hi - lo) if active[gi] else 0
+            rows = np.concatenate([np.arange(lo, hi) for lo, hi in spans])
+            runs.append(self._run(k, rows))
         gid = np.concatenate([r.gid for r in runs]) if runs else np.zeros(0, dtype=np.int64)
         pos = -np.ones(C * N, dtype=np.int64)
         pos[gid] = np.arange(len(gid))                   # position of a neuron in this phase
@@ -405,8 +465,9 @@ class GoldenFabric:
         deliver = sp.csr_matrix((np.ones(len(sel), dtype=np.int64), (inv, np.arange(len(sel)))),
                                 shape=(len(dst), len(sel)))
         hp = pos[plan.host_src]
-        return Phase(runs, gid, updates, pos[e["src"][sel]], e["w"][sel], e["s"][sel], dst,
-                     deliver, np.flatnonzero(hp >= 0), hp[hp >= 0],
+        s = e["s"][sel, None]
+        return Phase(runs, gid, updates, pos[e["src"][sel]], e["w"][sel, None], s,
+                     (1 << s) >> 1, dst, deliver, np.flatnonzero(hp >= 0), hp[hp >= 0],
                      sp.csr_matrix(plan.counts[gid].T))
 
     # -- running ---------------------------------------------------------------------------------
@@ -416,79 +477,86 @@ class GoldenFabric:
         cfg = self.cfg
         if not 0 <= core < cfg.num_cores:
             raise ConfigError(f"core {core} outside the {cfg.mesh_w}x{cfg.mesh_h} mesh")
-        p = np.broadcast_to(np.asarray(payload, dtype=np.int64), (self.batch,))
+        p = np.asarray(payload, dtype=np.int64)
         lo, hi = -(1 << (cfg.state_width - 1)), (1 << (cfg.state_width - 1)) - 1
-        if (p < lo).any() or (p > hi).any():
+        if p.size and (p.min() < lo or p.max() > hi):
             raise ValueError(f"spike payload outside the {cfg.state_width}-bit signed range")
         plan = self.plan()
         lanes = plan.axons.get((core, axon))
         if lanes is None:
-            dst, w, s = (np.array(v, dtype=np.int64) for v in self._axon_lanes(core, axon))
-            udst, inv = np.unique(dst, return_inverse=True)   # rows may repeat a neuron
-            if len(udst) == len(dst):
-                udst, inv = dst, np.arange(len(dst))
-            lanes = plan.axons[core, axon] = udst, inv, w, s
-        udst, inv, w, s = lanes
-        contrib = rnd(p[:, None] * w, s)                                    # (B, lanes)
+            lanes = plan.axons[core, axon] = self._inject_lanes(core, axon)
+        udst, inv, w, s, moved = lanes
+        contrib = rnd(p.reshape(-1, 1) * w, s)                             # (B or 1, lanes)
         if len(udst) < len(inv):
-            delta = np.zeros((self.batch, len(udst)), dtype=np.int64)
+            delta = np.zeros((len(contrib), len(udst)), dtype=np.int64)
             np.add.at(delta, (slice(None), inv), contrib)
             contrib = delta
         buf = self.acc[:, self.t & 1]
         buf[:, udst] = wrap(buf[:, udst] + contrib, cfg.acc_width)
-        self.counters[:, core, Counter.SPIKES_RECEIVED] += 1
-        self.counters[:, core, Counter.SYN_OPS] += len(inv)
+        self.counters[:, core] += moved
+
+    def _inject_lanes(self, core: int, axon: int):
+        """(receiving neurons, lane -> neuron, weights, shifts, counters moved) of an axon."""
+        dst, w, s = (np.array(v, dtype=np.int64) for v in self._axon_lanes(core, axon))
+        udst, inv = np.unique(dst, return_inverse=True)      # rows may repeat a neuron
+        if len(udst) == len(dst):
+            udst, inv = dst, np.arange(len(dst))
+        moved = np.zeros(len(Counter), dtype=np.int64)
+        moved[Counter.SPIKES_RECEIVED], moved[Counter.SYN_OPS] = 1, len(dst)
+        return udst, inv, w, s, moved
 
     def step(self) -> StepResult:
         """Run one step (the spec's execution model, section 7); returns its host outputs."""
-        cfg, t = self.cfg, self.t
+        cfg, t, B = self.cfg, self.t, self.batch
         ph = self._phase(t)
         now, nxt = t & 1, (t & 1) ^ 1
         # 1. update: every active neuron runs its program on ACC = sat(acc[t % 2]), then
         #    acc[t % 2] = 0; each program runs once over all of its neurons on every core
         emits, pays = [], []
+        acc_now = self.acc[:, now]
         for run in ph.runs:
-            acc = self.acc[:, now, run.gid]
-            self.acc[:, now, run.gid] = 0
-            if run.modes is None:
-                new, em, pay = execute(cfg, run.program, self.state[:, run.gid], acc, run.coef)
+            acc = acc_now[:, run.gid]
+            acc_now[:, run.gid] = 0
+            state = self.state[:, run.gid]
+            if run.cols is None:
+                new, em, pay = execute(cfg, run.program, state, acc, run.coef, run.xr, run.xi,
+                                       run.modes)
             else:
-                xr, xi = self._xm[0][:, run.mid], self._xm[1][:, run.mid]    # (B, n, M)
-                new, em, pay = execute(cfg, run.program, self.state[:, run.gid], acc, run.coef,
-                                       xr, xi, run.modes)
-                self._xm[0][:, run.mid], self._xm[1][:, run.mid] = xr, xi
+                xr, xi = self._xm[0][:, run.cols], self._xm[1][:, run.cols]  # (B, M, n)
+                new, em, pay = execute(cfg, run.program, state, acc, run.coef, xr, xi,
+                                       run.modes)
+                self._xm[0][:, run.cols], self._xm[1][:, run.cols] = xr, xi
             self.state[:, run.gid] = new
             emits.append(em)
             pays.append(pay)
-        B = self.batch
-        emit = np.concatenate(emits, axis=1) if emits else np.zeros((B, 0), dtype=bool)
-        payload = np.concatenate(pays, axis=1) if pays else np.zeros((B, 0), dtype=np.int64)
+        emit = np.concatenate(emits, axis=1) if len(emits) > 1 else \
+            emits[0] if emits else np.zeros((B, 0), dtype=bool)
+        payload = np.concatenate(pays, axis=1) if len(pays) > 1 else \
+            pays[0] if pays else np.zeros((B, 0), dtype=np.int64)
         # 2. integration: every spike, over every synapse edge of its routes, into acc[(t+1)%2]
         if len(ph.src):
-            contrib = rnd(payload[:, ph.src] * ph.w, ph.s)                  # (B, E)
-            delta = (ph.deliver @ contrib.T).T                               # (B, D)
+            contrib = payload.T[ph.src]                                      # (E, B)
+            contrib *= ph.w
+            contrib += ph.half
+            contrib >>= ph.s                                                 # rnd(p * w, s)
+            delta = ph.deliver @ contrib                                     # (D, B)
             buf = self.acc[:, nxt]
-            buf[:, ph.dst] = wrap(buf[:, ph.dst] + delta, cfg.acc_width)
+            buf[:, ph.dst] = wrap(buf[:, ph.dst] + delta.T, cfg.acc_width)
         # 3. counters: the neurons updated, and per emitted spike what its routes move
-        C = cfg.num_cores
-        self.counters[:, :, Counter.NEURON_UPDATES] += ph.updates
-        moved = (ph.counts @ emit.T.astype(np.int64)).T                      # (B, 3C)
-        self.counters[:, :, Counter.SPIKES_SENT] += moved[:, :C]
-        self.counters[:, :, Counter.SPIKES_RECEIVED] += moved[:, C:2 * C]
-        self.counters[:, :, Counter.SYN_OPS] += moved[:, 2 * C:]
+        moved = (ph.counts @ emit.T.astype(np.int64)).T                      # (B, cores*4)
+        self.counters[:, :, :len(ARCH_COUNTERS)] += (moved + ph.updates).reshape(B, -1, 4)
         self.t += 1
-        plan = self._plan
-        K = len(plan.host_ch)
-        hp = np.zeros((B, K), dtype=np.int64)
-        hv = np.zeros((B, K), dtype=bool)
+        host_ch = self._plan.host_ch
+        hp = np.zeros((B, len(host_ch)), dtype=np.int64)
+        hv = np.zeros((B, len(host_ch)), dtype=bool)
         hp[:, ph.host_col], hv[:, ph.host_col] = payload[:, ph.host_pos], emit[:, ph.host_pos]
-        return StepResult(t, plan.host_ch, hp, hv, _Spikes(ph.gid, emit, payload,
-                                                            cfg.num_cores * cfg.neurons))
+        return StepResult(t, host_ch, hp, hv, _Spikes(ph.gid, emit, payload,
+                                                       cfg.num_cores * cfg.neurons))
 
     def clear(self) -> None:
         """The host's CLEAR: zero every neuron register and accumulator, restart at step 0."""
         self.state[:] = 0
-        self.mstate[:] = 0
+        self._xm[:] = 0
         self.acc[:] = 0
         self.t = 0
 

@@ -33,35 +33,43 @@ _MODE_CHUNK = 1 << 15
 
 
 class ModeCoefs:
-    """Mode coefficients of ``n`` neurons x ``M`` modes as six contiguous (n, M) planes:
+    """Mode coefficients of ``n`` neurons x ``M`` modes as six contiguous (M, n) planes:
     ``ar, ai`` = dA, ``br, bi`` = dB, ``cr, cn`` = (Re C', -Im C')."""
 
     def __init__(self, mcoef: np.ndarray):
         mc = np.asarray(mcoef, dtype=np.int64)                              # (n, M, 6)
         self.ar, self.ai, self.br, self.bi, self.cr, self.cn = (
-            np.ascontiguousarray(mc[:, :, k]) for k in range(6))
+            np.ascontiguousarray(mc[:, :, k].T) for k in range(6))
         self.modes = mc.shape[1]
 
 
-def _rnd_sat(v: np.ndarray, s: int, lo: int, hi: int) -> np.ndarray:
-    """In place: ``sat(rnd(v, s))`` (round half up, shift, saturate)."""
-    if s:
-        v += (1 << s) >> 1
+def _sat(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """In place: saturate to [lo, hi] (two cheap reductions decide whether anything clips)."""
+    if v.size and (v.min() < lo or v.max() > hi):
+        np.clip(v, lo, hi, out=v)
+    return v
+
+
+def _rnd_sat(v: np.ndarray, s, lo: int, hi: int) -> np.ndarray:
+    """In place: ``sat(rnd(v, s))`` (round half up, shift, saturate); ``s`` an int or one
+    shift per neuron (n,)."""
+    if isinstance(s, np.ndarray) or s:
+        v += (np.int64(1) << s) >> 1
         v >>= s
-    return np.clip(v, lo, hi, out=v)
+    return _sat(v, lo, hi)
 
 
-def _modes(u: np.ndarray, xr: np.ndarray, xi: np.ndarray, mc: ModeCoefs, sh: int, so: int,
+def _modes(u: np.ndarray, xr: np.ndarray, xi: np.ndarray, mc: ModeCoefs, sh, so,
            W: int, A: int) -> np.ndarray:
-    """The ``MODES`` loop: ``u`` (B, n) input, ``xr``/``xi`` (B, n, M) mode state (updated in
-    place); returns ``sat(Y)`` (B, n)."""
+    """The ``MODES`` loop: ``u`` (B, n) input, ``xr``/``xi`` (B, M, n) mode state (updated in
+    place); ``sh``/``so`` ints or (n,) per neuron; returns ``sat(Y)`` (B, n)."""
     lo, hi = smin(W), smax(W)
-    B, n, M = xr.shape
+    B, M, n = xr.shape
     Y = np.empty((B, n), dtype=np.int64)
     step = max(1, _MODE_CHUNK // max(1, n * M))
     for b in range(0, B, step):
-        r, i = xr[b:b + step], xi[b:b + step]                              # (b, n, M) views
-        ub = u[b:b + step, :, None]                                         # (b, n, 1)
+        r, i = xr[b:b + step], xi[b:b + step]                              # (b, M, n) views
+        ub = u[b:b + step, None, :]                                         # (b, 1, n)
         nr = r * mc.ar                                                      # Re(dA x) + Re(dB) u
         nr -= i * mc.ai
         nr += ub * mc.br
@@ -73,10 +81,10 @@ def _modes(u: np.ndarray, xr: np.ndarray, xi: np.ndarray, mc: ModeCoefs, sh: int
         o = np.multiply(r, mc.cr, out=nr)                                   # Re(C' x)
         o += np.multiply(i, mc.cn, out=ni)
         # the sum of M W-bit terms is exact in int64; wrap once, as a modular Y would
-        Y[b:b + step] = _rnd_sat(o, so, lo, hi).sum(axis=2)
+        Y[b:b + step] = _rnd_sat(o, so, lo, hi).sum(axis=1)
     m = np.int64(1) << A
     Y = ((Y + (m >> 1)) & (m - 1)) - (m >> 1)                               # wrap(Y, acc_width)
-    return np.clip(Y, lo, hi, out=Y)
+    return _sat(Y, lo, hi)
 
 
 def execute(cfg: FabricConfig, program: list[Instr], state: np.ndarray, acc: np.ndarray,
@@ -87,20 +95,22 @@ def execute(cfg: FabricConfig, program: list[Instr], state: np.ndarray, acc: np.
     state : (B, n, state_regs) int64, persistent registers (not modified)
     acc   : (B, n) int64, the accumulator values (any width; saturated here)
     coef  : (n, 8) int64, the neurons' coefficients
-    xr, xi : (B, n, M) int64, the mode state (updated in place by ``MODES``), or None
+    xr, xi : (B, M, n) int64, the mode state (updated in place by ``MODES``), or None
     mcoef : the mode coefficients (:class:`ModeCoefs`)
 
     Returns ``(new_state (B, n, state_regs), emit (B, n) bool, payload (B, n) int64)``.
+    An instruction's ``sh``/``so`` may be one shift per neuron (n,): neurons whose programs
+    differ only in shifts (a layer's constants) run together.
     """
     W = cfg.state_width
     lo, hi = smin(W), smax(W)
     B, n, S = state.shape
     zero = np.zeros((B, n), dtype=np.int64)
     regs = [state[:, :, k] for k in range(S)] + [zero] * (cfg.NUM_REGS - S)
-    acc_in = np.clip(acc, lo, hi).astype(np.int64, copy=False)             # (B, n)
+    acc_in = _sat(np.array(acc, dtype=np.int64), lo, hi)                   # (B, n)
     pred = np.zeros((B, n), dtype=bool)
     emit, payload = None, zero
-    c = [coef[:, k].astype(np.int64) for k in range(cfg.coefs)]            # 8 x (n,)
+    c = np.asarray(coef, dtype=np.int64).T                                  # (8, n)
 
     def src(code):
         if code < 8:
@@ -122,15 +132,15 @@ def execute(cfg: FabricConfig, program: list[Instr], state: np.ndarray, acc: np.
             im = ar * ki + ai * kr + b * li                                 # (B, n)
             regs[ins.rd], regs[ins.rd + 1] = rnd_sat(re, ins.sh), rnd_sat(im, ins.sh)
         elif op == Op.ADD:
-            regs[ins.rd] = np.clip(src(ins.ra) + src(ins.rb), lo, hi)
+            regs[ins.rd] = _sat(src(ins.ra) + src(ins.rb), lo, hi)
         elif op == Op.SUB:
-            regs[ins.rd] = np.clip(src(ins.ra) - src(ins.rb), lo, hi)
+            regs[ins.rd] = _sat(src(ins.ra) - src(ins.rb), lo, hi)
         elif op == Op.MAX:
             regs[ins.rd] = np.maximum(src(ins.ra), src(ins.rb))
         elif op == Op.MIN:
             regs[ins.rd] = np.minimum(src(ins.ra), src(ins.rb))
         elif op == Op.LDC:
-            regs[ins.rd] = np.broadcast_to(np.clip(c[ins.ck] << ins.sh, lo, hi), (B, n))
+            regs[ins.rd] = np.broadcast_to(_sat(c[ins.ck] << ins.sh, lo, hi), (B, n))
         elif op == Op.SHR:
             regs[ins.rd] = rnd_sat(src(ins.ra) + zero, ins.sh)
         elif op == Op.CGE:
@@ -158,13 +168,13 @@ def execute(cfg: FabricConfig, program: list[Instr], state: np.ndarray, acc: np.
 
 def _finish(program, regs, S, emit, payload, B, n):
     """(new persistent registers, emit, payload masked by emit)."""
-    new = np.stack([np.broadcast_to(r, (B, n)) for r in regs[:S]], axis=2) if S else \
-        np.zeros((B, n, 0), dtype=np.int64)
+    new = np.empty((B, n, S), dtype=np.int64)
+    for k in range(S):
+        new[:, :, k] = regs[k]
     if not any(ins.emit != Emit.NONE for ins in program):
         return new, np.zeros((B, n), dtype=bool), np.zeros((B, n), dtype=np.int64)
     if emit is None:
         return new, np.ones((B, n), dtype=bool), np.array(np.broadcast_to(payload, (B, n)))
-    emit = np.array(np.broadcast_to(emit, (B, n)))
     return new, emit, np.where(emit, payload, 0)
 
 
@@ -188,8 +198,8 @@ def run_program(cfg: FabricConfig, program: list[Instr], state: np.ndarray, acc:
     if mstate is None:
         return execute(cfg, program, np.asarray(state, dtype=np.int64), np.asarray(acc),
                        np.asarray(coef))
-    ms = np.asarray(mstate, dtype=np.int64)
-    xr, xi = ms[..., 0].copy(), ms[..., 1].copy()
+    ms = np.asarray(mstate, dtype=np.int64)                                 # (B, n, M, 2)
+    xr, xi = (np.ascontiguousarray(ms[..., k].transpose(0, 2, 1)) for k in range(2))
     out = execute(cfg, program, np.asarray(state, dtype=np.int64), np.asarray(acc),
                   np.asarray(coef), xr, xi, ModeCoefs(mcoef))
-    return out + (np.stack([xr, xi], axis=-1),)
+    return out + (np.stack([xr, xi], axis=-1).transpose(0, 2, 1, 3),)
