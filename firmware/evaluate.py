@@ -15,7 +15,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -89,28 +89,53 @@ def rtl_driver(cfg: FabricConfig, waves: bool = False,
 @dataclass
 class GoldenEval:
     """The golden model on a test set: accuracy, logits that differ from the quantized
-    reference (None when no reference was given), the run, wall seconds."""
+    reference (None when no reference was given), the run, wall seconds, and the samples that
+    failed on a cluster (``(first, end, error)``; counted as wrong)."""
     accuracy: float
     mismatches: int | None
     result: RunResult
     seconds: float
+    failed: list = field(default_factory=list)
 
 
 def golden_eval(image: Image, x: np.ndarray, y: np.ndarray, mode: str, q: QModel | None = None,
-                batch: int = 64, desc: str = "golden") -> GoldenEval:
+                batch: int = 64, desc: str = "golden", workers: int = 1,
+                scheduler: str | None = None, client=None) -> GoldenEval:
     """Run the float tokens ``x`` (B, K, d_in) through ``image`` on the golden model; with
-    ``q``, count the running logits that differ from the quantized reference."""
-    drv = golden_driver(min(batch, len(x)))
-    drv.load(image)
-    xq = drv.quantize(x)
-    t0 = time.perf_counter()
-    with progress_bar(len(x), f"{desc} ({mode})") as bar:
-        res = drv.run(xq, mode=mode, progress=bar.update)
-    seconds = time.perf_counter() - t0
+    ``q``, count the running logits that differ from the quantized reference. With
+    ``workers`` > 1, a ``scheduler`` address or a Dask ``client``, the samples are sharded over
+    a Dask cluster (:mod:`neuroloom.firmware.distributed`; the same result bit for bit)."""
+    failed = []
+    if workers > 1 or scheduler or client is not None:
+        from .distributed import golden_run
+
+        host = golden_driver(1)                 # quantizes as a serial run does
+        host.load(image)
+        xq = host.quantize(x)
+        t0 = time.perf_counter()
+        with progress_bar(len(x), f"{desc} ({mode})") as bar:
+            sr = golden_run(image, xq, mode, client=client, workers=workers,
+                            scheduler=scheduler, batch=batch, progress=bar.update)
+        seconds = time.perf_counter() - t0
+        K = xq.shape[1]
+        res = RunResult(sr.running[:, -1] if K else sr.running[:, 0], sr.running, sr.steps,
+                        mode, sr.counters, float(image.model.get("out_scale", 1.0)))
+        failed = sr.failed
+    else:
+        drv = golden_driver(min(batch, len(x)))
+        drv.load(image)
+        xq = drv.quantize(x)
+        t0 = time.perf_counter()
+        with progress_bar(len(x), f"{desc} ({mode})") as bar:
+            res = drv.run(xq, mode=mode, progress=bar.update)
+        seconds = time.perf_counter() - t0
+    ok = np.ones(len(x), dtype=bool)
+    for a, b, _ in failed:
+        ok[a:b] = False
     mism = None
     if q is not None:
-        mism = int(np.sum(qforward(q, xq, image.cfg) != res.running))
-    return GoldenEval(float(np.mean(res.predictions == y)), mism, res, seconds)
+        mism = int(np.sum(qforward(q, xq[ok], image.cfg) != res.running[ok]))
+    return GoldenEval(float(np.mean((res.predictions == y) & ok)), mism, res, seconds, failed)
 
 
 @dataclass
@@ -149,11 +174,13 @@ def evaluate(image: Image, x: np.ndarray, y: np.ndarray, *, dataset: str,
              float_model: FloatModel | None = None, qmodel: QModel | None = None,
              modes: tuple[str, ...] | None = None, batch: int = 64, rtl: bool = False,
              waves: bool = False, open_rtl: OpenRTL = rtl_driver,
-             out: Callable[[str], None] = print) -> bool:
+             out: Callable[[str], None] = print, workers: int = 1,
+             scheduler: str | None = None) -> bool:
     """The accuracy report of ``neuroloom eval``: float (model given), quantized reference
     (QModel given), golden model per mode (bit for bit against the reference when given) and,
     with ``rtl``, the RTL per mode (sample for sample against the golden model). True when
-    every comparison held."""
+    every comparison held and no sample failed. ``workers`` > 1 or ``scheduler``: the golden
+    runs are sharded over a Dask cluster (one for all modes)."""
     out(f"{dataset}: {len(x)} test sequences of {x.shape[1]} tokens; {describe_image(image)}")
     if float_model is not None:
         out(f"float accuracy      {accuracy_float(float_model, x, y):.4f}")
@@ -161,16 +188,20 @@ def evaluate(image: Image, x: np.ndarray, y: np.ndarray, *, dataset: str,
         out(f"quantized accuracy  {accuracy_q(qmodel, x, y, image.cfg):.4f}")
     modes = modes or (image.mode,)
     gold = {}
-    for mode in modes:
-        g = golden_eval(image, x, y, mode, qmodel, batch=batch)
-        gold[mode] = g.result.running
-        exact = "" if g.mismatches is None else (
-            "  (== quantized, bit for bit)" if g.mismatches == 0
-            else f"  ({g.mismatches} logits DIFFER)")
-        out(f"golden accuracy     {g.accuracy:.4f}  [{mode}, {len(x) / g.seconds:.1f} seq/s]"
-            f"{exact}")
-        if g.mismatches:
-            return False
+    with _cluster(workers, scheduler) as client:
+        where = "" if client is None else f", {_describe(client)}"
+        for mode in modes:
+            g = golden_eval(image, x, y, mode, qmodel, batch=batch, client=client)
+            gold[mode] = g.result.running
+            exact = "" if g.mismatches is None else (
+                "  (== quantized, bit for bit)" if g.mismatches == 0
+                else f"  ({g.mismatches} logits DIFFER)")
+            out(f"golden accuracy     {g.accuracy:.4f}  [{mode}, {len(x) / g.seconds:.1f} "
+                f"seq/s{where}]{exact}")
+            for a, b, err in g.failed:
+                out(f"golden FAILED       samples {a}..{b - 1}: {err}")
+            if g.mismatches or g.failed:
+                return False
     if not rtl:
         return True
     ok = True
@@ -185,6 +216,26 @@ def evaluate(image: Image, x: np.ndarray, y: np.ndarray, *, dataset: str,
                 f"seq/s simulated] RTL == golden bit-exact on {same}/{len(x)} samples")
             ok &= same == len(x)
     return ok
+
+
+@contextlib.contextmanager
+def _cluster(workers: int, scheduler: str | None):
+    """A Dask client for the run (None: serial)."""
+    if workers <= 1 and not scheduler:
+        yield None
+        return
+    from .distributed import close_client, open_client
+
+    client = open_client(workers, scheduler)
+    try:
+        yield client
+    finally:
+        close_client(client)
+
+
+def _describe(client) -> str:
+    n = len(client.scheduler_info().get("workers", {}))
+    return f"{n} Dask worker{'s' if n != 1 else ''}"
 
 
 def run_report(res: RunResult, *, running: bool = False, counters: bool = False,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from neuroloom.contract.image import MODES
 from neuroloom.firmware.evaluate import evaluate
 
@@ -18,6 +20,13 @@ def add_arguments(parser) -> None:
                         help="schedule (default: the image's)")
     parser.add_argument("--batch", type=int, default=64, metavar="N",
                         help="sequences run side by side on the golden model (default 64)")
+    g = parser.add_argument_group("cluster (golden model)")
+    g.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="shard the test sequences over N local worker processes (a Dask "
+                        "LocalCluster; default 1: serial); results are identical")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="use an existing Dask cluster, e.g. tcp://host:8786 (SSH, SLURM, "
+                        "Kubernetes deployments; its workers need neuroloom installed)")
     options.add_backend_options(parser)
     options.add_fabric_options(parser, "A model is compiled for this fabric; an image must "
                                "match every fabric option given")
@@ -33,6 +42,13 @@ def run(args) -> int:
         raise CLIError(f"--limit {args.limit}: give at least 1 test sequence")
     if args.batch < 1:
         raise CLIError(f"--batch {args.batch}: give at least 1")
+    if args.workers < 1:
+        raise CLIError(f"--workers {args.workers}: give at least 1")
+    if (args.workers > 1 or args.scheduler) and args.backend != "golden":
+        raise CLIError("--workers/--scheduler shard the golden model; the RTL runs serially "
+                       "(drop --workers, or use --backend golden)")
+    if (args.workers > 1 or args.scheduler) and importlib.util.find_spec("distributed") is None:
+        raise CLIError("--workers/--scheduler need Dask: pip install 'dask[distributed]'")
     data = options.dataset_from_args(args)
     target = options.load_target(args.target, args, options.fabric_request(args), data,
                                  mode=args.mode or "pipelined")
@@ -44,5 +60,5 @@ def run(args) -> int:
     ok = evaluate(image, x, y, dataset=data.name, float_model=target.float_model,
                   qmodel=target.qmodel, modes=(args.mode,) if args.mode else None,
                   batch=args.batch, rtl=args.backend == "verilator", waves=args.waves,
-                  open_rtl=verilator_driver)
+                  open_rtl=verilator_driver, workers=args.workers, scheduler=args.scheduler)
     return 0 if ok else 1
