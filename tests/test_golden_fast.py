@@ -124,3 +124,33 @@ def test_plan_equals_reference_after_clear_and_batch_one():
         fast.inject(3, 2, -77)
         ref.inject(3, 2, -77)
         check_equal(fast, ref, fast.step(), ref.step(), f"after clear, step {t}")
+
+
+def test_interleaved_schedules_of_one_kernel_gather_their_mode_state():
+    """Three channel groups of one program on periods (1, 0), (2, 0), (2, 1): at odd steps the
+    kernel's active rows are not one range (the mode state is gathered and scattered)."""
+    from neuroloom.firmware.asm import load_program
+
+    rng = random.Random(5)
+    cc = CoreConfig(CFG)
+    pc = cc.add_program(load_program("channel", {"FRAC": 14, "OUT_SHIFT": 14}))
+    M = 3
+    for i, (period, start) in enumerate([(1, 0), (2, 0), (2, 1)]):
+        cc.groups.append(Group(2 * i, 2, pc, period, start, mode_base=2 * i * M, modes=M))
+    for k in range(6):
+        cc.coef[k] = [corner(rng, CFG.coef_width) for _ in range(CFG.coefs)]
+        cc.routes[k] = [Route(host=True, target=k), Route(0, 0, 0)]
+    for e in range(6 * M):
+        cc.mcoef[e] = [rng.randint(12000, 16300), rng.randint(-3000, 3000), 16384, 0,
+                       rng.randint(-16000, 16000), rng.randint(-16000, 16000)]
+    cc.add_axon([Synapse(0, 0b1111, (3, -5, 7, 100)), Synapse(1, 0b0011, (-9, 11, 0, 0))], 2)
+    writes = [(0,) + w for w in cc.writes()]
+    fast, ref = GoldenFabric(CFG, batch=2), ReferenceFabric(CFG, batch=2)
+    fast.load(writes)
+    ref.load(writes)
+    rows = [len(r.gid) for r in fast._phase(1).runs]
+    assert rows == [4] and fast._phase(1).runs[0].cols is not None
+    for t in range(8):
+        for f in (fast, ref):
+            f.inject(0, 0, [1000 * (t + 1), -777])
+        check_equal(fast, ref, fast.step(), ref.step(), f"step {t}")
