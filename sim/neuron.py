@@ -29,7 +29,7 @@ from neuroloom.contract.layouts import Emit, Op, Operand
 __all__ = ["run_program", "execute", "ModeCoefs"]
 
 #: elements of one batch slice of the mode loop (its temporaries stay in the L2 cache)
-_MODE_CHUNK = 1 << 15
+_MODE_CHUNK = 1 << 16
 
 
 class ModeCoefs:
