@@ -45,13 +45,15 @@ def command_module(name: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="NeuroLoom: generate the fabric, compile S4D models onto "
-                                       "it, run, evaluate and inspect them.")
+    p = _Parser(prog=PROG, allow_abbrev=False,
+                description="NeuroLoom: generate the fabric, compile S4D models onto it, run, "
+                            "evaluate and inspect them.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMANDS:
         mod = command_module(name)
         doc = (mod.__doc__ or name).strip()
-        sp = sub.add_parser(name, help=doc.splitlines()[0].rstrip("."), description=doc)
+        sp = sub.add_parser(name, help=doc.splitlines()[0].rstrip("."), description=doc,
+                            allow_abbrev=False)           # --epoch is not --epochs
         mod.add_arguments(sp)
         sp.set_defaults(run=mod.run)
     return p

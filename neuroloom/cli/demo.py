@@ -12,6 +12,7 @@ from neuroloom.firmware.demo import (
 )
 
 from . import options
+from .options import CLIError
 from .simulator import verilator_driver
 
 
@@ -30,6 +31,11 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     options.check_backend(args)
+    if args.clock is not None and args.backend != "verilator":
+        raise CLIError("--clock sets the tokens/s column of the RTL run: it needs --backend "
+                       "verilator")
+    if args.clock is not None and not args.clock > 0:
+        raise CLIError(f"--clock {args.clock:g}: give a clock above 0 MHz")
     req = options.fabric_request(args)
     if args.backend == "golden":
         ok = golden_demo(req.config(), mesh_fixed=req.mesh_fixed,

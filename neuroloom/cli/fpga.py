@@ -65,6 +65,12 @@ def _build(args) -> int:
                        "fabric.json)")
     if args.seeds < 1:
         raise CLIError(f"--seeds {args.seeds}: give at least 1")
+    if not args.clock > 0:
+        raise CLIError(f"--clock {args.clock:g}: give a clock above 0 MHz")
+    if args.baud is not None and args.baud < 1:
+        raise CLIError(f"--baud {args.baud}: give a rate above 0")
+    if args.step_budget < 0:
+        raise CLIError(f"--step-budget {args.step_budget}: give 0 (no budget) or more")
     out = Path(args.output)
     if out.is_file():
         raise CLIError(f"{out}: is a file; -o names the folder for the bitstream and reports")

@@ -46,10 +46,13 @@ def run(args) -> int:
     t0 = time.perf_counter()
     fabric = Fabric(cfg)
     text = to_verilog(fabric, args.top)
-    out.write_text(text)
     js = out.with_suffix(".json")
-    js.write_text(json.dumps(fabric_description(fabric, cfg, args.top, out.name), indent=2)
-                  + "\n")
+    for path, content in ((out, text), (js, json.dumps(
+            fabric_description(fabric, cfg, args.top, out.name), indent=2) + "\n")):
+        try:
+            path.write_text(content)
+        except OSError as e:                   # a full disk says no file name: name it
+            raise OSError(e.errno, e.strerror, str(path)) from None
     print(f"fabric {cfg.mesh_w}x{cfg.mesh_h} ({cfg.num_cores} cores: {cfg.neurons} neurons, "
           f"{cfg.axons} axons, {cfg.synapse_rows} synapse rows, {cfg.route_words} route words, "
           f"ucode {cfg.ucode_depth}, {cfg.groups} groups) -> {out} ({len(text)} bytes, module "

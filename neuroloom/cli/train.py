@@ -58,6 +58,16 @@ def run(args) -> int:
     for name in ("epochs", "qaft_epochs"):
         if getattr(args, name) < 0:
             raise CLIError(f"--{name.replace('_', '-')} {getattr(args, name)}: give 0 or more")
+    for name in ("lr", "ssm_lr", "qaft_lr"):
+        if not getattr(args, name) > 0:
+            raise CLIError(f"--{name.replace('_', '-')} {getattr(args, name):g}: give a learning "
+                           "rate above 0")
+    if not args.weight_decay >= 0:
+        raise CLIError(f"--weight-decay {args.weight_decay:g}: give 0 or more")
+    if args.threads < 1 or (args.max_steps is not None and args.max_steps < 1):
+        raise CLIError("--threads and --max-steps: give at least 1")
+    if not Path(args.out).parent.is_dir():
+        raise FileNotFoundError(2, "No such folder for --out", str(Path(args.out).parent))
     if importlib.util.find_spec("torch") is None:
         raise CLIError("training needs PyTorch, the 'train' extra: pip install 'neuroloom[train]'")
     name, path = options.dataset_spec(args)

@@ -312,7 +312,10 @@ def _is_int(v) -> bool:
 def save(image: Image, path) -> int:
     """Write ``image`` to ``path``; returns the size in bytes."""
     data = image.to_bytes()
-    Path(path).write_bytes(data)
+    try:
+        Path(path).write_bytes(data)
+    except OSError as e:                       # a full disk says no file name: name it
+        raise OSError(e.errno, e.strerror, str(path)) from None
     return len(data)
 
 
