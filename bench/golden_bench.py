@@ -1,82 +1,124 @@
-"""Golden model throughput: neuron updates/s and synaptic ops/s at batch 1 and 256.
+"""Golden model speed beside numpy float, measured in one run: microseconds per token at batch 1
+and aggregate tokens/s at batch 256, for the seed model sizes.
 
-Workload: a 2x2 fabric, every core a group of 256 S4D neurons (the main program), every neuron
-routing its spike to the next core, where its axon fans out to 16 neurons through 4 dense
-synapse rows. Results go to bench/results/golden.json and a table is printed.
+Models: ``random_qmodel(H, N, 4, d_in=1, classes=10, seed=0)`` compiled (channel neurons) onto
+the smallest default-core mesh it fits, beside ``FloatModel.random(1, H, N, 4, 10)`` of the same
+shape: seed small H=64, N=32; seed large H=128, N=64. Per model, ``--rounds`` interleaved rounds
+(float, qforward, golden), medians reported:
 
-    .venv/bin/python bench/golden_bench.py [--steps N]
+* numpy float: ``FloatModel.forward_recurrent`` (token by token, the recurrence in numpy);
+* ``qforward``: the quantized reference (channel mapping);
+* golden: the golden fabric model behind the host driver (``Driver.run``, pipelined schedule,
+  fill steps included), what ``neuroloom eval`` runs.
+
+Then batch 256 once each: aggregate tokens/s and its ratio to the batch-1 rate (the batching
+gain). Results go to ``bench/results/golden.json``; a table is printed.
+
+    .venv/bin/python bench/golden_bench.py [--tokens 128] [--batch-tokens 32] [--rounds 5]
+        [--models small,large]
 """
+
+from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
 from neuroloom.contract.config import FabricConfig
-from neuroloom.contract.coreconfig import CoreConfig, Group, Route, Synapse
-from neuroloom.contract.layouts import Counter
-from neuroloom.firmware.asm import load_program
-from neuroloom.sim.golden import GoldenFabric
+from neuroloom.firmware.compiler import FitError, compile_model, from_compiled, random_qmodel
+from neuroloom.firmware.driver import Driver
+from neuroloom.firmware.model import FloatModel
+from neuroloom.firmware.qmodel import qforward
+from neuroloom.sim.transports import GoldenTransport
 
 RESULTS = Path(__file__).parent / "results" / "golden.json"
+MODELS = {"small": (64, 32), "large": (128, 64)}
+MESHES = ("1x1", "2x2", "3x3", "4x3", "4x4", "6x6", "8x8", "12x12", "16x16")
 
 
-def build(cfg: FabricConfig, rng) -> dict:
-    configs = {}
-    for core in range(cfg.num_cores):
-        cc = CoreConfig(cfg)
-        cc.groups.append(Group(0, cfg.neurons, cc.add_program(load_program("s4d"))))
-        r = 0.99 * np.exp(1j * rng.uniform(-np.pi, np.pi, cfg.neurons))
-        cc.coef[:, 0], cc.coef[:, 1] = np.round(r.real * 2 ** 15), np.round(r.imag * 2 ** 15)
-        cc.coef[:, 2] = 2 ** 10
-        cc.coef[:, 4], cc.coef[:, 5] = rng.integers(-2 ** 14, 2 ** 14, (2, cfg.neurons))
-        rows_per_axon = 4
-        for a in range(cfg.neurons):
-            first = (a * 7) % (cfg.neurons // cfg.synapse_lanes - rows_per_axon)
-            cc.add_axon([Synapse(first + i, 0b1111, tuple(rng.integers(-128, 128, 4)))
-                         for i in range(rows_per_axon)], shift=7)
-        nxt = cfg.core_xy((core + 1) % cfg.num_cores)
-        for n in range(cfg.neurons):
-            cc.routes[n] = [Route(nxt[0], nxt[1], n)]
-        configs[core] = cc
-    return configs
+def compile_smallest(q):
+    for mesh in MESHES:
+        try:
+            return from_compiled(compile_model(q, FabricConfig.parse_mesh(mesh)))
+        except FitError:
+            continue
+    raise SystemExit("the model fits none of the meshes tried")
 
 
-def measure(batch: int, steps: int) -> dict:
-    cfg = FabricConfig(mesh_w=2, mesh_h=2, synapse_rows=1024)
-    fabric = GoldenFabric(cfg, batch=batch)
-    for core, cc in build(cfg, np.random.default_rng(0)).items():
-        fabric.load([(core,) + w for w in cc.writes()])
-    fabric.plan()
-    rng = np.random.default_rng(1)
+def timed(fn) -> float:
     t0 = time.perf_counter()
-    for _ in range(steps):
-        fabric.inject(0, 0, rng.integers(-1000, 1000, batch))
-        fabric.step()
-    dt = time.perf_counter() - t0
-    c = fabric.counters.sum(axis=(0, 1))
-    return {"batch": batch, "steps": steps, "seconds": round(dt, 4),
-            "steps_per_s": round(steps / dt, 1),
-            "neuron_updates_per_s": round(c[Counter.NEURON_UPDATES] / dt),
-            "syn_ops_per_s": round(c[Counter.SYN_OPS] / dt)}
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_model(name: str, args) -> dict:
+    H, N = MODELS[name]
+    q = random_qmodel(H, N, 4, d_in=1, classes=10, seed=0)
+    fm = FloatModel.random(1, H, N, 4, 10, seed=0)
+    img = compile_smallest(q)
+    rng = np.random.default_rng(1)
+    K, KB, B = args.tokens, args.batch_tokens, 256
+    x1 = rng.integers(-3000, 3000, (1, K, 1))
+    xb = rng.integers(-3000, 3000, (B, KB, 1))
+    gold1 = Driver(GoldenTransport(batch=1, max_batch=1))
+    gold1.load(img)
+    gold1.run(x1[:, :4])                                   # plan built, caches warm
+    ref = qforward(q, x1)
+    assert np.array_equal(gold1.run(x1).running, ref), "golden != qforward"
+    per = {"float": [], "qforward": [], "golden": []}
+    for _ in range(args.rounds):
+        per["float"].append(timed(lambda: fm.forward_recurrent(x1.astype(np.float64))) / K)
+        per["qforward"].append(timed(lambda: qforward(q, x1)) / K)
+        per["golden"].append(timed(lambda: gold1.run(x1)) / K)
+    us = {k: 1e6 * statistics.median(v) for k, v in per.items()}
+    goldb = Driver(GoldenTransport(batch=B, max_batch=B))
+    goldb.load(img)
+    goldb.run(xb[:, :2])
+    agg = {"float": B * KB / timed(lambda: fm.forward_recurrent(xb.astype(np.float64))),
+           "qforward": B * KB / timed(lambda: qforward(q, xb)),
+           "golden": B * KB / timed(lambda: goldb.run(xb))}
+    return {
+        "model": f"random_qmodel({H}, {N}, 4, d_in=1, classes=10, seed=0)",
+        "mesh": f"{img.cfg.mesh_w}x{img.cfg.mesh_h}", "tokens_batch1": K,
+        "tokens_batch256": KB, "rounds": args.rounds,
+        "us_per_token_batch1": {k: round(v, 1) for k, v in us.items()},
+        "x_numpy_float_batch1": {k: round(v / us["float"], 2) for k, v in us.items()},
+        "tokens_per_s_batch256": {k: round(v) for k, v in agg.items()},
+        "batch256_gain": {k: round(agg[k] / (1e6 / us[k]), 2) for k in us},
+    }
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--tokens", type=int, default=128, help="tokens per batch-1 run")
+    ap.add_argument("--batch-tokens", type=int, default=32, help="tokens per batch-256 run")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--models", default="small,large")
     args = ap.parse_args()
-    rows = [measure(b, args.steps if b == 1 else max(5, args.steps // 5)) for b in (1, 256)]
+    rows = []
+    for name in args.models.split(","):
+        rows.append({"name": name, **bench_model(name, args)})
+        print(f"{name}: done", flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": platform.processor() or platform.machine(),
-                                   "python": platform.python_version(), "results": rows},
-                                  indent=2) + "\n")
-    print(f"{'batch':>6} {'steps/s':>10} {'neuron upd/s':>14} {'syn ops/s':>14}")
+    RESULTS.write_text(json.dumps({
+        "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+        "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
+        "python": platform.python_version(), "numpy": np.__version__, "results": rows},
+        indent=2) + "\n")
+    print(f"{'model':>6} {'':>10} {'float':>10} {'qforward':>10} {'golden':>10}")
     for r in rows:
-        print(f"{r['batch']:>6} {r['steps_per_s']:>10} {r['neuron_updates_per_s']:>14,} "
-              f"{r['syn_ops_per_s']:>14,}")
+        u, x, a, g = (r["us_per_token_batch1"], r["x_numpy_float_batch1"],
+                      r["tokens_per_s_batch256"], r["batch256_gain"])
+        print(f"{r['name']:>6} {'us/token':>10} " + " ".join(f"{u[k]:>10}" for k in u))
+        print(f"{'':>6} {'x float':>10} " + " ".join(f"{x[k]:>10}" for k in x))
+        print(f"{'':>6} {'b256 tok/s':>10} " + " ".join(f"{a[k]:>10}" for k in a))
+        print(f"{'':>6} {'b256 gain':>10} " + " ".join(f"{g[k]:>10}" for k in g))
     print(f"written to {RESULTS}")
 
 
