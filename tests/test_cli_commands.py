@@ -397,3 +397,27 @@ def test_compile_calibrate_on_quantized_model_is_refused(small, tmp_path, capsys
     assert main(["compile", str(small / "small"), "-o", str(out), "--calibrate", "digits"]) == 1
     assert "quantized model, which needs no calibration" in _one_error_line(capsys)
     assert not out.exists()
+
+
+def test_run_final_logits_are_the_integers_over_the_output_scale(small, tmp_path, capsys):
+    """By value: the final logits printed are the fabric's integers (checked against a driver
+    run of the same tokens) divided by the image's output scale (here 8), to the 4 significant
+    digits printed; the class is their argmax."""
+    from neuroloom.firmware.datasets import digits
+    img = load_image(small / "img.nlimg")
+    scaled = tmp_path / "scaled.nlimg"
+    scaled.write_bytes(dataclasses.replace(img, model={**img.model, "out_scale": 8.0})
+                       .to_bytes())
+    assert main(["run", str(scaled), "--sample", "3", "--running"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    K = digits().x_test.shape[1]
+    ints = np.array([int(v) for v in next(ln for ln in lines if ln.startswith(
+        f"sample 0 token {K - 1}: ")).split(":")[1].split()])
+    final = next(ln for ln in lines if ln.startswith("sample 0: class "))
+    shown = np.array([float(v) for v in final.split("logits")[1].split()])
+    drv = Driver(open_transport("golden"))
+    drv.load(img)
+    np.testing.assert_array_equal(ints, drv.run(drv.quantize(digits().x_test[3])).logits)
+    assert np.any(ints % 8), ints                        # a scale of 1 would print otherwise
+    np.testing.assert_allclose(shown, ints / 8.0, rtol=5.1e-4)
+    assert final.startswith(f"sample 0: class {int(np.argmax(ints))} "), final

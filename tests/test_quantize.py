@@ -6,7 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from neuroloom.contract.config import FabricConfig
+from neuroloom.firmware.compiler import compile_model, from_compiled
 from neuroloom.firmware.datasets import digits
+from neuroloom.firmware.driver import Driver
 from neuroloom.firmware.importer import load_float, load_qmodel
 from neuroloom.firmware.model import FloatLayer, FloatModel
 from neuroloom.firmware.qmodel import qforward
@@ -19,6 +22,7 @@ from neuroloom.firmware.quantize import (
     quantize,
 )
 from neuroloom.firmware.train import accuracy_float, accuracy_q
+from neuroloom.sim.transports import GoldenTransport
 
 MODELS = Path(__file__).resolve().parent.parent / "firmware" / "models"
 
@@ -92,7 +96,12 @@ def test_shipped_model_accuracy():
     qa = accuracy_q(q, d.x_test, d.y_test)
     assert fa >= 0.95, f"float test accuracy {fa:.4f} < 0.95"
     assert abs(qa - fa) <= 0.01, f"quantized {qa:.4f} vs float {fa:.4f}: more than 1 point apart"
-    assert fa == pytest.approx(f.meta["float_acc"]) and qa == pytest.approx(q.meta["q_acc"])
+    # the same accuracies by other paths: the float model's convolutional form, and the golden
+    # fabric model running the compiled image (not the accuracies the model's metadata records)
+    assert fa == np.mean(np.argmax(f.forward_conv(d.x_test)[:, -1], axis=1) == d.y_test)
+    drv = Driver(GoldenTransport())
+    drv.load(from_compiled(compile_model(q, FabricConfig())))
+    assert qa == np.mean(drv.run(drv.quantize(d.x_test)).predictions == d.y_test)
     assert f.neurons() == q.H + len(q.layers) * (q.H * q.modes + 2 * q.H) + q.classes <= 1024
 
 
