@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: all venv test test-slow demo lint clean
+.PHONY: all venv test test-slow demo lint clean mutate
 
 all: test
 
@@ -25,6 +25,11 @@ test: venv
 
 test-slow: venv
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q -m slow
+
+# mutation testing of fixed point, quantizer, driver and host protocol (tests/mutate.py; the
+# kill rate and the equivalent survivors: docs/mutation.md); long: one pytest run per mutant
+mutate: venv
+	$(PY) tests/mutate.py
 
 demo: venv
 	$(VENV)/bin/neuroloom demo

@@ -216,7 +216,6 @@ def test_train_help_exits_0(capsys):
 
 
 def test_train_tiny_run_then_compile(tmp_path, capsys):
-    pytest.importorskip("torch", reason="the 'train' extra is installed by make test")
     stem = tmp_path / "tiny"
     assert main(["train", "--dataset", "digits", "-H", "4", "-N", "2", "-L", "1",
                  "--epochs", "1", "--qaft-epochs", "1", "--max-steps", "2", "--calib", "32",
