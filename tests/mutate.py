@@ -134,6 +134,13 @@ def run_module(name: str, timeout: float, out_dir: Path,
     rel, tests = TARGETS[name]
     source = (ROOT / rel).read_text()
     found = sites(source)
+    control = out_dir / f"{name}.original.py"
+    control.write_text(source)
+    r = subprocess.run([sys.executable, "-c", _BOOT, name, str(ROOT / rel), str(control),
+                        *pytest_args, *tests], cwd=ROOT, capture_output=True, timeout=timeout)
+    if r.returncode != 0:                     # else every mutant would count as killed
+        raise SystemExit(f"{name}: the tests fail on the unmutated module (through the import "
+                         f"hook); fix them first:\n{r.stdout.decode()[-2000:]}")
     killed, survivors = 0, []
     for i, (kind, line, what) in enumerate(found):
         f = out_dir / f"{name}.{i}.py"
