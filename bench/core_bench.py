@@ -13,8 +13,13 @@ Measured on the default FabricConfig core (the Verilator build is shared with
   route per neuron: BUSY_CYCLES of the step / neurons.
 * synaptic throughput: spikes into axons whose rows are sparse (1 lane) or dense (all lanes):
   SYN_OPS / BUSY_CYCLES while the spikes are integrated.
+* channel neurons (``channel.s``: 5 scalar instructions and one MODES): 32 channels of 32 modes
+  (the whole mode memory), one step: BUSY_CYCLES per channel beside ``modes / neuron_lanes``,
+  and the multiplier utilization of the step (8 useful products per mode entry over the
+  engine's ``8 x neuron_lanes`` product units; each product is two MULT18X18D).
+  ``--lanes 1 2 4`` measures each ``neuron_lanes`` setting (one Verilator build each).
 
-Results: ``bench/results/core.json`` and a printed table.
+Results: ``bench/results/core.json`` (``core_cycles.json``: cycles only) and a printed table.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ from neuroloom.sim.verilator import run_cocotb
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENV_OUT = "NEUROLOOM_CORE_BENCH_OUT"
+ENV_CFG = "NEUROLOOM_CORE_BENCH_CFG"
+#: channel-neuron measurement: channels x modes (fills the default 1024-entry mode memory)
+CHANNELS, MODES = 32, 32
 XY = (0, 1)
 
 
@@ -46,7 +54,7 @@ async def _counters(tb):
 
 @cocotb.test()
 async def core_bench(dut):
-    cfg = FabricConfig()
+    cfg = FabricConfig.from_dict(json.loads(os.environ[ENV_CFG]))
     tb = CoreTB(dut, cfg, XY, random.Random(0), gaps=0.0, backpressure=0.0)
     await tb.start()
     out = {}
@@ -95,15 +103,36 @@ async def core_bench(dut):
         out[f"syn_ops_per_cycle_{name}"] = ops / busy
         out[f"syn_ops_{name}"] = ops
         out[f"syn_busy_cycles_{name}"] = busy
+    cc = CoreConfig(cfg)
+    pc = cc.add_program(load_program("channel"))
+    cc.groups.append(Group(0, CHANNELS, pc, mode_base=0, modes=MODES))
+    for k in range(CHANNELS):
+        cc.coef[k] = [0] * 6 + [100, 0]
+    for e in range(CHANNELS * MODES):
+        cc.mcoef[e] = [30000, 2000, 16384, 0, 12000, -3000]
+    await tb.clear()
+    for w in cc.writes():
+        tb.write(*w)
+    await tb.drain()
+    before = await _counters(tb)
+    await tb.step(0)
+    after = await _counters(tb)
+    busy = after[Counter.BUSY_CYCLES] - before[Counter.BUSY_CYCLES]
+    out["channel_step_cycles"] = busy
+    out["channel_cycles_per_channel"] = busy / CHANNELS
+    out["channel_modes_per_lane"] = MODES / cfg.neuron_lanes
+    out["channel_multiplier_utilization"] = (CHANNELS * MODES * 8) / (8 * cfg.neuron_lanes * busy)
     Path(os.environ[ENV_OUT]).write_text(json.dumps(out, indent=2))
 
 
-def run_cycles() -> dict:
-    src = write_core_verilog(FabricConfig(), XY)
-    out = RESULTS / "core_cycles.json"
+def run_cycles(lanes: int = 1) -> dict:
+    cfg = FabricConfig(neuron_lanes=lanes)
+    src = write_core_verilog(cfg, XY)
+    out = RESULTS / ("core_cycles.json" if lanes == 1 else f"core_cycles_lanes{lanes}.json")
     RESULTS.mkdir(exist_ok=True)
     run_cocotb(TOPLEVEL, [src], "core_bench", src.parent / "verilator",
-               python_paths=[Path(__file__).resolve().parent], extra_env={ENV_OUT: str(out)})
+               python_paths=[Path(__file__).resolve().parent],
+               extra_env={ENV_OUT: str(out), ENV_CFG: cfg.to_json()})
     return json.loads(out.read_text())
 
 
@@ -118,14 +147,23 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-synth", action="store_true")
     ap.add_argument("--no-pnr", action="store_true")
+    ap.add_argument("--lanes", type=int, nargs="+", default=[1],
+                    help="neuron_lanes settings to measure (default: 1)")
     args = ap.parse_args()
     res = {"cycles": run_cycles()}
+    for lanes in args.lanes:
+        if lanes != 1:
+            res[f"cycles_lanes{lanes}"] = run_cycles(lanes)
     if not args.no_synth:
         res["ecp5"] = run_synth(pnr=not args.no_pnr)
     elif (RESULTS / "core_synth.json").is_file():
         res["ecp5"] = json.loads((RESULTS / "core_synth.json").read_text())
     (RESULTS / "core.json").write_text(json.dumps(res, indent=2))
     rows = [(k, v) for k, v in res["cycles"].items()]
+    for lanes in args.lanes:
+        if lanes != 1:
+            rows += [(f"lanes{lanes} {k}", v) for k, v in res[f"cycles_lanes{lanes}"].items()
+                     if k.startswith("channel")]
     if "ecp5" in res:
         rows += [(f"ecp5 {k}", v) for k, v in sorted(res["ecp5"].get("cells", {}).items())]
         rows += [("ecp5 fmax_mhz", res["ecp5"].get("fmax_mhz")),

@@ -6,6 +6,7 @@ every flit of every step, every STATE/ACC/MSTATE word and the architectural coun
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -116,8 +117,11 @@ async def whole_mode_memory(dut):
 # pytest side
 
 @pytest.mark.rtl
-def test_channel_core_vs_golden():
-    src = write_core_verilog(CHANNEL_CFG, XY)
-    env = {ENV_CFG: CHANNEL_CFG.to_json(), ENV_SEED: "3"}
+@pytest.mark.parametrize("lanes", [1, 2, pytest.param(4, marks=pytest.mark.slow)])
+def test_channel_core_vs_golden(lanes):
+    """Every neuron_lanes setting runs the same channel configurations, bit for bit."""
+    cfg = dataclasses.replace(CHANNEL_CFG, neuron_lanes=lanes)
+    src = write_core_verilog(cfg, XY)
+    env = {ENV_CFG: cfg.to_json(), ENV_SEED: "3"}
     r = run_cocotb(TOPLEVEL, [src], __name__, src.parent / "verilator", extra_env=env)
     assert r.failed == 0 and r.tests == 2

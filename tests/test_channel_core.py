@@ -5,6 +5,7 @@ and MSTATE word compared after every step."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -104,10 +105,14 @@ def run_core(cc: CoreConfig, steps: int, seed: int):
     return golden
 
 
+@pytest.mark.parametrize("lanes", [1, 2, 4])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_channel_neurons_match_golden(seed):
+def test_channel_neurons_match_golden(seed, lanes):
+    """Every neuron_lanes setting (mode memories banked by lane; groups' mode bases are not
+    aligned to the lanes) against the same golden model."""
     rng = random.Random(seed)
-    cc = random_channel_core(rng, CFG, max_modes=[1, 6, 12][seed - 1])
+    cfg = dataclasses.replace(CFG, neuron_lanes=lanes)
+    cc = random_channel_core(rng, cfg, max_modes=[1, 6, 12][seed - 1])
     assert cc.groups and cc.groups[0].modes >= 1
     golden = run_core(cc, steps=4, seed=seed)
     assert golden.counters[0, 0, 0] > 0

@@ -212,7 +212,7 @@ def test_words_pack_to_the_documented_bit_positions():
     assert header(Cmd.WRITE, 0x12, 0x345) == 0x0345_1201
     assert encode_frame(Cmd.STATUS, seq=1) == [0x0000_0107, 0x0000_0107]
     assert target(3, 5, 0xABCDE) == 0x0ABC_DE53
-    assert untarget(0xFABC_DE53) == (3, 5, 0xABCDE)          # reserved bits 28..31 ignored
+    assert untarget(0xEABC_DE53) == (3, 5, 0xABCDE)          # reserved bits 29..31 ignored
     assert output_tag(0x1_2345, 7) == 0x0007_2345             # step modulo 2**16
     assert [unwrap_step(s, since=0xFFFE) for s in (0xFFFE, 0xFFFF, 0, 3)] == \
         [0xFFFE, 0xFFFF, 0x1_0000, 0x1_0003]

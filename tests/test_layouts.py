@@ -69,9 +69,9 @@ def test_pack_rejects_out_of_range_and_unknown_fields():
         pack(axon_layout(cfg), bogus=1)
 
 
-def test_flit_is_63_bits_and_parts_cover_words():
+def test_flit_is_64_bits_and_parts_cover_words():
     cfg = FabricConfig()
-    assert flit_layout(cfg).size == 4 + 4 + 3 + 20 + 32
+    assert flit_layout(cfg).size == 4 + 4 + 3 + 21 + 32
     for mem in Mem:
         assert mem_parts(cfg, mem) <= 1 << cfg.PART_BITS
         assert mem_depth(cfg, mem) <= 1 << cfg.INDEX_BITS
@@ -83,7 +83,7 @@ def test_flit_is_63_bits_and_parts_cover_words():
     (dict(synapse_lanes=3), "synapse_lanes=3 must be 1, 2, 4 or 8"),
     (dict(neurons=30), "multiple of synapse_lanes"),
     (dict(acc_width=24), "acc_width=24 must be in 32..48"),
-    (dict(neurons=16384), "exceeds the 13-bit configuration index"),
+    (dict(neurons=32768), "exceeds the 14-bit configuration index"),
 ])
 def test_fabric_config_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -1,49 +1,37 @@
-"""Neuron ALU: executes one microcode instruction on a neuron's register file, in one cycle.
+"""Neuron datapath: the arithmetic of one microcode instruction (or one row of MODES mode
+entries), pipelined so that every stage is one multiply, one add or one mux deep.
 
-Bit-exact with ``sim.neuron.run_program`` (one instruction of it). Six signed multipliers
-(``state_width`` x ``coef_width``) serve both multiply instructions::
+Bit-exact with ``sim.neuron.run_program``. Every lane is one complex multiply-accumulate
+(six signed ``state_width`` x ``coef_width`` products) followed by the MODES output projection
+(two more products)::
 
-    p0 = a0*k0   p1 = a1*k1   p2 = b*l0        re = p0 - p1 + p2
-    p3 = a0*k1   p4 = a1*k0   p5 = b*l1        im = p3 + p4 + p5
+    p0 = a0*k0   p1 = a1*k1   p2 = b*l0        re = p0 - p1 + p2      re_r = sat(rnd(re, sh))
+    p3 = a0*k1   p4 = a1*k0   p5 = b*l1        im = p3 + p4 + p5      im_r = sat(rnd(im, sh))
+    term = sat(rnd(re_r*cr + im_r*cn, so))     lane_sum = wrap(sum of the live lanes' terms)
 
-MAD uses ``a0 = src(ra)``, ``a1 = 0``, ``k0 = C[k]``, ``l0 = C[l]`` (``re``); CMAD the complex pair
-``(a0, a1) = (R[ra], R[ra+1])`` (or zero), ``(k0, k1) = (C[k], C[k+1])``, ``(l0, l1) =
-(C[l], C[l+1])``, writing ``re`` to ``R[rd]`` and ``im`` to ``R[rd+1]``.
+Lane 0 also serves MAD (``a1 = 0``) and CMAD; the other lanes only MODES. Lane 0 carries the
+scalar path (ADD, SUB, MAX, MIN, LDC, SHR, CGE, SEL). A product whose operand is wider than
+18 bits is split into an 18-bit signed high part and an unsigned low part, so that each partial
+product is one MULT18X18D and the partials are added in the next stage.
 
-MODES (one mode entry per evaluation; the neuron engine iterates over the entries) uses the
-same six products with ``(a0, a1) = mode_x``, ``k = (dA)``, ``l = (dB)``, ``b = src(rb)``: the new
-state ``(re_r, im_r)`` goes to ``mode_x_out``; two more multipliers form
-``o = sat(rnd(re_r * Re C' + im_r * (-Im C'), so))`` and ``mode_sum_out = wrap(mode_sum + o)``
-(``acc_width`` bits), and ``R[rd] = sat(mode_sum_out)``.
+Latencies, counted in cycles from the inputs (registered at ``E0`` inside the component):
+``LAT_SCALAR`` (scalar result, ``cge``), ``LAT_X`` (every lane's ``re_r, im_r``),
+``LAT_SUM`` (``lane_sum``). Nothing stalls: results leave at fixed latencies.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from neuroloom.contract.config import FabricConfig
-from neuroloom.contract.layouts import (
-    MODE_COEFS,
-    MODE_STATE,
-    Emit,
-    Op,
-    Operand,
-    instr_layout,
-    modes_instr_layout,
-)
+from neuroloom.contract.layouts import MODE_COEFS, MODE_STATE, Op
 
-__all__ = ["NeuronAlu", "rnd_hw", "sat_hw"]
+__all__ = ["NeuronDatapath", "sat_hw", "rnd_hw", "reg", "delay"]
 
-
-def rnd_hw(m: Module, value, shift, name: str):
-    """``(value + (2**shift >> 1)) >> shift`` (round half up, arithmetic shift)."""
-    half = Signal(33, name=f"{name}_half")
-    m.d.comb += half.eq((Const(1, 33) << shift)[1:])
-    out = Signal(signed(len(value) + 1), name=name)
-    m.d.comb += out.eq((value + half) >> shift)
-    return out
+#: widest multiplier operand that fits one MULT18X18D
+DSP_WIDTH = 18
 
 
 def sat_hw(value, width: int):
@@ -52,150 +40,182 @@ def sat_hw(value, width: int):
     return Mux(value > hi, hi, Mux(value < lo, lo, value))[:width].as_signed()
 
 
-class NeuronAlu(wiring.Component):
-    """Combinational datapath of one microcode instruction.
+def rnd_hw(m: Module, value, shift, name: str):
+    """``(value + (2**shift >> 1)) >> shift`` (round half up, arithmetic shift), combinational."""
+    half = Signal(33, name=f"{name}_half")
+    m.d.comb += half.eq((Const(1, 33) << shift)[1:])
+    out = Signal(signed(len(value) + 1), name=name)
+    m.d.comb += out.eq((value + half) >> shift)
+    return out
 
-    Interface attributes
-    --------------------
-    instr : In(instr_layout()), the instruction.
-    regs : In(8 x signed(state_width)), register file before the instruction.
-    acc : In(signed(state_width)), the ``ACC`` operand (already saturated).
-    coef : In(8 x signed(coef_width)), the neuron's coefficients.
-    pred : In(1), the predicate before the instruction.
-    regs_out, pred_out : Out, register file and predicate after the instruction.
-    emit_set : Out(1), the instruction carries an emit condition (replaces the pending spike).
-    emit_flag : Out(1), its condition; ``emit_value`` (Out) = ``regs_out[rd]``.
-    mode_x, mode_coef : In, one mode entry's state (Re x, Im x) and coefficients (MODES).
-    mode_sum : In(signed(acc_width)), the MODES sum before this entry.
-    mode_live : In(1), the entry is real (0: add nothing, e.g. a neuron with no modes).
-    mode_x_out, mode_sum_out : Out, the entry's new state and the sum after it.
+
+def reg(m: Module, value, name: str, shape=None):
+    """A register loaded with ``value`` every cycle."""
+    s = Signal(shape if shape is not None else value.shape(), name=name)
+    m.d.sync += s.eq(value)
+    return s
+
+
+def delay(m: Module, value, cycles: int, name: str):
+    """``value`` delayed by ``cycles`` registers (``value`` itself for 0)."""
+    for i in range(cycles):
+        value = reg(m, value, f"{name}_d{i + 1}")
+    return value
+
+
+def _half(m: Module, shift, width: int, name: str):
+    """``(1 << shift) >> 1`` as a ``width``-bit signed value."""
+    h = Signal(signed(width), name=name)
+    m.d.comb += h.eq((Const(1, width + 1) << shift)[1:width + 1])
+    return h
+
+
+class _Product:
+    """A signed product in two registered stages: partial products, then their sum."""
+
+    def __init__(self, m: Module, a, k, name: str):
+        wa = len(a)
+        if wa <= DSP_WIDTH:
+            hi = reg(m, a * k, f"{name}_p", signed(wa + len(k)))
+            self.value = reg(m, hi, name, signed(wa + len(k)))
+            return
+        s = wa - DSP_WIDTH
+        lo = reg(m, a[:s].as_unsigned() * k, f"{name}_lo", signed(s + len(k) + 1))
+        hi = reg(m, a[s:].as_signed() * k, f"{name}_hi", signed(DSP_WIDTH + len(k)))
+        self.value = reg(m, (hi << s) + lo, name, signed(wa + len(k)))
+
+
+class NeuronDatapath(wiring.Component):
+    """The pipelined arithmetic of the neuron engine (see the module docstring).
+
+    Interface attributes (inputs sampled every cycle)
+    --------------------------------------------------
+    op, sh, so : In, the instruction's opcode and shifts.
+    a, b : In(signed(state_width)), scalar source operands (``b`` is also MODES' ``u``).
+    kc : In(signed(coef_width)), ``C[ck]`` (LDC).
+    pred : In(1), the predicate before the instruction (SEL).
+    x : In(lanes x 2 x signed(state_width)), ``(a0, a1)`` per lane.
+    c : In(lanes x 6 x signed(coef_width)), ``(k0, k1, l0, l1, cr, cn)`` per lane.
+    live : In(lanes), lanes whose term enters ``lane_sum``.
+    scalar, cge : Out, at ``LAT_SCALAR``: the scalar result and ``a >= b``.
+    x_out : Out(lanes x 2 x signed(state_width)), at ``LAT_X``: ``(re_r, im_r)`` per lane.
+    lane_sum : Out(signed(acc_width)), at ``LAT_SUM``.
     """
 
-    def __init__(self, cfg: FabricConfig):
-        self._cfg = cfg
+    LAT_SCALAR = 3
+    LAT_X = 6
+
+    def __init__(self, cfg: FabricConfig, lanes: int = 1):
+        self._cfg, self._lanes = cfg, lanes
         W, CW = cfg.state_width, cfg.coef_width
-        regs = data.ArrayLayout(signed(W), cfg.NUM_REGS)
         super().__init__({
-            "instr": In(instr_layout()),
-            "regs": In(regs),
-            "acc": In(signed(W)),
-            "coef": In(data.ArrayLayout(signed(CW), cfg.coefs)),
-            "pred": In(1),
-            "regs_out": Out(regs),
-            "pred_out": Out(1),
-            "emit_set": Out(1),
-            "emit_flag": Out(1),
-            "emit_value": Out(signed(W)),
-            "mode_x": In(data.ArrayLayout(signed(W), MODE_STATE)),
-            "mode_coef": In(data.ArrayLayout(signed(CW), MODE_COEFS)),
-            "mode_sum": In(signed(cfg.acc_width)),
-            "mode_live": In(1),
-            "mode_x_out": Out(data.ArrayLayout(signed(W), MODE_STATE)),
-            "mode_sum_out": Out(signed(cfg.acc_width)),
+            "op": In(unsigned(5)), "sh": In(unsigned(5)), "so": In(unsigned(5)),
+            "a": In(signed(W)), "b": In(signed(W)), "kc": In(signed(CW)), "pred": In(1),
+            "x": In(data.ArrayLayout(data.ArrayLayout(signed(W), MODE_STATE), lanes)),
+            "c": In(data.ArrayLayout(data.ArrayLayout(signed(CW), MODE_COEFS), lanes)),
+            "live": In(lanes),
+            "scalar": Out(signed(W)), "cge": Out(1),
+            "x_out": Out(data.ArrayLayout(data.ArrayLayout(signed(W), MODE_STATE), lanes)),
+            "lane_sum": Out(signed(cfg.acc_width)),
         })
 
     @property
-    def cfg(self) -> FabricConfig:
-        return self._cfg
+    def LAT_SUM(self) -> int:
+        # x (6) + projection product (2) + sum, round, shift, saturate (4) + lane adder tree
+        return self.LAT_X + 6 + (1 if self._lanes <= 4 else 2)
 
     def elaborate(self, platform):
+        cfg, L = self._cfg, self._lanes
+        W, CW, A = cfg.state_width, cfg.coef_width, cfg.acc_width
         m = Module()
-        W = self._cfg.state_width
-        ins = self.instr
-        regs = Array(self.regs[i] for i in range(8))
-        coef = Array(self.coef[i] for i in range(8))
 
-        def src(code, name):
-            s = Signal(signed(W), name=name)
-            with m.If(code < 8):
-                m.d.comb += s.eq(regs[code[:3]])
-            with m.Elif(code == Operand.ACC):
-                m.d.comb += s.eq(self.acc)
-            return s
+        # -- E0: inputs registered ------------------------------------------------------------
+        op = reg(m, self.op, "e0_op")
+        sh = reg(m, self.sh, "e0_sh")
+        so = reg(m, self.so, "e0_so")
+        a, b = reg(m, self.a, "e0_a"), reg(m, self.b, "e0_b")
+        kc, pred = reg(m, self.kc, "e0_kc"), reg(m, self.pred, "e0_pred")
+        x = reg(m, self.x, "e0_x")
+        c = reg(m, self.c, "e0_c")
+        live = reg(m, self.live, "e0_live")
 
-        a = src(ins.ra, "src_a")
-        b = src(ins.rb, "src_b")
-        is_cmad = ins.op == Op.CMAD
-        is_modes = ins.op == Op.MODES
-        pair = (ins.ra < 8) & is_cmad
-        a0 = Signal(signed(W))
-        a1 = Signal(signed(W))
-        m.d.comb += [
-            a0.eq(Mux(is_modes, self.mode_x[0], Mux(is_cmad, Mux(pair, regs[ins.ra[:3]], 0), a))),
-            a1.eq(Mux(is_modes, self.mode_x[1], Mux(pair, regs[(ins.ra[:3] + 1)[:3]], 0))),
-        ]
-        mc = self.mode_coef
-        k0 = Mux(is_modes, mc[0], coef[ins.ck])
-        k1 = Mux(is_modes, mc[1], coef[(ins.ck + 1)[:3]])
-        l0 = Mux(is_modes, mc[2], coef[ins.cl])
-        l1 = Mux(is_modes, mc[3], coef[(ins.cl + 1)[:3]])
-        re = Signal(signed(W + self._cfg.coef_width + 2))
-        im = Signal(signed(W + self._cfg.coef_width + 2))
-        m.d.comb += [
-            re.eq(a0 * k0 - a1 * k1 + b * l0),
-            im.eq(a0 * k1 + a1 * k0 + b * l1),
-        ]
-        re_r = sat_hw(rnd_hw(m, re, ins.sh, "re_rnd"), W)
-        im_r = sat_hw(rnd_hw(m, im, ins.sh, "im_rnd"), W)
-        ldc = Signal(signed(self._cfg.coef_width + 31))
-        m.d.comb += ldc.eq(coef[ins.ck] << ins.sh)
-
-        # MODES: the output term of this mode entry and the running sum (modular)
-        so = modes_instr_layout()(ins.as_value()).so
-        proj = Signal(signed(W + self._cfg.coef_width + 1))
-        m.d.comb += proj.eq(re_r * mc[4] + im_r * mc[5])
-        term = sat_hw(rnd_hw(m, proj, so, "proj_rnd"), W)
-        A = self._cfg.acc_width
-        m.d.comb += [
-            self.mode_x_out[0].eq(re_r), self.mode_x_out[1].eq(im_r),
-            self.mode_sum_out.eq((self.mode_sum + Mux(self.mode_live, term, 0))[:A].as_signed()),
-        ]
-
-        result = Signal(signed(W))
-        write = Signal()
-        m.d.comb += write.eq(1)
-        with m.Switch(ins.op):
-            with m.Case(Op.MAD, Op.CMAD):
-                m.d.comb += result.eq(re_r)
+        # -- scalar path (lane 0): E1 wide results, E2 round/shift, E3 saturate + select -------
+        SW = max(W + 2, CW + 33)
+        add1 = reg(m, a + b, "s_add")
+        sub1 = reg(m, a - b, "s_sub")
+        gt1 = reg(m, a > b, "s_gt")
+        ge1 = reg(m, a >= b, "s_ge")
+        a1_, b1_ = reg(m, a, "s_a"), reg(m, b, "s_b")
+        pred1 = reg(m, pred, "s_pred")
+        ldc1 = reg(m, kc << sh, "s_ldc", signed(SW))
+        HW = max(W + 2, 34)
+        shr_sum1 = reg(m, a + _half(m, sh, HW, "s_half"), "s_shr_sum", signed(HW))
+        sh1 = reg(m, sh, "s_sh1")
+        op1 = reg(m, op, "s_op1")
+        res2 = Signal(signed(max(SW, HW) + 1), name="s_res2")
+        with m.Switch(op1):
             with m.Case(Op.ADD):
-                m.d.comb += result.eq(sat_hw(a + b, W))
+                m.d.sync += res2.eq(add1)
             with m.Case(Op.SUB):
-                m.d.comb += result.eq(sat_hw(a - b, W))
+                m.d.sync += res2.eq(sub1)
             with m.Case(Op.MAX):
-                m.d.comb += result.eq(Mux(a > b, a, b))
+                m.d.sync += res2.eq(Mux(gt1, a1_, b1_))
             with m.Case(Op.MIN):
-                m.d.comb += result.eq(Mux(a < b, a, b))
+                m.d.sync += res2.eq(Mux(gt1, b1_, a1_))
             with m.Case(Op.LDC):
-                m.d.comb += result.eq(sat_hw(ldc, W))
+                m.d.sync += res2.eq(ldc1)
             with m.Case(Op.SHR):
-                m.d.comb += result.eq(sat_hw(rnd_hw(m, a, ins.sh, "shr_rnd"), W))
+                m.d.sync += res2.eq(shr_sum1 >> sh1)
             with m.Case(Op.SEL):
-                m.d.comb += result.eq(Mux(self.pred, a, b))
-            with m.Case(Op.MODES):
-                m.d.comb += result.eq(sat_hw(self.mode_sum_out, W))
-            with m.Default():
-                m.d.comb += write.eq(0)
+                m.d.sync += res2.eq(Mux(pred1, a1_, b1_))
+        m.d.sync += [self.scalar.eq(sat_hw(res2, W)), self.cge.eq(reg(m, ge1, "s_ge2"))]
 
-        rd1 = (ins.rd + 1)[:3]
-        for i in range(8):
-            with m.If(write & (ins.rd == i)):
-                m.d.comb += self.regs_out[i].eq(result)
-            with m.Elif(is_cmad & (rd1 == i)):
-                m.d.comb += self.regs_out[i].eq(im_r)
-            with m.Else():
-                m.d.comb += self.regs_out[i].eq(self.regs[i])
-        m.d.comb += self.pred_out.eq(Mux(ins.op == Op.CGE, a >= b, self.pred))
+        # -- lanes: complex product (E1, E2), sums (E3, E4), shift (E5), saturate (E6) ----------
+        PW = max(W + CW + 3, 34)
+        sh_d = delay(m, sh, 4, "sh")           # aligned with E4
+        so_d = delay(m, so, 9, "so")           # aligned with E9
+        half_sh = reg(m, _half(m, delay(m, sh, 1, "shh"), PW, "half_sh_c"), "half_sh")  # E2
+        live_d = delay(m, live, self.LAT_X + 6, "live")
+        terms = []
+        for i in range(L):
+            a0, a1 = x[i][0], x[i][1]
+            k0, k1, l0, l1, cr, cn = (c[i][j] for j in range(MODE_COEFS))
+            p = [_Product(m, u, v, f"l{i}_p{j}").value for j, (u, v) in
+                 enumerate(((a0, k0), (a1, k1), (b, l0), (a0, k1), (a1, k0), (b, l1)))]
+            re_a = reg(m, p[0] - p[1], f"l{i}_re_a", signed(PW))
+            re_b = reg(m, p[2] + half_sh, f"l{i}_re_b", signed(PW))
+            im_a = reg(m, p[3] + p[4], f"l{i}_im_a", signed(PW))
+            im_b = reg(m, p[5] + half_sh, f"l{i}_im_b", signed(PW))
+            re = reg(m, re_a + re_b, f"l{i}_re", signed(PW))
+            im = reg(m, im_a + im_b, f"l{i}_im", signed(PW))
+            re_s = reg(m, re >> sh_d, f"l{i}_re_s", signed(PW))
+            im_s = reg(m, im >> sh_d, f"l{i}_im_s", signed(PW))
+            re_r = reg(m, sat_hw(re_s, W), f"l{i}_re_r")
+            im_r = reg(m, sat_hw(im_s, W), f"l{i}_im_r")
+            m.d.comb += [self.x_out[i][0].eq(re_r), self.x_out[i][1].eq(im_r)]
+            # projection: E7, E8 products; E9 sum; E10 + half; E11 shift; E12 saturate
+            cr6, cn6 = delay(m, cr, 6, f"l{i}_cr"), delay(m, cn, 6, f"l{i}_cn")
+            pr = _Product(m, re_r, cr6, f"l{i}_pr").value
+            pi = _Product(m, im_r, cn6, f"l{i}_pi").value
+            proj = reg(m, pr + pi, f"l{i}_proj", signed(PW))
+            half_so = _half(m, so_d, PW, f"l{i}_half_so")
+            proj_h = reg(m, proj + half_so, f"l{i}_proj_h", signed(PW))
+            proj_s = reg(m, proj_h >> reg(m, so_d, f"l{i}_so11"), f"l{i}_proj_s", signed(PW))
+            term = reg(m, sat_hw(proj_s, W), f"l{i}_term")
+            terms.append(Mux(live_d[i], term, 0))
 
-        value = Array(self.regs_out[i] for i in range(8))[ins.rd]
-        m.d.comb += [
-            self.emit_value.eq(value),
-            self.emit_set.eq(ins.emit != Emit.NONE),
-        ]
-        with m.Switch(ins.emit):
-            with m.Case(Emit.ALWAYS):
-                m.d.comb += self.emit_flag.eq(1)
-            with m.Case(Emit.NONZERO):
-                m.d.comb += self.emit_flag.eq(value != 0)
-            with m.Case(Emit.IF_P):
-                m.d.comb += self.emit_flag.eq(self.pred_out)
+        # -- lane sum (modular, acc_width): one stage for up to 4 lanes, two for 8 ---------------
+        def tree(values):
+            while len(values) > 1:
+                values = [values[j] + values[j + 1] if j + 1 < len(values) else values[j]
+                          for j in range(0, len(values), 2)]
+            return values[0]
+
+        if L <= 4:
+            total = tree(terms)
+        else:
+            halves = [reg(m, tree(terms[h * 4:(h + 1) * 4]), f"lsum_h{h}", signed(A))
+                      for h in range(2)]
+            total = halves[0] + halves[1]
+        m.d.sync += self.lane_sum.eq(total[:A].as_signed())
         return m

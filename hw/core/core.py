@@ -17,7 +17,7 @@ first step); the neuron pass of step t reads and clears buffer t & 1 = ~sbuf. Ea
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from neuroloom.contract.config import FabricConfig
@@ -37,7 +37,7 @@ from neuroloom.contract.layouts import (
 
 from .config_port import ConfigPort
 from .memories import PartedMemory
-from .neuron import NeuronEngine, emission_layout
+from .neuron import NeuronEngine
 from .route import RouteUnit
 from .synapse import SynapseEngine
 
@@ -102,8 +102,6 @@ class NeuronCore(wiring.Component):
         m.submodules.eng = eng = NeuronEngine(cfg)
         m.submodules.route = route = RouteUnit(cfg, self._x, self._y)
         m.submodules.cfgp = cfgp = ConfigPort(cfg)
-        m.submodules.emitq = emitq = fifo.SyncFIFOBuffered(
-            width=emission_layout(cfg).size, depth=4)
 
         def pm(name, width, depth, part_width):
             mem = PartedMemory(width=width, depth=depth, part_width=part_width)
@@ -117,8 +115,11 @@ class NeuronCore(wiring.Component):
         ridx = pm("route_index", route_index_layout(cfg).size, cfg.neurons, 32)
         routem = pm("route_mem", route_layout(cfg).size, cfg.route_words, 32)
         ucode = pm("ucode", 32, cfg.ucode_depth, 32)
-        mstate = pm("mstate", MODE_STATE * W, cfg.modes, W)
-        mcoef = pm("mcoef", MODE_COEFS * CW, cfg.modes, CW)
+        NL = cfg.neuron_lanes
+        nlb = (NL - 1).bit_length()
+        mrows = cfg.modes // NL
+        mstate = [pm(f"mstate{i}", MODE_STATE * W, mrows, W) for i in range(NL)]
+        mcoef = [pm(f"mcoef{i}", MODE_COEFS * CW, mrows, CW) for i in range(NL)]
         acc = [[pm(f"acc{b}_{j}", A, rows, A) for j in range(L)] for b in range(2)]
 
         groups = Signal(data.ArrayLayout(group_layout(cfg), G))
@@ -127,7 +128,7 @@ class NeuronCore(wiring.Component):
         sbuf = Signal()            # accumulator buffer that incoming spikes integrate into
         clearing = Signal()
         clr_cnt = Signal(max(cfg.neuron_bits, cfg.mode_bits))
-        clr_end = max(cfg.neurons, cfg.modes) - 1
+        clr_end = max(cfg.neurons, cfg.modes // cfg.neuron_lanes) - 1
 
         # -- configuration access decode --
         ca = cfgp.addr
@@ -153,18 +154,35 @@ class NeuronCore(wiring.Component):
         cfg_only(synm, Mem.SYNAPSE, cfg.synapse_rows, synm.parts, syn.syn_addr, syn.syn_en)
         cfg_only(coef, Mem.COEF, cfg.neurons, cfg.coefs, eng.ctx_addr, eng.ctx_en,
                  part_width=CW)
-        cfg_only(ridx, Mem.ROUTE_INDEX, cfg.neurons, ridx.parts, eng.ctx_addr, eng.ctx_en)
+        cfg_only(ridx, Mem.ROUTE_INDEX, cfg.neurons, ridx.parts, eng.ri_addr, eng.ri_en)
         cfg_only(routem, Mem.ROUTE, cfg.route_words, routem.parts, route.route_addr,
                  route.route_en)
         cfg_only(ucode, Mem.UCODE, cfg.ucode_depth, 1, eng.ucode_addr, eng.ucode_en)
-        cfg_only(mcoef, Mem.MCOEF, cfg.modes, MODE_COEFS, eng.mode_addr, eng.mode_en,
-                 part_width=CW)
         m.d.comb += [
             syn.axon_data.eq(axon.r_data), syn.syn_data.eq(synm.r_data),
             eng.coef_data.eq(coef.r_data), eng.ri_data.eq(ridx.r_data),
             route.route_data.eq(routem.r_data), eng.ucode_data.eq(ucode.r_data),
-            eng.mcoef_data.eq(mcoef.r_data),
         ]
+
+        # MSTATE and MCOEF: one bank per neuron lane; entry e is row e // lanes of bank e % lanes.
+        def mbank(v):
+            return v[:nlb] if nlb else Const(0, 1)
+
+        def mrow(v):
+            return v[nlb:]
+
+        mode_we_cfg = [sel_we(Mem.MCOEF, cfg.modes) & (mbank(idx) == i) for i in range(NL)]
+        for i in range(NL):
+            mc = mcoef[i]
+            m.d.comb += [
+                mc.w_addr.eq(mrow(idx)),
+                mc.w_data.eq(Cat(*[wdata[:CW]] * MODE_COEFS)),
+                mc.w_en.eq(Mux(mode_we_cfg[i] & (part < MODE_COEFS),
+                               1 << part[:(MODE_COEFS - 1).bit_length()], 0)),
+                mc.r_addr.eq(Mux(cfgp.re, mrow(idx), eng.mode_addr)),
+                mc.r_en.eq(cfgp.re | eng.mode_en),
+                eng.mcoef_data[i].eq(mc.r_data),
+            ]
 
         # STATE: clear > config > neuron write-back.
         m.d.comb += [
@@ -182,21 +200,24 @@ class NeuronCore(wiring.Component):
             m.d.comb += [state.w_addr.eq(eng.wb_addr), state.w_data.eq(eng.wb_data),
                          state.w_en.eq(eng.wb_en.replicate(S))]
 
-        # MSTATE: the same priorities (the engine writes one mode entry per cycle).
-        m.d.comb += [
-            mstate.r_addr.eq(Mux(cfgp.re, idx, eng.mode_addr)),
-            mstate.r_en.eq(cfgp.re | eng.mode_en),
-            eng.mstate_data.eq(mstate.r_data),
-        ]
-        with m.If(clearing):
-            m.d.comb += [mstate.w_addr.eq(clr_cnt), mstate.w_data.eq(0),
-                         mstate.w_en.eq((1 << MODE_STATE) - 1)]
-        with m.Elif(sel_we(Mem.MSTATE, cfg.modes)):
-            m.d.comb += [mstate.w_addr.eq(idx), mstate.w_data.eq(Cat(*[wdata[:W]] * MODE_STATE)),
-                         mstate.w_en.eq(Mux(part < MODE_STATE, Const(1, MODE_STATE) << part, 0))]
-        with m.Else():
-            m.d.comb += [mstate.w_addr.eq(eng.mwb_addr), mstate.w_data.eq(eng.mwb_data),
-                         mstate.w_en.eq(eng.mwb_en.replicate(MODE_STATE))]
+        # MSTATE banks: the same priorities (the engine writes one row of entries per cycle).
+        for i in range(NL):
+            ms = mstate[i]
+            m.d.comb += [
+                ms.r_addr.eq(Mux(cfgp.re, mrow(idx), eng.mode_addr)),
+                ms.r_en.eq(cfgp.re | eng.mode_en),
+                eng.mstate_data[i].eq(ms.r_data),
+            ]
+            with m.If(clearing):
+                m.d.comb += [ms.w_addr.eq(clr_cnt), ms.w_data.eq(0),
+                             ms.w_en.eq((1 << MODE_STATE) - 1)]
+            with m.Elif(sel_we(Mem.MSTATE, cfg.modes) & (mbank(idx) == i)):
+                m.d.comb += [ms.w_addr.eq(mrow(idx)),
+                             ms.w_data.eq(Cat(*[wdata[:W]] * MODE_STATE)),
+                             ms.w_en.eq(Mux(part < MODE_STATE, Const(1, MODE_STATE) << part, 0))]
+            with m.Else():
+                m.d.comb += [ms.w_addr.eq(eng.mwb_addr), ms.w_data.eq(eng.mwb_data[i]),
+                             ms.w_en.eq(eng.mwb_en[i].replicate(MODE_STATE))]
 
         # ACC banks: clear > config > synapse engine (buffer sbuf) / neuron engine (~sbuf).
         acc_we = sel_we(Mem.ACC, cfg.neurons)
@@ -249,7 +270,9 @@ class NeuronCore(wiring.Component):
         m.d.comb += eng.groups.eq(groups)
 
         # -- read data back to the config port (address held by the port) --------------------------
-        rdata = Signal(32)
+        # Two stages: every memory's addressed part is registered (block-RAM output -> part
+        # select -> flip-flop), then the config port picks the memory's (``ConfigPort`` waits
+        # for both).
         bank_data = Array(acc[b][j].r_data for b in range(2) for j in range(L))
         gwords = Array(groups[gi].as_value() for gi in range(G))
         cwords = Array(counters)
@@ -257,31 +280,30 @@ class NeuronCore(wiring.Component):
         def sext(v):
             return v.as_signed()
 
+        cands = {
+            Mem.AXON: _part(axon.r_data, part, axon.parts),
+            Mem.SYNAPSE: _part(synm.r_data, part, synm.parts),
+            Mem.STATE: sext(state.r_data.word_select(part, W)),
+            Mem.COEF: sext(coef.r_data.word_select(part, CW)),
+            Mem.MSTATE: sext(Array(ms.r_data for ms in mstate)[mbank(idx)]
+                             .word_select(part[:1], W)),
+            Mem.MCOEF: sext(Array(mc.r_data for mc in mcoef)[mbank(idx)].word_select(part, CW)),
+            Mem.ROUTE_INDEX: _part(ridx.r_data, part, ridx.parts),
+            Mem.ROUTE: _part(routem.r_data, part, routem.parts),
+            Mem.UCODE: ucode.r_data,
+            Mem.GROUP: _part(gwords[idx[:cfg.group_bits]], part, gparts),
+            Mem.COUNTER: cwords[idx[:3]],
+            Mem.ACC: bank_data[Cat(bank(idx), part[0]) if lb else part[0]][:32],
+        }
+        regd = {}
+        for mem_id, value in cands.items():
+            regd[mem_id] = Signal(32, name=f"rd_{mem_id.name.lower()}")
+            m.d.sync += regd[mem_id].eq(value)
+        rdata = Signal(32)
         with m.Switch(ca.mem):
-            with m.Case(Mem.AXON):
-                m.d.comb += rdata.eq(_part(axon.r_data, part, axon.parts))
-            with m.Case(Mem.SYNAPSE):
-                m.d.comb += rdata.eq(_part(synm.r_data, part, synm.parts))
-            with m.Case(Mem.STATE):
-                m.d.comb += rdata.eq(sext(state.r_data.word_select(part, W)))
-            with m.Case(Mem.COEF):
-                m.d.comb += rdata.eq(sext(coef.r_data.word_select(part, CW)))
-            with m.Case(Mem.MSTATE):
-                m.d.comb += rdata.eq(sext(mstate.r_data.word_select(part[:1], W)))
-            with m.Case(Mem.MCOEF):
-                m.d.comb += rdata.eq(sext(mcoef.r_data.word_select(part, CW)))
-            with m.Case(Mem.ROUTE_INDEX):
-                m.d.comb += rdata.eq(_part(ridx.r_data, part, ridx.parts))
-            with m.Case(Mem.ROUTE):
-                m.d.comb += rdata.eq(_part(routem.r_data, part, routem.parts))
-            with m.Case(Mem.UCODE):
-                m.d.comb += rdata.eq(ucode.r_data)
-            with m.Case(Mem.GROUP):
-                m.d.comb += rdata.eq(_part(gwords[idx[:cfg.group_bits]], part, gparts))
-            with m.Case(Mem.COUNTER):
-                m.d.comb += rdata.eq(cwords[idx[:3]])
-            with m.Case(Mem.ACC):
-                m.d.comb += rdata.eq(bank_data[Cat(bank(idx), part[0]) if lb else part[0]][:32])
+            for mem_id, q in regd.items():
+                with m.Case(mem_id):
+                    m.d.comb += rdata.eq(q)
         m.d.comb += cfgp.rdata.eq(rdata)
 
         # -- input dispatch and spike merge --
@@ -307,12 +329,7 @@ class NeuronCore(wiring.Component):
             m.d.comb += self.i_flit.ready.eq(1)
 
         # -- neuron engine -> emissions FIFO -> route unit -> o_flit --
-        m.d.comb += [
-            emitq.w_data.eq(eng.emission.p.as_value()), emitq.w_en.eq(eng.emission.valid),
-            eng.emission.ready.eq(emitq.w_rdy),
-            route.i_emit.p.eq(emitq.r_data), route.i_emit.valid.eq(emitq.r_rdy),
-            emitq.r_en.eq(route.i_emit.ready),
-        ]
+        wiring.connect(m, eng.emission, route.i_emit)
         with m.If(cfgp.o_flit.valid):
             m.d.comb += [self.o_flit.valid.eq(1), self.o_flit.p.eq(cfgp.o_flit.p),
                          cfgp.o_flit.ready.eq(self.o_flit.ready)]
@@ -322,7 +339,7 @@ class NeuronCore(wiring.Component):
                          route.o_flit.ready.eq(self.o_flit.ready)]
 
         # -- steps, clear, idle --
-        busy = syn.busy | eng.busy | route.busy | (emitq.level != 0) | cfgp.busy | clearing
+        busy = syn.busy | eng.busy | route.busy | cfgp.busy | clearing
         accepted = Signal()
         m.d.sync += accepted.eq(self.i_flit.valid & self.i_flit.ready)
         m.d.comb += [

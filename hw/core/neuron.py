@@ -1,47 +1,52 @@
-"""Neuron engine: the per-step neuron pass (group schedule, microcode sequencing, writeback).
+"""Neuron engine: the per-step neuron pass, pipelined (group schedule, batched issue, a fixed-
+latency datapath, write-back).
 
 On ``start`` (step ``t``) the engine visits the group descriptors in order; a group is active
 when ``t >= start`` and its phase counter is 0 (phase counters count ``(t - start) % period``
 without a divider, so steps must arrive in order: 0, 1, 2, ...; ``phase_reset`` restarts them).
-For every neuron of an active group it runs the group's program, one instruction per cycle on
-the single-cycle :class:`~hw.core.alu.NeuronAlu`:
 
-* cycle 0 of a neuron uses its context straight from the memories' read ports (persistent
-  registers from STATE, the rest zero; ``ACC = sat(acc)``; coefficients; route index), which
-  were read the cycle before; the same cycle clears the accumulator and issues the reads of
-  the next neuron's context (prefetch), so neurons follow each other without a bubble;
-* the cycle of the instruction with ``last`` writes R0..R{state_regs-1} back and, if the
-  pending spike is valid and the neuron has routes, offers an emission ``(payload, route base,
-  route count)``; the engine stalls in that cycle while ``emission.ready`` is low.
+An active group runs in **batches** of up to ``slots`` neurons. A batch runs its program one
+**round** per instruction: the round issues the instruction once for every neuron of the batch
+(slot ``j`` = neuron ``first + batch base + j``), one issue per cycle, into a pipeline of fixed
+latency ``DEPTH`` that never stalls. MODES issues one row of ``neuron_lanes`` mode entries per
+cycle, so a slot's MODES takes ``ceil(modes / lanes)`` issues (one if it has no modes).
 
-* ``MODES`` iterates over the neuron's mode entries (``modes`` of the group, from the neuron's
-  mode pointer: ``mode_base`` for the group's first neuron, then ``+ modes`` per neuron): one
-  cycle to read entry 0, then one cycle per entry -- the ALU updates the entry from the read
-  port's data, the engine writes it back and reads the next one, ``msum`` carries the sum --
-  and the instruction completes (writes ``rd``) in the cycle of the last entry. The entries are
-  independent (only the sum links them), so a later pipelined engine can issue one per cycle.
+Hazards (``docs/core.md`` has the argument in full):
 
-A program of L instructions costs L cycles per neuron, plus ``modes`` cycles per MODES (or 0
-with no modes); each active group adds 1 cycle, each group descriptor 1 cycle of scan.
+* **registers**: every slot has its register file (R0..R7, the saturated ACC operand, P and the
+  pending spike) in a small LUT memory indexed by slot. A slot is *busy* from the first issue of
+  an instruction until that instruction writes back; the next instruction of the slot issues
+  only when it is not busy. Within a batch different slots are different neurons, so nothing
+  else is shared. With ``slots > DEPTH`` a full batch never waits.
+* **memories**: round 0 reads STATE and ACC (and clears the ACC word with the slot's last
+  issue of round 0), every issue reads COEF, MODES issues read and (``LAT_X`` later) write back
+  MSTATE/MCOEF rows that no other issue of the pass touches; the last round writes STATE and
+  reads ROUTE_INDEX. Groups may overlap, so a new group starts only when the pipeline is empty.
+* **emissions**: the pending spike leaves at write-back into a FIFO; an issue that can emit
+  reserves FIFO space first (``credit``), so write-back never waits.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.layouts import (
     MODE_COEFS,
     MODE_STATE,
+    Emit,
     Op,
+    Operand,
     group_layout,
     instr_layout,
+    modes_instr_layout,
     route_index_layout,
 )
 
-from .alu import NeuronAlu, sat_hw
+from .alu import NeuronDatapath, delay, reg, sat_hw
 
 __all__ = ["NeuronEngine", "emission_layout"]
 
@@ -55,6 +60,23 @@ def emission_layout(cfg: FabricConfig) -> data.StructLayout:
     })
 
 
+def _op_layout(cfg: FabricConfig, slots: int) -> data.StructLayout:
+    """One issue travelling down the pipeline."""
+    L = cfg.neuron_lanes
+    return data.StructLayout({
+        "valid": 1,
+        "slot": unsigned(max(1, (slots - 1).bit_length())),
+        "n": unsigned(cfg.neuron_bits),
+        "first": 1,      # round 0: registers from STATE/ACC
+        "last": 1,       # the program's last instruction (STATE write-back, emission)
+        "final": 1,      # the slot's last issue of this instruction (register write-back)
+        "mfirst": 1,     # the slot's first MODES issue (restart the sum)
+        "instr": unsigned(32),
+        "mrow": unsigned(max(1, cfg.mode_bits - (L - 1).bit_length())),
+        "mlive": unsigned(L),
+    })
+
+
 class NeuronEngine(wiring.Component):
     """Runs the neuron pass of one step.
 
@@ -62,26 +84,32 @@ class NeuronEngine(wiring.Component):
     --------------------
     start : In(1), pulse: run the pass of step ``step``; ignored while ``busy``.
     step : In(16), the step number ``t`` (sampled with ``start``).
-    busy : Out(1), the pass is running.
+    busy : Out(1), the pass is running or a spike waits in the emission FIFO.
     groups : In(groups x group_layout), the group descriptors.
     phase_reset : In(groups), restart the phase counter of a group.
     ucode_addr, ucode_en : Out; ``ucode_data`` In (32): microcode read port.
-    ctx_addr, ctx_en : Out; read port address of STATE, COEF, ROUTE_INDEX and the accumulator
-        (bank ``ctx_addr % lanes``, row ``ctx_addr // lanes`` of the buffer of this step).
-    state_data, coef_data, ri_data, acc_data : In, the context read data (``acc_data``: one word
-        per bank).
+    ctx_addr, ctx_en : Out; read port address of STATE, COEF and the accumulator (bank
+        ``ctx_addr % synapse_lanes``, row ``ctx_addr // synapse_lanes`` of this step's buffer).
+    state_data, coef_data, acc_data : In, their read data (``acc_data``: one word per bank).
+    ri_addr, ri_en : Out; ``ri_data`` In: ROUTE_INDEX read port.
     wb_addr, wb_en, wb_data : Out, STATE write-back (all registers).
     clr_addr, clr_en : Out, clear one accumulator word of this step's buffer.
-    mode_addr, mode_en : Out, read port address of the MSTATE and MCOEF mode memories;
-        ``mstate_data``, ``mcoef_data`` In, their read data.
-    mwb_addr, mwb_en, mwb_data : Out, MSTATE write-back of one mode entry.
+    mode_addr, mode_en : Out, row of the MSTATE and MCOEF banks (entry ``row * lanes + i`` is in
+        bank ``i``); ``mstate_data``, ``mcoef_data`` In, one word per bank.
+    mwb_addr, mwb_en, mwb_data : Out, MSTATE write-back of one row (``mwb_en``: one bit per bank).
     emission : Out(stream of emission_layout), spikes for the route unit.
     updated : Out(1), one neuron finished (NEURON_UPDATES).
     """
 
-    def __init__(self, cfg: FabricConfig):
-        self._cfg = cfg
-        S, W, CW = cfg.state_regs, cfg.state_width, cfg.coef_width
+    #: slots per batch (register files); more than DEPTH keeps full batches stall-free
+    SLOTS = 32
+    #: emission FIFO depth
+    EMIT_DEPTH = 16
+
+    def __init__(self, cfg: FabricConfig, slots: int = SLOTS):
+        self._cfg, self._slots = cfg, slots
+        S, W, CW, L = cfg.state_regs, cfg.state_width, cfg.coef_width, cfg.neuron_lanes
+        row_bits = max(1, cfg.mode_bits - (L - 1).bit_length())
         super().__init__({
             "start": In(1), "step": In(16), "busy": Out(1),
             "groups": In(data.ArrayLayout(group_layout(cfg), cfg.groups)),
@@ -89,13 +117,16 @@ class NeuronEngine(wiring.Component):
             "ucode_addr": Out(cfg.pc_bits), "ucode_en": Out(1), "ucode_data": In(32),
             "ctx_addr": Out(cfg.neuron_bits), "ctx_en": Out(1),
             "state_data": In(S * W), "coef_data": In(cfg.coefs * CW),
-            "ri_data": In(route_index_layout(cfg)),
             "acc_data": In(data.ArrayLayout(signed(cfg.acc_width), cfg.synapse_lanes)),
+            "ri_addr": Out(cfg.neuron_bits), "ri_en": Out(1),
+            "ri_data": In(route_index_layout(cfg)),
             "wb_addr": Out(cfg.neuron_bits), "wb_en": Out(1), "wb_data": Out(S * W),
             "clr_addr": Out(cfg.neuron_bits), "clr_en": Out(1),
-            "mode_addr": Out(cfg.mode_bits), "mode_en": Out(1),
-            "mstate_data": In(MODE_STATE * W), "mcoef_data": In(MODE_COEFS * CW),
-            "mwb_addr": Out(cfg.mode_bits), "mwb_en": Out(1), "mwb_data": Out(MODE_STATE * W),
+            "mode_addr": Out(row_bits), "mode_en": Out(1),
+            "mstate_data": In(data.ArrayLayout(unsigned(MODE_STATE * W), L)),
+            "mcoef_data": In(data.ArrayLayout(unsigned(MODE_COEFS * CW), L)),
+            "mwb_addr": Out(row_bits), "mwb_en": Out(L),
+            "mwb_data": Out(data.ArrayLayout(unsigned(MODE_STATE * W), L)),
             "emission": Out(stream.Signature(emission_layout(cfg))),
             "updated": Out(1),
         })
@@ -104,12 +135,22 @@ class NeuronEngine(wiring.Component):
     def cfg(self) -> FabricConfig:
         return self._cfg
 
+    @property
+    def depth(self) -> int:
+        """Cycles from an issue to its write-back (the earliest re-issue of its slot is one
+        cycle later)."""
+        return 3 + NeuronDatapath(self._cfg, self._cfg.neuron_lanes).LAT_SUM + 2
+
     def elaborate(self, platform):
-        cfg = self._cfg
-        S, W, CW, G = cfg.state_regs, cfg.state_width, cfg.coef_width, cfg.groups
-        lane_bits = (cfg.synapse_lanes - 1).bit_length()
+        cfg, K = self._cfg, self._slots
+        S, W, G, L = cfg.state_regs, cfg.state_width, cfg.groups, cfg.neuron_lanes
+        LB = (L - 1).bit_length()
+        ab = (cfg.synapse_lanes - 1).bit_length()
         m = Module()
-        m.submodules.alu = alu = NeuronAlu(cfg)
+        m.submodules.dp = dp = NeuronDatapath(cfg, L)
+        m.submodules.emitq = emitq = fifo.SyncFIFOBuffered(
+            width=emission_layout(cfg).size, depth=self.EMIT_DEPTH)
+        OPL = _op_layout(cfg, K)
 
         # -- group schedule: phase counters ---------------------------------------------------
         phase = [Signal(8, name=f"phase{i}") for i in range(G)]
@@ -124,83 +165,93 @@ class NeuronEngine(wiring.Component):
                 with m.If(due):
                     m.d.sync += phase[i].eq(Mux(phase[i] + 1 == desc.period, 0, phase[i] + 1))
 
-        # -- pass state ----------------------------------------------------------------------
+        # -- per-slot register files (LUT memories, asynchronous read) ---------------------------
+        rf_regs = Memory(shape=unsigned(8 * W), depth=K, init=[])
+        misc_layout = data.StructLayout({"acc": signed(W), "pred": 1, "pflag": 1,
+                                         "pval": signed(W)})
+        rf_misc = Memory(shape=misc_layout, depth=K, init=[])
+        m.submodules.rf_regs, m.submodules.rf_misc = rf_regs, rf_misc
+        rf_regs_r, rf_misc_r = rf_regs.read_port(domain="comb"), rf_misc.read_port(domain="comb")
+        rf_regs_w, rf_misc_w = rf_regs.write_port(granularity=W), rf_misc.write_port()
+
+        # -- sequencer state --------------------------------------------------------------------
         g = Signal(range(max(G, 2)))
-        n = Signal(cfg.neuron_bits)
-        remaining = Signal(cfg.neuron_bits + 1)
-        pc = Signal(cfg.pc_bits)
         gpc = Signal(cfg.pc_bits)
-        first = Signal()
-        regs = Signal(data.ArrayLayout(signed(W), cfg.NUM_REGS))
-        coef_q = Signal(cfg.coefs * CW)
-        acc_q = Signal(signed(W))
-        ri_q = Signal(route_index_layout(cfg))
-        pred = Signal()
-        pend_flag = Signal()
-        pend_value = Signal(signed(W))
+        gmodes = Signal(cfg.mode_bits + 1)
+        rem = Signal(cfg.neuron_bits + 1)       # neurons of the group not yet in a batch + batch
+        r = Signal(range(K + 1))                # neurons in this batch
+        nb = Signal(cfg.neuron_bits)            # first neuron of the batch
+        j = Signal(range(K))                    # slot being issued
+        n_cur = Signal(cfg.neuron_bits)         # its neuron
+        first_round = Signal()
+        cur = Signal(instr_layout())            # this round's instruction
+        pc = Signal(cfg.pc_bits)
+        npc = Signal(cfg.pc_bits)               # the pc of the word on ucode_data
+        fetch_req = Signal()                    # issue the prefetch of the next instruction
+        nxt_ok = Signal()                       # ucode_data holds the next instruction
+        batch_mptr = Signal(cfg.mode_bits + 1)  # the batch's first mode entry
+        mslot = Signal(cfg.mode_bits + 1)       # the slot's first mode entry
+        mcur = Signal(cfg.mode_bits + 1)        # next MODES entry of the slot (when mstarted)
+        mstarted = Signal()
+        busy = Signal(K)
+        inflight_emit = Signal(range(self.EMIT_DEPTH + K + 1))
 
         descs = Array(self.groups[i] for i in range(G))
         desc = descs[g]
-        instr = instr_layout()(self.ucode_data)
-        acc_lane = self.acc_data[n[:lane_bits]] if lane_bits else self.acc_data[0]
 
-        # Operands: in a neuron's first cycle straight from the context read ports.
-        coef_in = Mux(first, self.coef_data, coef_q)
-        ri_in = route_index_layout(cfg)(Mux(first, self.ri_data.as_value(), ri_q.as_value()))
-        m.d.comb += [
-            alu.instr.eq(instr),
-            alu.acc.eq(Mux(first, sat_hw(acc_lane, W), acc_q)),
-            alu.coef.eq(coef_in),
-            alu.pred.eq(pred & ~first),
-        ]
-        for i in range(cfg.NUM_REGS):
-            init = self.state_data[i * W:(i + 1) * W] if i < S else 0
-            m.d.comb += alu.regs[i].eq(Mux(first, init, regs[i]))
+        # -- issue ---------------------------------------------------------------------------
+        is_modes = cur.op == Op.MODES
+        mc = Mux(mstarted, mcur, mslot)
+        mend = mslot + gmodes
+        mrow = (mc >> LB)
+        row_next = (mrow + 1) << LB
+        mlive = Signal(L)
+        for i in range(L):
+            e = Cat(Const(i, LB), mrow) if LB else mrow
+            m.d.comb += mlive[i].eq((Const(i, max(LB, 1)) >= (mc[:LB] if LB else 0)) & (e < mend))
+        final = ~is_modes | (row_next >= mend)
+        fresh = ~is_modes | ~mstarted
+        last_slot = j + 1 == r
+        group_end = cur.last & (rem == r)
+        need_next = final & last_slot & ~group_end
+        credit_ok = emitq.level + inflight_emit < self.EMIT_DEPTH
+        slot_free = ~busy.bit_select(j, 1)
+        issuing = Signal()
+        can = ((~fresh | slot_free) & (~(cur.last & final) | credit_ok)
+               & (~need_next | nxt_ok))
 
-        flag = Signal()
-        value = Signal(signed(W))
-        with m.If(alu.emit_set):
-            m.d.comb += [flag.eq(alu.emit_flag), value.eq(alu.emit_value)]
-        with m.Elif(~first):
-            m.d.comb += [flag.eq(pend_flag), value.eq(pend_value)]
+        p1 = Signal(OPL)
+        m.d.sync += p1.valid.eq(issuing)
+        with m.If(issuing):
+            m.d.sync += [
+                p1.slot.eq(j), p1.n.eq(n_cur), p1.first.eq(first_round), p1.last.eq(cur.last),
+                p1.final.eq(final), p1.mfirst.eq(is_modes & ~mstarted),
+                p1.instr.eq(cur.as_value()), p1.mrow.eq(mrow), p1.mlive.eq(mlive),
+            ]
+            m.d.comb += [self.ctx_addr.eq(n_cur), self.ctx_en.eq(1)]
+            with m.If(is_modes):
+                m.d.comb += [self.mode_addr.eq(mrow), self.mode_en.eq(1)]
+            with m.If(first_round & final):
+                m.d.comb += [self.clr_addr.eq(n_cur), self.clr_en.eq(1)]
 
-        running = Signal()
-        is_last = running & instr.last
+        busy_set = Signal(K)
+        busy_clr = Signal(K)
+        with m.If(issuing & fresh):
+            m.d.comb += busy_set.eq(Const(1, K) << j)
+        m.d.sync += busy.eq((busy & ~busy_clr) | busy_set)
+        emit_in = issuing & cur.last & final
+        emit_out = Signal()
+        m.d.sync += inflight_emit.eq(inflight_emit + emit_in - emit_out)
 
-        # -- MODES: one mode entry per cycle after a one-cycle read of entry 0 --------------------
-        mptr = Signal(cfg.mode_bits + 1)       # the neuron's first mode entry
-        mi = Signal(cfg.mode_bits + 1)         # entry on the read port (while mloop)
-        mloop = Signal()
-        msum = Signal(signed(cfg.acc_width))
-        is_modes = running & (instr.op == Op.MODES)
-        nmodes = desc.modes
-        mlast = mloop & (mi + 1 == nmodes)
-        mdone = (nmodes == 0) | mlast
-        mstall = is_modes & ~mdone
-        m.d.comb += [
-            alu.mode_x.eq(self.mstate_data), alu.mode_coef.eq(self.mcoef_data),
-            alu.mode_sum.eq(Mux(mloop, msum, 0)), alu.mode_live.eq(is_modes & mloop),
-        ]
+        # microcode prefetch: the cycle after a round starts, read its successor
+        with m.If(fetch_req):
+            nxt = Mux(cur.last, gpc, pc + 1)
+            m.d.comb += [self.ucode_addr.eq(nxt), self.ucode_en.eq(1)]
+            m.d.sync += [npc.eq(nxt), nxt_ok.eq(1), fetch_req.eq(0)]
 
-        m.d.comb += [
-            self.emission.valid.eq(is_last & flag & (ri_in.count != 0) & ~mstall),
-            self.emission.p.payload.eq(value),
-            self.emission.p.base.eq(ri_in.base),
-            self.emission.p.count.eq(ri_in.count),
-        ]
-        advance = ~mstall & ~(self.emission.valid & ~self.emission.ready)
-        with m.If(is_modes & mloop & (mstall | advance)):
-            m.d.comb += [self.mwb_addr.eq(mptr + mi), self.mwb_en.eq(1),
-                         self.mwb_data.eq(alu.mode_x_out.as_value())]
-        with m.If(is_modes & (nmodes != 0)):
-            with m.If(~mloop):
-                m.d.comb += [self.mode_addr.eq(mptr), self.mode_en.eq(1)]
-                m.d.sync += [mloop.eq(1), mi.eq(0), msum.eq(0)]
-            with m.Elif(~mlast):
-                m.d.comb += [self.mode_addr.eq(mptr + mi + 1), self.mode_en.eq(1)]
-                m.d.sync += [mi.eq(mi + 1), msum.eq(alu.mode_sum_out)]
-            with m.Elif(advance):
-                m.d.sync += mloop.eq(0)
+        def start_round():
+            m.d.sync += [cur.eq(self.ucode_data), pc.eq(npc), fetch_req.eq(1), nxt_ok.eq(0),
+                         j.eq(0), mstarted.eq(0)]
 
         with m.FSM(name="pass") as fsm:
             with m.State("IDLE"):
@@ -209,46 +260,213 @@ class NeuronEngine(wiring.Component):
                     m.next = "SCAN"
             with m.State("SCAN"):
                 with m.If(active.bit_select(g, 1)):
-                    m.d.comb += [
-                        self.ctx_addr.eq(desc.first), self.ctx_en.eq(1),
-                        self.ucode_addr.eq(desc.pc), self.ucode_en.eq(1),
-                    ]
+                    m.d.comb += [self.ucode_addr.eq(desc.pc), self.ucode_en.eq(1)]
                     m.d.sync += [
-                        n.eq(desc.first), remaining.eq(desc.count), pc.eq(desc.pc),
-                        gpc.eq(desc.pc), first.eq(1), mptr.eq(desc.mode_base),
+                        npc.eq(desc.pc), nxt_ok.eq(1), gpc.eq(desc.pc), gmodes.eq(desc.modes),
+                        rem.eq(desc.count), nb.eq(desc.first), n_cur.eq(desc.first),
+                        r.eq(Mux(desc.count > K, K, desc.count)),
+                        batch_mptr.eq(desc.mode_base), mslot.eq(desc.mode_base),
                     ]
-                    m.next = "EXEC"
+                    m.next = "START"
                 with m.Elif(g == G - 1):
-                    m.next = "IDLE"
+                    m.next = "DRAIN"
                 with m.Else():
                     m.d.sync += g.eq(g + 1)
-            with m.State("EXEC"):
-                m.d.comb += running.eq(1)
-                with m.If(advance):
-                    next_pc = Mux(instr.last, gpc, pc + 1)
-                    m.d.comb += [self.ucode_addr.eq(next_pc), self.ucode_en.eq(1)]
-                    m.d.sync += [
-                        regs.eq(alu.regs_out), pred.eq(alu.pred_out),
-                        pend_flag.eq(flag), pend_value.eq(value),
-                        coef_q.eq(coef_in), acc_q.eq(alu.acc), ri_q.eq(ri_in),
-                        pc.eq(next_pc), first.eq(0),
-                    ]
-                    with m.If(first):
-                        m.d.comb += [self.clr_addr.eq(n), self.clr_en.eq(1)]
-                        with m.If(remaining > 1):
-                            m.d.comb += [self.ctx_addr.eq(n + 1), self.ctx_en.eq(1)]
-                    with m.If(instr.last):
-                        m.d.comb += [
-                            self.wb_addr.eq(n), self.wb_en.eq(1), self.updated.eq(1),
-                            self.wb_data.eq(alu.regs_out.as_value()[:S * W]),
-                        ]
-                        m.d.sync += mptr.eq(mptr + nmodes)
-                        with m.If(remaining > 1):
-                            m.d.sync += [n.eq(n + 1), remaining.eq(remaining - 1), first.eq(1)]
-                        with m.Elif(g == G - 1):
-                            m.next = "IDLE"
-                        with m.Else():
-                            m.d.sync += g.eq(g + 1)
-                            m.next = "SCAN"
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+            with m.State("START"):
+                # groups may overlap: a group starts on an empty pipeline
+                with m.If(busy == 0):
+                    start_round()
+                    m.d.sync += first_round.eq(1)
+                    m.next = "ISSUE"
+            with m.State("ISSUE"):
+                with m.If(can):
+                    m.d.comb += issuing.eq(1)
+                    with m.If(is_modes):
+                        m.d.sync += [mstarted.eq(~final), mcur.eq(row_next)]
+                    with m.If(final):
+                        m.d.sync += [j.eq(j + 1), n_cur.eq(n_cur + 1), mslot.eq(mend),
+                                     mstarted.eq(0)]
+                        with m.If(last_slot):
+                            with m.If(group_end):
+                                with m.If(g == G - 1):
+                                    m.next = "DRAIN"
+                                with m.Else():
+                                    m.d.sync += g.eq(g + 1)
+                                    m.next = "SCAN"
+                            with m.Elif(cur.last):
+                                # next batch: round 0 of the program
+                                start_round()
+                                left = rem - r
+                                m.d.sync += [
+                                    first_round.eq(1), rem.eq(left), nb.eq(n_cur + 1),
+                                    r.eq(Mux(left > K, K, left)),
+                                    batch_mptr.eq(mend), mslot.eq(mend),
+                                ]
+                            with m.Else():
+                                start_round()
+                                m.d.sync += [first_round.eq(0), n_cur.eq(nb),
+                                             mslot.eq(batch_mptr)]
+            with m.State("DRAIN"):
+                with m.If(busy == 0):
+                    m.next = "IDLE"
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | (emitq.level != 0))
+
+        # -- P1: register files (asynchronous) and memories (synchronous) read -----------------
+        m.d.comb += [rf_regs_r.addr.eq(p1.slot), rf_misc_r.addr.eq(p1.slot)]
+        p2 = reg(m, p1, "p2")
+        p2_regs = reg(m, rf_regs_r.data, "p2_regs", unsigned(8 * W))
+        p2_misc = reg(m, rf_misc_r.data, "p2_misc")
+        p2_state = reg(m, self.state_data, "p2_state")
+        p2_coef = reg(m, self.coef_data, "p2_coef")
+        acc_lane = self.acc_data[p1.n[:ab]] if ab else self.acc_data[0]
+        p2_acc = reg(m, sat_hw(acc_lane, W), "p2_acc")
+        p2_mstate = reg(m, self.mstate_data, "p2_mstate")
+        p2_mcoef = reg(m, self.mcoef_data, "p2_mcoef")
+
+        # -- P2: operand select into the datapath ------------------------------------------------
+        ins = instr_layout()(p2.instr)
+        mins = modes_instr_layout()(p2.instr)
+        first = p2.first
+        regs = Signal(data.ArrayLayout(signed(W), 8), name="regs_eff")
+        for i in range(8):
+            init = p2_state[i * W:(i + 1) * W] if i < S else 0
+            m.d.comb += regs[i].eq(Mux(first, init, p2_regs[i * W:(i + 1) * W]))
+        acc_eff = Mux(first, p2_acc, p2_misc.acc)
+        pred_eff = p2_misc.pred & ~first
+        pflag_eff = p2_misc.pflag & ~first
+        pval_eff = Mux(first, 0, p2_misc.pval)
+        regs_arr = Array(regs[i] for i in range(8))
+        coef = Array(p2_coef.word_select(i, cfg.coef_width).as_signed() for i in range(8))
+
+        def src(code):
+            return Mux(code < 8, regs_arr[code[:3]], Mux(code == Operand.ACC, acc_eff, 0))
+
+        a, b = src(ins.ra), src(ins.rb)
+        p2_modes = ins.op == Op.MODES
+        is_cmad = ins.op == Op.CMAD
+        pair = (ins.ra < 8) & is_cmad
+        m.d.comb += [
+            dp.op.eq(ins.op), dp.sh.eq(ins.sh), dp.so.eq(mins.so), dp.a.eq(a), dp.b.eq(b),
+            dp.kc.eq(coef[ins.ck]), dp.pred.eq(pred_eff), dp.live.eq(p2.mlive),
+        ]
+        for i in range(L):
+            xs = p2_mstate[i].word_select
+            cs = p2_mcoef[i].word_select
+            mx = [xs(q, W).as_signed() for q in range(MODE_STATE)]
+            mcv = [cs(q, cfg.coef_width).as_signed() for q in range(MODE_COEFS)]
+            if i == 0:
+                a0 = Mux(p2_modes, mx[0], Mux(is_cmad, Mux(pair, regs_arr[ins.ra[:3]], 0), a))
+                a1 = Mux(p2_modes, mx[1], Mux(pair, regs_arr[(ins.ra[:3] + 1)[:3]], 0))
+                ks = [Mux(p2_modes, mcv[0], coef[ins.ck]),
+                      Mux(p2_modes, mcv[1], coef[(ins.ck + 1)[:3]]),
+                      Mux(p2_modes, mcv[2], coef[ins.cl]),
+                      Mux(p2_modes, mcv[3], coef[(ins.cl + 1)[:3]]), mcv[4], mcv[5]]
+            else:
+                a0, a1, ks = mx[0], mx[1], mcv
+            m.d.comb += [dp.x[i][0].eq(a0), dp.x[i][1].eq(a1)]
+            m.d.comb += [dp.c[i][q].eq(ks[q]) for q in range(MODE_COEFS)]
+
+        # what write-back needs, carried beside the datapath (E0 onwards)
+        carry_layout = data.StructLayout({
+            "op": OPL, "pers": unsigned(S * W), "rd_old": signed(W), "acc": signed(W),
+            "pred": 1, "pflag": 1, "pval": signed(W),
+        })
+        e0 = Signal(carry_layout, name="e0")
+        m.d.sync += [
+            e0.op.eq(p2), e0.pers.eq(regs.as_value()[:S * W]),
+            e0.rd_old.eq(regs_arr[ins.rd]), e0.acc.eq(acc_eff), e0.pred.eq(pred_eff),
+            e0.pflag.eq(pflag_eff), e0.pval.eq(pval_eff),
+        ]
+
+        # -- MSTATE write-back at LAT_X -----------------------------------------------------------
+        ex = delay(m, e0.op, dp.LAT_X, "ex")
+        ex_modes = instr_layout()(ex.instr).op == Op.MODES
+        with m.If(ex.valid & ex_modes):
+            m.d.comb += [self.mwb_addr.eq(ex.mrow), self.mwb_en.eq(ex.mlive)]
+        for i in range(L):
+            m.d.comb += self.mwb_data[i].eq(dp.x_out[i].as_value())
+
+        # -- E(LAT_SUM): the MODES sum, E(LAT_SUM+1) merge, then write-back -----------------------
+        LS = dp.LAT_SUM
+        es = delay(m, e0, LS, "es")            # aligned with dp.lane_sum
+        msum = Signal(signed(cfg.acc_width))
+        es_ins = instr_layout()(es.op.instr)
+        with m.If(es.op.valid & (es_ins.op == Op.MODES)):
+            m.d.sync += msum.eq(Mux(es.op.mfirst, dp.lane_sum,
+                                    (msum + dp.lane_sum)[:cfg.acc_width].as_signed()))
+        em = reg(m, es, "em")                  # aligned with msum
+        scalar = delay(m, dp.scalar, LS + 1 - dp.LAT_SCALAR, "scalar")
+        cge = delay(m, dp.cge, LS + 1 - dp.LAT_SCALAR, "cge")
+        re = delay(m, dp.x_out[0][0], LS + 1 - dp.LAT_X, "re")
+        im = delay(m, dp.x_out[0][1], LS + 1 - dp.LAT_X, "im")
+        # ROUTE_INDEX read one cycle ahead of the merge
+        m.d.comb += [self.ri_addr.eq(es.op.n), self.ri_en.eq(es.op.valid & es.op.last)]
+
+        mi = instr_layout()(em.op.instr)
+        result = Signal(signed(W))
+        write = Signal()
+        m.d.comb += write.eq(1)
+        with m.Switch(mi.op):
+            with m.Case(Op.MAD, Op.CMAD):
+                m.d.comb += result.eq(re)
+            with m.Case(Op.MODES):
+                m.d.comb += result.eq(sat_hw(msum, W))
+            with m.Case(Op.ADD, Op.SUB, Op.MAX, Op.MIN, Op.LDC, Op.SHR, Op.SEL):
+                m.d.comb += result.eq(scalar)
+            with m.Default():
+                m.d.comb += write.eq(0)
+        m_cmad = mi.op == Op.CMAD
+        rd1 = (mi.rd + 1)[:3]
+        pred_out = Mux(mi.op == Op.CGE, cge, em.pred)
+        value = Mux(write, result, em.rd_old)
+        emit_flag = Signal()
+        with m.Switch(mi.emit):
+            with m.Case(Emit.ALWAYS):
+                m.d.comb += emit_flag.eq(1)
+            with m.Case(Emit.NONZERO):
+                m.d.comb += emit_flag.eq(value != 0)
+            with m.Case(Emit.IF_P):
+                m.d.comb += emit_flag.eq(pred_out)
+        has_emit = mi.emit != Emit.NONE
+
+        wb_layout = data.StructLayout({
+            "op": OPL, "regs": data.ArrayLayout(signed(W), 8), "wen": 8,
+            "misc": misc_layout, "ri": route_index_layout(cfg),
+        })
+        wb = Signal(wb_layout, name="wb")
+        m.d.sync += [wb.op.eq(em.op), wb.ri.eq(self.ri_data),
+                     wb.misc.acc.eq(em.acc), wb.misc.pred.eq(pred_out),
+                     wb.misc.pflag.eq(Mux(has_emit, emit_flag, em.pflag)),
+                     wb.misc.pval.eq(Mux(has_emit, value, em.pval))]
+        for i in range(8):
+            old = em.pers[i * W:(i + 1) * W].as_signed() if i < S else 0
+            hit = write & (mi.rd == i)
+            hit1 = m_cmad & (rd1 == i)
+            m.d.sync += [
+                wb.regs[i].eq(Mux(hit, result, Mux(hit1, im, old))),
+                wb.wen[i].eq(hit | hit1 | em.op.first),
+            ]
+
+        # -- write-back ----------------------------------------------------------------------
+        done = wb.op.valid & wb.op.final
+        m.d.comb += [
+            rf_regs_w.addr.eq(wb.op.slot), rf_regs_w.data.eq(wb.regs.as_value()),
+            rf_regs_w.en.eq(Mux(done, wb.wen, 0)),
+            rf_misc_w.addr.eq(wb.op.slot), rf_misc_w.data.eq(wb.misc), rf_misc_w.en.eq(done),
+        ]
+        with m.If(done):
+            m.d.comb += busy_clr.eq(Const(1, K) << wb.op.slot)
+        fire = done & wb.op.last
+        m.d.comb += [
+            emit_out.eq(fire),
+            self.wb_addr.eq(wb.op.n), self.wb_en.eq(fire), self.updated.eq(fire),
+            self.wb_data.eq(wb.regs.as_value()[:S * W]),
+            emitq.w_en.eq(fire & wb.misc.pflag & (wb.ri.count != 0)),
+            emitq.w_data.eq(Cat(wb.misc.pval, wb.ri.base, wb.ri.count)),
+        ]
+        m.d.comb += [
+            self.emission.valid.eq(emitq.r_rdy),
+            self.emission.payload.eq(emitq.r_data),
+            emitq.r_en.eq(self.emission.ready),
+        ]
         return m

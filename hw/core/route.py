@@ -1,7 +1,8 @@
 """Route unit: expands a neuron's emission into one spike per route word (multicast).
 
 For an emission ``(payload, base, count)`` it reads ROUTE[base .. base+count-1], one word per
-cycle, into a one-entry output stage. A route word becomes
+cycle, into a ``DEPTH``-entry output FIFO (registered output; a read issues only when the FIFO
+has room for it, so the block-RAM output never drives the flit ports). A route word becomes
 
 * a HOST_OUT flit (``host=1``): dst (0, 0), addr = channel ``target``, data = payload;
 * a loopback spike (the core's own tile): to the synapse engine, never leaving the core;
@@ -12,8 +13,8 @@ The payload is sign-extended to the flit's 32 data bits.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from neuroloom.contract.config import FabricConfig
@@ -42,6 +43,9 @@ class RouteUnit(wiring.Component):
     busy : Out(1); sent : Out(1), one route word fired (SPIKES_SENT).
     """
 
+    #: output FIFO entries (3 sustains one route word per cycle)
+    DEPTH = 3
+
     def __init__(self, cfg: FabricConfig, x: int, y: int):
         if not (0 <= x < cfg.mesh_w and 0 <= y < cfg.mesh_h):
             raise ValueError(f"RouteUnit: tile ({x!r}, {y!r}) outside the "
@@ -65,43 +69,48 @@ class RouteUnit(wiring.Component):
         it_ptr = Signal(cfg.route_addr_bits)
         it_rem = Signal(cfg.route_count_bits)
         it_payload = Signal(signed(W))
-        r1_valid = Signal()
-        r1_payload = Signal(signed(W))
 
-        r = self.route_data
-        loop = ~r.host & (r.x == self._x) & (r.y == self._y)
-        consume = r1_valid & ((loop & self.o_loop.ready) | (~loop & self.o_flit.ready))
-        issue = it_busy & (~r1_valid | consume)
+        # route words land in a small FIFO (registered block-RAM read, registered output);
+        # a read issues only when the FIFO has room for it
+        entry = data.StructLayout({"route": route_layout(cfg), "payload": signed(W)})
+        m.submodules.outq = outq = fifo.SyncFIFOBuffered(width=entry.size, depth=self.DEPTH)
+        inflight = Signal()
+        inflight_payload = Signal(signed(W))
+        issue = it_busy & (outq.level + inflight < self.DEPTH)
         load = self.i_emit.valid & (~it_busy | (issue & (it_rem == 1)))
-
+        m.d.sync += [inflight.eq(issue), inflight_payload.eq(it_payload)]
         m.d.comb += [
+            outq.w_en.eq(inflight),
+            outq.w_data.eq(Cat(self.route_data.as_value(), inflight_payload)),
             self.i_emit.ready.eq(~it_busy | (issue & (it_rem == 1))),
             self.route_addr.eq(it_ptr), self.route_en.eq(issue),
-            self.sent.eq(consume),
-            self.busy.eq(it_busy | r1_valid),
+            self.busy.eq(it_busy | inflight | (outq.level != 0)),
         ]
         with m.If(issue):
-            m.d.sync += [r1_valid.eq(1), r1_payload.eq(it_payload),
-                         it_ptr.eq(it_ptr + 1), it_rem.eq(it_rem - 1)]
+            m.d.sync += [it_ptr.eq(it_ptr + 1), it_rem.eq(it_rem - 1)]
             with m.If(it_rem == 1):
                 m.d.sync += it_busy.eq(0)
-        with m.Elif(consume):
-            m.d.sync += r1_valid.eq(0)
         with m.If(load):
             e = self.i_emit.p
             m.d.sync += [it_busy.eq(e.count != 0), it_ptr.eq(e.base), it_rem.eq(e.count),
                          it_payload.eq(e.payload)]
 
+        head = entry(outq.r_data)
+        r = head.route
+        loop = ~r.host & (r.x == self._x) & (r.y == self._y)
+        consume = outq.r_rdy & ((loop & self.o_loop.ready) | (~loop & self.o_flit.ready))
+        m.d.comb += [outq.r_en.eq(consume), self.sent.eq(consume)]
+
         f = self.o_flit.p
         m.d.comb += [
-            self.o_loop.valid.eq(r1_valid & loop),
+            self.o_loop.valid.eq(outq.r_rdy & loop),
             self.o_loop.p.axon.eq(r.target),
-            self.o_loop.p.payload.eq(r1_payload),
-            self.o_flit.valid.eq(r1_valid & ~loop),
+            self.o_loop.p.payload.eq(head.payload),
+            self.o_flit.valid.eq(outq.r_rdy & ~loop),
             f.kind.eq(FlitKind.SPIKE),
             f.dst_x.eq(r.x), f.dst_y.eq(r.y),
             f.addr.eq(r.target),
-            f.data.eq(r1_payload),
+            f.data.eq(head.payload),
         ]
         with m.If(r.host):
             m.d.comb += [f.kind.eq(FlitKind.HOST_OUT), f.dst_x.eq(0), f.dst_y.eq(0)]

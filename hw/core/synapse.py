@@ -4,28 +4,30 @@ Pipeline (no stalls after the axon lookup; every stage advances every cycle)::
 
     accept   i_spike taken, AXON read issued                     (axon slot, 1 entry)
     iterate  one synapse row per cycle: SYNAPSE read issued        (row iterator)
-    S1       synapse word arrives: payload x weight[j] per lane    (lanes multipliers)
-    S2       accumulator read issued in every lane's bank          (bank j holds neurons
-                                                                    row*lanes + j)
-    S3       acc += rnd(product, shift), written back if mask[j]
+    S1       synapse word arrives and is registered
+    P1, P2   payload x weight[j] per lane (partial products, then their sum)
+    S2       accumulator read issued in every lane's bank (bank j holds neurons row*lanes + j);
+             product + rounding half
+    S3       accumulator word registered; delta = (product + half) >> shift
+    S4       acc += delta (modulo 2^acc_width), written back if mask[j]
 
-The accumulator read of S2 does not see the write of S3 in the same cycle, so S3 forwards the
-previous cycle's written value when the rows match (read-modify-write hazard of back-to-back
-rows on one neuron). The iterator takes the next spike in the cycle it issues the last row of
-the current one, so rows follow each other without bubbles: one row (``popcount(mask)``
-synaptic ops) per cycle.
+The accumulator read of S2 does not see the writes of S4 in its own cycle and the next, so S4
+forwards the newest of the last two written values when the rows match (read-modify-write
+hazard of back-to-back rows on one neuron; the row compares happen in S3). The iterator takes
+the next spike in the cycle it issues the last row of the current one, so rows follow each
+other without bubbles: one row (``popcount(mask)`` synaptic ops) per cycle.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.layouts import axon_layout, synapse_layout
 
-from .alu import rnd_hw
+from .alu import _Product, delay, reg
 
 __all__ = ["SynapseEngine", "spike_layout"]
 
@@ -115,47 +117,67 @@ class SynapseEngine(wiring.Component):
             m.d.sync += [it_ptr.eq(ax.base), it_rem.eq(ax.count), it_busy.eq(ax.count != 0),
                          it_payload.eq(l_payload), it_shift.eq(ax.shift)]
 
-        # -- S1: products --
-        s2_valid = Signal()
-        s2_row = Signal.like(self.acc_raddr)
-        s2_mask = Signal(L)
-        s2_shift = Signal(5)
-        s2_prod = [Signal(signed(P), name=f"s2_prod{j}") for j in range(L)]
-        syn = self.syn_data
-        m.d.sync += [s2_valid.eq(s1_valid), s2_row.eq(syn.row), s2_shift.eq(s1_shift),
-                     s2_mask.eq(syn.mask & s1_valid.replicate(L))]
-        for j in range(L):
-            m.d.sync += s2_prod[j].eq(s1_payload * syn.weights[j])
-        with m.If(s1_valid):
-            m.d.comb += self.ops.eq(sum(syn.mask[j] for j in range(L)))
+        # -- S1: the synapse word registered (block-RAM output) --
+        s1r_valid = Signal()
+        s1r_payload = Signal(signed(W))
+        s1r_shift = Signal(5)
+        s1r_syn = Signal(synapse_layout(cfg))
+        m.d.sync += [s1r_valid.eq(s1_valid), s1r_payload.eq(s1_payload), s1r_shift.eq(s1_shift),
+                     s1r_syn.eq(self.syn_data)]
+        with m.If(s1r_valid):
+            m.d.comb += self.ops.eq(sum(s1r_syn.mask[j] for j in range(L)))
 
-        # -- S2: accumulator read --
-        s3_valid = Signal()
-        s3_row = Signal.like(s2_row)
-        s3_mask = Signal(L)
-        s3_shift = Signal(5)
-        s3_prod = [Signal(signed(P), name=f"s3_prod{j}") for j in range(L)]
+        # -- P1, P2: products (one MULT18X18D partial per lane and part, then their sum) --
+        prods = [_Product(m, s1r_payload, s1r_syn.weights[j], f"prod{j}").value
+                 for j in range(L)]
+        s2_valid = delay(m, s1r_valid, 2, "s2_valid")
+        s2_row = delay(m, s1r_syn.row, 2, "s2_row")
+        s2_mask = delay(m, s1r_syn.mask & s1r_valid.replicate(L), 2, "s2_mask")
+        s2_shift = delay(m, s1r_shift, 2, "s2_shift")
+
+        # -- S2: accumulator read at the row; product + half --
         m.d.comb += [self.acc_raddr.eq(s2_row), self.acc_ren.eq(s2_valid)]
-        m.d.sync += [s3_valid.eq(s2_valid), s3_row.eq(s2_row), s3_mask.eq(s2_mask),
-                     s3_shift.eq(s2_shift)]
-        m.d.sync += [s3_prod[j].eq(s2_prod[j]) for j in range(L)]
+        HW = max(P + 2, 34)
+        half = Signal(HW)
+        m.d.comb += half.eq((Const(1, HW + 1) << s2_shift)[1:HW + 1])
+        s3_valid = reg(m, s2_valid, "s3_valid")
+        s3_row = reg(m, s2_row, "s3_row")
+        s3_mask = reg(m, s2_mask, "s3_mask")
+        s3_shift = reg(m, s2_shift, "s3_shift")
+        s3_sum = [reg(m, prods[j] + half.as_signed(), f"s3_sum{j}", signed(HW + 1))
+                  for j in range(L)]
 
-        # -- S3: add and write back, forwarding last cycle's write --
-        fw_valid = Signal(L)
-        fw_row = Signal.like(s2_row)
-        fw_data = [Signal(signed(A), name=f"fw_data{j}") for j in range(L)]
-        m.d.comb += self.acc_waddr.eq(s3_row)
-        m.d.sync += [fw_valid.eq(self.acc_wen), fw_row.eq(s3_row)]
+        # -- S3: accumulator word registered, delta shifted, forwarding decided --
+        # The S2 read does not see the writes of its own cycle and the next one (S4 of the two
+        # rows ahead): fw1 is last cycle's write, fw2 the one before; S3 compares rows now and
+        # S4 picks the newest of them.
+        s4_valid = reg(m, s3_valid, "s4_valid")
+        s4_row = reg(m, s3_row, "s4_row")
+        s4_mask = reg(m, s3_mask, "s4_mask")
+        s4_delta = [reg(m, (s3_sum[j] >> s3_shift), f"s4_delta{j}", signed(HW + 1))
+                    for j in range(L)]
+        s4_old = [reg(m, self.acc_rdata[j], f"s4_old{j}") for j in range(L)]
+        fw1_valid = Signal(L)
+        fw1_row = Signal.like(s2_row)
+        fw1_data = [Signal(signed(A), name=f"fw1_data{j}") for j in range(L)]
+        fw2_data = [Signal(signed(A), name=f"fw2_data{j}") for j in range(L)]
+        s4_wen = Signal(L)
+        # a row being written now (S4) is the newest value the row in S3 will need
+        hit_now = [reg(m, s4_wen[j] & (s4_row == s3_row), f"hit_now{j}") for j in range(L)]
+        hit_prev = [reg(m, fw1_valid[j] & (fw1_row == s3_row), f"hit_prev{j}") for j in range(L)]
+
+        # -- S4: add and write back --
+        m.d.comb += self.acc_waddr.eq(s4_row)
+        m.d.sync += [fw1_valid.eq(s4_wen), fw1_row.eq(s4_row)]
         for j in range(L):
-            old = Signal(signed(A), name=f"old{j}")
-            hit = fw_valid[j] & (fw_row == s3_row)
-            m.d.comb += old.eq(Mux(hit, fw_data[j], self.acc_rdata[j]))
-            delta = rnd_hw(m, s3_prod[j], s3_shift, f"delta{j}")
+            old = Mux(hit_now[j], fw1_data[j], Mux(hit_prev[j], fw2_data[j], s4_old[j]))
             m.d.comb += [
-                self.acc_wdata[j].eq(old + delta),
-                self.acc_wen[j].eq(s3_valid & s3_mask[j]),
+                s4_wen[j].eq(s4_valid & s4_mask[j]),
+                self.acc_wdata[j].eq((old + s4_delta[j])[:A]),
+                self.acc_wen[j].eq(s4_wen[j]),
             ]
-            m.d.sync += fw_data[j].eq(self.acc_wdata[j])
+            m.d.sync += [fw1_data[j].eq(self.acc_wdata[j]), fw2_data[j].eq(fw1_data[j])]
 
-        m.d.comb += self.busy.eq(l_valid | it_busy | s1_valid | s2_valid | s3_valid)
+        m.d.comb += self.busy.eq(l_valid | it_busy | s1_valid | s1r_valid | s2_valid
+                                 | delay(m, s1r_valid, 1, "p1_valid") | s3_valid | s4_valid)
         return m

@@ -48,6 +48,7 @@ class FabricConfig:
     ucode_depth: int = 64
     groups: int = 8
     modes: int = 1024            # mode memory entries (complex S4D modes of channel neurons)
+    neuron_lanes: int = 1        # mode entries per cycle of a MODES instruction (SIMD lanes)
     state_regs: int = 4          # persistent registers R0..R{state_regs-1} per neuron
     coefs: int = 8               # coefficients C0..C7 per neuron
     state_width: int = 24
@@ -79,6 +80,10 @@ class FabricConfig:
         need(self.neurons % self.synapse_lanes == 0,
              f"neurons={self.neurons!r} must be a multiple of synapse_lanes="
              f"{self.synapse_lanes!r}")
+        need(self.neuron_lanes in (1, 2, 4, 8),
+             f"neuron_lanes={self.neuron_lanes!r} must be 1, 2, 4 or 8")
+        need(self.modes % self.neuron_lanes == 0,
+             f"modes={self.modes!r} must be a multiple of neuron_lanes={self.neuron_lanes!r}")
         need(1 <= self.state_regs <= self.NUM_REGS,
              f"state_regs={self.state_regs!r} must be in 1..{self.NUM_REGS}")
         need(self.coefs == 8, f"coefs={self.coefs!r}: the ISA addresses exactly 8 coefficients")
@@ -101,7 +106,7 @@ class FabricConfig:
     # Configuration address space: mem (MEM_BITS) | index (INDEX_BITS) | part (PART_BITS); a
     # flit's address field (axon, configuration address or output channel) is ADDR_BITS wide.
     MEM_BITS = 4
-    INDEX_BITS = 13
+    INDEX_BITS = 14
     PART_BITS = 3
     ADDR_BITS = MEM_BITS + INDEX_BITS + PART_BITS
 
