@@ -116,7 +116,7 @@ def golden_run(image: Image, xq: np.ndarray, mode: str, *, client=None,
         key = uuid.uuid4().hex
         img = client.scatter(image, broadcast=True)
         parts = shards(B, size)
-        futures = {client.submit(run_shard, key, img, xq[a:b], mode, min(batch, b - a),
+        futures = {client.submit(run_shard, key, img, xq[a:b], mode, min(batch, size),
                                  retries=retries, pure=False, key=f"golden-{key}-{a}"): (a, b)
                    for a, b in parts}
         running = np.zeros((B, K, len(image.outputs)), dtype=np.int64)
