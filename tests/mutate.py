@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: module -> (source file, the fast tests that cover it)
 TARGETS = {
     "neuroloom.contract.fixed": ("neuroloom/contract/fixed.py",
-                                 ["tests/test_quantize.py", "tests/test_driver.py",
-                                  "tests/test_golden.py"]),
+                                 ["tests/test_fixed.py", "tests/test_quantize.py",
+                                  "tests/test_driver.py", "tests/test_golden.py"]),
     "neuroloom.firmware.driver": ("firmware/driver.py",
                                   ["tests/test_driver.py", "tests/test_bad_inputs.py"]),
     "neuroloom.firmware.quantize": ("firmware/quantize.py",
