@@ -153,6 +153,10 @@ CASES = {
     "info: forged output core": (["info", "D/outcore.nlimg"], "outputs[0].core = 5"),
     "info: forged write to core 999": (["info", "D/core999.nlimg"], "writes[0].core = 999"),
     "info: forged period 0": (["info", "D/period0.nlimg"], "period = 0 must be at least 1"),
+    "info: calibrate an image": (["info", "D/img.nlimg", "--calibrate", "digits"],
+                                 "--calibrate describe(s) how a model is imported"),
+    "eval: activation on an image": (["eval", "D/img.nlimg", "--activation", "relu"],
+                                     "is a config image, already compiled"),
     "info: image for another fabric": (["info", "D/img.nlimg", "--mesh", "2x2"],
                                        "compiled for another fabric"),
     # -- run -----------------------------------------------------------------------------------

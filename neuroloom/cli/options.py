@@ -153,6 +153,14 @@ def load_target(path: str, args, req: FabricRequest, data: deploy.Calibration,
     report."""
     p = Path(path)
     if p.exists() and deploy.is_image(p):
+        given = [flag for flag, on in (("--activation", getattr(args, "activation", None)),
+                                       ("--no-residual", getattr(args, "no_residual", False)),
+                                       ("--calibrate", getattr(args, "calibrate", None)))
+                 if on]
+        if given:
+            raise CLIError(f"{' and '.join(given)} describe(s) how a model is imported or "
+                           f"quantized; {p} is a config image, already compiled: drop "
+                           f"{' and '.join(given)}")
         target = deploy.load_target(p)
         deploy.check_fabric(target.image, req.given, req.source, where=str(p))
         return target
