@@ -50,3 +50,10 @@ def test_mulshift_is_sat_of_rnd_of_the_product(a, b, s, want):
 def test_wrap_32(v, want):
     assert wrap(v, 32) == want
     assert wrap(np.array([v]), 32).tolist() == [want]
+
+
+def test_narrow_integer_arrays_are_widened_before_arithmetic():
+    """An int8 array is computed in int64: 127 + 1 and 100 * 100 do not wrap in int8."""
+    assert rnd(np.array([127], dtype=np.int8), 1).tolist() == [64]
+    assert mulshift(np.array([100], dtype=np.int8), 100, 0, 16).tolist() == [10000]
+    assert mulshift(100, np.array([100], dtype=np.int8), 0, 16).tolist() == [10000]
