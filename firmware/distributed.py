@@ -30,7 +30,15 @@ import numpy as np
 from neuroloom.contract.image import Image
 from neuroloom.contract.transport import ARCH_COUNTERS
 
-__all__ = ["ShardedRun", "close_client", "golden_run", "open_client", "run_shard", "shards"]
+__all__ = ["ClusterError", "ShardedRun", "close_client", "golden_run", "open_client",
+           "run_shard", "shards"]
+
+#: seconds to reach an existing scheduler
+CONNECT_TIMEOUT_S = 10
+
+
+class ClusterError(RuntimeError):
+    """No Dask cluster to run on (Dask missing, or the scheduler unreachable)."""
 
 #: golden drivers kept in a worker process between shards: run key -> Driver
 _LOADED: dict = {}
@@ -76,10 +84,15 @@ def open_client(workers: int | None = None, scheduler: str | None = None):
     try:
         from distributed import Client, LocalCluster
     except ImportError:
-        raise RuntimeError("evaluation on a cluster needs Dask: pip install "
+        raise ClusterError("evaluation on a cluster needs Dask: pip install "
                            "'dask[distributed]'") from None
     if scheduler:
-        return Client(scheduler)
+        try:
+            return Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as e:
+            raise ClusterError(f"cannot reach the Dask scheduler at {scheduler} ({e}); start "
+                               f"one with 'dask scheduler' and give the tcp://HOST:PORT it "
+                               f"prints") from None
     cluster = LocalCluster(n_workers=max(1, int(workers or 1)), threads_per_worker=1,
                            processes=True, dashboard_address=None)
     client = Client(cluster)
@@ -124,8 +137,13 @@ def golden_run(image: Image, xq: np.ndarray, mode: str, *, client=None,
         steps, failed = 0, []
         for fut in as_completed(futures):
             a, b = futures[fut]
-            if fut.status == "error":
-                failed.append((a, b, f"{type(fut.exception()).__name__}: {fut.exception()}"))
+            if fut.status != "finished":                   # erred, or cancelled
+                try:
+                    err = fut.exception()
+                    why = f"{type(err).__name__}: {err}"
+                except Exception as e:                     # a cancelled future has none
+                    why = f"{fut.status} ({type(e).__name__})"
+                failed.append((a, b, why))
             else:
                 r, c, steps = fut.result()
                 running[a:b], counters = r, counters + c

@@ -108,3 +108,7 @@ def test_cli_eval_workers_prints_the_serial_report(tmp_path, capsys):
     assert main(["eval", img, "--workers", "2", "--backend", "verilator"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--workers" in err[0]
+    assert main(["eval", img, "--limit", "2", "--scheduler", "tcp://127.0.0.1:9"]) != 0
+    out = capsys.readouterr()
+    err = out.err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in out.err and "tcp://127.0.0.1:9" in err[0], err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 from neuroloom.contract.image import MODES
+from neuroloom.firmware.distributed import ClusterError
 from neuroloom.firmware.evaluate import evaluate
 
 from . import options
@@ -57,8 +58,12 @@ def run(args) -> int:
         raise CLIError(f"the model takes d_in={len(image.inputs)} features per token, "
                        f"{data.name} has {data.d_in}")
     x, y = data.x_test[:args.limit], data.y_test[:args.limit]
-    ok = evaluate(image, x, y, dataset=data.name, float_model=target.float_model,
-                  qmodel=target.qmodel, modes=(args.mode,) if args.mode else None,
-                  batch=args.batch, rtl=args.backend == "verilator", waves=args.waves,
-                  open_rtl=verilator_driver, workers=args.workers, scheduler=args.scheduler)
+    try:
+        ok = evaluate(image, x, y, dataset=data.name, float_model=target.float_model,
+                      qmodel=target.qmodel, modes=(args.mode,) if args.mode else None,
+                      batch=args.batch, rtl=args.backend == "verilator", waves=args.waves,
+                      open_rtl=verilator_driver, workers=args.workers,
+                      scheduler=args.scheduler)
+    except ClusterError as e:
+        raise CLIError(str(e)) from None
     return 0 if ok else 1
