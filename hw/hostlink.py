@@ -108,6 +108,11 @@ class HostLink(wiring.Component):
         m.submodules.buf = buf = Memory(shape=WORD_BITS, depth=self._depth, init=[])
         wr = buf.write_port()
         rd = buf.read_port()                        # synchronous: data one cycle after addr
+        # the block RAM's output registered once more (``rdq``: two cycles after addr): a
+        # DP16KD read without its output register has ~5.8 ns clock-to-out, too slow for the
+        # address checks and the FSM behind it
+        rdq = Signal(WORD_BITS)
+        m.d.sync += rdq.eq(rd.data)
 
         # -- receive ------------------------------------------------------------------------------
         count = Signal(range(self._depth + 2))      # words received in this frame
@@ -138,7 +143,7 @@ class HostLink(wiring.Component):
         no_payload = (op == Cmd.CLEAR) | (op == Cmd.COUNTERS) | (op == Cmd.STATUS)
 
         # target checks on the word read from the buffer
-        t_in = Target(rd.data)
+        t_in = Target(rdq)
         tile_ok = (t_in.x < cfg.mesh_w) & (t_in.y < cfg.mesh_h)
         cfg_ok = self._cfg_addr_ok(m, cfg_addr_layout(cfg)(t_in.addr))
         target_ok = tile_ok & Mux(op == Cmd.INJECT, t_in.addr < cfg.axons, cfg_ok)
@@ -242,7 +247,9 @@ class HostLink(wiring.Component):
                     m.next = "EXEC"
                 with m.Else():
                     m.d.comb += rd.addr.eq(idx)
-                    m.next = "VALIDATE_CHECK"
+                    m.next = "VALIDATE_WAIT"
+            with m.State("VALIDATE_WAIT"):
+                m.next = "VALIDATE_CHECK"
             with m.State("VALIDATE_CHECK"):
                 with m.If(~target_ok):
                     m.d.sync += err.eq(ErrorCode.BAD_ADDRESS)
@@ -260,7 +267,7 @@ class HostLink(wiring.Component):
                         m.next = "READ_HDR"
                     with m.Case(Cmd.RUN):
                         m.d.comb += rd.addr.eq(1)
-                        m.next = "RUN_ARM"
+                        m.next = "RUN_READ"
                     with m.Case(Cmd.CLEAR):
                         m.d.comb += self.clear.eq(1)
                         m.next = "CLEAR_DELAY"
@@ -276,11 +283,13 @@ class HostLink(wiring.Component):
                     m.d.comb += rd.addr.eq(idx)
                     m.next = "PAIR_V"
             with m.State("PAIR_V"):
-                m.d.sync += tgt.eq(rd.data)
                 m.d.comb += rd.addr.eq(idx + 1)
+                m.next = "PAIR_TGT"
+            with m.State("PAIR_TGT"):
+                m.d.sync += tgt.eq(rdq)
                 m.next = "PAIR_FLIT"
             with m.State("PAIR_FLIT"):
-                m.d.sync += val.eq(rd.data)
+                m.d.sync += val.eq(rdq)
                 m.next = "PAIR_SEND"
             with m.State("PAIR_SEND"):
                 m.d.comb += [out_flit.dst_x.eq(tgt.x), out_flit.dst_y.eq(tgt.y),
@@ -300,9 +309,11 @@ class HostLink(wiring.Component):
                     m.next = "RESP_CHK"
                 with m.Else():
                     m.d.comb += rd.addr.eq(idx)
-                    m.next = "READ_LATCH"
+                    m.next = "READ_WAIT_RAM"
+            with m.State("READ_WAIT_RAM"):
+                m.next = "READ_LATCH"
             with m.State("READ_LATCH"):
-                m.d.sync += tgt.eq(rd.data)
+                m.d.sync += tgt.eq(rdq)
                 m.next = "READ_SEND"
             with m.State("READ_SEND"):
                 m.d.comb += [out_flit.dst_x.eq(tgt.x), out_flit.dst_y.eq(tgt.y),
@@ -322,8 +333,10 @@ class HostLink(wiring.Component):
                     m.d.sync += [item.eq(item + 1), idx.eq(idx + 1)]
                 tx(val, "READ_T")
             # -- RUN: drive the barrier, forward host outputs --------------------------------------
+            with m.State("RUN_READ"):
+                m.next = "RUN_ARM"
             with m.State("RUN_ARM"):
-                m.d.sync += [self.run_steps.eq(rd.data), started.eq(0)]
+                m.d.sync += [self.run_steps.eq(rdq), started.eq(0)]
                 m.next = "RUN_QUIET"
             with m.State("RUN_QUIET"):
                 with m.If(self.quiet):
