@@ -196,3 +196,15 @@ def test_quantize_error_policy(setup, scaled_driver):
 def test_quantize_rejects_nan(scaled_driver):
     with pytest.raises(DriverError, match=r"1 NaN \(first at index \(1, 0\)\)"):
         scaled_driver.quantize(np.array([[0.5], [np.nan]]))
+
+
+def test_single_sequence_prediction_and_unknown_transport(setup):
+    model, comp, img, x, ref = setup
+    drv = Driver(GoldenTransport())
+    drv.load(img)
+    one = drv.run(x[2])
+    assert one.predictions == int(np.argmax(ref[2, -1])), one.logits
+    from neuroloom.firmware.driver import open_transport
+    with pytest.raises(DriverError, match=r"unknown transport 'nope'; registered transports: "
+                                          r"\S*golden"):
+        open_transport("nope")
