@@ -208,3 +208,15 @@ def test_single_sequence_prediction_and_unknown_transport(setup):
     with pytest.raises(DriverError, match=r"unknown transport 'nope'; registered transports: "
                                           r"\S*golden"):
         open_transport("nope")
+
+
+def test_full_range_payloads_are_accepted(setup):
+    """The extreme 24-bit payloads run; one past either end is refused."""
+    model, comp, img, x, ref = setup
+    drv = Driver(GoldenTransport())
+    drv.load(img)
+    top, bottom = (1 << 23) - 1, -(1 << 23)
+    drv.run(np.where(x > 0, top, bottom))
+    for bad in (top + 1, bottom - 1):
+        with pytest.raises(ValueError, match="outside the 24-bit range"):
+            drv.run(x * 0 + bad)
