@@ -144,7 +144,7 @@ def test_generate_tiny(tmp_path, capsys):
     (["--mesh", "17x1"], "mesh_w=17"),
     (["--mesh", "1x1", "--axons", "0"], "axons=0"),
     (["--mesh", "2by2"], "WxH"),
-    (["--mesh", "1x1", "--neurons", "16384"], "configuration index"),
+    (["--mesh", "1x1", "--neurons", "32768"], "configuration index"),
     ([], "--mesh"),
 ])
 def test_generate_bad_params_one_line(argv, needle, tmp_path, capsys):
