@@ -49,6 +49,8 @@ import numpy as np
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.fixed import rnd, sat, wrap
 
+from .datasets import hold_final
+
 __all__ = ["QLinear", "QLayer", "QModel", "qforward", "STAGES_PER_LAYER", "num_stages",
            "MAPPINGS", "DEFAULT_MAPPING", "check_mapping"]
 
@@ -116,10 +118,20 @@ class QModel:
         return self.layers[0].dA.shape[1] if self.layers else 0
 
     def quantize_input(self, x: np.ndarray, cfg: FabricConfig | None = None) -> np.ndarray:
-        """Float tokens -> integer payloads (round half up, saturated to the payload width)."""
+        """Float tokens -> integer payloads (round half up, saturated to the payload width in
+        floating point, as :meth:`~neuroloom.firmware.driver.Driver.quantize`: a huge value or
+        +-inf becomes the largest or smallest payload, never a wrapped one).
+
+        Raises ValueError for a NaN (it has no payload)."""
         width = (cfg or FabricConfig()).state_width
-        return sat(np.floor(np.asarray(x, dtype=np.float64) * self.in_scale + 0.5)
-                   .astype(np.int64), width)
+        xf = np.asarray(x, dtype=np.float64)
+        if np.isnan(xf).any():
+            at = tuple(int(i) for i in np.argwhere(np.isnan(xf))[0])
+            raise ValueError(f"token values include {int(np.isnan(xf).sum())} NaN (first at "
+                             f"index {at}); a NaN has no payload: fix the input")
+        with np.errstate(over="ignore", invalid="ignore"):
+            v = np.floor(xf * self.in_scale + 0.5)
+        return np.clip(v, -(1 << (width - 1)), (1 << (width - 1)) - 1).astype(np.int64)
 
     # -- (de)serialisation: npz of integer arrays + JSON of scalars --------------------------------
     def to_arrays(self) -> tuple[dict, dict]:
@@ -230,13 +242,17 @@ def _channel_layer(u, ly: QLayer, x, W: int, A: int):
 
 
 def qforward(model: QModel, tokens: np.ndarray, cfg: FabricConfig | None = None,
-             mapping: str = DEFAULT_MAPPING) -> np.ndarray:
+             mapping: str = DEFAULT_MAPPING, lengths: np.ndarray | None = None) -> np.ndarray:
     """Run the quantized reference.
 
     tokens : (B, K, d_in) integer payloads (see :meth:`QModel.quantize_input`)
     mapping : ``per-mode`` or ``channel``: which neurons compute it (identical results)
+    lengths : (B,) true lengths of sequences padded at the end (None: all K tokens); the
+              running logits are held at each sequence's last true token from there on
     returns : (B, K, classes) running integer logits after each token
     """
+    if lengths is not None:
+        return hold_final(qforward(model, tokens, cfg, mapping), lengths)
     cfg = cfg or FabricConfig()
     if check_mapping(mapping) == "channel":
         return _qforward_channel(model, tokens, cfg)
