@@ -8,8 +8,16 @@
 * ``cifar10``: the CIFAR-10 python batches (``data_batch_1..5``, ``test_batch``) from a
   user-given folder (``cifar-10-batches-py``), 1024 tokens of 3 channels (RGB) in [0, 1].
 
-Every loader returns a :class:`SequenceData` of float tokens ``(B, K, d_in)`` and int labels.
-Missing or corrupt files raise :class:`DatasetError` naming the file and what was expected.
+* a user's ``.npz`` (:func:`load_npz`): arrays ``X_train, y_train, X_test, y_test`` and
+  optionally ``len_train, len_test``; or arrays in Python (:func:`from_arrays`).
+
+Every loader returns a :class:`SequenceData` of float tokens ``(B, K, d_in)`` and int labels
+``0..classes-1`` (``labels[c]`` is class c's original label). Sequences of different lengths are
+padded at the end with zeros to the split's longest; ``len_train``/``len_test`` hold each
+sequence's true length (None: all full length). The model is causal and sum-pools by
+accumulating, so a sequence's result is its running logits after its last true token
+(:func:`final_logits`), and padding never reaches them.
+Missing or corrupt files and bad arrays raise :class:`DatasetError` naming the problem and the fix.
 """
 
 from __future__ import annotations
@@ -23,8 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DatasetError", "SequenceData", "load_dataset", "digits", "mnist", "cifar10",
-           "read_idx", "read_tokens", "npz_problem", "DATASETS", "PERMUTATION_SEED"]
+__all__ = ["DatasetError", "SequenceData", "load_dataset", "load_npz", "from_arrays", "digits",
+           "mnist", "cifar10", "read_idx", "read_tokens", "npz_problem", "canonical_name",
+           "final_logits", "hold_final", "is_dataset_file", "DATASETS", "DATASET_ALIASES",
+           "PERMUTATION_SEED"]
 
 PERMUTATION_SEED = 1234
 SPLIT_SEED = 0
@@ -36,13 +46,20 @@ class DatasetError(ValueError):
 
 @dataclass
 class SequenceData:
-    """Train and test splits of a sequence classification task."""
+    """Train and test splits of a sequence classification task.
+
+    ``len_train``/``len_test``: each sequence's true length (B,) when the split holds sequences
+    of different lengths, padded at the end (None: every sequence is full length);
+    ``labels``: the original label of each class index (None: the classes are 0..classes-1)."""
     name: str
     x_train: np.ndarray   # (B, K, d_in) float64
     y_train: np.ndarray   # (B,) int64
     x_test: np.ndarray
     y_test: np.ndarray
     classes: int
+    len_train: np.ndarray | None = None   # (B,) int64, 1..K
+    len_test: np.ndarray | None = None
+    labels: list | None = None
 
     @property
     def seq_len(self) -> int:
@@ -51,6 +68,46 @@ class SequenceData:
     @property
     def d_in(self) -> int:
         return self.x_train.shape[2]
+
+    @property
+    def variable_length(self) -> bool:
+        return self.len_train is not None or self.len_test is not None
+
+    def test_sequence(self, i: int) -> np.ndarray:
+        """Test sequence ``i`` at its true length: (len, d_in)."""
+        n = self.x_test.shape[1] if self.len_test is None else int(self.len_test[i])
+        return self.x_test[i, :n]
+
+
+def final_logits(running: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+    """Each sequence's logits after its last true token: ``running`` (B, K, C) -> (B, C)."""
+    running = np.asarray(running)
+    if lengths is None:
+        return running[:, -1]
+    return running[np.arange(len(running)), _checked(lengths, running.shape) - 1]
+
+
+def hold_final(running: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+    """Running logits (B, K, C) held at each sequence's last true token from there on (what a
+    fabric that stopped streaming at the sequence's end reads); ``running[:, -1]`` then is
+    every sequence's result."""
+    if lengths is None:
+        return running
+    running = np.array(running)
+    K = running.shape[1]
+    for b, n in enumerate(_checked(lengths, running.shape)):
+        if n < K:
+            running[b, n:] = running[b, n - 1]
+    return running
+
+
+def _checked(lengths, shape) -> np.ndarray:
+    n = np.asarray(lengths, dtype=np.int64)
+    if n.shape != shape[:1] or (n.size and (n.min() < 1 or n.max() > shape[1])):
+        raise ValueError(f"lengths {n.shape} with values {n.min() if n.size else '-'}.."
+                         f"{n.max() if n.size else '-'}: give one length in 1..{shape[1]} for "
+                         f"each of the {shape[0]} sequences")
+    return n
 
 
 def _permute(data: SequenceData, seed: int) -> SequenceData:
@@ -163,20 +220,199 @@ def cifar10(path) -> SequenceData:
                         np.concatenate([t[1] for t in tr]), xte, yte, 10)
 
 
+#: the bundled data sets by their canonical names
 DATASETS = ("digits", "pdigits", "mnist", "pmnist", "cifar10")
+#: other names accepted for them
+DATASET_ALIASES = {"digits-permuted": "pdigits", "mnist-permuted": "pmnist"}
 
 
-def load_dataset(name: str, path=None) -> SequenceData:
-    """Load a data set by name (``DATASETS``); ``path`` is the folder for mnist/cifar10."""
-    if name in ("digits", "pdigits"):
-        return digits(permuted=name == "pdigits")
-    if name not in DATASETS:
-        raise DatasetError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+def canonical_name(name: str) -> str | None:
+    """The canonical name of a bundled data set (``digits-permuted`` -> ``pdigits``), or None."""
+    name = DATASET_ALIASES.get(name, name)
+    return name if name in DATASETS else None
+
+
+def is_dataset_file(name) -> bool:
+    """``name`` is a user data set file (``.npz``) rather than a bundled data set's name."""
+    return str(name).endswith(".npz") or (canonical_name(str(name)) is None
+                                          and Path(name).is_file())
+
+
+def load_dataset(name, path=None) -> SequenceData:
+    """Load a data set: a bundled one by name (``DATASETS``, or an alias of
+    ``DATASET_ALIASES``; ``path`` is the folder for mnist/cifar10), or a user's ``.npz`` file
+    (:func:`load_npz`)."""
+    if isinstance(name, SequenceData):
+        return name
+    if is_dataset_file(name):
+        if path is not None:
+            raise DatasetError(f"{name} is a data set file; a folder (--data PATH) is only for "
+                               "mnist and cifar10")
+        return load_npz(name)
+    canon = canonical_name(name)
+    if canon is None:
+        names = sorted([*DATASETS, *DATASET_ALIASES])
+        raise DatasetError(f"unknown data set {name!r}; choose one of {', '.join(names)}, or "
+                           "give a .npz file with X_train, y_train, X_test, y_test")
+    if canon in ("digits", "pdigits"):
+        return digits(permuted=canon == "pdigits")
     if path is None:
         raise DatasetError(f"data set {name!r} needs a folder with its files (--data PATH)")
-    if name in ("mnist", "pmnist"):
-        return mnist(path, permuted=name == "pmnist")
+    if canon in ("mnist", "pmnist"):
+        return mnist(path, permuted=canon == "pmnist")
     return cifar10(path)
+
+
+# -- user data sets ---------------------------------------------------------------------------
+NPZ_KEYS = ("X_train", "y_train", "X_test", "y_test")
+NPZ_OPTIONAL = ("len_train", "len_test")
+
+
+def _tokens(x, where: str) -> np.ndarray:
+    """(N, T) or (N, T, C) numeric -> float64 (N, T, C)."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise DatasetError(f"{where} has dtype {x.dtype}; token values must be numbers (int or "
+                           "float)")
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if x.ndim != 3 or 0 in x.shape:
+        raise DatasetError(f"{where} has shape {x.shape}; give (sequences, tokens, channels) or "
+                           "(sequences, tokens), none of them 0")
+    return x.astype(np.float64)
+
+
+def _lengths(n, x: np.ndarray, where: str, name: str) -> np.ndarray | None:
+    """Checked lengths (given, or read off trailing all-NaN padding) -> int64 (N,) or None."""
+    N, T, _ = x.shape
+    nan = np.isnan(x)
+    if n is None:
+        if not nan.any():
+            return None
+        row = nan.all(axis=2)                                                # (N, T)
+        # trailing padding: from some token on, every channel NaN, and no NaN before it
+        n = T - np.argmin(row[:, ::-1], axis=1)                              # (N,)
+        n = np.where(row.all(axis=1), 0, n)
+        return _check_lengths(n, x, where, name, inferred=True)
+    n = np.asarray(n)
+    if n.dtype.kind not in "iu" and not (n.dtype.kind == "f" and np.all(n == np.round(n))):
+        raise DatasetError(f"{where}: {name} has dtype {n.dtype}; lengths are integers")
+    if n.shape != (N,):
+        raise DatasetError(f"{where}: {name} has shape {n.shape}; give one length per "
+                           f"sequence, ({N},)")
+    return _check_lengths(n.astype(np.int64), x, where, name, inferred=False)
+
+
+def _check_lengths(n, x, where, name, inferred: bool) -> np.ndarray:
+    N, T, _ = x.shape
+    bad = np.flatnonzero((n < 1) | (n > T))
+    if bad.size:
+        i = int(bad[0])
+        raise DatasetError(f"{where}: sequence {i} has length {int(n[i])}"
+                           f"{' (all NaN)' if inferred and n[i] == 0 else ''}; lengths must be "
+                           f"1..{T} (the padded length)")
+    valid = np.arange(T)[None, :] < n[:, None]                              # (N, T)
+    nan = np.isnan(x) & valid[:, :, None]
+    if nan.any():
+        b, k, c = (int(v) for v in np.argwhere(nan)[0])
+        how = (f"pad at the end with NaN in every channel, or give {name}" if inferred
+               else f"within its length {int(n[b])} of {name}")
+        raise DatasetError(f"{where}: NaN at sequence {b}, token {k}, channel {c} ({how}); "
+                           "fill or drop missing values")
+    return n
+
+
+def _labels(y_train, y_test, n_train: int, n_test: int, where: str):
+    """Labels of any type -> (int64 train, int64 test, original labels by class index)."""
+    ys = []
+    for y, n, name in ((y_train, n_train, "y_train"), (y_test, n_test, "y_test")):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.shape != (n,):
+            raise DatasetError(f"{where}: {name} has shape {y.shape}; give one label per "
+                               f"sequence, ({n},)")
+        if y.dtype.kind not in "biufUS":
+            raise DatasetError(f"{where}: {name} has dtype {y.dtype}; labels are integers or "
+                               "strings")
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            raise DatasetError(f"{where}: {name} holds NaN or infinite labels")
+        if y.dtype.kind == "S":
+            y = y.astype(str)
+        ys.append(y)
+    if (ys[0].dtype.kind == "U") != (ys[1].dtype.kind == "U"):
+        raise DatasetError(f"{where}: y_train holds {ys[0].dtype} labels, y_test {ys[1].dtype}; "
+                           "give both as strings or both as numbers")
+    classes = np.unique(ys[0])
+    unseen = np.setdiff1d(np.unique(ys[1]), classes)
+    if unseen.size:
+        raise DatasetError(f"{where}: y_test has label(s) {', '.join(map(str, unseen[:5]))} "
+                           "that y_train never has; a model cannot learn a class it never sees")
+    if len(classes) < 2:
+        raise DatasetError(f"{where}: y_train has {len(classes)} class; a classifier needs at "
+                           "least 2")
+    names = [v.item() for v in classes]
+    if classes.dtype.kind == "f" and np.all(classes == np.round(classes)):
+        names = [int(v) for v in names]
+    return (np.searchsorted(classes, ys[0]).astype(np.int64),
+            np.searchsorted(classes, ys[1]).astype(np.int64), names)
+
+
+def from_arrays(X_train, y_train, X_test, y_test, len_train=None, len_test=None,
+                name: str = "user") -> SequenceData:
+    """A :class:`SequenceData` from arrays: ``X`` shaped (N, T, C) or (N, T) (numbers), ``y``
+    (N,) labels of any type (mapped to 0..C-1 in sorted order; ``labels`` keeps them), optional
+    true lengths (N,) for sequences padded at the end (without them, sequences padded at the
+    end with NaN in every channel get their lengths from it). Padding becomes zeros.
+
+    Raises :class:`DatasetError` naming the array and the problem (shape, dtype, NaN or
+    infinite values, labels, lengths)."""
+    xs, ns = [], []
+    for x, n, split in ((X_train, len_train, "train"), (X_test, len_test, "test")):
+        where = f"{name}: X_{split}"
+        x = _tokens(x, where)
+        n = _lengths(n, x, name, f"len_{split}")
+        if n is not None:
+            x = np.where(np.arange(x.shape[1])[None, :, None] < n[:, None, None], x, 0.0)
+            if np.all(n == x.shape[1]):
+                n = None
+        inf = np.isinf(x)
+        if inf.any():
+            b, k, c = (int(v) for v in np.argwhere(inf)[0])
+            raise DatasetError(f"{where} has an infinite value at sequence {b}, token {k}, "
+                               f"channel {c}; token values must be finite")
+        xs.append(x)
+        ns.append(n)
+    if xs[0].shape[2] != xs[1].shape[2]:
+        raise DatasetError(f"{name}: X_train has {xs[0].shape[2]} channels per token, X_test "
+                           f"{xs[1].shape[2]}; both splits need the same channels")
+    ytr, yte, labels = _labels(y_train, y_test, len(xs[0]), len(xs[1]), name)
+    return SequenceData(name, xs[0], ytr, xs[1], yte, len(labels), ns[0], ns[1], labels)
+
+
+def load_npz(path) -> SequenceData:
+    """A user data set from a ``.npz`` file (``numpy.savez``): ``X_train, y_train, X_test,
+    y_test`` and optionally ``len_train, len_test`` (see :func:`from_arrays`). Raises
+    :class:`DatasetError` (unreadable file, missing or unknown arrays, bad arrays) and
+    :class:`FileNotFoundError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file", str(path))
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError) as e:
+        raise DatasetError(f"{path}: {npz_problem(e, '.npz')}") from None
+    expected = f"a data set .npz holds {', '.join(NPZ_KEYS)} (and optionally " \
+               f"{', '.join(NPZ_OPTIONAL)})"
+    missing = [k for k in NPZ_KEYS if k not in arrays]
+    unknown = sorted(set(arrays) - set(NPZ_KEYS) - set(NPZ_OPTIONAL))
+    if missing or unknown:
+        what = "; ".join(p for p in (f"missing {', '.join(missing)}" if missing else "",
+                                     f"unknown {', '.join(unknown)}" if unknown else "") if p)
+        raise DatasetError(f"{path}: {what}; {expected}")
+    return from_arrays(*(arrays[k] for k in NPZ_KEYS), arrays.get("len_train"),
+                       arrays.get("len_test"), name=path.stem)
 
 
 def npz_problem(e: Exception, suffix: str = ".npz") -> str:

@@ -13,7 +13,8 @@ Per layer, channel ``h`` and complex mode ``n`` (ZOH discretization)::
 
 An encoder Linear(d_in -> H) comes before the first layer; a decoder Linear(H -> classes) is
 applied to every token's output and summed over the sequence, so the logits are *running* logits
-(``K`` times Gu's mean pooling: the same argmax).
+(``K`` times Gu's mean pooling: the same argmax). The model is causal: a sequence shorter than
+the padded batch has its result in the running logits after its own last token.
 """
 
 from __future__ import annotations
@@ -184,9 +185,11 @@ class FloatModel:
             z = np.maximum(np.moveaxis(y, 2, 1), 0.0) @ ly.W.T + ly.b       # (B, K, H)
         return np.cumsum(z @ self.dec_W.T + self.dec_b, axis=1)             # (B, K, classes)
 
-    def predict(self, tokens: np.ndarray) -> np.ndarray:
-        """Class of each sequence from the final running logits: (B,)."""
-        return np.argmax(self.forward_conv(tokens)[:, -1], axis=1)
+    def predict(self, tokens: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        """Class of each sequence from its running logits after its last true token
+        (``lengths`` (B,), None: the last token): (B,)."""
+        from .datasets import final_logits
+        return np.argmax(final_logits(self.forward_conv(tokens), lengths), axis=1)
 
 
 def ssm_kernel(layer: FloatLayer, K: int) -> np.ndarray:
