@@ -22,6 +22,7 @@ import numpy as np
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.image import Image
 
+from .datasets import final_logits, hold_final
 from .deploy import describe_image
 from .driver import Driver, RunResult, open_transport
 from .model import FloatModel
@@ -40,18 +41,22 @@ RTL_TIMEOUT_S = 3600.0
 OpenRTL = Callable[[FabricConfig, bool], contextlib.AbstractContextManager]
 
 
-def accuracy_float(model: FloatModel, x: np.ndarray, y: np.ndarray) -> float:
-    """Test accuracy of the float model (final running logits)."""
-    return float(np.mean(model.predict(x) == y))
+def accuracy_float(model: FloatModel, x: np.ndarray, y: np.ndarray,
+                   lengths: np.ndarray | None = None) -> float:
+    """Test accuracy of the float model (running logits after each sequence's last true
+    token; ``lengths`` None: the last token)."""
+    return float(np.mean(model.predict(x, lengths) == y))
 
 
 def accuracy_q(q: QModel, x: np.ndarray, y: np.ndarray, cfg: FabricConfig | None = None,
-               batch: int = 512) -> float:
-    """Test accuracy of the quantized reference (:func:`~neuroloom.firmware.qmodel.qforward`)."""
+               batch: int = 512, lengths: np.ndarray | None = None) -> float:
+    """Test accuracy of the quantized reference (:func:`~neuroloom.firmware.qmodel.qforward`),
+    read at each sequence's last true token (``lengths``)."""
     hits = 0
     for i in range(0, len(x), batch):
         out = qforward(q, q.quantize_input(x[i:i + batch], cfg), cfg)
-        hits += int(np.sum(np.argmax(out[:, -1], axis=1) == y[i:i + batch]))
+        n = None if lengths is None else lengths[i:i + batch]
+        hits += int(np.sum(np.argmax(final_logits(out, n), axis=1) == y[i:i + batch]))
     return hits / len(x)
 
 
@@ -100,11 +105,14 @@ class GoldenEval:
 
 def golden_eval(image: Image, x: np.ndarray, y: np.ndarray, mode: str, q: QModel | None = None,
                 batch: int = 64, desc: str = "golden", workers: int = 1,
-                scheduler: str | None = None, client=None) -> GoldenEval:
+                scheduler: str | None = None, client=None,
+                lengths: np.ndarray | None = None) -> GoldenEval:
     """Run the float tokens ``x`` (B, K, d_in) through ``image`` on the golden model; with
     ``q``, count the running logits that differ from the quantized reference. With
     ``workers`` > 1, a ``scheduler`` address or a Dask ``client``, the samples are sharded over
-    a Dask cluster (:mod:`neuroloom.firmware.distributed`; the same result bit for bit)."""
+    a Dask cluster (:mod:`neuroloom.firmware.distributed`; the same result bit for bit).
+    ``lengths``: true lengths of sequences padded at the end; each sequence's running logits
+    are held at its last true token (the model is causal: padding never reaches them)."""
     failed = []
     if workers > 1 or scheduler or client is not None:
         from .distributed import golden_run
@@ -118,7 +126,8 @@ def golden_eval(image: Image, x: np.ndarray, y: np.ndarray, mode: str, q: QModel
                             scheduler=scheduler, batch=batch, progress=bar.update)
         seconds = time.perf_counter() - t0
         K = xq.shape[1]
-        res = RunResult(sr.running[:, -1] if K else sr.running[:, 0], sr.running, sr.steps,
+        running = hold_final(sr.running, lengths)
+        res = RunResult(running[:, -1] if K else running[:, 0], running, sr.steps,
                         mode, sr.counters, float(image.model.get("out_scale", 1.0)))
         failed = sr.failed
     else:
@@ -127,14 +136,15 @@ def golden_eval(image: Image, x: np.ndarray, y: np.ndarray, mode: str, q: QModel
         xq = drv.quantize(x)
         t0 = time.perf_counter()
         with progress_bar(len(x), f"{desc} ({mode})") as bar:
-            res = drv.run(xq, mode=mode, progress=bar.update)
+            res = drv.run(xq, mode=mode, progress=bar.update, lengths=lengths)
         seconds = time.perf_counter() - t0
     ok = np.ones(len(x), dtype=bool)
     for a, b, _ in failed:
         ok[a:b] = False
     mism = None
     if q is not None:
-        mism = int(np.sum(qforward(q, xq[ok], image.cfg) != res.running[ok]))
+        n = None if lengths is None else np.asarray(lengths)[ok]
+        mism = int(np.sum(qforward(q, xq[ok], image.cfg, lengths=n) != res.running[ok]))
     return GoldenEval(float(np.mean((res.predictions == y) & ok)), mism, res, seconds, failed)
 
 
@@ -155,15 +165,18 @@ class RTLEval:
                        for b in range(len(self.running))))
 
 
-def rtl_eval(drv: Driver, xq: np.ndarray, mode: str, desc: str = "RTL") -> RTLEval:
+def rtl_eval(drv: Driver, xq: np.ndarray, mode: str, desc: str = "RTL",
+             lengths: np.ndarray | None = None) -> RTLEval:
     """Run the payloads ``xq`` (B, K, d_in) one sample at a time through ``drv`` (an RTL
-    driver with a loaded image)."""
+    driver with a loaded image), each streamed at its true length (``lengths``; running
+    logits held at its last token)."""
     running, cycles = [], []
     t0 = time.perf_counter()
     with progress_bar(len(xq), f"{desc} ({mode})") as bar:
         for b in range(len(xq)):
             c0 = link_cycles(drv.transport) or 0
-            res = drv.run(xq[b:b + 1], mode=mode)
+            n = None if lengths is None else lengths[b:b + 1]
+            res = drv.run(xq[b:b + 1], mode=mode, lengths=n)
             cycles.append((link_cycles(drv.transport) or 0) - c0)
             running.append(res.running[0])
             bar.update(1)
@@ -175,23 +188,28 @@ def evaluate(image: Image, x: np.ndarray, y: np.ndarray, *, dataset: str,
              modes: tuple[str, ...] | None = None, batch: int = 64, rtl: bool = False,
              waves: bool = False, open_rtl: OpenRTL = rtl_driver,
              out: Callable[[str], None] = print, workers: int = 1,
-             scheduler: str | None = None) -> bool:
+             scheduler: str | None = None, lengths: np.ndarray | None = None) -> bool:
     """The accuracy report of ``neuroloom eval``: float (model given), quantized reference
     (QModel given), golden model per mode (bit for bit against the reference when given) and,
     with ``rtl``, the RTL per mode (sample for sample against the golden model). True when
     every comparison held and no sample failed. ``workers`` > 1 or ``scheduler``: the golden
-    runs are sharded over a Dask cluster (one for all modes)."""
-    out(f"{dataset}: {len(x)} test sequences of {x.shape[1]} tokens; {describe_image(image)}")
+    runs are sharded over a Dask cluster (one for all modes). ``lengths``: each sequence's
+    true length (padded at the end), at which every level reads its logits and the RTL
+    streams it."""
+    tokens = (f"{x.shape[1]} tokens" if lengths is None else
+              f"{int(np.min(lengths))}..{int(np.max(lengths))} tokens (true lengths)")
+    out(f"{dataset}: {len(x)} test sequences of {tokens}; {describe_image(image)}")
     if float_model is not None:
-        out(f"float accuracy      {accuracy_float(float_model, x, y):.4f}")
+        out(f"float accuracy      {accuracy_float(float_model, x, y, lengths):.4f}")
     if qmodel is not None:
-        out(f"quantized accuracy  {accuracy_q(qmodel, x, y, image.cfg):.4f}")
+        out(f"quantized accuracy  {accuracy_q(qmodel, x, y, image.cfg, lengths=lengths):.4f}")
     modes = modes or (image.mode,)
     gold = {}
     with _cluster(workers, scheduler) as client:
         where = "" if client is None else f", {_describe(client)}"
         for mode in modes:
-            g = golden_eval(image, x, y, mode, qmodel, batch=batch, client=client)
+            g = golden_eval(image, x, y, mode, qmodel, batch=batch, client=client,
+                            lengths=lengths)
             gold[mode] = g.result.running
             exact = "" if g.mismatches is None else (
                 "  (== quantized, bit for bit)" if g.mismatches == 0
@@ -205,14 +223,15 @@ def evaluate(image: Image, x: np.ndarray, y: np.ndarray, *, dataset: str,
     if not rtl:
         return True
     ok = True
+    n_tokens = len(x) * x.shape[1] if lengths is None else int(np.sum(lengths))
     with open_rtl(image.cfg, waves) as drv:
         drv.load(image)
         xq = drv.quantize(x)
         for mode in modes:
-            r = rtl_eval(drv, xq, mode)
+            r = rtl_eval(drv, xq, mode, lengths=lengths)
             same = r.same_as(gold[mode])
             out(f"RTL accuracy        {r.accuracy(y):.4f}  [{mode}, "
-                f"{r.cycles.mean() / x.shape[1]:.1f} cycles/token, {len(x) / r.seconds:.2f} "
+                f"{r.cycles.sum() / n_tokens:.1f} cycles/token, {len(x) / r.seconds:.2f} "
                 f"seq/s simulated] RTL == golden bit-exact on {same}/{len(x)} samples")
             ok &= same == len(x)
     return ok

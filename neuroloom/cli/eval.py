@@ -33,8 +33,9 @@ def add_arguments(parser) -> None:
                                "match every fabric option given")
     options.add_mapping_option(parser)
     options.add_import_options(parser)
-    options.add_dataset_options(parser, "the test split to evaluate on (default digits); also "
-                                "calibrates a float model")
+    options.add_dataset_options(parser, "the test split to evaluate on (default digits; "
+                                "sequences of different lengths are streamed at their true "
+                                "lengths); also calibrates a float model")
 
 
 def run(args) -> int:
@@ -58,12 +59,14 @@ def run(args) -> int:
         raise CLIError(f"the model takes d_in={len(image.inputs)} features per token, "
                        f"{data.name} has {data.d_in}")
     x, y = data.x_test[:args.limit], data.y_test[:args.limit]
+    y = options.labels_for_model(data, options.model_labels(target), y)
+    lengths = None if data.len_test is None else data.len_test[:args.limit]
     try:
         ok = evaluate(image, x, y, dataset=data.name, float_model=target.float_model,
                       qmodel=target.qmodel, modes=(args.mode,) if args.mode else None,
                       batch=args.batch, rtl=args.backend == "verilator", waves=args.waves,
                       open_rtl=verilator_driver, workers=args.workers,
-                      scheduler=args.scheduler)
+                      scheduler=args.scheduler, lengths=lengths)
     except ClusterError as e:
         raise CLIError(str(e)) from None
     return 0 if ok else 1
