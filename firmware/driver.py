@@ -183,12 +183,19 @@ class Driver:
             warnings.warn(SaturationWarning(msg), stacklevel=2)
         return np.clip(v, lo, hi).astype(np.int64)
 
-    def run(self, tokens, mode: str | None = None, progress=None) -> RunResult:
+    def run(self, tokens, mode: str | None = None, progress=None,
+            lengths=None) -> RunResult:
         """Stream sequences of integer payloads through the fabric.
 
         tokens : (K, d_in) or (B, K, d_in) integer payloads (use :meth:`quantize` for floats)
         mode   : "pipelined" or "fall-through" (default: the image's)
         progress : optional callable(n_done_samples) after each batch chunk
+        lengths : (B,) true lengths of sequences padded at the end (None: all K tokens). Each
+                  chunk of samples run side by side is streamed for its longest sequence (a
+                  one-sample chunk, as on the RTL, for exactly its length), from CLEAR; a
+                  sequence's running logits are held at its last true token from there on, so
+                  ``logits`` are every sequence's result (the model is causal: the padding
+                  after a sequence never reaches its logits)
         """
         img = self._img()
         mode = mode or self.mode
@@ -207,6 +214,12 @@ class Driver:
         if x.size and (x.min() < -lim or x.max() >= lim):
             raise ValueError(f"token payloads outside the {img.cfg.state_width}-bit range")
         B, K, _ = x.shape
+        if lengths is not None:
+            lengths = np.asarray(lengths)
+            if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer) or (
+                    B and (lengths.min() < 1 or lengths.max() > K)):
+                raise ValueError(f"lengths of shape {lengths.shape}: give {B} integer lengths "
+                                 f"in 1..{K}")
         n_cls = len(img.outputs)
         running = np.zeros((B, K, n_cls), dtype=np.int64)
         counters = np.zeros((img.cfg.num_cores, len(ARCH_COUNTERS)), dtype=np.int64)
@@ -218,9 +231,15 @@ class Driver:
             n = len(chunk)
             if n < bs:
                 chunk = np.concatenate([chunk, np.zeros((bs - n,) + chunk.shape[1:], np.int64)])
+            kc = K if lengths is None else int(lengths[b0:b0 + n].max())
             before = t.counters()
-            r, steps = self._run_chunk(chunk, mode)
-            running[b0:b0 + n] = r[:n]
+            r, steps = self._run_chunk(chunk[:, :kc], mode)
+            if lengths is None:
+                running[b0:b0 + n] = r[:n]
+            for j in range(n if lengths is not None else 0):
+                m = int(lengths[b0 + j])
+                running[b0 + j, :m] = r[j, :m]
+                running[b0 + j, m:] = r[j, m - 1]
             counters += (t.counters() - before)[:n].sum(axis=0)
             if progress:
                 progress(n)

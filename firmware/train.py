@@ -5,7 +5,9 @@ Three phases, all on the CPU:
 1. **float pre-training** in the convolutional form (PyTorch, FFT convolution, float32), Gu's
    recipe: AdamW, a lower learning rate and no weight decay on the SSM parameters, cosine
    schedule; running logits summed over the sequence, trained with cross-entropy on the last
-   token's logits / K (= mean pooling);
+   token's logits / K (= mean pooling). Sequences of different lengths (padded at the end) are
+   pooled over their true length only: the logits after their own last token / its length, so
+   the padding is never learned and the model streamed at true length gives the same result;
 2. **PTQ** (:func:`~firmware.quantize.quantize`) with calibration sequences from the train split;
 3. **QAFT** (:class:`~firmware.qaft.QAFTModel`): fine-tuning through the exact quantized forward.
 
@@ -24,7 +26,7 @@ import numpy as np
 
 from neuroloom.contract.config import FabricConfig
 
-from .datasets import load_dataset
+from .datasets import SequenceData, load_dataset
 from .evaluate import accuracy_float, accuracy_q
 from .model import FloatLayer, FloatModel
 from .qmodel import QModel
@@ -56,7 +58,7 @@ def _torch_model(model: FloatModel):
             return [p for ly in self.layers for n, p in ly.named_parameters()
                     if n in ("log_dt", "log_A_real", "A_imag")]
 
-        def forward(self, x):                                          # x (B, K, d_in)
+        def forward(self, x, lengths=None):                            # x (B, K, d_in)
             K = x.shape[1]
             z = x @ self.enc_W.T + self.enc_b                              # (B, K, H)
             for ly in self.layers:
@@ -69,7 +71,10 @@ def _torch_model(model: FloatModel):
                 y = torch.fft.irfft(torch.fft.rfft(u, n=2 * K) * torch.fft.rfft(kern, n=2 * K),
                                     n=2 * K)[..., :K] + ly.D[:, None] * u
                 z = torch.relu(y.transpose(1, 2)) @ ly.W.T + ly.b          # (B, K, H)
-            return (z @ self.dec_W.T + self.dec_b).sum(1)                  # (B, classes)
+            d = z @ self.dec_W.T + self.dec_b                              # (B, K, classes)
+            if lengths is not None:                # sum pooling over each true length only
+                d = d * (torch.arange(K)[None, :] < lengths[:, None])[..., None]
+            return d.sum(1)                                                # (B, classes)
 
         def to_float(self) -> FloatModel:
             def n(p):
@@ -94,16 +99,22 @@ def _progress(total, desc, enabled):
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
 
 
-def train(dataset: str = "digits", *, H: int = 16, N: int = 8, L: int = 2, epochs: int = 60,
-          qaft_epochs: int = 3, batch: int = 32, lr: float = 1e-2, ssm_lr: float = 1e-3,
+def train(dataset: str | SequenceData = "digits", *, H: int = 16, N: int = 8, L: int = 2,
+          epochs: int = 60, qaft_epochs: int = 3, batch: int = 32, lr: float = 1e-2,
+          ssm_lr: float = 1e-3,
           qaft_lr: float = 2e-4, weight_decay: float = 0.01, seed: int = 0,
           data_path=None, out=None, calib: int = 512, max_steps: int | None = None,
           cfg: FabricConfig | None = None, progress: bool = True, command: str | None = None,
           threads: int | None = 1, log=print) -> TrainResult:
     """Train, quantize and fine-tune an n-S4D classifier; optionally write it to ``out``.
 
-    ``max_steps`` caps the optimizer steps of each phase (smoke tests). Returns the float model
-    (after pre-training), the QModel (after QAFT) and metrics (accuracies, times).
+    ``dataset``: a bundled data set's name, a ``.npz`` file (``data_path`` is the folder of
+    mnist/cifar10), or a :class:`~neuroloom.firmware.datasets.SequenceData` (arrays, e.g. from
+    :func:`~neuroloom.firmware.datasets.from_arrays`); sequences of different lengths are
+    trained and evaluated at their true lengths, and the original labels are recorded in the
+    models' metadata (``labels``: class index -> label). ``max_steps`` caps the optimizer
+    steps of each phase (smoke tests). Returns the float model (after pre-training), the
+    QModel (after QAFT) and metrics (accuracies, times).
     """
     import torch
 
@@ -119,6 +130,8 @@ def train(dataset: str = "digits", *, H: int = 16, N: int = 8, L: int = 2, epoch
     data = load_dataset(dataset, data_path)
     init = FloatModel.random(data.d_in, H, N, L, data.classes, seed=seed)
     init.meta = {"dataset": data.name, "seed": seed}
+    ltr = None if data.len_train is None else torch.tensor(data.len_train)
+    ntr = ltr.to(torch.float32) if ltr is not None else None
     net = _torch_model(init)
     ssm = {id(p) for p in net.ssm_params()}
     opt = torch.optim.AdamW(
@@ -139,7 +152,11 @@ def train(dataset: str = "digits", *, H: int = 16, N: int = 8, L: int = 2, epoch
         for idx in _batches(len(xtr), batch, rng):
             if step >= total:
                 break
-            loss = torch.nn.functional.cross_entropy(net(xtr[idx]) / K, ytr[idx])
+            if ltr is None:
+                loss = torch.nn.functional.cross_entropy(net(xtr[idx]) / K, ytr[idx])
+            else:                                  # mean pooling over each true length
+                loss = torch.nn.functional.cross_entropy(
+                    net(xtr[idx], ltr[idx]) / ntr[idx, None], ytr[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -149,13 +166,14 @@ def train(dataset: str = "digits", *, H: int = 16, N: int = 8, L: int = 2, epoch
             bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
     fmodel = net.to_float()
-    metrics = {"float_acc": accuracy_float(fmodel, data.x_test, data.y_test),
+    lte = data.len_test
+    metrics = {"float_acc": accuracy_float(fmodel, data.x_test, data.y_test, lte),
                "float_train_s": round(time.time() - t0, 1)}
     log(f"float: test accuracy {metrics['float_acc']:.4f} ({metrics['float_train_s']} s)")
 
     cal = data.x_train[rng.permutation(len(data.x_train))[:calib]]
     q, report = quantize(fmodel, cal, cfg)
-    metrics["ptq_acc"] = accuracy_q(q, data.x_test, data.y_test, cfg)
+    metrics["ptq_acc"] = accuracy_q(q, data.x_test, data.y_test, cfg, lengths=lte)
     metrics["ptq_report"] = str(report)
     log(f"PTQ: test accuracy {metrics['ptq_acc']:.4f}; {report}")
 
@@ -172,7 +190,13 @@ def train(dataset: str = "digits", *, H: int = 16, N: int = 8, L: int = 2, epoch
             for idx in _batches(len(tq), batch, rng):
                 if step >= qtotal:
                     break
-                logits = qnet(tq[idx])[:, -1] / (scales.out_scale * K)
+                run = qnet(tq[idx])                                    # (b, K, classes)
+                if ltr is None:
+                    logits = run[:, -1] / (scales.out_scale * K)
+                else:                              # at each sequence's last true token
+                    n = ltr[idx]
+                    logits = run[torch.arange(len(idx)), n - 1] / (
+                        scales.out_scale * n.to(run.dtype)[:, None])
                 loss = torch.nn.functional.cross_entropy(logits, ytr[idx])
                 qopt.zero_grad()
                 loss.backward()
@@ -182,7 +206,7 @@ def train(dataset: str = "digits", *, H: int = 16, N: int = 8, L: int = 2, epoch
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         bar.close()
         qq = qnet.to_qmodel()
-        metrics["qaft_acc"] = accuracy_q(qq, data.x_test, data.y_test, cfg)
+        metrics["qaft_acc"] = accuracy_q(qq, data.x_test, data.y_test, cfg, lengths=lte)
         metrics["qaft_train_s"] = round(time.time() - t1, 1)
         log(f"QAFT: test accuracy {metrics['qaft_acc']:.4f} ({metrics['qaft_train_s']} s)")
         q = qq  # no model selection on the test split: QAFT's result is the result
@@ -191,11 +215,13 @@ def train(dataset: str = "digits", *, H: int = 16, N: int = 8, L: int = 2, epoch
             log("QAFT moved a worst-case accumulator bound past the accumulator; re-running PTQ "
                 "on the fine-tuned float parameters")
             q, _ = quantize(qnet.to_float(), cal, cfg)
-    metrics["q_acc"] = accuracy_q(q, data.x_test, data.y_test, cfg)
+    metrics["q_acc"] = accuracy_q(q, data.x_test, data.y_test, cfg, lengths=lte)
     metrics["neurons"] = fmodel.neurons()
 
     info = {"dataset": data.name, "seed": seed, "H": H, "N": N, "L": L,
             "float_acc": metrics["float_acc"], "q_acc": metrics["q_acc"]}
+    if data.labels is not None:
+        info["labels"] = list(data.labels)
     if command:
         info["command"] = command
     fmodel.meta = {**fmodel.meta, **info}

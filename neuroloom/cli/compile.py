@@ -54,6 +54,9 @@ def run(args) -> int:
                        "calibration; drop --calibrate (or give its float model)")
     comp = compile_fitting(q, cfg, args.mode, mesh_fixed=req.mesh_fixed,
                            row_budget=args.row_budget, mapping=args.mapping)
+    labels = (fm.meta if fm is not None else q.meta).get("labels")
+    if labels is not None:                      # the original labels travel with the image
+        comp.model_info["labels"] = list(labels)
     size = save(from_compiled(comp), args.output)
     s = comp.summary()
     print(f"compiled {args.model} -> {args.output}: {size} bytes, mesh {s['mesh']}, "

@@ -18,9 +18,19 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from neuroloom.contract.config import FabricConfig
 from neuroloom.firmware import deploy
-from neuroloom.firmware.datasets import SequenceData, load_dataset
+from neuroloom.firmware.datasets import DATASET_ALIASES as _LIBRARY_ALIASES
+from neuroloom.firmware.datasets import (
+    DATASETS,
+    SequenceData,
+    canonical_name,
+    is_dataset_file,
+    load_dataset,
+    npz_has_dataset,
+)
 from neuroloom.firmware.importer import POOLINGS
 from neuroloom.firmware.qmodel import DEFAULT_MAPPING, MAPPINGS
 
@@ -28,7 +38,8 @@ __all__ = ["BACKENDS", "CLIError", "DATASET_ALIASES", "FIELD_HELP", "FabricReque
            "add_backend_options", "add_calibration_options", "add_dataset_options",
            "add_fabric_options", "add_import_options", "add_mapping_option",
            "calibration_from_args", "check_backend", "dataset_from_args", "dataset_spec",
-           "fabric_flag", "fabric_request", "import_options", "load_target", "note"]
+           "fabric_flag", "fabric_request", "import_options", "labels_for_model", "load_target",
+           "model_labels", "note"]
 
 
 class CLIError(Exception):
@@ -174,16 +185,16 @@ def load_target(path: str, args, req: FabricRequest, data: deploy.Calibration,
 
 # -- data set --------------------------------------------------------------------------------------
 
-DATASET_ALIASES = {"digits": "digits", "digits-permuted": "pdigits", "pdigits": "pdigits",
-                   "mnist": "mnist", "mnist-permuted": "pmnist", "pmnist": "pmnist",
-                   "cifar10": "cifar10"}
+#: every name of a bundled data set -> its canonical (library) name
+DATASET_ALIASES = {**{n: n for n in DATASETS}, **_LIBRARY_ALIASES}
 
 
 def add_dataset_options(parser: argparse.ArgumentParser, what: str = "the data set") -> None:
     g = parser.add_argument_group("data set", what)
-    g.add_argument("--dataset", nargs="+", metavar=("NAME", "PATH"),
-                   help="digits (default), digits-permuted, mnist PATH, mnist-permuted PATH, "
-                        "cifar10 PATH")
+    g.add_argument("--dataset", nargs="+", metavar=("NAME|FILE.npz", "PATH"),
+                   help="digits (default), pdigits (= digits-permuted), mnist PATH, pmnist "
+                        "PATH (= mnist-permuted), cifar10 PATH, or your own FILE.npz with "
+                        "X_train, y_train, X_test, y_test (and optionally len_train, len_test)")
     g.add_argument("--data", default=None, metavar="PATH",
                    help="folder with the data set's files (same as the PATH of --dataset)")
 
@@ -194,12 +205,19 @@ def dataset_spec(args, default: str | None = "digits") -> tuple[str, str | None]
     spec = args.dataset or ([default] if default else None)
     if spec is None:
         return None
-    name = DATASET_ALIASES.get(spec[0])
-    if name is None:
-        raise CLIError(f"unknown dataset {spec[0]!r}; choose one of "
-                       f"{', '.join(sorted(DATASET_ALIASES))}")
     if len(spec) > 2:
         raise CLIError("--dataset takes a name and at most one PATH")
+    if is_dataset_file(spec[0]):
+        if len(spec) == 2 or args.data is not None:
+            raise CLIError(f"--dataset {spec[0]} is a data set file: give no folder with it "
+                           "(PATH and --data are for mnist and cifar10)")
+        if not Path(spec[0]).is_file():
+            raise FileNotFoundError(2, "No such data set file", spec[0])
+        return spec[0], None
+    name = canonical_name(spec[0])
+    if name is None:
+        raise CLIError(f"unknown dataset {spec[0]!r}; choose one of "
+                       f"{', '.join(sorted(DATASET_ALIASES))}, or give a FILE.npz")
     return name, spec[1] if len(spec) == 2 else args.data
 
 
@@ -207,6 +225,29 @@ def dataset_from_args(args, required: bool = True) -> SequenceData | None:
     """The data set of ``--dataset`` (digits when required and not given)."""
     spec = dataset_spec(args, "digits" if required else None)
     return None if spec is None else load_dataset(*spec)
+
+
+def model_labels(target: deploy.Target) -> list | None:
+    """The original labels a model or image records (class index -> label), or None."""
+    for meta in (target.image.model, getattr(target.qmodel, "meta", None),
+                 getattr(target.float_model, "meta", None)):
+        if meta and meta.get("labels") is not None:
+            return list(meta["labels"])
+    return None
+
+
+def labels_for_model(data: SequenceData, labels: list | None, y):
+    """The labels ``y`` (class indices of ``data``) as the model's class indices: the same
+    when the model records no labels or the same ones; else remapped by label, and a label the
+    model does not know is an error."""
+    if labels is None or data.labels is None or list(data.labels) == labels:
+        return y
+    where = {str(v): i for i, v in enumerate(labels)}
+    unknown = sorted({str(v) for v in data.labels} - set(where))
+    if unknown:
+        raise CLIError(f"{data.name} has label(s) {', '.join(unknown[:5])} that the model does "
+                       f"not know (its classes: {', '.join(map(str, labels))})")
+    return np.array([where[str(v)] for v in data.labels])[y]
 
 
 # -- calibration -----------------------------------------------------------------------------------
@@ -217,7 +258,8 @@ def add_calibration_options(parser: argparse.ArgumentParser) -> None:
         "calibration", "what a float model or a Gu checkpoint is quantized on (a quantized "
                        "NeuroLoom model needs none)")
     g.add_argument("--calibrate", metavar="DATASET|FILE", default=None,
-                   help=f"a data set ({', '.join(DATASET_ALIASES)}: its first "
+                   help=f"a data set ({', '.join(DATASET_ALIASES)}, or a data set .npz with "
+                        f"X_train, y_train, X_test, y_test: its first "
                         f"{deploy.CALIBRATION_SEQUENCES} train sequences) or a token file "
                         "(.npy/.npz/.csv/.txt, (K, d_in) or (B, K, d_in): all of it); default "
                         "digits, said on stderr")
@@ -235,6 +277,8 @@ def calibration_from_args(args) -> deploy.Calibration:
     name = DATASET_ALIASES.get(args.calibrate)
     if name is not None:
         return load_dataset(name, args.data)
+    if args.data is None and npz_has_dataset(args.calibrate):
+        return load_dataset(args.calibrate)
     if args.data is not None:
         raise CLIError(f"--data PATH is for a --calibrate data set, {args.calibrate} is not one")
     if not Path(args.calibrate).is_file():

@@ -35,7 +35,8 @@ def add_arguments(parser) -> None:
     options.add_backend_options(parser, serial=True)
     options.add_fabric_options(parser, "Checked against the image's fabric: every option given "
                                "must match it")
-    options.add_dataset_options(parser, "where --sample comes from (default digits)")
+    options.add_dataset_options(parser, "where --sample comes from (default digits; the "
+                                "sample is streamed at its true length)")
 
 
 def run(args) -> int:
@@ -56,8 +57,10 @@ def run(args) -> int:
         if data.d_in != d_in:
             raise CLIError(f"the image takes d_in={d_in} features per token, {data.name} has "
                            f"{data.d_in}")
-        x = data.x_test[args.sample]
-        print(f"{data.name} test sample {args.sample}: label {data.y_test[args.sample]}")
+        x = data.test_sequence(args.sample)          # at its true length
+        label = data.y_test[args.sample]
+        named = "" if data.labels is None else f" ({data.labels[label]!r})"
+        print(f"{data.name} test sample {args.sample}: label {label}{named}, {len(x)} tokens")
     if args.payloads:
         lim = 1 << (image.cfg.state_width - 1)
         if not np.array_equal(x, np.round(x)):
@@ -76,5 +79,8 @@ def run(args) -> int:
         cycles = None if c0 is None else link_cycles(drv.transport) - c0
     for line in run_report(res, running=args.running, counters=args.counters, cycles=cycles):
         print(line)
+    labels = image.model.get("labels")
+    if labels:
+        print("classes: " + "  ".join(f"{i}={v!r}" for i, v in enumerate(labels)))
     return 0
 
