@@ -6,9 +6,9 @@ measures time, not accuracy) through the seed-small-size model ``random_qmodel(6
 classes=10, seed=0)`` compiled with channel neurons onto the smallest default-core mesh it fits,
 pipelined, with :func:`neuroloom.firmware.evaluate.golden_eval` (what ``neuroloom eval`` runs):
 once per ``--workers`` count (1 = serial in this process; N > 1 = a Dask LocalCluster of N
-processes, its start-up included). Every sharded run is checked equal to the first run, bit for
-bit. Results go to ``bench/results/smnist_eval.json`` (other sizes: ``smnist_eval_SxK.json``);
-a table is printed.
+processes, its start-up included). Every later run is checked equal to the first one, bit for
+bit (``equal_to_first_run``; null for the first). Results go to
+``bench/results/smnist_eval.json`` (other sizes: ``smnist_eval_SxK.json``); a table is printed.
 
     .venv/bin/python bench/smnist_eval.py [--samples 1000] [--tokens 784] [--workers 1 2]
         [--batch 256]
@@ -55,7 +55,7 @@ def main():
         t0 = time.perf_counter()
         g = golden_eval(img, x, y, "pipelined", batch=args.batch, workers=w)
         wall = time.perf_counter() - t0
-        same = True if first is None else bool(np.array_equal(g.result.running, first))
+        same = None if first is None else bool(np.array_equal(g.result.running, first))
         first = g.result.running if first is None else first
         rows.append({"workers": w, "seconds": round(wall, 1), "run_seconds": round(g.seconds, 1),
                      "sequences_per_s": round(args.samples / wall, 2),
