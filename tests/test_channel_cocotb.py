@@ -125,3 +125,15 @@ def test_channel_core_vs_golden(lanes):
     env = {ENV_CFG: cfg.to_json(), ENV_SEED: "3"}
     r = run_cocotb(TOPLEVEL, [src], __name__, src.parent / "verilator", extra_env=env)
     assert r.failed == 0 and r.tests == 2
+
+
+@pytest.mark.slow
+@pytest.mark.rtl
+def test_largest_mode_memory_vs_golden():
+    """The largest core size the configuration index allows: 16,384 mode entries in 4 lane
+    banks; one channel neuron spans all of them (and the random channel rounds run too)."""
+    cfg = dataclasses.replace(CHANNEL_CFG, modes=1 << FabricConfig.INDEX_BITS, neuron_lanes=4)
+    src = write_core_verilog(cfg, XY)
+    env = {ENV_CFG: cfg.to_json(), ENV_SEED: "5"}
+    r = run_cocotb(TOPLEVEL, [src], __name__, src.parent / "verilator", extra_env=env)
+    assert r.failed == 0 and r.tests == 2

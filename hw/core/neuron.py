@@ -77,6 +77,14 @@ def _op_layout(cfg: FabricConfig, slots: int) -> data.StructLayout:
     })
 
 
+def _late_layout(cfg: FabricConfig, slots: int) -> data.StructLayout:
+    """What an issue still needs after operand select: the fields of the instruction that
+    write-back reads, instead of the whole word."""
+    early = _op_layout(cfg, slots)
+    fields = {name: field.shape for name, field in early if name != "instr"}
+    return data.StructLayout({**fields, "opc": unsigned(5), "rd": unsigned(3), "emit": unsigned(2)})
+
+
 class NeuronEngine(wiring.Component):
     """Runs the neuron pass of one step.
 
@@ -192,6 +200,8 @@ class NeuronEngine(wiring.Component):
         batch_mptr = Signal(cfg.mode_bits + 1)  # the batch's first mode entry
         mslot = Signal(cfg.mode_bits + 1)       # the slot's first mode entry
         mcur = Signal(cfg.mode_bits + 1)        # next MODES entry of the slot (when mstarted)
+        mend = Signal(cfg.mode_bits + 1)        # mslot + modes
+        mlast = Signal(cfg.mode_bits + 1)       # mend - 1
         mstarted = Signal()
         busy = Signal(K)
         inflight_emit = Signal(range(self.EMIT_DEPTH + K + 1))
@@ -201,15 +211,19 @@ class NeuronEngine(wiring.Component):
 
         # -- issue ---------------------------------------------------------------------------
         is_modes = cur.op == Op.MODES
+        # the slot's entries are [mslot, mend); mlast = mend - 1 is kept in a register beside
+        # mslot so that "last row" and the live lanes need no adder in the issue cycle
         mc = Mux(mstarted, mcur, mslot)
-        mend = mslot + gmodes
         mrow = (mc >> LB)
         row_next = (mrow + 1) << LB
+        last_row = mlast >> LB
+        on_last_row = mrow == last_row
         mlive = Signal(L)
         for i in range(L):
-            e = Cat(Const(i, LB), mrow) if LB else mrow
-            m.d.comb += mlive[i].eq((Const(i, max(LB, 1)) >= (mc[:LB] if LB else 0)) & (e < mend))
-        final = ~is_modes | (row_next >= mend)
+            first_ok = (Const(i, max(LB, 1)) >= mc[:LB]) if LB else 1
+            last_ok = (~on_last_row | (Const(i, LB) <= mlast[:LB])) if LB else 1
+            m.d.comb += mlive[i].eq(first_ok & last_ok & (gmodes != 0))
+        final = ~is_modes | on_last_row | (gmodes == 0)
         fresh = ~is_modes | ~mstarted
         last_slot = j + 1 == r
         group_end = cur.last & (rem == r)
@@ -266,6 +280,8 @@ class NeuronEngine(wiring.Component):
                         rem.eq(desc.count), nb.eq(desc.first), n_cur.eq(desc.first),
                         r.eq(Mux(desc.count > K, K, desc.count)),
                         batch_mptr.eq(desc.mode_base), mslot.eq(desc.mode_base),
+                        mend.eq(desc.mode_base + desc.modes),
+                        mlast.eq(desc.mode_base + desc.modes - 1),
                     ]
                     m.next = "START"
                 with m.Elif(g == G - 1):
@@ -285,6 +301,7 @@ class NeuronEngine(wiring.Component):
                         m.d.sync += [mstarted.eq(~final), mcur.eq(row_next)]
                     with m.If(final):
                         m.d.sync += [j.eq(j + 1), n_cur.eq(n_cur + 1), mslot.eq(mend),
+                                     mend.eq(mend + gmodes), mlast.eq(mlast + gmodes),
                                      mstarted.eq(0)]
                         with m.If(last_slot):
                             with m.If(group_end):
@@ -305,7 +322,9 @@ class NeuronEngine(wiring.Component):
                             with m.Else():
                                 start_round()
                                 m.d.sync += [first_round.eq(0), n_cur.eq(nb),
-                                             mslot.eq(batch_mptr)]
+                                             mslot.eq(batch_mptr),
+                                             mend.eq(batch_mptr + gmodes),
+                                             mlast.eq(batch_mptr + gmodes - 1)]
             with m.State("DRAIN"):
                 with m.If(busy == 0):
                     m.next = "IDLE"
@@ -367,20 +386,23 @@ class NeuronEngine(wiring.Component):
             m.d.comb += [dp.c[i][q].eq(ks[q]) for q in range(MODE_COEFS)]
 
         # what write-back needs, carried beside the datapath (E0 onwards)
+        late = _late_layout(cfg, K)
         carry_layout = data.StructLayout({
-            "op": OPL, "pers": unsigned(S * W), "rd_old": signed(W), "acc": signed(W),
+            "op": late, "pers": unsigned(S * W), "rd_old": signed(W), "acc": signed(W),
             "pred": 1, "pflag": 1, "pval": signed(W),
         })
         e0 = Signal(carry_layout, name="e0")
         m.d.sync += [
-            e0.op.eq(p2), e0.pers.eq(regs.as_value()[:S * W]),
+            *[getattr(e0.op, f).eq(getattr(p2, f)) for f, _ in OPL if f != "instr"],
+            e0.op.opc.eq(ins.op), e0.op.rd.eq(ins.rd), e0.op.emit.eq(ins.emit),
+            e0.pers.eq(regs.as_value()[:S * W]),
             e0.rd_old.eq(regs_arr[ins.rd]), e0.acc.eq(acc_eff), e0.pred.eq(pred_eff),
             e0.pflag.eq(pflag_eff), e0.pval.eq(pval_eff),
         ]
 
         # -- MSTATE write-back at LAT_X -----------------------------------------------------------
         ex = delay(m, e0.op, dp.LAT_X, "ex")
-        ex_modes = instr_layout()(ex.instr).op == Op.MODES
+        ex_modes = ex.opc == Op.MODES
         with m.If(ex.valid & ex_modes):
             m.d.comb += [self.mwb_addr.eq(ex.mrow), self.mwb_en.eq(ex.mlive)]
         for i in range(L):
@@ -390,8 +412,7 @@ class NeuronEngine(wiring.Component):
         LS = dp.LAT_SUM
         es = delay(m, e0, LS, "es")            # aligned with dp.lane_sum
         msum = Signal(signed(cfg.acc_width))
-        es_ins = instr_layout()(es.op.instr)
-        with m.If(es.op.valid & (es_ins.op == Op.MODES)):
+        with m.If(es.op.valid & (es.op.opc == Op.MODES)):
             m.d.sync += msum.eq(Mux(es.op.mfirst, dp.lane_sum,
                                     (msum + dp.lane_sum)[:cfg.acc_width].as_signed()))
         em = reg(m, es, "em")                  # aligned with msum
@@ -402,11 +423,11 @@ class NeuronEngine(wiring.Component):
         # ROUTE_INDEX read one cycle ahead of the merge
         m.d.comb += [self.ri_addr.eq(es.op.n), self.ri_en.eq(es.op.valid & es.op.last)]
 
-        mi = instr_layout()(em.op.instr)
+        mi = em.op
         result = Signal(signed(W))
         write = Signal()
         m.d.comb += write.eq(1)
-        with m.Switch(mi.op):
+        with m.Switch(mi.opc):
             with m.Case(Op.MAD, Op.CMAD):
                 m.d.comb += result.eq(re)
             with m.Case(Op.MODES):
@@ -415,9 +436,9 @@ class NeuronEngine(wiring.Component):
                 m.d.comb += result.eq(scalar)
             with m.Default():
                 m.d.comb += write.eq(0)
-        m_cmad = mi.op == Op.CMAD
+        m_cmad = mi.opc == Op.CMAD
         rd1 = (mi.rd + 1)[:3]
-        pred_out = Mux(mi.op == Op.CGE, cge, em.pred)
+        pred_out = Mux(mi.opc == Op.CGE, cge, em.pred)
         value = Mux(write, result, em.rd_old)
         emit_flag = Signal()
         with m.Switch(mi.emit):
@@ -430,7 +451,7 @@ class NeuronEngine(wiring.Component):
         has_emit = mi.emit != Emit.NONE
 
         wb_layout = data.StructLayout({
-            "op": OPL, "regs": data.ArrayLayout(signed(W), 8), "wen": 8,
+            "op": late, "regs": data.ArrayLayout(signed(W), 8), "wen": 8,
             "misc": misc_layout, "ri": route_index_layout(cfg),
         })
         wb = Signal(wb_layout, name="wb")

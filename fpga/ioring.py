@@ -1,0 +1,49 @@
+"""A registered, serialized I/O ring for measuring one unit's Fmax on its own.
+
+A unit (a neuron core, a router, a fabric shell) is not placed bare: its hundreds of port bits
+would not fit the package's pins, the pins would pull its logic across the chip, and
+unregistered pins leave paths unconstrained. :class:`IORing` wraps it: every input bit comes
+from a flip-flop of a shift chain fed by one pin (``si``), every output bit goes into a
+flip-flop of a loadable shift register read out on one pin (``so``). The unit sees registered
+inputs and drives registered outputs (what a neighbour built from registers gives it), nothing
+can be optimized away, and every path measured is register to register.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal, Value
+from amaranth.lib import wiring
+
+__all__ = ["IORing"]
+
+
+class IORing(Elaboratable):
+    """Registered, serialized I/O around a :class:`wiring.Component` (see the module docstring).
+
+    Ports: ``si`` (serial in), ``load`` (capture the outputs), ``so`` (serial out).
+    """
+
+    def __init__(self, dut: wiring.Component):
+        self.dut = dut
+        self.si = Signal()
+        self.load = Signal()
+        self.so = Signal()
+
+    @property
+    def ports(self) -> list[Signal]:
+        return [self.si, self.load, self.so]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        ins, outs = [], []
+        for _path, member, value in dut.signature.flatten(dut):
+            value = Value.cast(value)
+            (ins if member.flow == wiring.In else outs).append(value)
+        chain = Signal(sum(len(v) for v in ins))
+        m.d.sync += chain.eq(Cat(self.si, chain[:-1]))
+        m.d.comb += Cat(*ins).eq(chain)
+        captured = Signal(sum(len(v) for v in outs))
+        m.d.sync += captured.eq(Mux(self.load, Cat(*outs), captured >> 1))
+        m.d.comb += self.so.eq(captured[0])
+        return m
