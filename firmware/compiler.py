@@ -676,9 +676,9 @@ def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "p
     over more cores for shorter steps (about 2 cycles per neuron update is the other bound).
 
     ``mode_budget``: use at most this many mode entries per core (channel mapping; default:
-    the whole mode memory). The neuron engine updates one mode entry per cycle, so the busiest
-    core's mode entries bound the step too; a lower budget spreads channel neurons over more
-    cores.
+    the whole mode memory). The neuron engine updates ``neuron_lanes`` mode entries per cycle,
+    so the busiest core's mode entries bound the step too; a lower budget spreads channel
+    neurons over more cores.
     """
     cfg = cfg or FabricConfig()
     _check_mode(mode)

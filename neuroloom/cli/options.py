@@ -60,6 +60,7 @@ FIELD_HELP = {
     "ucode_depth": "microcode words per core",
     "groups": "neuron group descriptors per core",
     "modes": "mode memory entries per core (complex S4D modes of channel neurons)",
+    "neuron_lanes": "mode entries a MODES instruction updates per cycle: 1, 2, 4 or 8",
     "state_regs": "persistent registers per neuron, 1..8",
     "coefs": "coefficients per neuron (the ISA addresses 8)",
     "state_width": "bits of neuron state and graded spike payloads (signed)",
