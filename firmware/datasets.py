@@ -33,8 +33,8 @@ import numpy as np
 
 __all__ = ["DatasetError", "SequenceData", "load_dataset", "load_npz", "from_arrays", "digits",
            "mnist", "cifar10", "read_idx", "read_tokens", "npz_problem", "canonical_name",
-           "final_logits", "hold_final", "is_dataset_file", "DATASETS", "DATASET_ALIASES",
-           "PERMUTATION_SEED"]
+           "final_logits", "hold_final", "is_dataset_file", "npz_has_dataset", "DATASETS",
+           "DATASET_ALIASES", "PERMUTATION_SEED", "read_ts"]
 
 PERMUTATION_SEED = 1234
 SPLIT_SEED = 0
@@ -238,6 +238,18 @@ def is_dataset_file(name) -> bool:
                                           and Path(name).is_file())
 
 
+def npz_has_dataset(path) -> bool:
+    """``path`` is a readable ``.npz`` holding a data set's ``X_train`` (not a token file)."""
+    path = Path(path)
+    if path.suffix != ".npz" or not path.is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return "X_train" in z.files
+    except (ValueError, OSError, EOFError):
+        return False
+
+
 def load_dataset(name, path=None) -> SequenceData:
     """Load a data set: a bundled one by name (``DATASETS``, or an alias of
     ``DATASET_ALIASES``; ``path`` is the folder for mnist/cifar10), or a user's ``.npz`` file
@@ -388,6 +400,35 @@ def from_arrays(X_train, y_train, X_test, y_test, len_train=None, len_test=None,
                            f"{xs[1].shape[2]}; both splits need the same channels")
     ytr, yte, labels = _labels(y_train, y_test, len(xs[0]), len(xs[1]), name)
     return SequenceData(name, xs[0], ytr, xs[1], yte, len(labels), ns[0], ns[1], labels)
+
+
+def read_ts(path) -> tuple[np.ndarray, np.ndarray]:
+    """One split of a UEA/UCR ``.ts`` file (sktime/aeon format: ``@`` header lines, then one
+    case a line, channels separated by ``:``, values by ``,``, the class label last): (X (N, T,
+    C) with NaN after each shorter case, labels as strings). Raises :class:`DatasetError`."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: cannot read ({e})") from None
+    body = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith(("#", "@"))]
+    cases, labels = [], []
+    for i, line in enumerate(body):
+        *dims, label = line.strip().split(":")
+        try:
+            cases.append([np.array([np.nan if v in ("?", "NaN") else float(v)
+                                    for v in d.split(",")]) for d in dims])
+        except ValueError:
+            raise DatasetError(f"{path}: case {i} holds a value that is not a number") from None
+        labels.append(label.strip())
+    if not cases or len({len(c) for c in cases}) != 1:
+        raise DatasetError(f"{path}: no cases, or cases with different channel counts")
+    T = max(len(d) for c in cases for d in c)
+    x = np.full((len(cases), T, len(cases[0])), np.nan)
+    for i, c in enumerate(cases):
+        for ch, d in enumerate(c):
+            x[i, :len(d), ch] = d
+    return x, np.array(labels)
 
 
 def load_npz(path) -> SequenceData:
