@@ -70,7 +70,7 @@ SETTINGS = {
     "JapaneseVowels": dict(H=16, N=8, L=2, epochs=80, batch=32, qaft_epochs=5),
     "ItalyPowerDemand": dict(H=16, N=8, L=2, epochs=150, batch=16, qaft_epochs=5),
     "GunPoint": dict(H=16, N=8, L=2, epochs=200, batch=16, qaft_epochs=5),
-    "pdigits": dict(H=16, N=8, L=2, epochs=30, batch=32, qaft_epochs=2),
+    "pdigits": dict(H=16, N=8, L=2, epochs=60, batch=32, qaft_epochs=3),
 }
 
 
