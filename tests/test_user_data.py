@@ -260,3 +260,28 @@ def test_cli_user_npz_on_verilator_bit_exact(trained, user_npz, capsys):
                  "--backend", "verilator"]) == 0
     report = capsys.readouterr().out
     assert "RTL == golden bit-exact on 4/4 samples" in report, report
+
+
+def test_eval_maps_labels_through_the_models_and_refuses_unknown_ones():
+    from neuroloom.cli.options import CLIError, labels_for_model
+    d = from_arrays(np.zeros((3, 2)), ["b", "c", "b"], np.zeros((2, 2)), ["c", "b"])
+    assert d.labels == ["b", "c"] and d.y_test.tolist() == [1, 0]
+    assert labels_for_model(d, ["b", "c"], d.y_test).tolist() == [1, 0]
+    assert labels_for_model(d, ["a", "b", "c"], d.y_test).tolist() == [2, 1]
+    with pytest.raises(CLIError, match=r"label\(s\) c that the model does not know \(its "
+                                       r"classes: a, b\)"):
+        labels_for_model(d, ["a", "b"], d.y_test)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "D/user.npz", "D"], "is a data set file: give no folder with it"),
+    (["--dataset", "D/none.npz"], "none.npz: no such data set file"),
+    (["--dataset", "D/bad.npz"], "bad.npz: missing y_test"),
+])
+def test_cli_dataset_file_errors(user_npz, tmp_path, capsys, argv, message):
+    np.savez(user_npz.parent / "bad.npz", X_train=np.zeros((2, 3)), y_train=[0, 1],
+             X_test=np.zeros((1, 3)))
+    argv = [a.replace("D", str(user_npz.parent)) if a.startswith("D") else a for a in argv]
+    assert main(["eval", "IMG.nlimg", *argv]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
