@@ -285,3 +285,20 @@ def test_cli_dataset_file_errors(user_npz, tmp_path, capsys, argv, message):
     assert main(["eval", "IMG.nlimg", *argv]) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_training_pools_over_each_true_length_only():
+    """The float training forward with lengths is the running logits at each last true token
+    (padding masked): what a model streamed at true length computes."""
+    import torch
+
+    from neuroloom.firmware.train import _torch_model
+    fm, _, rng = _model()
+    x = rng.normal(0, 1, (4, 9, 2))
+    lengths = np.array([9, 2, 5, 1])
+    net = _torch_model(fm).double()
+    got = net(torch.tensor(x), torch.tensor(lengths)).detach().numpy()
+    want = np.stack([fm.forward_recurrent(x[b:b + 1, :n])[0, -1] for b, n in enumerate(lengths)])
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    full = net(torch.tensor(x)).detach().numpy()
+    assert np.abs(full[1:] - want[1:]).min() > 1e-3, "without lengths the padding counts"
