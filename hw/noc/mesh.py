@@ -2,7 +2,8 @@
 
 Tile (x, y) holds core ``y * mesh_w + x`` (``cfg.core_index``). Router (x, y)'s East port links to
 router (x + 1, y)'s West port and its South port to router (x, y + 1)'s North port; every link is
-a direct ``stream`` connection (one cycle per hop: the flit sits in one input FIFO per cycle).
+a direct ``stream`` connection from one router's output register to the next one's input (three
+cycles per hop: FIFO head, grant stage, output register).
 
 The host link attaches to the West port of router (0, 0): ``host_in`` feeds its West input and
 ``host_out`` drains its West output. The other edge ports are tied off: their inputs never carry a
@@ -12,9 +13,9 @@ routing function sends off the mesh stays visible at the head of its FIFO (and t
 
 Accounting for the barrier: ``inject_fire[k]`` / ``eject_fire[k]`` are the handshakes of core
 ``k``'s ``tile_in`` / ``tile_out`` links in this cycle, index ``num_cores`` is the host link.
-Links carry no storage, so the flits in flight are exactly the flits held in router FIFOs:
-``sum(inject_fire) - sum(eject_fire)`` accumulated over time equals the number of flits in the
-network, and ``idle`` is high when every FIFO is empty.
+Links carry no storage, so the flits in flight are exactly the flits held in routers (FIFOs, grant
+stages, output registers): ``sum(inject_fire) - sum(eject_fire)`` accumulated over time equals
+the number of flits in the network, and ``idle`` is high when no router holds a flit.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class Mesh(wiring.Component):
     inject_fire, eject_fire : Out(num_cores + 1)
         Per-port handshake pulses into / out of the network (bit ``num_cores``: host link).
     idle : Out(1)
-        No flit is held in any router.
+        No flit is held in any router (FIFO, grant stage or output register).
     misroute : Out(1)
         Some router holds a flit routed off the mesh (a bug upstream).
     """
