@@ -131,7 +131,14 @@ class HostLink(wiring.Component):
         val = Signal(WORD_BITS)
         resp = Signal(FrameHeader)                  # header of the response being sent
         word_i = Signal.like(resp.length, name="word_i")
+        # checksum of the response words sent so far: the word of the last handshake waits one
+        # cycle in ``tx_pend`` before it is added, so the response-word mux and the 32-bit adder
+        # are in different cycles; the checksum word sent is ``tx_sum + tx_pend``
         tx_sum = Signal(WORD_BITS)
+        tx_pend = Signal(WORD_BITS)
+        tx_check = Signal(WORD_BITS)
+        m.d.comb += tx_check.eq(tx_sum + tx_pend)
+        m.d.sync += [tx_sum.eq(tx_check), tx_pend.eq(0)]
         out_flit = Signal(flit_layout(cfg))
         out_tag = Signal(OutputTag)                 # payload of the OUTPUT frame being sent
         out_value = Signal(WORD_BITS)
@@ -159,9 +166,9 @@ class HostLink(wiring.Component):
             m.d.comb += [self.m_axis.valid.eq(1), self.m_axis.payload.data.eq(word),
                          self.m_axis.payload.last.eq(last)]
             with m.If(self.m_axis.ready):
-                m.d.sync += tx_sum.eq(tx_sum + word)
+                m.d.sync += tx_pend.eq(word)
                 if last:
-                    m.d.sync += tx_sum.eq(0)
+                    m.d.sync += [tx_sum.eq(0), tx_pend.eq(0)]
                 m.next = nxt
 
         def respond(opcode, n, seq_):
@@ -365,7 +372,7 @@ class HostLink(wiring.Component):
                     with m.If(word_i == 1):
                         m.next = "OUT_CHK"
             with m.State("OUT_CHK"):
-                tx(tx_sum, "RUN_WAIT", last=True)
+                tx(tx_check, "RUN_WAIT", last=True)
             # -- CLEAR ---------------------------------------------------------------------------
             with m.State("CLEAR_DELAY"):       # cores lower cores_idle the cycle after clear
                 m.next = "CLEAR_WAIT"
@@ -383,5 +390,5 @@ class HostLink(wiring.Component):
                         m.d.sync += word_i.eq(word_i + 1)
                     tx(resp_word, "RESP_W")
             with m.State("RESP_CHK"):
-                tx(tx_sum, "RECV", last=True)
+                tx(tx_check, "RECV", last=True)
         return m

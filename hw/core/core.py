@@ -35,6 +35,7 @@ from neuroloom.contract.layouts import (
     synapse_layout,
 )
 
+from .alu import reg
 from .config_port import ConfigPort
 from .memories import PartedMemory
 from .neuron import NeuronEngine
@@ -270,10 +271,12 @@ class NeuronCore(wiring.Component):
         m.d.comb += eng.groups.eq(groups)
 
         # -- read data back to the config port (address held by the port) --------------------------
-        # Two stages: every memory's addressed part is registered (block-RAM output -> part
-        # select -> flip-flop), then the config port picks the memory's (``ConfigPort`` waits
-        # for both).
-        bank_data = Array(acc[b][j].r_data for b in range(2) for j in range(L))
+        # Two stages: every memory's read data is registered as it leaves the block RAM, then
+        # the addressed part of the addressed memory is picked (``ConfigPort`` waits for both).
+        def q(v, name):
+            return reg(m, v, f"rdq_{name}")
+
+        bank_data = Array(q(acc[b][j].r_data, f"acc{b}_{j}") for b in range(2) for j in range(L))
         gwords = Array(groups[gi].as_value() for gi in range(G))
         cwords = Array(counters)
 
@@ -281,29 +284,26 @@ class NeuronCore(wiring.Component):
             return v.as_signed()
 
         cands = {
-            Mem.AXON: _part(axon.r_data, part, axon.parts),
-            Mem.SYNAPSE: _part(synm.r_data, part, synm.parts),
-            Mem.STATE: sext(state.r_data.word_select(part, W)),
-            Mem.COEF: sext(coef.r_data.word_select(part, CW)),
-            Mem.MSTATE: sext(Array(ms.r_data for ms in mstate)[mbank(idx)]
-                             .word_select(part[:1], W)),
-            Mem.MCOEF: sext(Array(mc.r_data for mc in mcoef)[mbank(idx)].word_select(part, CW)),
-            Mem.ROUTE_INDEX: _part(ridx.r_data, part, ridx.parts),
-            Mem.ROUTE: _part(routem.r_data, part, routem.parts),
-            Mem.UCODE: ucode.r_data,
+            Mem.AXON: _part(q(axon.r_data, "axon"), part, axon.parts),
+            Mem.SYNAPSE: _part(q(synm.r_data, "synapse"), part, synm.parts),
+            Mem.STATE: sext(q(state.r_data, "state").word_select(part, W)),
+            Mem.COEF: sext(q(coef.r_data, "coef").word_select(part, CW)),
+            Mem.MSTATE: sext(Array(q(ms.r_data, f"mstate{i}") for i, ms in enumerate(mstate))
+                             [mbank(idx)].word_select(part[:1], W)),
+            Mem.MCOEF: sext(Array(q(mc.r_data, f"mcoef{i}") for i, mc in enumerate(mcoef))
+                            [mbank(idx)].word_select(part, CW)),
+            Mem.ROUTE_INDEX: _part(q(ridx.r_data, "ridx"), part, ridx.parts),
+            Mem.ROUTE: _part(q(routem.r_data, "route"), part, routem.parts),
+            Mem.UCODE: q(ucode.r_data, "ucode"),
             Mem.GROUP: _part(gwords[idx[:cfg.group_bits]], part, gparts),
             Mem.COUNTER: cwords[idx[:3]],
             Mem.ACC: bank_data[Cat(bank(idx), part[0]) if lb else part[0]][:32],
         }
-        regd = {}
-        for mem_id, value in cands.items():
-            regd[mem_id] = Signal(32, name=f"rd_{mem_id.name.lower()}")
-            m.d.sync += regd[mem_id].eq(value)
         rdata = Signal(32)
         with m.Switch(ca.mem):
-            for mem_id, q in regd.items():
+            for mem_id, value in cands.items():
                 with m.Case(mem_id):
-                    m.d.comb += rdata.eq(q)
+                    m.d.comb += rdata.eq(value)
         m.d.comb += cfgp.rdata.eq(rdata)
 
         # -- input dispatch and spike merge --

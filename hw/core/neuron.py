@@ -147,7 +147,7 @@ class NeuronEngine(wiring.Component):
     def depth(self) -> int:
         """Cycles from an issue to its write-back (the earliest re-issue of its slot is one
         cycle later)."""
-        return 3 + NeuronDatapath(self._cfg, self._cfg.neuron_lanes).LAT_SUM + 2
+        return 4 + NeuronDatapath(self._cfg, self._cfg.neuron_lanes).LAT_SUM + 2
 
     def elaborate(self, platform):
         cfg, K = self._cfg, self._slots
@@ -228,7 +228,9 @@ class NeuronEngine(wiring.Component):
         last_slot = j + 1 == r
         group_end = cur.last & (rem == r)
         need_next = final & last_slot & ~group_end
-        credit_ok = emitq.level + inflight_emit < self.EMIT_DEPTH
+        # registered, with one entry of margin: at most one reservation is made per cycle
+        credit_ok = Signal()
+        m.d.sync += credit_ok.eq(emitq.level + inflight_emit + 1 < self.EMIT_DEPTH)
         slot_free = ~busy.bit_select(j, 1)
         issuing = Signal()
         can = ((~fresh | slot_free) & (~(cur.last & final) | credit_ok)
@@ -337,12 +339,21 @@ class NeuronEngine(wiring.Component):
         p2_misc = reg(m, rf_misc_r.data, "p2_misc")
         p2_state = reg(m, self.state_data, "p2_state")
         p2_coef = reg(m, self.coef_data, "p2_coef")
-        acc_lane = self.acc_data[p1.n[:ab]] if ab else self.acc_data[0]
-        p2_acc = reg(m, sat_hw(acc_lane, W), "p2_acc")
+        p2_acc_raw = reg(m, self.acc_data, "p2_acc_raw")
         p2_mstate = reg(m, self.mstate_data, "p2_mstate")
         p2_mcoef = reg(m, self.mcoef_data, "p2_mcoef")
 
-        # -- P2: operand select into the datapath ------------------------------------------------
+        # -- P2 -> P3: the accumulator's bank and saturation in a stage of their own (the block
+        # RAM's clock-to-out leaves no room for them in P1); everything else waits one stage
+        acc_lane = p2_acc_raw[p2.n[:ab]] if ab else p2_acc_raw[0]
+        p3_acc = reg(m, sat_hw(acc_lane, W), "p3_acc")
+        p2 = reg(m, p2, "p3")
+        p2_regs, p2_misc = reg(m, p2_regs, "p3_regs"), reg(m, p2_misc, "p3_misc")
+        p2_state, p2_coef = reg(m, p2_state, "p3_state"), reg(m, p2_coef, "p3_coef")
+        p2_mstate, p2_mcoef = reg(m, p2_mstate, "p3_mstate"), reg(m, p2_mcoef, "p3_mcoef")
+        p2_acc = p3_acc
+
+        # -- P3: operand select into the datapath ----------------------------------------------
         ins = instr_layout()(p2.instr)
         mins = modes_instr_layout()(p2.instr)
         first = p2.first

@@ -2,7 +2,8 @@
 
 Pipeline (no stalls after the axon lookup; every stage advances every cycle)::
 
-    accept   i_spike taken, AXON read issued                     (axon slot, 1 entry)
+    accept   i_spike taken, AXON read issued                     (axon slot A)
+    axon     the axon word registered                             (axon slot B)
     iterate  one synapse row per cycle: SYNAPSE read issued        (row iterator)
     S1       synapse word arrives and is registered
     P1, P2   payload x weight[j] per lane (partial products, then their sum)
@@ -79,9 +80,12 @@ class SynapseEngine(wiring.Component):
         P = W + cfg.weight_width
         m = Module()
 
-        # -- axon slot --
-        l_valid = Signal()
-        l_payload = Signal(signed(W))
+        # -- axon slots: A (spike accepted, AXON read in flight), B (axon word registered) --
+        a_valid = Signal()
+        a_payload = Signal(signed(W))
+        b_valid = Signal()
+        b_payload = Signal(signed(W))
+        b_ax = Signal(axon_layout(cfg))
         # -- row iterator --
         it_busy = Signal()
         it_ptr = Signal(cfg.syn_addr_bits)
@@ -90,17 +94,22 @@ class SynapseEngine(wiring.Component):
         it_shift = Signal(5)
 
         it_free = ~it_busy | (it_rem == 1)
-        load = l_valid & it_free
+        load = b_valid & it_free
+        a_move = a_valid & (~b_valid | load)
         accept = self.i_spike.valid & self.i_spike.ready
         m.d.comb += [
-            self.i_spike.ready.eq(~l_valid | load),
+            self.i_spike.ready.eq(~a_valid | a_move),
             self.axon_addr.eq(self.i_spike.p.axon), self.axon_en.eq(accept),
             self.received.eq(load),
         ]
         with m.If(accept):
-            m.d.sync += [l_valid.eq(1), l_payload.eq(self.i_spike.p.payload)]
+            m.d.sync += [a_valid.eq(1), a_payload.eq(self.i_spike.p.payload)]
+        with m.Elif(a_move):
+            m.d.sync += a_valid.eq(0)
+        with m.If(a_move):
+            m.d.sync += [b_valid.eq(1), b_payload.eq(a_payload), b_ax.eq(self.axon_data)]
         with m.Elif(load):
-            m.d.sync += l_valid.eq(0)
+            m.d.sync += b_valid.eq(0)
 
         s1_valid = Signal()
         s1_payload = Signal(signed(W))
@@ -113,9 +122,8 @@ class SynapseEngine(wiring.Component):
             with m.If(it_rem == 1):
                 m.d.sync += it_busy.eq(0)
         with m.If(load):
-            ax = self.axon_data
-            m.d.sync += [it_ptr.eq(ax.base), it_rem.eq(ax.count), it_busy.eq(ax.count != 0),
-                         it_payload.eq(l_payload), it_shift.eq(ax.shift)]
+            m.d.sync += [it_ptr.eq(b_ax.base), it_rem.eq(b_ax.count), it_busy.eq(b_ax.count != 0),
+                         it_payload.eq(b_payload), it_shift.eq(b_ax.shift)]
 
         # -- S1: the synapse word registered (block-RAM output) --
         s1r_valid = Signal()
@@ -178,6 +186,6 @@ class SynapseEngine(wiring.Component):
             ]
             m.d.sync += [fw1_data[j].eq(self.acc_wdata[j]), fw2_data[j].eq(fw1_data[j])]
 
-        m.d.comb += self.busy.eq(l_valid | it_busy | s1_valid | s1r_valid | s2_valid
+        m.d.comb += self.busy.eq(a_valid | b_valid | it_busy | s1_valid | s1r_valid | s2_valid
                                  | delay(m, s1r_valid, 1, "p1_valid") | s3_valid | s4_valid)
         return m
