@@ -10,9 +10,9 @@ a 2x2 fabric), ``hostlink`` (``HostLink`` of a 2x2 fabric), ``shell_1x1`` and ``
 (``FabricShell``: mesh + barrier + host link + fabric counters, i.e. a fabric without its cores).
 
 A unit is not placed bare: its hundreds of port bits would not fit the package's pins, and
-unregistered pins would leave paths unconstrained. :class:`IORing` wraps it: every input bit
-comes from a flip-flop of a shift chain fed by one pin (``si``), every output bit goes into a
-flip-flop of a loadable shift register read out on one pin (``so``). The unit therefore sees
+unregistered pins would leave paths unconstrained. ``neuroloom.fpga.ioring.IORing`` wraps it:
+every input bit comes from a flip-flop of a shift chain fed by one pin, every output bit goes
+into a flip-flop of a loadable shift register read out on one pin. The unit therefore sees
 registered inputs and drives registered outputs (what a neighbour built from registers gives
 it), nothing can be optimized away, and every path measured is register to register.
 
@@ -27,10 +27,8 @@ import argparse
 import json
 from pathlib import Path
 
-from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal, Value
-from amaranth.lib import wiring
-
 from neuroloom.contract.config import FabricConfig
+from neuroloom.fpga.ioring import IORing
 from neuroloom.fpga.synth import synthesize
 from neuroloom.hw.barrier import Barrier
 from neuroloom.hw.fabric import FabricShell
@@ -56,36 +54,6 @@ UNITS = {
 }
 
 
-class IORing(Elaboratable):
-    """Registered, serialized I/O around a :class:`wiring.Component` (see the module docstring).
-
-    Ports: ``si`` (serial in), ``load`` (capture the outputs), ``so`` (serial out).
-    """
-
-    def __init__(self, dut: wiring.Component):
-        self.dut = dut
-        self.si = Signal()
-        self.load = Signal()
-        self.so = Signal()
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = dut = self.dut
-        ins, outs = [], []
-        for _path, member, value in dut.signature.flatten(dut):
-            value = Value.cast(value)
-            (ins if member.flow == wiring.In else outs).append(value)
-        in_bits = sum(len(v) for v in ins)
-        out_bits = sum(len(v) for v in outs)
-        chain = Signal(in_bits)
-        m.d.sync += chain.eq(Cat(self.si, chain[:-1]))
-        m.d.comb += Cat(*ins).eq(chain)
-        captured = Signal(out_bits)
-        m.d.sync += captured.eq(Mux(self.load, Cat(*outs), captured >> 1))
-        m.d.comb += self.so.eq(captured[0])
-        return m
-
-
 def critical_path(result) -> list[dict]:
     """The best seed's critical path, steps as ``{kind, ns, from, to}`` (nets left out)."""
     best = result.best
@@ -98,7 +66,7 @@ def critical_path(result) -> list[dict]:
 def synth_unit(name: str, *, seeds=(1, 2, 3), pnr: bool = True) -> dict:
     desc, factory, freq = UNITS[name]
     top = IORing(factory())
-    text = to_verilog(top, f"u_{name}", ports=[top.si, top.load, top.so])
+    text = to_verilog(top, f"u_{name}", ports=top.ports)
     result = synthesize(text, top=f"u_{name}", seeds=seeds, pnr=pnr,
                         frequency_mhz=freq)
     print(result.summary(), flush=True)
