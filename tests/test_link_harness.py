@@ -128,13 +128,13 @@ def test_gateware_edit_gives_a_new_fabric_build_folder(monkeypatch):
     from amaranth.hdl import Signal
 
     from neuroloom.contract.config import FabricConfig
-    from neuroloom.hw.noc.arbiter import RoundRobin
+    from neuroloom.hw.noc.arbiter import RoundRobinOneHot
     from neuroloom.sim import verilator_link
 
     cfg = FabricConfig(mesh_w=1, mesh_h=1, neurons=16, axons=16, synapse_rows=32,
                        route_words=32, ucode_depth=32, groups=4)
     before = verilator_link.harness_verilog(cfg, fresh=True)
-    original = RoundRobin.elaborate
+    original = RoundRobinOneHot.elaborate
 
     def edited(self, platform):
         m = original(self, platform)
@@ -142,7 +142,7 @@ def test_gateware_edit_gives_a_new_fabric_build_folder(monkeypatch):
         m.d.sync += extra.eq(~extra)
         return m
 
-    monkeypatch.setattr(RoundRobin, "elaborate", edited)
+    monkeypatch.setattr(RoundRobinOneHot, "elaborate", edited)
     after = verilator_link.harness_verilog(cfg, fresh=True)
     assert after.parent != before.parent, "an RTL edit reused the old build folder"
     assert "edit_marker" in after.read_text() and "edit_marker" not in before.read_text()
