@@ -1,7 +1,7 @@
 """Flat-port top level of a :class:`Mesh` plus a :class:`~hw.barrier.Barrier`, for Verilog tests.
 
 Verilator/cocotb testbenches and benchmarks drive this wrapper: every stream port becomes
-plain signals with readable names, flits are packed 63-bit words (``flit_layout(cfg)``):
+plain signals with readable names, flits are packed 64-bit words (``flit_layout(cfg)``):
 
 ==========================================  =====  ===========================================
 ``tile{k}_in_valid`` / ``_ready`` / ``_data``  in   core ``k`` -> network (``Mesh.tile_in[k]``)
