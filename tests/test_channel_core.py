@@ -129,3 +129,34 @@ def test_one_neuron_spans_the_whole_mode_memory():
     cc.add_axon([Synapse(0, 1, (100,) + (0,) * (CFG.synapse_lanes - 1))], 0)
     cc.routes[0] = [Route(host=True, target=5)]
     run_core(cc, steps=3, seed=4)
+
+
+def test_groups_larger_than_a_batch():
+    """Groups of more neurons than the engine's slots run in several batches (the last one
+    partial), with mode pointers carried across batches, next to a group of one neuron."""
+    from neuroloom.hw.core.neuron import NeuronEngine
+
+    K = NeuronEngine.SLOTS
+    cfg = dataclasses.replace(CFG, neurons=2 * K + 16, axons=16, modes=4 * K, neuron_lanes=2)
+    rng = random.Random(21)
+    cc = CoreConfig(cfg)
+    pc = cc.add_program(load_program("channel", {"FRAC": 14, "OUT_SHIFT": 15}))
+    count, M = K + 9, 3                        # one full batch and a partial one
+    cc.groups.append(Group(0, count, pc, mode_base=1, modes=M))
+    lif = cc.add_program(load_program("lif"))
+    cc.groups.append(Group(count, K + 3, lif))
+    cc.groups.append(Group(2 * K + 12, 1, pc, mode_base=1 + count * M, modes=M))
+    for k in range(cfg.neurons):
+        cc.coef[k] = [rng.randint(-2000, 2000) for _ in range(cfg.coefs)]
+        cc.state[k] = [rng.randint(-5000, 5000) for _ in range(cfg.state_regs)]
+    for e in range(1, 1 + (count + 1) * M):
+        cc.mcoef[e] = [rng.randint(12000, 16300), rng.randint(-3000, 3000),
+                       rng.randint(-16384, 16384), rng.randint(-16384, 16384),
+                       rng.randint(-16000, 16000), rng.randint(-16000, 16000)]
+    L = cfg.synapse_lanes
+    for a in range(4):
+        cc.add_axon([Synapse(r, (1 << L) - 1, tuple(rng.randint(-100, 100) for _ in range(L)))
+                     for r in range(a * 5, a * 5 + 5)], 0)
+    for k in range(0, cfg.neurons, 3):
+        cc.routes[k] = [Route(host=True, target=k)]
+    run_core(cc, steps=3, seed=21)
