@@ -26,7 +26,7 @@ from pathlib import Path
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.fpga.ioring import IORing
-from neuroloom.fpga.synth import synthesize
+from neuroloom.fpga.synth import DEFAULT_NEXTPNR_ARGS, synthesize
 from neuroloom.hw.core.core import NeuronCore
 from neuroloom.hw.verilog import to_verilog
 
@@ -41,14 +41,17 @@ CONFIGS = {
 }
 
 
-def synth_core(cfg: FabricConfig, *, pnr: bool = True, seeds=(1,), freq: float = 100.0) -> dict:
+def synth_core(cfg: FabricConfig, *, pnr: bool = True, seeds=(1,), freq: float = 100.0,
+               router2: bool = False) -> dict:
     """Figures of the core at (0, 0) of ``cfg`` (see ``SynthResult.figures``), its config and
     the critical path of the best seed (cell to cell, with the logic/routing split)."""
     ring = IORing(NeuronCore(cfg, 0, 0))
+    extra = (*DEFAULT_NEXTPNR_ARGS, "--router", "router2") if router2 else DEFAULT_NEXTPNR_ARGS
     result = synthesize(to_verilog(ring, TOP, ports=ring.ports), top=TOP, pnr=pnr, seeds=seeds,
-                        frequency_mhz=freq)
+                        frequency_mhz=freq, nextpnr_args=extra)
     print(result.summary(), flush=True)
-    out = {"config": cfg.to_dict(), **result.figures()}
+    out = {"config": cfg.to_dict(), **result.figures(),
+           "nextpnr_router": "router2" if router2 else "router1"}
     best = result.best
     if best is not None and best.critical_path:
         path = best.critical_path
@@ -69,6 +72,8 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
                     help="nextpnr seeds, one place-and-route each (default: 1 2 3)")
     ap.add_argument("--freq", type=float, default=100.0, help="target clock, MHz (default 100)")
+    ap.add_argument("--router2", action="store_true",
+                    help="nextpnr's router2 (much faster than the default on a congested core)")
     args = ap.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "core_synth.json"
@@ -77,7 +82,7 @@ def main(argv=None):
         recorded = {}
     for name in args.config:
         recorded[name] = synth_core(CONFIGS[name], pnr=not args.no_pnr, seeds=tuple(args.seeds),
-                                    freq=args.freq)
+                                    freq=args.freq, router2=args.router2)
         out.write_text(json.dumps(recorded, indent=2) + "\n")
     print(f"\n{'config':<8} {'LUT4':>6} {'FF':>6} {'DP16KD':>6} {'MULT18':>6}  Fmax by seed (MHz)")
     for name, r in recorded.items():

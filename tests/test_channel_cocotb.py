@@ -34,11 +34,13 @@ def _params():
 
 
 async def load(tb, golden, core, cc):
-    for mem, index, part, value in cc.writes() + [(Mem.COUNTER, c, 0, 0)
-                                                  for c in range(len(Counter))]:
+    writes = cc.writes() + [(Mem.COUNTER, c, 0, 0) for c in range(len(Counter))]
+    for mem, index, part, value in writes:
         tb.write(mem, index, part, value)
         golden.write(core, mem, index, part, value)
-    await tb.drain()
+    # a write takes a few cycles with the testbench's random gaps: the whole mode memory of the
+    # largest core is ~130k writes
+    await tb.drain(limit=200_000 + 10 * len(writes))
 
 
 async def check_modes(tb, golden, core, cc, what):

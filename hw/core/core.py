@@ -17,7 +17,7 @@ first step); the neuron pass of step t reads and clears buffer t & 1 = ~sbuf. Ea
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from neuroloom.contract.config import FabricConfig
@@ -71,6 +71,9 @@ class NeuronCore(wiring.Component):
     idle : Out(1), nothing to do and nothing pending (low the cycle after any flit is accepted,
         after ``step_start`` and after ``clear``).
     """
+
+    #: entries of the input and output flit FIFOs (3: one flit per cycle through each)
+    PORT_DEPTH = 3
 
     def __init__(self, cfg: FabricConfig, x: int = 0, y: int = 0):
         if not (0 <= x < cfg.mesh_w and 0 <= y < cfg.mesh_h):
@@ -306,45 +309,64 @@ class NeuronCore(wiring.Component):
                     m.d.comb += rdata.eq(value)
         m.d.comb += cfgp.rdata.eq(rdata)
 
+        # -- registered flit ports: FIFOs on both sides, so the router sees ready, valid and
+        # the payload straight from flip-flops --
+        FW = flit_layout(cfg).size
+        m.submodules.inq = inq = fifo.SyncFIFOBuffered(width=FW, depth=self.PORT_DEPTH)
+        m.submodules.outq = outq = fifo.SyncFIFOBuffered(width=FW, depth=self.PORT_DEPTH)
+        inp = stream.Signature(flit_layout(cfg)).flip().create()
+        out = stream.Signature(flit_layout(cfg)).create()
+        m.d.comb += [
+            inq.w_data.eq(self.i_flit.p.as_value()), inq.w_en.eq(self.i_flit.valid),
+            self.i_flit.ready.eq(inq.w_rdy),
+            inp.valid.eq(inq.r_rdy), inp.p.eq(inq.r_data), inq.r_en.eq(inp.ready),
+            outq.w_data.eq(out.p.as_value()), outq.w_en.eq(out.valid), out.ready.eq(outq.w_rdy),
+            self.o_flit.valid.eq(outq.r_rdy), self.o_flit.p.eq(outq.r_data),
+            outq.r_en.eq(self.o_flit.ready),
+        ]
+
         # -- input dispatch and spike merge --
-        kind = self.i_flit.p.kind
+        kind = inp.p.kind
         is_spike = kind == FlitKind.SPIKE
         is_cfg = (kind == FlitKind.CFG_WRITE) | (kind == FlitKind.CFG_READ)
         loop = route.o_loop
-        in_spike = self.i_flit.valid & is_spike & ~clearing
+        in_spike = inp.valid & is_spike & ~clearing
         m.d.comb += [
             syn.i_spike.valid.eq(loop.valid | in_spike),
             syn.i_spike.p.eq(Mux(loop.valid, loop.p.as_value(),
-                                 Cat(self.i_flit.p.addr[:cfg.axon_bits],
-                                     self.i_flit.p.data[:W]))),
+                                 Cat(inp.p.addr[:cfg.axon_bits],
+                                     inp.p.data[:W]))),
             loop.ready.eq(syn.i_spike.ready),
-            cfgp.i_flit.valid.eq(self.i_flit.valid & is_cfg),
-            cfgp.i_flit.p.eq(self.i_flit.p),
+            cfgp.i_flit.valid.eq(inp.valid & is_cfg),
+            cfgp.i_flit.p.eq(inp.p),
         ]
         with m.If(is_spike):
-            m.d.comb += self.i_flit.ready.eq(syn.i_spike.ready & ~loop.valid & ~clearing)
+            m.d.comb += inp.ready.eq(syn.i_spike.ready & ~loop.valid & ~clearing)
         with m.Elif(is_cfg):
-            m.d.comb += self.i_flit.ready.eq(cfgp.i_flit.ready)
+            m.d.comb += inp.ready.eq(cfgp.i_flit.ready)
         with m.Else():
-            m.d.comb += self.i_flit.ready.eq(1)
+            m.d.comb += inp.ready.eq(1)
 
         # -- neuron engine -> emissions FIFO -> route unit -> o_flit --
         wiring.connect(m, eng.emission, route.i_emit)
         with m.If(cfgp.o_flit.valid):
-            m.d.comb += [self.o_flit.valid.eq(1), self.o_flit.p.eq(cfgp.o_flit.p),
-                         cfgp.o_flit.ready.eq(self.o_flit.ready)]
+            m.d.comb += [out.valid.eq(1), out.p.eq(cfgp.o_flit.p),
+                         cfgp.o_flit.ready.eq(out.ready)]
         with m.Else():
-            m.d.comb += [self.o_flit.valid.eq(route.o_flit.valid),
-                         self.o_flit.p.eq(route.o_flit.p),
-                         route.o_flit.ready.eq(self.o_flit.ready)]
+            m.d.comb += [out.valid.eq(route.o_flit.valid),
+                         out.p.eq(route.o_flit.p),
+                         route.o_flit.ready.eq(out.ready)]
 
         # -- steps, clear, idle --
-        busy = syn.busy | eng.busy | route.busy | cfgp.busy | clearing
+        # ``work``: anything but the flit at the head of the input FIFO (which a config access
+        # waits on, so it must not block itself); ``busy`` also counts the input FIFO
+        work = syn.busy | eng.busy | route.busy | cfgp.busy | clearing | (outq.level != 0)
+        busy = work | (inq.level != 0)
         accepted = Signal()
         m.d.sync += accepted.eq(self.i_flit.valid & self.i_flit.ready)
         m.d.comb += [
             self.idle.eq(~busy & ~accepted),
-            cfgp.allow.eq(~busy),
+            cfgp.allow.eq(~work),
             eng.step.eq(self.step),
             eng.start.eq(self.step_start & ~clearing),
         ]
