@@ -67,7 +67,7 @@ def shards(n: int, size: int) -> list[tuple[int, int]]:
 def run_shard(key: str, image: Image, xq: np.ndarray, mode: str, batch: int):
     """Worker side: run the payloads ``xq`` (b, K, d_in) through ``image`` on the golden model
     (loaded once per worker and run key)."""
-    from .evaluate import golden_driver
+    from .driver import golden_driver
 
     drv = _LOADED.get(key)
     if drv is None:

@@ -38,7 +38,8 @@ from neuroloom.contract.transport import ARCH_COUNTERS, DriverError, Transport
 from .transports import FramedTransport
 
 __all__ = ["Driver", "RunResult", "DriverError", "SATURATION_POLICIES", "SaturationError",
-           "SaturationWarning", "open_transport", "transport_names", "ARCH_COUNTERS"]
+           "SaturationWarning", "open_transport", "transport_names", "golden_driver",
+           "ARCH_COUNTERS"]
 
 TRANSPORT_GROUP = "neuroloom.transports"
 #: what :meth:`Driver.quantize` does when a token value does not fit the payload width: saturate
@@ -299,3 +300,9 @@ class Driver:
             for k in ARCH_COUNTERS:
                 out[k.name.lower()][c] = t.read(c, Mem.COUNTER, int(k), 0)
         return out
+
+
+def golden_driver(batch: int = 64) -> Driver:
+    """A driver on the golden fabric model, ``batch`` sequences side by side."""
+    batch = max(1, batch)
+    return Driver(open_transport("golden", batch=batch, max_batch=batch))

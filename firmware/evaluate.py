@@ -24,7 +24,7 @@ from neuroloom.contract.image import Image
 
 from .datasets import final_logits, hold_final
 from .deploy import describe_image
-from .driver import Driver, RunResult, open_transport
+from .driver import Driver, RunResult, golden_driver, open_transport
 from .model import FloatModel
 from .qmodel import QModel, qforward
 
@@ -65,12 +65,6 @@ def progress_bar(total: int, desc: str):
     from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, unit="seq", dynamic_ncols=True, leave=False,
                 file=sys.stderr)
-
-
-def golden_driver(batch: int = 64) -> Driver:
-    """A driver on the golden fabric model, ``batch`` sequences side by side."""
-    batch = max(1, batch)
-    return Driver(open_transport("golden", batch=batch, max_batch=batch))
 
 
 def link_cycles(transport) -> int | None:
