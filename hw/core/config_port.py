@@ -2,10 +2,12 @@
 
 A configuration access is only started while the core is quiescent (``allow``: no neuron pass,
 no spike in the synapse engine or route unit), so the port owns every memory port in the cycle
-of the access and the core needs no arbitration beyond a priority multiplexer. A write takes
-effect in the cycle the flit is accepted. A read issues the memory read then, captures the word
-part two cycles later (``rdata``, selected by the core from ``addr``) and answers with a READ_RESP
-flit to the host: dst (0, 0), the same ``addr``, data = the part.
+of the access and the core needs no arbitration beyond a priority multiplexer. The accepted
+flit is registered first: a write takes effect the cycle after it is accepted; a read issues
+the memory read then, captures the word part two cycles later (``rdata``, selected by the core
+from ``addr``) and answers with a READ_RESP flit to the host: dst (0, 0), the same ``addr``,
+data = the part. ``busy`` covers every cycle after acceptance (the core holds spikes back
+meanwhile).
 """
 
 from __future__ import annotations
@@ -51,29 +53,34 @@ class ConfigPort(wiring.Component):
         held_data = Signal(32)
         resp = self.o_flit.p
         m.d.comb += [resp.kind.eq(FlitKind.READ_RESP), resp.addr.eq(held), resp.data.eq(held_data)]
+        held_wdata = Signal(32)
+        # every memory port sees the access from registers: the address, the data and the
+        # strobes (decoded from the state) are all flip-flops
+        m.d.comb += [self.addr.eq(held), self.wdata.eq(held_wdata)]
         with m.FSM(name="cfg"):
             with m.State("IDLE"):
-                m.d.comb += [
-                    self.i_flit.ready.eq(self.allow),
-                    self.addr.eq(self.i_flit.p.addr),
-                    self.wdata.eq(self.i_flit.p.data),
-                ]
+                m.d.comb += self.i_flit.ready.eq(self.allow)
                 with m.If(self.i_flit.valid & self.allow):
+                    m.d.sync += [held.eq(self.i_flit.p.addr), held_wdata.eq(self.i_flit.p.data)]
                     with m.If(self.i_flit.p.kind == FlitKind.CFG_WRITE):
-                        m.d.comb += self.we.eq(1)
+                        m.next = "WRITE"
                     with m.Else():
-                        m.d.comb += self.re.eq(1)
-                        m.d.sync += held.eq(self.i_flit.p.addr)
-                        m.next = "READ"
+                        m.next = "READ0"
+            with m.State("WRITE"):
+                m.d.comb += [self.we.eq(1), self.busy.eq(1)]
+                m.next = "IDLE"
+            with m.State("READ0"):
+                m.d.comb += [self.re.eq(1), self.busy.eq(1)]
+                m.next = "READ"
             with m.State("READ"):
-                m.d.comb += [self.addr.eq(held), self.busy.eq(1)]
+                m.d.comb += self.busy.eq(1)
                 m.next = "READ2"
             with m.State("READ2"):
-                m.d.comb += [self.addr.eq(held), self.busy.eq(1)]
+                m.d.comb += self.busy.eq(1)
                 m.d.sync += held_data.eq(self.rdata)
                 m.next = "RESP"
             with m.State("RESP"):
-                m.d.comb += [self.addr.eq(held), self.busy.eq(1), self.o_flit.valid.eq(1)]
+                m.d.comb += [self.busy.eq(1), self.o_flit.valid.eq(1)]
                 with m.If(self.o_flit.ready):
                     m.next = "IDLE"
         return m

@@ -330,7 +330,7 @@ class NeuronCore(wiring.Component):
         is_spike = kind == FlitKind.SPIKE
         is_cfg = (kind == FlitKind.CFG_WRITE) | (kind == FlitKind.CFG_READ)
         loop = route.o_loop
-        in_spike = inp.valid & is_spike & ~clearing
+        in_spike = inp.valid & is_spike & ~clearing & ~cfgp.busy
         m.d.comb += [
             syn.i_spike.valid.eq(loop.valid | in_spike),
             syn.i_spike.p.eq(Mux(loop.valid, loop.p.as_value(),
@@ -341,7 +341,7 @@ class NeuronCore(wiring.Component):
             cfgp.i_flit.p.eq(inp.p),
         ]
         with m.If(is_spike):
-            m.d.comb += inp.ready.eq(syn.i_spike.ready & ~loop.valid & ~clearing)
+            m.d.comb += inp.ready.eq(syn.i_spike.ready & ~loop.valid & ~clearing & ~cfgp.busy)
         with m.Elif(is_cfg):
             m.d.comb += inp.ready.eq(cfgp.i_flit.ready)
         with m.Else():

@@ -237,18 +237,22 @@ class NeuronEngine(wiring.Component):
                & (~need_next | nxt_ok))
 
         p1 = Signal(OPL)
-        m.d.sync += p1.valid.eq(issuing)
-        with m.If(issuing):
-            m.d.sync += [
-                p1.slot.eq(j), p1.n.eq(n_cur), p1.first.eq(first_round), p1.last.eq(cur.last),
-                p1.final.eq(final), p1.mfirst.eq(is_modes & ~mstarted),
-                p1.instr.eq(cur.as_value()), p1.mrow.eq(mrow), p1.mlive.eq(mlive),
-            ]
-            m.d.comb += [self.ctx_addr.eq(n_cur), self.ctx_en.eq(1)]
-            with m.If(is_modes):
-                m.d.comb += [self.mode_addr.eq(mrow), self.mode_en.eq(1)]
-            with m.If(first_round & final):
-                m.d.comb += [self.clr_addr.eq(n_cur), self.clr_en.eq(1)]
+        # Only ``valid`` and the clear depend on the issue decision: the fields, the read
+        # addresses and the read enables do not (reads have no side effects, the data of a cycle
+        # without an issue is never used), so the decision does not reach the block RAMs.
+        m.d.sync += [
+            p1.valid.eq(issuing),
+            p1.slot.eq(j), p1.n.eq(n_cur), p1.first.eq(first_round), p1.last.eq(cur.last),
+            p1.final.eq(final), p1.mfirst.eq(is_modes & ~mstarted),
+            p1.instr.eq(cur.as_value()), p1.mrow.eq(mrow), p1.mlive.eq(mlive),
+        ]
+        m.d.comb += [self.ctx_addr.eq(n_cur), self.ctx_en.eq(1),
+                     self.mode_addr.eq(mrow), self.mode_en.eq(1)]
+        # the ACC word is cleared the cycle after its last read (registered write)
+        clr_addr = Signal.like(self.clr_addr)
+        clr_en = Signal()
+        m.d.sync += [clr_addr.eq(n_cur), clr_en.eq(issuing & first_round & final)]
+        m.d.comb += [self.clr_addr.eq(clr_addr), self.clr_en.eq(clr_en)]
 
         busy_set = Signal(K)
         busy_clr = Signal(K)
