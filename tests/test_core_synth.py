@@ -30,7 +30,7 @@ def expected_memories(cfg: FabricConfig) -> dict[str, set[str]]:
     mems.update({"axon.part0": shallow, "route_index.part0": shallow, "ucode.part0": shallow})
     mems.update({f"acc{b}_{j}.part0": shallow for b in range(2) for j in range(cfg.synapse_lanes)})
     mems.update({"eng.rf_regs": LUT, "eng.rf_misc": LUT, "eng.emitq.storage": LUT,
-                 "route.outq.storage": LUT})
+                 "route.outq.storage": LUT, "inq.storage": LUT, "outq.storage": LUT})
     return mems
 
 
