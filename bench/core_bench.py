@@ -52,6 +52,22 @@ async def _counters(tb):
     return await tb.read_many([(Mem.COUNTER, c, 0) for c in range(len(Counter))])
 
 
+async def _load(tb, cc):
+    """Clear the core and load ``cc``."""
+    await tb.clear()
+    for w in cc.writes():
+        tb.write(*w)
+    await tb.drain()
+
+
+async def _step_counts(tb) -> list[int]:
+    """Counter increments over one step (step 0)."""
+    before = await _counters(tb)
+    await tb.step(0)
+    after = await _counters(tb)
+    return [a - b for a, b in zip(after, before)]
+
+
 @cocotb.test()
 async def core_bench(dut):
     cfg = FabricConfig.from_dict(json.loads(os.environ[ENV_CFG]))
@@ -67,16 +83,10 @@ async def core_bench(dut):
             cc.coef[k] = [30000, 2000, 1000, -500, 12000, 3000, 0, 0]
             cc.state[k] = [1000 + k, -k, 0, 0]
             cc.routes[k] = [Route(1, 1, k % cfg.axons)] * routes
-        await tb.clear()
-        for w in cc.writes():
-            tb.write(*w)
-        await tb.drain()
-        before = await _counters(tb)
-        await tb.step(0)
-        after = await _counters(tb)
-        busy = after[Counter.BUSY_CYCLES] - before[Counter.BUSY_CYCLES]
-        updates = after[Counter.NEURON_UPDATES] - before[Counter.NEURON_UPDATES]
-        out[f"s4d_cycles_per_update_routes{routes}"] = busy / updates
+        await _load(tb, cc)
+        counts = await _step_counts(tb)
+        busy = counts[Counter.BUSY_CYCLES]
+        out[f"s4d_cycles_per_update_routes{routes}"] = busy / counts[Counter.NEURON_UPDATES]
         out[f"s4d_step_cycles_routes{routes}"] = busy
     for name, mask in (("sparse", 1), ("dense", (1 << L) - 1)):
         cc = CoreConfig(cfg)
@@ -84,10 +94,7 @@ async def core_bench(dut):
         for a in range(8):
             cc.add_axon([Synapse((a * 7 + r) % (cfg.neurons // L), mask, (3,) * L)
                          for r in range(rows_per_axon)], 2)
-        await tb.clear()
-        for w in cc.writes():
-            tb.write(*w)
-        await tb.drain()
+        await _load(tb, cc)
         before = await _counters(tb)
         for i in range(32):
             tb.spike(i % 8, 1000 + i)
@@ -110,14 +117,8 @@ async def core_bench(dut):
         cc.coef[k] = [0] * 6 + [100, 0]
     for e in range(CHANNELS * MODES):
         cc.mcoef[e] = [30000, 2000, 16384, 0, 12000, -3000]
-    await tb.clear()
-    for w in cc.writes():
-        tb.write(*w)
-    await tb.drain()
-    before = await _counters(tb)
-    await tb.step(0)
-    after = await _counters(tb)
-    busy = after[Counter.BUSY_CYCLES] - before[Counter.BUSY_CYCLES]
+    await _load(tb, cc)
+    busy = (await _step_counts(tb))[Counter.BUSY_CYCLES]
     out["channel_step_cycles"] = busy
     out["channel_cycles_per_channel"] = busy / CHANNELS
     out["channel_modes_per_lane"] = MODES / cfg.neuron_lanes
@@ -157,7 +158,7 @@ def main():
     if not args.no_synth:
         res["ecp5"] = run_synth(pnr=not args.no_pnr)
     elif (RESULTS / "core_synth.json").is_file():
-        res["ecp5"] = json.loads((RESULTS / "core_synth.json").read_text())
+        res["ecp5"] = json.loads((RESULTS / "core_synth.json").read_text()).get("default", {})
     (RESULTS / "core.json").write_text(json.dumps(res, indent=2))
     rows = [(k, v) for k, v in res["cycles"].items()]
     for lanes in args.lanes:

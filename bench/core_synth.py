@@ -26,7 +26,7 @@ from pathlib import Path
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.fpga.ioring import IORing
-from neuroloom.fpga.synth import DEFAULT_NEXTPNR_ARGS, synthesize
+from neuroloom.fpga.synth import DEFAULT_NEXTPNR_ARGS, figures_table, synthesize
 from neuroloom.hw.core.core import NeuronCore
 from neuroloom.hw.verilog import to_verilog
 
@@ -84,12 +84,7 @@ def main(argv=None):
         recorded[name] = synth_core(CONFIGS[name], pnr=not args.no_pnr, seeds=tuple(args.seeds),
                                     freq=args.freq, router2=args.router2)
         out.write_text(json.dumps(recorded, indent=2) + "\n")
-    print(f"\n{'config':<8} {'LUT4':>6} {'FF':>6} {'DP16KD':>6} {'MULT18':>6}  Fmax by seed (MHz)")
-    for name, r in recorded.items():
-        seeds = ", ".join(f"{s}: {'-' if f is None else f'{f:.1f}'}"
-                          for s, f in r["fmax_mhz_by_seed"].items())
-        print(f"{name:<8} {r['LUT4']:>6} {r['TRELLIS_FF']:>6} {r['DP16KD']:>6} "
-              f"{r['MULT18X18D']:>6}  {seeds}")
+    print("\n" + figures_table(recorded, "config"))
     print(f"results: {out}")
 
 

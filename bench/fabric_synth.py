@@ -18,7 +18,7 @@ from pathlib import Path
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.fpga.ioring import IORing
-from neuroloom.fpga.synth import synthesize
+from neuroloom.fpga.synth import figures_table, synthesize
 from neuroloom.hw.fabric import Fabric
 from neuroloom.hw.verilog import to_verilog
 
@@ -59,12 +59,7 @@ def main(argv=None):
         recorded[mesh] = synth_fabric(mesh, seeds=tuple(args.seeds), freq=args.freq,
                                       pnr=not args.no_pnr)
         OUT.write_text(json.dumps(recorded, indent=2) + "\n")
-    print(f"\n{'mesh':<5} {'LUT4':>6} {'FF':>6} {'DP16KD':>6} {'MULT18':>6}  Fmax by seed (MHz)")
-    for mesh, r in recorded.items():
-        seeds = ", ".join(f"{s}: {'-' if f is None else f'{f:.1f}'}"
-                          for s, f in r["fmax_mhz_by_seed"].items())
-        print(f"{mesh:<5} {r['LUT4']:>6} {r['TRELLIS_FF']:>6} {r['DP16KD']:>6} "
-              f"{r['MULT18X18D']:>6}  {seeds}")
+    print("\n" + figures_table(recorded, "mesh"))
     print(f"results: {OUT}")
 
 

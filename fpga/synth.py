@@ -51,6 +51,7 @@ __all__ = [
     "YosysError",
     "run_yosys",
     "synthesize",
+    "figures_table",
     "yosys_cell_counts",
 ]
 
@@ -234,6 +235,19 @@ class SynthResult:
         if self.bitstream:
             lines.append(f"bitstream: {self.bitstream}")
         return "\n".join(lines)
+
+
+def figures_table(records: dict[str, dict], label: str = "design") -> str:
+    """A text table of :meth:`SynthResult.figures` records by name: resources and the Fmax of
+    every seed (what the synthesis benches print)."""
+    w = max([len(label), *map(len, records)])
+    rows = [f"{label:<{w}} {'LUT4':>6} {'FF':>6} {'DP16KD':>6} {'MULT18':>6}  Fmax by seed (MHz)"]
+    for name, r in records.items():
+        seeds = ", ".join(f"{s}: {'-' if f is None else f'{f:.1f}'}"
+                          for s, f in r["fmax_mhz_by_seed"].items())
+        rows.append(f"{name:<{w}} {r['LUT4']:>6} {r['TRELLIS_FF']:>6} {r['DP16KD']:>6} "
+                    f"{r['MULT18X18D']:>6}  {seeds}")
+    return "\n".join(rows)
 
 
 def _to_json(obj):
