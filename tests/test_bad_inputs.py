@@ -157,6 +157,18 @@ CASES = {
                                  "--calibrate describe(s) how a model is imported"),
     "eval: activation on an image": (["eval", "D/img.nlimg", "--activation", "relu"],
                                      "is a config image, already compiled"),
+    "info: mapping on an image": (["info", "D/img.nlimg", "--mapping", "per-mode"],
+                                  "--mapping describe(s) how a model is imported, quantized or "
+                                  "compiled"),
+    "info: default mapping on an image": (["info", "D/img.nlimg", "--mapping", "channel"],
+                                          "drop --mapping"),
+    "eval: mapping on an image": (["eval", "D/img.nlimg", "--mapping", "channel", "--limit",
+                                   "2"], "img.nlimg is a config image, already compiled: drop "
+                                         "--mapping"),
+    "info: pooling on an image": (["info", "D/img.nlimg", "--pooling", "sum"], "drop --pooling"),
+    "eval: pooling and mapping on an image": (["eval", "D/img.nlimg", "--pooling", "sum",
+                                               "--mapping", "per-mode"],
+                                              "drop --pooling and --mapping"),
     "info: image for another fabric": (["info", "D/img.nlimg", "--mesh", "2x2"],
                                        "compiled for another fabric"),
     # -- run -----------------------------------------------------------------------------------
@@ -329,3 +341,20 @@ def test_image_checksum_is_what_the_forgeries_pass(files):
     for name in ("scale", "outneuron", "outcore", "core999", "period0"):
         data = (files / f"{name}.nlimg").read_bytes()
         assert zlib.crc32(data[24:]) == int.from_bytes(data[20:24], "little"), name
+
+
+def test_mapping_and_pooling_still_apply_to_a_model(files, tmp_path, capsys):
+    """--mapping and --pooling default to None (so an image given with them is refused): a
+    model given without them is compiled with the defaults (channel: L + 2 stages for this
+    one-layer model), with them as asked (per-mode: 3L + 2)."""
+    small = str(files / "small")
+    capsys.readouterr()
+    assert main(["compile", small, "-o", str(tmp_path / "d.nlimg"), "--mesh", "1x1"]) == 0
+    assert "mapping channel" in capsys.readouterr().out
+    assert len(load_image(tmp_path / "d.nlimg").stages) == 1 + 2
+    assert main(["compile", small, "-o", str(tmp_path / "p.nlimg"), "--mesh", "1x1",
+                 "--mapping", "per-mode", "--pooling", "sum"]) == 0
+    assert "mapping per-mode" in capsys.readouterr().out
+    assert len(load_image(tmp_path / "p.nlimg").stages) == 3 * 1 + 2
+    assert main(["info", small, "--mapping", "per-mode", "--pooling", "sum"]) == 0
+    assert main(["eval", small, "--mapping", "per-mode", "--limit", "2"]) == 0

@@ -34,7 +34,8 @@ from neuroloom.firmware.datasets import (
 from neuroloom.firmware.importer import POOLINGS
 from neuroloom.firmware.qmodel import DEFAULT_MAPPING, MAPPINGS
 
-__all__ = ["BACKENDS", "CLIError", "DATASET_ALIASES", "FIELD_HELP", "FabricRequest",
+__all__ = ["BACKENDS", "CLIError", "DATASET_ALIASES", "DEFAULT_POOLING", "FIELD_HELP",
+           "FabricRequest",
            "add_backend_options", "add_calibration_options", "add_dataset_options",
            "add_fabric_options", "add_import_options", "add_mapping_option",
            "calibration_from_args", "check_backend", "dataset_from_args", "dataset_spec",
@@ -167,12 +168,14 @@ def load_target(path: str, args, req: FabricRequest, data: deploy.Calibration,
     if p.exists() and deploy.is_image(p):
         given = [flag for flag, on in (("--activation", getattr(args, "activation", None)),
                                        ("--no-residual", getattr(args, "no_residual", False)),
-                                       ("--calibrate", getattr(args, "calibrate", None)))
+                                       ("--pooling", getattr(args, "pooling", None)),
+                                       ("--calibrate", getattr(args, "calibrate", None)),
+                                       ("--mapping", getattr(args, "mapping", None)))
                  if on]
         if given:
-            raise CLIError(f"{' and '.join(given)} describe(s) how a model is imported or "
-                           f"quantized; {p} is a config image, already compiled: drop "
-                           f"{' and '.join(given)}")
+            raise CLIError(f"{' and '.join(given)} describe(s) how a model is imported, "
+                           f"quantized or compiled; {p} is a config image, already compiled: "
+                           f"drop {' and '.join(given)}")
         target = deploy.load_target(p)
         deploy.check_fabric(target.image, req.given, req.source, where=str(p))
         return target
@@ -180,8 +183,7 @@ def load_target(path: str, args, req: FabricRequest, data: deploy.Calibration,
     return deploy.load_target(p, data, req.config(), mode=mode, mesh_fixed=req.mesh_fixed,
                               row_budget=getattr(args, "row_budget", None),
                               activation=activation, residual=residual, pooling=pooling,
-                              mapping=getattr(args, "mapping", DEFAULT_MAPPING), note=note,
-                              report=note)
+                              mapping=args.mapping, note=note, report=note)
 
 
 # -- data set --------------------------------------------------------------------------------------
@@ -326,6 +328,10 @@ def check_backend(args) -> None:
 
 # -- Gu checkpoint import --------------------------------------------------------------------------
 
+#: ``--pooling`` when not given (for a model; an image given with it is refused)
+DEFAULT_POOLING = POOLINGS[0]
+
+
 def add_import_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group(
         "Gu checkpoints", "what a state_dict does not record (.pt, or .npz with no .json beside)")
@@ -333,27 +339,37 @@ def add_import_options(parser: argparse.ArgumentParser) -> None:
                    help="the layers' activation (the fabric runs 'relu')")
     g.add_argument("--no-residual", action="store_true",
                    help="the layers have no residual connection")
-    g.add_argument("--pooling", choices=POOLINGS, default="sum",
-                   help="how the decoder's outputs become logits (default sum: integrated over "
-                        "the sequence, the only pooling the fabric runs)")
+    g.add_argument("--pooling", choices=POOLINGS, default=None,
+                   help=f"how the decoder's outputs become logits (default {DEFAULT_POOLING}: "
+                        f"integrated over the sequence, the only pooling the fabric runs); a "
+                        f"model only, an image is already compiled")
 
 
 def add_mapping_option(parser: argparse.ArgumentParser) -> None:
     """``--mapping``: how S4D layers become neurons when a model is compiled."""
-    parser.add_argument("--mapping", choices=MAPPINGS, default=DEFAULT_MAPPING,
+    parser.add_argument("--mapping", choices=MAPPINGS, default=None,
                         help=f"S4D layers as channel neurons (one neuron per channel, all its "
                              f"modes; one stage per layer) or one neuron per complex mode "
-                             f"(default {DEFAULT_MAPPING})")
+                             f"(default {DEFAULT_MAPPING}); a model only, an image is already "
+                             f"compiled")
 
 
 def import_options(args, path) -> tuple[str | None, bool | None, str]:
     """(activation, residual, pooling) for :func:`neuroloom.firmware.importer.import_s4`;
     activation and residual are refused for a model that is not a checkpoint (a NeuroLoom model
-    records both)."""
+    records both).
+
+    ``--pooling`` and ``--mapping`` default to None, so that an image given with them is
+    refused (:func:`load_target`); for a model, which this is called for, the defaults are
+    filled into ``args`` here (``args.pooling``, ``args.mapping``: the values used)."""
+    if getattr(args, "pooling", None) is None:
+        args.pooling = DEFAULT_POOLING
+    if getattr(args, "mapping", None) is None:
+        args.mapping = DEFAULT_MAPPING
     activation = getattr(args, "activation", None)
     residual = False if getattr(args, "no_residual", False) else None
     if (activation is not None or residual is not None) and not deploy.is_checkpoint(path):
         raise CLIError(f"--activation and --no-residual describe Gu checkpoints (.pt, or .npz "
                        f"with no .json); {path} is a NeuroLoom model, which records them: drop "
                        "those options")
-    return activation, residual, getattr(args, "pooling", "sum")
+    return activation, residual, args.pooling
