@@ -40,7 +40,7 @@ __all__ = ["SerialLink", "SerialTransport", "encode_bytes", "FrameReader", "DEFA
 
 END, ESC, ESC_END, ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
 ABORT = bytes([ESC, END])
-DEFAULT_BAUD = 250_000            # the UART of a default board build; builds report theirs
+DEFAULT_BAUD = 3_000_000          # a board build's UART unless --baud: its own clock makes it
 _ESCAPED = {END: bytes([ESC, ESC_END]), ESC: bytes([ESC, ESC_ESC])}
 
 

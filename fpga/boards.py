@@ -10,7 +10,7 @@ import dataclasses
 from amaranth_boards.ecp5_5g_evn import ECP55GEVNPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-from .uart import FT231X_BAUDS, fastest_baud
+from .uart import FT231X_BAUDS
 
 __all__ = ["Board", "BOARDS", "board"]
 
@@ -28,7 +28,8 @@ class Board:
     uart : the USB-UART resource (name, number), FPGA side ``rx`` in, ``tx`` out
     leds : the ``led`` resource numbers of the status lights, in ``top.LED_NAMES`` order
     reset : a button resource (name, number) that resets the fabric, or None
-    bauds : the rates the board's USB-UART makes exactly, for the default baud
+    bauds : the rates the board's USB-UART makes exactly, the candidates of the default baud
+        (:func:`~neuroloom.fpga.top.clock_plan`)
     loader_board : openFPGALoader's ``-b`` name
     resources : cells available on the part (LUT4, FF, DP16KD, MULT18X18D)
     """
@@ -46,10 +47,6 @@ class Board:
     bauds: tuple
     loader_board: str
     resources: dict
-
-    def default_baud(self, clk_hz: float) -> int:
-        """The fastest rate of the board's USB-UART that ``clk_hz`` makes within tolerance."""
-        return fastest_baud(clk_hz, self.bauds)
 
 
 _LFE5_85 = {"LUT4": 83_640, "FF": 83_640, "DP16KD": 208, "MULT18X18D": 156}

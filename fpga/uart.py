@@ -29,7 +29,8 @@ from amaranth.lib.wiring import In, Out, connect
 from neuroloom.hw.hostlink import axis_layout
 
 __all__ = ["UARTReceiver", "UARTTransmitter", "UARTHostBridge", "uart_divisor", "fastest_baud",
-           "FT231X_BAUDS", "rx_byte_layout", "END", "ESC", "ESC_END", "ESC_ESC", "MIN_DIVISOR"]
+           "uart_margin", "FT231X_BAUDS", "rx_byte_layout", "END", "ESC", "ESC_END", "ESC_ESC",
+           "MIN_DIVISOR"]
 
 END, ESC, ESC_END, ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
 MIN_DIVISOR = 4
@@ -39,7 +40,7 @@ FT231X_BAUDS = (3_000_000, 2_000_000, 1_500_000, 1_000_000, 500_000, 250_000, 11
 rx_byte_layout = data.StructLayout({"data": 8, "fault": 1})
 
 
-def _margin(divisor: int) -> float:
+def uart_margin(divisor: int) -> float:
     """Relative baud error one end may have: the stop bit is sampled 9.5 bits after the start
     edge, which is seen up to 2 clock cycles late (synchronizer, odd half-bit); half of the
     remaining half-bit margin is ours, the other half the far end's."""
@@ -63,19 +64,19 @@ def uart_divisor(clk_hz: float, baud: int) -> int:
                          f"needs >= {MIN_DIVISOR} clock cycles per bit; use a baud <= "
                          f"{int(clk_hz // MIN_DIVISOR)}")
     error = abs(clk_hz / divisor - baud) / baud
-    if error > _margin(divisor):
+    if error > uart_margin(divisor):
         ok = [b for b in FT231X_BAUDS if _fits(clk_hz, b)]
         raise ValueError(f"baud {baud} from a {clk_hz / 1e6:g} MHz clock: the divisor "
                          f"{clk_hz / baud:.2f} rounds to {divisor}, a {error:.2%} baud error, "
-                         f"more than the UART tolerance {_margin(divisor):.2%}; choose another "
-                         f"baud (e.g. {ok[0] if ok else int(clk_hz // 16)}) or clock")
+                         f"more than the UART tolerance {uart_margin(divisor):.2%}; choose "
+                         f"another baud (e.g. {ok[0] if ok else int(clk_hz // 16)}) or clock")
     return divisor
 
 
 def _fits(clk_hz: float, baud: int, share: float = 1.0) -> bool:
     divisor = round(clk_hz / baud)
     return divisor >= MIN_DIVISOR and \
-        abs(clk_hz / divisor - baud) / baud <= share * _margin(divisor)
+        abs(clk_hz / divisor - baud) / baud <= share * uart_margin(divisor)
 
 
 def fastest_baud(clk_hz: float, bauds=FT231X_BAUDS) -> int:

@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, DomainRenamer, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -32,22 +32,29 @@ from neuroloom.hw.verilog import to_verilog
 from neuroloom.sim import verilator
 from neuroloom.sim.cache import write_verilog
 
-from .top import NUM_LEDS, UARTFabric
+from .top import NUM_LEDS, UART_DOMAIN, UARTFabric
 from .uart import END, UARTReceiver, UARTTransmitter
 
-__all__ = ["UARTHarness", "VerilatorBoard", "TOPLEVEL", "CHUNK", "SIM_DIVISOR"]
+__all__ = ["UARTHarness", "VerilatorBoard", "TOPLEVEL", "CHUNK", "SIM_DIVISOR",
+           "FABRIC_PERIOD_PS", "UART_PERIOD_PS"]
 
 TOPLEVEL = "board_tb"
 CHUNK = 64
 #: UART clock cycles per bit in simulation (the fewest the UART takes: 40 cycles per byte)
 SIM_DIVISOR = 4
+#: the simulated clocks' periods by default: unrelated (no common multiple below 73 us), the
+#: UART clock the faster, as on a board at 50 MHz with its 60 MHz UART clock
+FABRIC_PERIOD_PS = 10_000
+UART_PERIOD_PS = 7_300
 _ENV_PTY = "NEUROLOOM_PTY_FILE"
 _ENV_STOP = "NEUROLOOM_PTY_STOP"
 _ENV_SKEW = "NEUROLOOM_PTY_SKEW"
+_ENV_PERIODS = "NEUROLOOM_PTY_PERIODS"
 
 
 class UARTHarness(wiring.Component):
-    """Chunked byte access to ``inner``'s UART lines (module docstring)."""
+    """Chunked byte access to ``inner``'s UART lines (module docstring); every port of the
+    harness is in the ``uart`` domain."""
 
     def __init__(self, inner, divisor: int, *, chunk: int = CHUNK):
         self.inner = inner
@@ -64,9 +71,11 @@ class UARTHarness(wiring.Component):
         m = Module()
         K, div = self.chunk, self._divisor
         m.submodules.inner = dut = self.inner
-        m.submodules.host_tx = good = UARTTransmitter(div)
-        m.submodules.host_tx_skewed = skewed = UARTTransmitter(div + div // 4 + 1)
-        m.submodules.host_rx = rx = UARTReceiver(div)
+        host = Module()
+        m.submodules.host = DomainRenamer(UART_DOMAIN)(host)
+        host.submodules.host_tx = good = UARTTransmitter(div)
+        host.submodules.host_tx_skewed = skewed = UARTTransmitter(div + div // 4 + 1)
+        host.submodules.host_rx = rx = UARTReceiver(div)
         m.d.comb += [dut.rx.eq(Mux(self.skew, skewed.tx, good.tx)), rx.rx.eq(dut.tx),
                      self.leds.eq(dut.leds)]
 
@@ -79,24 +88,24 @@ class UARTHarness(wiring.Component):
                      sending.eq((good.i.valid & good.i.ready) |
                                 (skewed.i.valid & skewed.i.ready))]
         with m.If(sending):
-            m.d.sync += [data.eq(data >> 8), count.eq(count - 1)]
+            m.d[UART_DOMAIN] += [data.eq(data >> 8), count.eq(count - 1)]
         with m.If(self.in_load & (count == 0)):
-            m.d.sync += [data.eq(self.in_data), count.eq(self.in_count)]
+            m.d[UART_DOMAIN] += [data.eq(self.in_data), count.eq(self.in_count)]
 
         idle = Signal(range(20 * div + 1))
         hold, o_cnt = self.out_hold, self.out_count
         m.d.comb += rx.o.ready.eq(~hold)
         with m.If(rx.o.valid & ~hold):
-            m.d.sync += [self.out_data.eq(Cat(self.out_data[8:], rx.o.payload.data)),
+            m.d[UART_DOMAIN] += [self.out_data.eq(Cat(self.out_data[8:], rx.o.payload.data)),
                          o_cnt.eq(o_cnt + 1), idle.eq(0)]
             with m.If((rx.o.payload.data == END) | (o_cnt == K - 1)):
-                m.d.sync += hold.eq(1)
+                m.d[UART_DOMAIN] += hold.eq(1)
         with m.Elif((o_cnt != 0) & ~hold):
-            m.d.sync += idle.eq(idle + 1)
+            m.d[UART_DOMAIN] += idle.eq(idle + 1)
             with m.If(idle == 20 * div):
-                m.d.sync += hold.eq(1)
+                m.d[UART_DOMAIN] += hold.eq(1)
         with m.If(self.out_ack & hold):
-            m.d.sync += [hold.eq(0), o_cnt.eq(0), idle.eq(0)]
+            m.d[UART_DOMAIN] += [hold.eq(0), o_cnt.eq(0), idle.eq(0)]
         return m
 
 
@@ -113,10 +122,20 @@ class VerilatorBoard:
     ----------
     cfg : the fabric
     timeout : seconds to wait for the simulator to start (the first use builds it: minutes)
+    fabric_period_ps, uart_period_ps : the periods of the fabric clock (``sync``) and of the
+        UART clock (``uart``; the baud is ``1 / (SIM_DIVISOR * uart_period)``); a run-time
+        choice, the same build serves any
     """
 
-    def __init__(self, cfg: FabricConfig, *, timeout: float = 900.0):
+    def __init__(self, cfg: FabricConfig, *, timeout: float = 900.0,
+                 fabric_period_ps: int = FABRIC_PERIOD_PS,
+                 uart_period_ps: int = UART_PERIOD_PS):
+        for name, v in (("fabric_period_ps", fabric_period_ps),
+                        ("uart_period_ps", uart_period_ps)):
+            if not isinstance(v, int) or v < 2 or v % 2:
+                raise ValueError(f"{name}={v!r} must be an even int >= 2 (picoseconds)")
         self.cfg = cfg
+        self.periods_ps = (fabric_period_ps, uart_period_ps)
         verilog = board_verilog(cfg)
         self.build = verilog.parent / "sim"
         self.build.mkdir(parents=True, exist_ok=True)
@@ -133,7 +152,8 @@ class VerilatorBoard:
                 verilator.run_cocotb(TOPLEVEL, [verilog], __name__, self.build,
                                      extra_env={_ENV_PTY: str(self._pty_file),
                                                 _ENV_STOP: str(self._stop_file),
-                                                _ENV_SKEW: str(self._skew_file)},
+                                                _ENV_SKEW: str(self._skew_file),
+                                                _ENV_PERIODS: "{} {}".format(*self.periods_ps)},
                                      testcase="pty_server")
             except BaseException as e:          # reported by close()
                 self.error = e
@@ -188,15 +208,23 @@ if cocotb is not None:
     async def pty_server(dut):
         """Move bytes between the pty and the harness until the stop file appears.
 
-        With bytes in flight the coroutine wakes once per byte time; with none, it waits on the
-        pty (the simulation pauses, nothing is lost: the UART lines are idle)."""
+        The fabric clock (``clk``) and the UART clock (``uart_clk``) run at their periods; the
+        harness's ports are in the UART domain, so this coroutine steps on ``uart_clk``. With
+        bytes in flight it wakes once per byte time; with none, it waits on the pty (the
+        simulation pauses, nothing is lost: the UART lines are idle)."""
         import tty
-        Clock(dut.clk, 10, unit="ns").start()
+        fabric_ps, uart_ps = (int(v) for v in os.environ[_ENV_PERIODS].split())
+        clk = dut.uart_clk
+        Clock(dut.clk, fabric_ps, unit="ps").start()
+        Clock(clk, uart_ps, unit="ps").start()
         dut.rst.value = 1
+        dut.uart_rst.value = 1
         dut.in_load.value = 0
         dut.out_ack.value = 0
         await ClockCycles(dut.clk, 3)
+        await ClockCycles(clk, 3)
         dut.rst.value = 0
+        dut.uart_rst.value = 0
         master, slave = os.openpty()
         tty.setraw(slave)
         os.set_blocking(master, False)
@@ -210,7 +238,7 @@ if cocotb is not None:
         quiet = 0                           # wake-ups with nothing on the lines
         try:
             while not stop_file.exists():
-                await FallingEdge(dut.clk)
+                await FallingEdge(clk)
                 dut.in_load.value = 0
                 dut.out_ack.value = 0
                 if not pending:
@@ -241,14 +269,14 @@ if cocotb is not None:
                     dut.out_ack.value = 1
                     acted = True
                 quiet = 0 if acted or pending else quiet + 1
-                await RisingEdge(dut.clk)
+                await RisingEdge(clk)
                 if acted:
                     continue
                 if pending:                 # the transmitter is busy with the last chunk
                     await First(RisingEdge(dut.in_ready), RisingEdge(dut.out_hold))
                 else:                       # sleep a while unless an answer arrives
                     await First(RisingEdge(dut.out_hold),
-                                ClockCycles(dut.clk, byte_time if quiet < 64 else 50 * byte_time))
+                                ClockCycles(clk, byte_time if quiet < 64 else 50 * byte_time))
         finally:
             os.close(master)
             os.close(slave)

@@ -48,9 +48,39 @@ def test_unknown_board_names_the_known_ones():
         board("arty")
 
 
-def test_board_top_refuses_a_baud_the_clock_cannot_make():
-    with pytest.raises(ValueError, match=r"baud 3000000 from a 40 MHz clock"):
-        BoardTop(board("ulx3s-85f"), SMALL, clock_mhz=40, baud=3_000_000)
+def test_board_top_refuses_a_baud_no_uart_clock_makes():
+    with pytest.raises(ValueError, match=r"baud 30000000: no UART clock the PLL makes beside the "
+                                         r"40 MHz fabric clock \(up to 80 MHz, >= 4 cycles per "
+                                         r"bit\)"):
+        BoardTop(board("ulx3s-85f"), SMALL, clock_mhz=40, baud=30_000_000)
+    with pytest.raises(ValueError, match=r"cannot make 51 MHz from 25 MHz"):
+        BoardTop(board("ulx3s-85f"), SMALL, clock_mhz=51)
+
+
+@pytest.mark.parametrize("clock", [6.25, 25, 40, 50, 56.25, 62.5, 75, 100, 133.33])
+def test_the_uart_clock_makes_3_mbaud_whatever_the_fabric_clock(clock):
+    top = BoardTop(board("ulx3s-85f"), SMALL, clock_mhz=clock)
+    p = top.pll
+    fabric = 25 / p.clki_div * p.clkfb_div                  # CLKOP
+    uart = fabric * p.clkop_div / p.clkos_div                # CLKOS = VCO / CLKOS_DIV
+    assert abs(fabric - clock) <= 0.005 * clock, (p, fabric)
+    assert 400 <= fabric * p.clkop_div <= 800 and 1 <= p.clkos_div <= 128
+    assert top.baud == 3_000_000, top.clocks
+    assert uart <= 80 and top.divisor >= 16, (p, uart, top.divisor)
+    # half of our half of the margin left after the stop bit's sampling uncertainty (2 cycles)
+    error = abs(uart * 1e6 / top.divisor - 3e6) / 3e6
+    assert error <= (0.5 - 2 / top.divisor) / 9.5 / 4, (p, uart, error)
+    if clock != 133.33:
+        assert error < 1e-9, "the PLL makes an exact 3 Mbaud clock for this fabric clock"
+
+
+def test_a_given_baud_gets_a_uart_clock_of_its_own():
+    for baud in (1_000_000, 2_000_000, 115_200):
+        top = BoardTop(board("ulx3s-85f"), SMALL, clock_mhz=50, baud=baud)
+        p = top.pll
+        uart_hz = 25e6 / p.clki_div * p.clkfb_div * p.clkop_div / p.clkos_div
+        assert top.baud == baud
+        assert abs(uart_hz / top.divisor - baud) / baud < 0.01, (baud, uart_hz, top.divisor)
 
 
 @pytest.mark.parametrize("name", sorted(BOARDS))
@@ -58,23 +88,41 @@ def test_board_top_elaborates_to_verilog_and_pins(name):
     b = board(name)
     clock = 50 if name == "ulx3s-85f" else 48
     top = BoardTop(b, SMALL, clock_mhz=clock)
-    assert top.baud == b.default_baud(clock * 1e6)
+    assert top.baud == 3_000_000
     plan = b.platform().prepare(top, name="top", debug_verilog=True)
     verilog = plan.files["top.debug.v"]
     lpf = plan.files["top.lpf"]
     p = top.pll
     assert "EHXPLLL" in verilog
     for param, value in [("CLKI_DIV", p.clki_div), ("CLKFB_DIV", p.clkfb_div),
-                         ("CLKOP_DIV", p.clkop_div)]:
+                         ("CLKOP_DIV", p.clkop_div), ("CLKOS_DIV", p.clkos_div)]:
         assert f".{param}(32'd{value})" in verilog, f"{param} {value} not in the PLL instance"
+    assert '.CLKOS_ENABLE("ENABLED")' in verilog
+    assert "cmd_cdc" in verilog and "resp_cdc" in verilog, "no clock-domain crossing"
+    assert "reset_uart" in verilog and "reset_sync" in verilog
     if name == "ulx3s-85f":       # FT231X: FPGA rx on M1, tx on L4 (the ULX3S schematic)
         assert 'LOCATE COMP "uart_0__rx__io" SITE "M1"' in lpf
         assert 'LOCATE COMP "uart_0__tx__io" SITE "L4"' in lpf
         assert 'SITE "B2"' in lpf                # led 0
 
 
-def test_uart_fabric_answers_status_and_bad_frames_over_its_lines():
-    """The board's logic (no PLL) in amaranth.sim: STATUS, a damaged frame, STATUS again."""
+class UARTTicks:
+    """A testbench context whose ``tick()`` is the UART clock's (for the line helpers)."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def tick(self):
+        return self._ctx.tick("uart")
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+
+@pytest.mark.parametrize("fabric_period", [1.37e-6, 0.61e-6])
+def test_uart_fabric_answers_status_and_bad_frames_over_its_lines(fabric_period):
+    """The board's logic (no PLL) in amaranth.sim, the fabric clock slower or faster than the
+    UART clock: STATUS, a damaged frame, STATUS again."""
     div = 4
     dut = UARTFabric(SMALL, div, blink_cycles=64)
     status = encode_frame(Cmd.STATUS, [], seq=5)
@@ -85,18 +133,20 @@ def test_uart_fabric_answers_status_and_bad_frames_over_its_lines():
     leds = []
 
     async def host_tb(ctx):
-        await send_bytes(ctx, dut.rx, host, bit_cycles=div)
+        await send_bytes(UARTTicks(ctx), dut.rx, host, bit_cycles=div)
 
     async def monitor(ctx):
         while got.count(0xC0) < 3:
-            got.extend(await receive_bytes(ctx, dut.tx, 1, bit_cycles=div, timeout=20_000))
+            got.extend(await receive_bytes(UARTTicks(ctx), dut.tx, 1, bit_cycles=div,
+                                           timeout=20_000))
 
     async def lights(ctx):
         async for _, _, value in ctx.tick().sample(dut.leds):
             leds.append(value)
 
     sim = Simulator(dut)
-    sim.add_clock(1e-6)
+    sim.add_clock(1e-6, domain="uart")
+    sim.add_clock(fabric_period)
     sim.add_testbench(host_tb)
     sim.add_testbench(monitor)
     sim.add_testbench(lights, background=True)

@@ -16,7 +16,7 @@ from neuroloom.firmware.compiler import compile_model, from_compiled, random_qmo
 from neuroloom.firmware.driver import Driver, DriverError, open_transport
 from neuroloom.firmware.qmodel import qforward
 from neuroloom.firmware.serial import FrameReader, SerialLink, encode_bytes
-from neuroloom.fpga.uart_sim import VerilatorBoard
+from neuroloom.fpga.uart_sim import FABRIC_PERIOD_PS, UART_PERIOD_PS, VerilatorBoard
 from tests.support.runs import check_both_schedules
 
 pytestmark = pytest.mark.rtl
@@ -26,6 +26,8 @@ SMALL = FabricConfig(mesh_w=1, mesh_h=1, neurons=32, axons=32, synapse_rows=128,
 
 
 def test_small_model_on_the_simulated_board_and_a_damaged_line():
+    """The UART clock faster than the fabric clock (the default periods)."""
+    assert UART_PERIOD_PS < FABRIC_PERIOD_PS
     model = random_qmodel(4, 2, 1, d_in=2, classes=3, seed=5, cfg=SMALL)
     img = from_compiled(compile_model(model, SMALL, mode="pipelined"))
     x = model.quantize_input(np.random.default_rng(4).uniform(-9, 9, (2, 5, 2)), SMALL)
@@ -92,7 +94,8 @@ def test_small_model_on_the_simulated_board_and_a_damaged_line():
 
 @pytest.mark.slow
 def test_shipped_digits_model_on_the_simulated_board():
-    """The shipped model on the default 2x2 fabric (its own Verilator build, minutes)."""
+    """The shipped model on the default 2x2 fabric (its own Verilator build, minutes), the
+    fabric clock faster than the UART clock."""
     from neuroloom.firmware.datasets import load_dataset
     from neuroloom.firmware.importer import load_model
     cfg = FabricConfig()
@@ -100,7 +103,8 @@ def test_shipped_digits_model_on_the_simulated_board():
     img = from_compiled(compile_model(model, cfg, mode="pipelined"))
     x = model.quantize_input(load_dataset("digits").x_test[:2], cfg)
     ref = qforward(model, x, cfg)
-    with VerilatorBoard(cfg) as board:
+    with VerilatorBoard(cfg, fabric_period_ps=UART_PERIOD_PS,
+                        uart_period_ps=FABRIC_PERIOD_PS) as board:
         t = open_transport("serial", port=board.port, timeout=10)
         drv = Driver(t)
         drv.load(img)
