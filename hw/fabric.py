@@ -9,10 +9,17 @@ writes this as Verilog.
 the cores' ports as its own: :class:`Fabric` is a shell plus ``num_cores`` neuron cores, and
 ``bench/unit_synth.py`` places and routes the shell alone to measure the network, barrier and
 host link apart from the cores.
+
+With ``cfg.gals`` (``docs/noc.md``, GALS) every tile (core, router, barrier agent) runs in a
+clock domain of its own, ``tile_x_y``, clocked and reset by the ports ``clk_x_y`` / ``rst_x_y``;
+the host link, the barrier and the fabric counters stay in ``sync`` (``clk``, ``rst``). The
+mesh is a :class:`~.noc.gals_mesh.GalsMesh` and the barrier a :class:`~.gals.GalsBarrier`.
+Reset: assert every reset together (for at least three cycles of the slowest clock), release
+the tiles' resets, then ``rst`` last.
 """
 
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, ClockDomain, DomainRenamer, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
@@ -21,7 +28,9 @@ from neuroloom.contract.layouts import flit_layout
 
 from .barrier import Barrier, popcount
 from .core.core import NeuronCore
+from .gals import GalsBarrier, TileAgent
 from .hostlink import HostLink
+from .noc.gals_mesh import GalsMesh, tile_domain
 from .noc.mesh import Mesh
 
 __all__ = ["Fabric", "FabricShell"]
@@ -128,35 +137,53 @@ class FabricShell(wiring.Component):
 class Fabric(wiring.Component):
     """A complete NeuroLoom fabric.
 
+    Parameters
+    ----------
+    cfg : FabricConfig
+    step_budget : int
+        Cycles per step before ``overrun`` rises (0: no limit).
+    monitor : bool
+        GALS only, for testbenches: add ``mon_step_done`` (the barrier's ``step_done``, in
+        ``sync``) and ``mon_busy`` (some router or CDC FIFO holds a flit or some core is not
+        idle: a mix of every domain, never for logic).
+
     Interface attributes
     --------------------
     s_axis_tdata, s_axis_tvalid, s_axis_tready, s_axis_tlast : command words from the host
     m_axis_tdata, m_axis_tvalid, m_axis_tready, m_axis_tlast : response words to the host
     overrun : Out(1), some step exceeded its cycle budget (sticky until the next run)
+    clk_x_y, rst_x_y : In(1), GALS only: clock and reset of tile (x, y)
     """
 
-    s_axis_tdata: In(32)
-    s_axis_tvalid: In(1)
-    s_axis_tready: Out(1)
-    s_axis_tlast: In(1)
-    m_axis_tdata: Out(32)
-    m_axis_tvalid: Out(1)
-    m_axis_tready: In(1)
-    m_axis_tlast: Out(1)
-    overrun: Out(1)
-
-    def __init__(self, cfg: FabricConfig, *, step_budget: int = 0):
+    def __init__(self, cfg: FabricConfig, *, step_budget: int = 0, monitor: bool = False):
         if not isinstance(cfg, FabricConfig):
             raise TypeError(f"cfg must be a FabricConfig, not {cfg!r}")
+        if monitor and not cfg.gals:
+            raise ValueError("Fabric monitor=True needs a GALS fabric (cfg.gals)")
         self._cfg = cfg
         self._budget = step_budget
-        super().__init__()
+        self._monitor = monitor
+        members = {
+            "s_axis_tdata": In(32), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            "s_axis_tlast": In(1), "m_axis_tdata": Out(32), "m_axis_tvalid": Out(1),
+            "m_axis_tready": In(1), "m_axis_tlast": Out(1), "overrun": Out(1),
+        }
+        if cfg.gals:
+            for k in range(cfg.num_cores):
+                x, y = cfg.core_xy(k)
+                members[f"clk_{x}_{y}"] = In(1)
+                members[f"rst_{x}_{y}"] = In(1)
+        if monitor:
+            members |= {"mon_step_done": Out(1), "mon_busy": Out(1)}
+        super().__init__(members)
 
     @property
     def cfg(self) -> FabricConfig:
         return self._cfg
 
     def elaborate(self, platform):
+        if self._cfg.gals:
+            return self._elaborate_gals()
         m = Module()
         cfg = self._cfg
         m.submodules.shell = shell = FabricShell(cfg, step_budget=self._budget)
@@ -176,4 +203,72 @@ class Fabric(wiring.Component):
         for name in ("s_axis_tready", "m_axis_tdata", "m_axis_tvalid", "m_axis_tlast",
                      "overrun"):
             m.d.comb += getattr(self, name).eq(getattr(shell, name))
+        return m
+
+    def _elaborate_gals(self):
+        m = Module()
+        cfg = self._cfg
+        n = cfg.num_cores
+        m.submodules.mesh = mesh = GalsMesh(cfg)
+        m.submodules.barrier = barrier = GalsBarrier(n)
+        m.submodules.link = link = HostLink(cfg)
+        cores = []
+        for k in range(n):
+            x, y = cfg.core_xy(k)
+            dom = tile_domain(x, y)
+            cd = ClockDomain(dom)
+            m.domains += cd
+            m.d.comb += [cd.clk.eq(getattr(self, f"clk_{x}_{y}")),
+                         cd.rst.eq(getattr(self, f"rst_{x}_{y}"))]
+            core = NeuronCore(cfg, x, y)
+            agent = TileAgent()
+            m.submodules[f"core_{x}_{y}"] = DomainRenamer(dom)(core)
+            m.submodules[f"agent_{x}_{y}"] = DomainRenamer(dom)(agent)
+            cores.append(core)
+            connect(m, core=core.o_flit, mesh=mesh.tile_in[k])
+            connect(m, mesh=mesh.tile_out[k], core=core.i_flit)
+            m.d.comb += [
+                core.step.eq(agent.step), core.step_start.eq(agent.step_start),
+                core.clear.eq(agent.clear),
+                agent.core_idle.eq(core.idle), agent.inject.eq(mesh.inject_fire[k]),
+                agent.eject.eq(mesh.eject_fire[k]),
+                agent.req.eq(barrier.req), agent.cmd.eq(barrier.cmd),
+                agent.cmd_step.eq(barrier.cmd_step[:16]),
+                barrier.ack[k].eq(agent.ack), barrier.quiet_in[k].eq(agent.quiet),
+                barrier.sent[k].eq(agent.sent), barrier.recv[k].eq(agent.recv),
+            ]
+        connect(m, link=link.o_flit, mesh=mesh.host_in)
+        connect(m, mesh=mesh.host_out, link=link.i_flit)
+        m.d.comb += [
+            barrier.host_inject.eq(mesh.inject_fire[n]),
+            barrier.host_eject.eq(mesh.eject_fire[n]),
+            barrier.start.eq(link.run_start), barrier.steps.eq(link.run_steps),
+            barrier.budget.eq(self._budget), barrier.clear.eq(link.clear),
+            link.running.eq(barrier.running), link.step.eq(barrier.step),
+            link.cores_idle.eq(barrier.quiet), link.quiet.eq(barrier.quiet),
+            link.overrun.eq(barrier.overrun), self.overrun.eq(barrier.overrun),
+            link.s_axis.valid.eq(self.s_axis_tvalid),
+            link.s_axis.payload.data.eq(self.s_axis_tdata),
+            link.s_axis.payload.last.eq(self.s_axis_tlast),
+            self.s_axis_tready.eq(link.s_axis.ready),
+            self.m_axis_tvalid.eq(link.m_axis.valid),
+            self.m_axis_tdata.eq(link.m_axis.payload.data),
+            self.m_axis_tlast.eq(link.m_axis.payload.last),
+            link.m_axis.ready.eq(self.m_axis_tready),
+        ]
+        # fabric counters: cycles of ``clk``, steps, barrier wait (running with flits reported
+        # in flight), flits injected / ejected as of the last barrier round, overrun
+        cycles, wait = Signal(32, name="cycles"), Signal(32, name="barrier_wait")
+        with m.If(link.clear):
+            m.d.sync += [cycles.eq(0), wait.eq(0)]
+        with m.Else():
+            m.d.sync += cycles.eq(cycles + 1)
+            with m.If(barrier.running & (barrier.in_flight != 0)):
+                m.d.sync += wait.eq(wait + 1)
+        for i, v in enumerate([cycles, barrier.step, wait, barrier.injected, barrier.ejected,
+                               barrier.overrun]):
+            m.d.comb += link.counters[i].eq(v)
+        if self._monitor:
+            m.d.comb += [self.mon_step_done.eq(barrier.step_done),
+                         self.mon_busy.eq(mesh.busy | ~Cat(c.idle for c in cores).all())]
         return m

@@ -15,10 +15,18 @@ one word per cycle (as from a host that always has the next word ready) and neve
 response side, while Python acts once per chunk or response frame instead of every cycle. The
 cycles between two Python actions run in Verilator alone, so simulation runs at close to the
 model's own speed.
+
+A GALS fabric (``cfg.gals``) is simulated inside :class:`~neuroloom.sim.gals_harness.
+GalsHarness` (every tile's clock and reset are ports, plus an in-flight monitor), with a clock
+per tile: ``VerilatorLink(cfg, clocks=ClockPlan(...))`` sets each clock's period and, with
+``vary``, changes the tiles' periods at random times during the run. The monitor's counts come
+back with every exchange (:attr:`VerilatorLink.monitor`). One Verilator build serves every
+clock plan.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -33,21 +41,48 @@ from neuroloom.hw.verilog import to_verilog
 
 from . import verilator
 from .cache import write_verilog
+from .gals_harness import GalsHarness, tile_clocks
 from .link_harness import LinkHarness
 
-__all__ = ["VerilatorLink", "harness_verilog", "sim_build_dir", "is_built", "CHUNK"]
+__all__ = ["VerilatorLink", "ClockPlan", "harness_verilog", "sim_build_dir", "is_built", "CHUNK"]
 
 _ENV_SOCK = "NEUROLOOM_LINK_SOCKET"
+_ENV_CLOCKS = "NEUROLOOM_LINK_CLOCKS"
 #: words per chunk between the testbench and the harness (both directions)
 CHUNK = 32
 #: Verilog module name of the harness (the Verilator toplevel)
 TOPLEVEL = "fabric_tb"
 
 
+@dataclasses.dataclass(frozen=True)
+class ClockPlan:
+    """Clock periods of a GALS simulation, in picoseconds.
+
+    ``host``: the ``sync`` domain (host link, barrier); ``tiles``: one period per core (core
+    order), or empty for all at ``host``. ``vary``: a seed; each tile's clock then takes a new
+    period, drawn from ``vary_range``, every 20..400 of its cycles (the first from ``tiles``).
+    """
+    host: int = 10_000
+    tiles: tuple[int, ...] = ()
+    vary: int | None = None
+    vary_range: tuple[int, int] = (7_000, 13_000)
+
+    def to_json(self, cfg: FabricConfig) -> str:
+        tiles = list(self.tiles) or [self.host] * cfg.num_cores
+        if len(tiles) != cfg.num_cores:
+            raise ValueError(f"ClockPlan has {len(tiles)} tile periods for {cfg.num_cores} "
+                             "cores")
+        for p in [self.host, *tiles, *self.vary_range]:
+            if p < 2 or p % 2:
+                raise ValueError(f"clock period {p!r} ps must be even and >= 2")
+        return json.dumps({"host": self.host, "tiles": dict(zip(tile_clocks(cfg), tiles)),
+                           "vary": self.vary, "vary_range": list(self.vary_range)})
+
+
 @lru_cache(maxsize=4)
 def _generate(cfg: FabricConfig) -> Path:
-    path = write_verilog(to_verilog(LinkHarness(Fabric(cfg), chunk=CHUNK), TOPLEVEL), TOPLEVEL,
-                         kind="fabric")
+    top = GalsHarness(cfg, chunk=CHUNK) if cfg.gals else LinkHarness(Fabric(cfg), chunk=CHUNK)
+    path = write_verilog(to_verilog(top, TOPLEVEL), TOPLEVEL, kind="fabric")
     (path.parent / "fabric.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     return path
 
@@ -96,10 +131,18 @@ class VerilatorLink:
     ----------
     cfg : the fabric to generate and simulate
     waves : write an FST waveform of the whole session into the build folder
+    clocks : GALS only: the clock periods (default: every clock at 10 ns)
     """
 
-    def __init__(self, cfg: FabricConfig, *, waves: bool = False, timeout: float = 600.0):
+    def __init__(self, cfg: FabricConfig, *, waves: bool = False, timeout: float = 600.0,
+                 clocks: ClockPlan | None = None):
+        if clocks is not None and not cfg.gals:
+            raise ValueError("clocks= needs a GALS fabric (cfg.gals); a synchronous fabric has "
+                             "one clock")
         self.cfg = cfg
+        env = {}
+        if cfg.gals:
+            env[_ENV_CLOCKS] = (clocks or ClockPlan()).to_json(cfg)
         self.verilog = harness_verilog(cfg)
         self.build = sim_build_dir(cfg, waves)
         self.build.mkdir(parents=True, exist_ok=True)
@@ -114,7 +157,7 @@ class VerilatorLink:
         def simulate():
             try:
                 verilator.run_cocotb(TOPLEVEL, [self.verilog], __name__, self.build,
-                                     waves=waves, extra_env={_ENV_SOCK: str(sock_path)},
+                                     waves=waves, extra_env={_ENV_SOCK: str(sock_path), **env},
                                      testcase="link_server")
             except BaseException as e:      # reported by exchange()/close()
                 self._error = e
@@ -144,6 +187,8 @@ class VerilatorLink:
         self.cycles = 0
         #: clock cycles simulated so far, harness latency and reset included (simulation speed)
         self.sim_cycles = 0
+        #: GALS: the in-flight monitor's counts so far, ``{"steps": ..., "errors": ...}``
+        self.monitor = None
 
     def exchange(self, words: list[int]) -> list[int]:
         """Send one command frame; returns every word up to its response frame."""
@@ -156,6 +201,7 @@ class VerilatorLink:
             raise RuntimeError(f"Verilator link failed: {self._error or e}") from None
         self.cycles += reply["cycles"]
         self.sim_cycles = reply["sim_cycles"]
+        self.monitor = reply.get("monitor")
         return reply["words"]
 
     def close(self) -> None:
@@ -186,9 +232,61 @@ try:                                        # cocotb is importable only where it
     import cocotb
     from cocotb.clock import Clock
     from cocotb.simtime import get_sim_time
-    from cocotb.triggers import FallingEdge, First, RisingEdge
+    from cocotb.triggers import FallingEdge, First, RisingEdge, Timer
 except ImportError:                         # pragma: no cover
     cocotb = None
+
+
+async def _varying_clock(signal, period: int, lo: int, hi: int, rng) -> None:
+    """Drive ``signal`` with a clock whose period (ps, even) changes every 20..400 cycles."""
+    while True:
+        half = period // 2
+        for _ in range(rng.randrange(20, 401)):
+            signal.value = 1
+            await Timer(half, unit="ps")
+            signal.value = 0
+            await Timer(half, unit="ps")
+        period = 2 * rng.randrange(lo // 2, hi // 2 + 1)
+
+
+async def _start_clocks(dut) -> int:
+    """Start every clock and run the reset sequence; returns the host clock's period (ps).
+
+    GALS (``NEUROLOOM_LINK_CLOCKS`` set): every reset is asserted, the tiles' resets are
+    released one after the other, then the host's (``docs/noc.md``, GALS)."""
+    import random
+
+    plan = os.environ.get(_ENV_CLOCKS)
+    if plan is None:
+        Clock(dut.clk, 10, unit="ns").start()
+        dut.rst.value = 1
+        for _ in range(3):
+            await RisingEdge(dut.clk)
+        dut.rst.value = 0
+        return 10_000
+    plan = json.loads(plan)
+    rng = random.Random(plan["vary"])
+    host = plan["host"]
+    Clock(dut.clk, host, unit="ps").start()
+    dut.rst.value = 1
+    for name in plan["tiles"]:
+        getattr(dut, "rst" + name[3:]).value = 1
+    for name, period in plan["tiles"].items():
+        sig = getattr(dut, name)
+        if plan["vary"] is None:
+            Clock(sig, period, unit="ps").start()
+        else:
+            lo, hi = plan["vary_range"]
+            cocotb.start_soon(_varying_clock(sig, period, lo, hi, random.Random(rng.random())))
+    slowest = max([host, *plan["tiles"].values(), *plan["vary_range"]])
+    await Timer(4 * slowest, unit="ps")
+    for name in plan["tiles"]:
+        getattr(dut, "rst" + name[3:]).value = 0
+        await Timer(rng.randrange(slowest), unit="ps")
+    for _ in range(3):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+    return host
 
 if cocotb is not None:
     @cocotb.test()
@@ -198,17 +296,13 @@ if cocotb is not None:
         Inputs are driven at falling edges; ``in_ready``/``out_hold`` are registers, so reading
         them there sees the state after the previous rising edge. With nothing to do, the
         coroutine sleeps until one of them rises."""
-        Clock(dut.clk, 10, unit="ns").start()
-        dut.rst.value = 1
         dut.in_load.value = 0
         dut.out_ack.value = 0
-        for _ in range(3):
-            await RisingEdge(dut.clk)
-        dut.rst.value = 0
+        period = await _start_clocks(dut)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(os.environ[_ENV_SOCK])
         f = sock.makefile("rb")
-        t0 = get_sim_time(unit="ns")
+        t0 = get_sim_time(unit="ps")
         K, mask = CHUNK, 0xFFFFFFFF
         while True:
             msg = _recv(f)                  # blocks the simulation: the fabric waits too
@@ -248,8 +342,12 @@ if cocotb is not None:
                     await First(*wake)
             await RisingEdge(dut.clk)       # the acknowledgement takes effect
             cycles = int(dut.resp_end.value) - int(dut.cmd_start.value) + 1
-            sim_cycles = round((get_sim_time(unit="ns") - t0) / 10)
-            _send(sock, {"words": got, "cycles": cycles, "sim_cycles": sim_cycles})
+            sim_cycles = round((get_sim_time(unit="ps") - t0) / period)
+            reply = {"words": got, "cycles": cycles, "sim_cycles": sim_cycles}
+            if os.environ.get(_ENV_CLOCKS):
+                reply["monitor"] = {"steps": int(dut.mon_steps.value),
+                                    "errors": int(dut.mon_errors.value)}
+            _send(sock, reply)
         if dut.in_overflow.value == 1:
             raise RuntimeError("link harness: a chunk was loaded while it was full")
         sock.close()

@@ -35,7 +35,10 @@ class FabricConfig:
         ``coef_width`` (per-neuron coefficients, signed), ``weight_width`` (synaptic weights,
         signed), ``acc_width`` (dendrite accumulators, signed, modular).
     NoC
-        ``router_fifo_depth`` (input buffer depth per router port).
+        ``router_fifo_depth`` (input buffer depth per router port); ``gals``: every tile (core
+        and router) in a clock domain of its own, links between domains through asynchronous
+        FIFOs, the step barrier across domains by handshakes (``docs/noc.md``, GALS). A flag:
+        ``True``/``False``, or 1/0 (the dictionary form and the CLI carry it as 0/1).
     """
 
     mesh_w: int = 2
@@ -56,6 +59,7 @@ class FabricConfig:
     weight_width: int = 8
     acc_width: int = 32
     router_fifo_depth: int = 4
+    gals: bool = False           # globally asynchronous, locally synchronous tiles
 
     # Fixed by the spec (not parameters): 8 registers, 4-bit coordinates, 32-bit flit data.
     NUM_REGS = 8
@@ -67,6 +71,9 @@ class FabricConfig:
             if not cond:
                 raise ValueError(f"FabricConfig: {msg}")
 
+        need(isinstance(self.gals, int) and self.gals in (0, 1),
+             f"gals={self.gals!r} must be True/False (or 1/0)")
+        object.__setattr__(self, "gals", bool(self.gals))
         for name in ("mesh_w", "mesh_h"):
             v = getattr(self, name)
             need(isinstance(v, int) and 1 <= v <= 1 << self.COORD_BITS,
@@ -164,7 +171,9 @@ class FabricConfig:
 
     # -- serialisation ----------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every field; flags (``gals``) as 0/1, so the dictionary is all integers."""
+        return {k: int(v) if isinstance(v, bool) else v
+                for k, v in dataclasses.asdict(self).items()}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
