@@ -62,6 +62,7 @@ from neuroloom.contract.fixed import smax, smin
 from neuroloom.contract.image import MODES, Image
 from neuroloom.contract.layouts import Mem, group_layout, pack
 
+from . import resources
 from .asm import load_program
 from .qmodel import DEFAULT_MAPPING, MAPPINGS, QLayer, QLinear, QModel, check_mapping, num_stages
 
@@ -94,7 +95,7 @@ class AccumulatorRangeError(CompileError):
 RESOURCES = ("neurons", "axons", "synapse_rows", "route_words", "ucode", "groups", "modes")
 
 
-_BUDGET = {"synapse_rows": "row budget", "modes": "mode budget"}
+_BUDGET = {"synapse_rows": "row budget", "modes": "mode budget", "cycles": "cycle budget"}
 
 
 def _capacity(cfg: FabricConfig, resource: str) -> int:
@@ -395,6 +396,8 @@ class _CoreLoad:
         self.rows = 0
         self.routes = 0
         self.modes = 0
+        self.stage_count: dict = {}      # stage -> neurons of it on this core
+        self.cycles = 0                  # estimated neuron-engine cycles (cycle budget)
 
     def usage(self) -> dict:
         return {"neurons": len(self.neurons), "axons": len(self.src_targets),
@@ -402,9 +405,12 @@ class _CoreLoad:
                 "groups": len(self.stages), "modes": self.modes}
 
 
-def _pack(net: _Net, cfg: FabricConfig, caps: dict):
+def _pack(net: _Net, cfg: FabricConfig, caps: dict, cycle_budget: int | None = None):
     """Greedy stage-ordered packing on an unbounded line of cores ("slots"), each within the
-    per-core capacities ``caps`` (resource -> amount).
+    per-core capacities ``caps`` (resource -> amount) and, with ``cycle_budget``, within that
+    many estimated neuron-engine cycles per step (``resources.group_cycles``, every group
+    active): a core takes an item while its neurons' work still fits, so mode updates spread
+    over the cores as evenly as synapse rows do under a row budget.
 
     Returns ``(loads, where, rejects, dests)``: per-slot usage, ``where[(stage, j)] = slot``,
     how often each resource made the packer open a new core, and ``dests[source] = slots``
@@ -418,6 +424,12 @@ def _pack(net: _Net, cfg: FabricConfig, caps: dict):
     prog_key = [tuple(p) for p in net.programs]
     core_progs: list = [set()]
     rejects: dict = {}
+    timing = resources.ENGINES["pipelined"]
+    shape = [resources.program_shape(p) for p in net.programs]
+
+    def engine_cycles(counts: dict) -> int:
+        return sum(resources.group_cycles(n, *shape[s], net.stages[s].modes, cfg.neuron_lanes,
+                                          timing) for s, n in counts.items())
 
     def sources(n):
         r = srcs_cache.get(n)
@@ -456,6 +468,14 @@ def _pack(net: _Net, cfg: FabricConfig, caps: dict):
         for r in RESOURCES:
             if use[r] > caps[r]:
                 return r, use[r], None
+        counts = ld.stage_count
+        if cycle_budget is not None:
+            counts = dict(counts)
+            for s, _ in item:
+                counts[s] = counts.get(s, 0) + 1
+            cycles = engine_cycles(counts)
+            if cycles > cycle_budget:
+                return "cycles", cycles, None
         for s2, add in route_add.items():
             if s2 != slot and loads[s2].routes + add > caps["route_words"]:
                 return ("route_words", s2), loads[s2].routes + add, None
@@ -465,6 +485,8 @@ def _pack(net: _Net, cfg: FabricConfig, caps: dict):
             ld.stages |= new_stages
             core_progs[slot] |= new_progs
             ld.ucode, ld.rows, ld.modes = ucode, rows, modes
+            if cycle_budget is not None:
+                ld.stage_count = counts
             for k, c in add_t.items():
                 ld.src_targets[k] = ld.src_targets.get(k, 0) + c
             for n in item:
@@ -492,6 +514,10 @@ def _pack(net: _Net, cfg: FabricConfig, caps: dict):
                 raise FitError(f"{label}: its sources' core (packing slot {res[1]}) would need "
                                f"{used} route words, capacity is {caps[name]} ({used - caps[name]}"
                                f" over); raise route_words", name, used, caps[name])
+        if name == "cycles":
+            raise FitError(f"{label} needs {used} neuron-engine cycles on one core, the cycle "
+                           f"budget is {cycle_budget} ({used - cycle_budget} over); raise the "
+                           "cycle budget", name, used, cycle_budget)
         if caps[name] != _capacity(cfg, name):      # a budget binds, not the core
             budget = _BUDGET[name]
             raise FitError(f"{label} needs {used} {name} on one core, the {budget} is "
@@ -656,7 +682,7 @@ def _check_mode(mode: str) -> None:
 def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "pipelined",
                   allow_acc_wrap: bool = False, optimize_placement: bool = True,
                   row_budget: int | None = None, mapping: str = DEFAULT_MAPPING,
-                  mode_budget: int | None = None) -> Compiled:
+                  mode_budget: int | None = None, cycle_budget: int | None = None) -> Compiled:
     """Map ``model`` onto the fabric ``cfg``.
 
     ``mapping``: ``"per-mode"`` (one neuron per complex mode, readout and mixing neurons: 3
@@ -679,6 +705,11 @@ def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "p
     the whole mode memory). The neuron engine updates ``neuron_lanes`` mode entries per cycle,
     so the busiest core's mode entries bound the step too; a lower budget spreads channel
     neurons over more cores.
+
+    ``cycle_budget``: at most this many estimated neuron-engine cycles per step on a core
+    (:func:`~neuroloom.firmware.resources.group_cycles` of its groups, all active); with
+    ``row_budget`` set to the same value the packer balances mode updates and synapse rows
+    (what ``neuroloom compile --board`` searches over, :mod:`neuroloom.firmware.target`).
     """
     cfg = cfg or FabricConfig()
     _check_mode(mode)
@@ -697,6 +728,9 @@ def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "p
         if budget > caps[resource]:
             raise CompileError(f"{name}={budget} is more than a core's {caps[resource]} {what}")
         caps[resource] = budget
+    if cycle_budget is not None and (isinstance(cycle_budget, bool)
+                                     or not isinstance(cycle_budget, int) or cycle_budget < 1):
+        raise CompileError(f"cycle_budget={cycle_budget!r} must be a positive integer")
     _check_ranges(model, cfg, mapping)
     try:
         bounds = check_accumulators(model, cfg, mapping)
@@ -705,9 +739,18 @@ def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "p
             raise
         bounds = {}
     net = _Net(model, cfg, mapping)
-    loads, where, rejects, dests = _pack(net, cfg, caps)
+    loads, where, rejects, dests = _pack(net, cfg, caps, cycle_budget)
     n_needed = len(loads) if loads[-1].neurons else len(loads) - 1
     if n_needed > cfg.num_cores:
+        if rejects.get("cycles", 0) > max((rejects.get(r, 0) for r in RESOURCES), default=0):
+            mesh = fitting_mesh(n_needed)
+            raise FitError(f"model does not fit the {cfg.mesh_w}x{cfg.mesh_h} mesh within "
+                           f"{cycle_budget} neuron-engine cycles per core: it needs "
+                           f"{n_needed} cores, the mesh has {cfg.num_cores}; binding resource "
+                           f"cycles (the cycle budget); "
+                           + (f"a {mesh} mesh fits (--mesh {mesh})" if mesh else
+                              "raise the cycle budget"),
+                           "cycles", n_needed, cfg.num_cores, n_needed, mesh)
         _raise_fit(cfg, loads, n_needed, rejects, caps)
 
     traffic = np.zeros((n_needed, n_needed), dtype=np.int64)

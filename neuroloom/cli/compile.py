@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
+from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.image import MODES, save
+from neuroloom.contract.parts import BOARD_PARTS, board_part
 from neuroloom.firmware.compiler import from_compiled
 from neuroloom.firmware.deploy import compile_fitting, is_image, load_model_file
+from neuroloom.firmware.resources import step_cycles
+from neuroloom.firmware.target import compile_for_part
 
 from . import options
 from .options import CLIError
@@ -22,6 +27,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--row-budget", type=int, default=None, metavar="N",
                         help="at most N synapse rows per core (default: all): shorter steps on "
                              "more cores, since a core works through one row per cycle")
+    parser.add_argument("--board", choices=sorted(BOARD_PARTS), default=None,
+                        help="choose the fabric (mesh, per-core capacities, lanes) that fits this "
+                             "board's FPGA and gives the shortest estimated step; the packer "
+                             "balances mode updates and synapse rows over the cores")
+    parser.add_argument("--schedule", choices=MODES, default=None,
+                        help="with --board: the schedule the step is minimized for (default: "
+                             "--mode)")
+    parser.add_argument("--fabric-out", metavar="FILE", default=None,
+                        help="with --board: write the chosen fabric as a fabric.json (for "
+                             "--fabric, e.g. 'neuroloom fpga build --fabric FILE')")
     options.add_fabric_options(parser, "The fabric to compile for; without a mesh (--mesh, "
                                "--mesh-w/-h or --fabric) the mesh grows to the smallest that "
                                "fits")
@@ -44,6 +59,7 @@ def run(args) -> int:
                        "(e.g. model.nlimg)")
     t0 = time.perf_counter()
     req = options.fabric_request(args)
+    _check_board_options(args, req)
     cfg = req.config()
     activation, residual, pooling = options.import_options(args, args.model)
     fm, q = load_model_file(args.model, options.calibration_from_args(args), cfg,
@@ -52,8 +68,17 @@ def run(args) -> int:
     if fm is None and args.calibrate is not None:
         raise CLIError(f"--calibrate: {args.model} is a quantized model, which needs no "
                        "calibration; drop --calibrate (or give its float model)")
-    comp = compile_fitting(q, cfg, args.mode, mesh_fixed=req.mesh_fixed,
-                           row_budget=args.row_budget, mapping=args.mapping)
+    fit = None
+    if args.board is None:
+        comp = compile_fitting(q, cfg, args.mode, mesh_fixed=req.mesh_fixed,
+                               row_budget=args.row_budget, mapping=args.mapping)
+    else:
+        fit = compile_for_part(q, board_part(args.board), args.schedule or args.mode, base=cfg,
+                               mapping=args.mapping, mode=args.mode)
+        comp = fit.compiled
+    est = step_cycles(comp)
+    comp.model_info["estimate"] = {"pipelined_cycles_per_step": est.pipelined,
+                                   "fall_through_cycles_per_token": est.fall_through}
     labels = (fm.meta if fm is not None else q.meta).get("labels")
     if labels is not None:                      # the original labels travel with the image
         comp.model_info["labels"] = list(labels)
@@ -63,4 +88,53 @@ def run(args) -> int:
           f"{s['cores_used']} cores used, {s['neurons']} neurons, {s['synapse_rows']} synapse "
           f"rows, {s['hops_per_token']} hops/token, mode {args.mode}, mapping {args.mapping} "
           f"({time.perf_counter() - t0:.2f} s)")
+    if fit is not None:
+        print(board_report(args.board, fit))
+        if args.fabric_out:
+            Path(args.fabric_out).write_text(json.dumps({"config": comp.cfg.to_dict()},
+                                                        indent=1) + "\n")
+            print(f"fabric: {args.fabric_out}")
+    print(f"estimated cycles: {est.pipelined} per step pipelined, {est.fall_through} per token "
+          f"fall-through")
     return 0
+
+
+#: fabric fields --board chooses (the others -- widths -- may be given)
+CHOSEN = ("mesh_w", "mesh_h", "neurons", "axons", "synapse_rows", "route_words", "ucode_depth",
+          "groups", "modes", "neuron_lanes", "synapse_lanes")
+
+
+def _check_board_options(args, req) -> None:
+    if args.board is None:
+        for flag, value in (("--schedule", args.schedule), ("--fabric-out", args.fabric_out)):
+            if value is not None:
+                raise CLIError(f"{flag} needs --board (it is about the fabric --board chooses)")
+        return
+    if args.row_budget is not None:
+        raise CLIError("--row-budget and --board: with --board the compiler balances synapse "
+                       "rows and mode updates itself; drop --row-budget")
+    given = [req.source[k] for k in CHOSEN if k in req.given]
+    if given:
+        raise CLIError(f"--board chooses the mesh, capacities and lanes; drop "
+                       f"{', '.join(dict.fromkeys(given))} (widths may be given)")
+
+
+def board_report(board: str, fit) -> str:
+    """The chosen fabric for ``board``: its parameters, estimated cells against the part and
+    the estimated cycles (several lines)."""
+    cfg: FabricConfig = fit.compiled.cfg
+    chosen = {k: getattr(cfg, k) for k in CHOSEN}
+    lines = [f"board {board} ({fit.part.name}): fabric {cfg.mesh_w}x{cfg.mesh_h}, "
+             + ", ".join(f"{k} {v}" for k, v in chosen.items() if k not in ("mesh_w", "mesh_h"))
+             + f"; cycle budget {fit.cycle_budget} per core"]
+    use = ", ".join(f"{name} {need:.0f}/{have} ({100 * need / have:.0f}%)"
+                    for name, (need, have) in fit.usage().items())
+    lines.append(f"estimated cells (fabric): {use}; LUT4 = LUT4 sites incl. carries and LUT "
+                 f"RAM, of {100 * fit.part.logic_limit:.0f}% of the part")
+    core = fit.core.as_cells()
+    lines.append("estimated cells per core: " + ", ".join(f"{k} {v}" for k, v in core.items()))
+    lines.append(f"chosen for {fit.schedule}: {fit.cycles()} estimated cycles "
+                 f"({'per step' if fit.schedule == 'pipelined' else 'per token'}); "
+                 f"{len(fit.candidates)} candidate fabrics weighed")
+    return "\n".join(lines)
+
