@@ -28,9 +28,12 @@ from . import resources
 from .compiler import MAX_MESH, Compiled, FitError, compile_model, fitting_mesh
 from .qmodel import DEFAULT_MAPPING, QModel
 
-__all__ = ["PartFitError", "TargetFit", "compile_for_part", "check_part", "MESHES",
+__all__ = ["CHOSEN_FIELDS", "PartFitError", "TargetFit", "compile_for_part", "check_part", "MESHES",
            "NEURON_LANES", "SYNAPSE_LANES"]
 
+#: the FabricConfig fields the search chooses (the others -- widths -- come from the caller)
+CHOSEN_FIELDS = ("mesh_w", "mesh_h", "neurons", "axons", "synapse_rows", "route_words",
+                 "ucode_depth", "groups", "modes", "neuron_lanes", "synapse_lanes")
 #: the lane settings the search tries
 NEURON_LANES = (1, 2, 4, 8)
 SYNAPSE_LANES = (2, 4)
@@ -73,6 +76,24 @@ class TargetFit:
     def cycles(self) -> int:
         """Estimated cycles for the schedule (pipelined: per step; fall-through: per token)."""
         return _objective(self.estimate, self.schedule)
+
+    def report(self, board: str) -> str:
+        """The chosen fabric for ``board``: its parameters, estimated cells against the part,
+        per core, and the estimated cycles (four lines)."""
+        cfg = self.compiled.cfg
+        lines = [f"board {board} ({self.part.name}): fabric {cfg.mesh_w}x{cfg.mesh_h}, "
+                 + ", ".join(f"{k} {getattr(cfg, k)}" for k in CHOSEN_FIELDS[2:])
+                 + f"; cycle budget {self.cycle_budget} per core"]
+        use = ", ".join(f"{name} {need:.0f}/{have} ({100 * need / have:.0f}%)"
+                        for name, (need, have) in self.usage().items())
+        lines.append(f"estimated cells (fabric): {use}; LUT4 = LUT4 sites incl. carries and "
+                     f"LUT RAM, of {100 * self.part.logic_limit:.0f}% of the part")
+        lines.append("estimated cells per core: " + ", ".join(
+            f"{k} {v}" for k, v in self.core.as_cells().items()))
+        lines.append(f"chosen for {self.schedule}: {self.cycles()} estimated cycles "
+                     f"({'per step' if self.schedule == 'pipelined' else 'per token'}); "
+                     f"{len(self.candidates)} candidate fabrics weighed")
+        return "\n".join(lines)
 
 
 def _usage(res: resources.Resources, part: Part) -> dict[str, tuple[float, int]]:

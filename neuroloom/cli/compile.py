@@ -6,13 +6,12 @@ import json
 import time
 from pathlib import Path
 
-from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.image import MODES, save
 from neuroloom.contract.parts import BOARD_PARTS, board_part
 from neuroloom.firmware.compiler import from_compiled
 from neuroloom.firmware.deploy import compile_fitting, is_image, load_model_file
 from neuroloom.firmware.resources import step_cycles
-from neuroloom.firmware.target import compile_for_part
+from neuroloom.firmware.target import CHOSEN_FIELDS, compile_for_part
 
 from . import options
 from .options import CLIError
@@ -89,7 +88,7 @@ def run(args) -> int:
           f"rows, {s['hops_per_token']} hops/token, mode {args.mode}, mapping {args.mapping} "
           f"({time.perf_counter() - t0:.2f} s)")
     if fit is not None:
-        print(board_report(args.board, fit))
+        print(fit.report(args.board))
         if args.fabric_out:
             Path(args.fabric_out).write_text(json.dumps({"config": comp.cfg.to_dict()},
                                                         indent=1) + "\n")
@@ -97,11 +96,6 @@ def run(args) -> int:
     print(f"estimated cycles: {est.pipelined} per step pipelined, {est.fall_through} per token "
           f"fall-through")
     return 0
-
-
-#: fabric fields --board chooses (the others -- widths -- may be given)
-CHOSEN = ("mesh_w", "mesh_h", "neurons", "axons", "synapse_rows", "route_words", "ucode_depth",
-          "groups", "modes", "neuron_lanes", "synapse_lanes")
 
 
 def _check_board_options(args, req) -> None:
@@ -113,28 +107,7 @@ def _check_board_options(args, req) -> None:
     if args.row_budget is not None:
         raise CLIError("--row-budget and --board: with --board the compiler balances synapse "
                        "rows and mode updates itself; drop --row-budget")
-    given = [req.source[k] for k in CHOSEN if k in req.given]
+    given = [req.source[k] for k in CHOSEN_FIELDS if k in req.given]
     if given:
         raise CLIError(f"--board chooses the mesh, capacities and lanes; drop "
                        f"{', '.join(dict.fromkeys(given))} (widths may be given)")
-
-
-def board_report(board: str, fit) -> str:
-    """The chosen fabric for ``board``: its parameters, estimated cells against the part and
-    the estimated cycles (several lines)."""
-    cfg: FabricConfig = fit.compiled.cfg
-    chosen = {k: getattr(cfg, k) for k in CHOSEN}
-    lines = [f"board {board} ({fit.part.name}): fabric {cfg.mesh_w}x{cfg.mesh_h}, "
-             + ", ".join(f"{k} {v}" for k, v in chosen.items() if k not in ("mesh_w", "mesh_h"))
-             + f"; cycle budget {fit.cycle_budget} per core"]
-    use = ", ".join(f"{name} {need:.0f}/{have} ({100 * need / have:.0f}%)"
-                    for name, (need, have) in fit.usage().items())
-    lines.append(f"estimated cells (fabric): {use}; LUT4 = LUT4 sites incl. carries and LUT "
-                 f"RAM, of {100 * fit.part.logic_limit:.0f}% of the part")
-    core = fit.core.as_cells()
-    lines.append("estimated cells per core: " + ", ".join(f"{k} {v}" for k, v in core.items()))
-    lines.append(f"chosen for {fit.schedule}: {fit.cycles()} estimated cycles "
-                 f"({'per step' if fit.schedule == 'pipelined' else 'per token'}); "
-                 f"{len(fit.candidates)} candidate fabrics weighed")
-    return "\n".join(lines)
-
