@@ -3,7 +3,11 @@
 :func:`golden_demo` reports float, quantized-reference and golden-model accuracy in both
 schedules (golden == quantized checked bit for bit); :func:`rtl_demo` adds the fabric RTL under
 Verilator on the first samples (RTL == golden checked per sample) with cycles per token and
-tokens per second at a stated clock (:data:`DEMO_CLOCK_MHZ` unless the caller gives one).
+tokens per second at a stated clock (:data:`DEMO_CLOCK_MHZ` unless the caller gives one). On a
+board (``open_rtl`` a :func:`~neuroloom.firmware.evaluate.serial_driver`), which counts no
+clock cycles for the host, its performance table gives the steps run and the fabric's counters
+(synaptic operations, spikes) per token and tokens per second of the host's wall time over the
+UART.
 Report lines go to ``out`` (stdout), notes to ``note`` (stderr).
 """
 
@@ -26,6 +30,8 @@ from .evaluate import (
     OpenRTL,
     accuracy_float,
     accuracy_q,
+    board_figures,
+    describe_link,
     golden_eval,
     link_cycles,
     rtl_driver,
@@ -125,12 +131,14 @@ def rtl_demo(cfg: FabricConfig, *, mesh_fixed: bool = False, limit: int | None =
              all_samples: bool = False, clock_mhz: float = DEMO_CLOCK_MHZ,
              clock_source: str = DEMO_CLOCK_SOURCE, waves: bool = False,
              open_rtl: OpenRTL = rtl_driver, out: Callable[[str], None] = print,
-             note: Callable[[str], None] = _stderr) -> bool:
+             note: Callable[[str], None] = _stderr, label: str = "RTL") -> bool:
     """:func:`golden_demo`'s ladder on the whole test split, then the RTL on the first
     ``limit`` sequences (default :data:`RTL_DEMO_LIMIT`; fall-through on the first
     :data:`RTL_DEMO_FT` of them; ``all_samples``: the whole split in both), with an accuracy
     table and a performance table (cycles/token, tokens/s at ``clock_mhz``). True when golden ==
-    quantized and RTL == golden held everywhere."""
+    quantized and RTL == golden held everywhere. ``open_rtl`` may open a board, named
+    ``label`` in the tables; a link that counts no clock cycles gets the board's performance
+    table (module docstring) and ``clock_mhz`` is not used."""
     _check_limit(limit)
     if not clock_mhz > 0:
         raise ValueError(f"--clock {clock_mhz!r}: the clock must be a positive number of MHz")
@@ -145,7 +153,7 @@ def rtl_demo(cfg: FabricConfig, *, mesh_fixed: bool = False, limit: int | None =
     s = comp.summary()
     K = x.shape[1]
     out(f"model {name}: {q.describe()}")
-    out(f"digits test split: {len(x)} sequences of {K} tokens; RTL on the first {n}")
+    out(f"digits test split: {len(x)} sequences of {K} tokens; {label} on the first {n}")
     out(f"fabric {s['mesh']} ({s['cores_used']} cores used, {s['neurons']} neurons, "
         f"{s['hops_per_token']} hops/token), {image.num_stages} pipeline stages")
     rows = []                                     # (what, accuracy, samples, note)
@@ -166,27 +174,32 @@ def rtl_demo(cfg: FabricConfig, *, mesh_fixed: bool = False, limit: int | None =
                      else f"{g.mismatches} logits DIFFER"))
         ok &= g.mismatches == 0
     counts = {"pipelined": n, "fall-through": n if all_samples else min(n, RTL_DEMO_FT)}
-    perf = {}
+    perf, runs = {}, {}
     with open_rtl(cfg, waves) as drv:
         t0 = time.perf_counter()
         drv.load(image)
         load_s = time.perf_counter() - t0
         load_cycles = link_cycles(drv.transport)
+        where = describe_link(drv.transport)
         xq = drv.quantize(x[:n])
         for mode in MODES:
             m = counts[mode]
-            r = rtl_eval(drv, xq[:m], mode)
+            r = runs[mode] = rtl_eval(drv, xq[:m], mode, desc=label)
             same = r.same_as(gold[mode])
             ok &= same == m
-            perf[mode] = (r.cycles.mean() / K, m * K / r.seconds, m)
-            rows.append((f"RTL ({mode})", r.accuracy(y), m,
-                         f"RTL == golden bit-exact on {same}/{m} samples"))
+            if r.cycles is not None:
+                perf[mode] = (r.cycles.mean() / K, m * K / r.seconds, m)
+            rows.append((f"{label} ({mode})", r.accuracy(y), m,
+                         f"{label} == golden bit-exact on {same}/{m} samples"))
     out("")
     out(f"{'':<24}{'accuracy':>9}{'samples':>9}")
     for what, acc, m, remark in rows:
         a = "n/a" if acc is None else f"{acc:.4f}"
         out(f"{what:<24}{a:>9}{m:>9}  {remark}".rstrip())
     out("")
+    if len(perf) < len(MODES):                  # a board: no clock cycles
+        _board_table(runs, label, where, load_s, time.perf_counter() - t_start, out)
+        return ok
     out(f"{'RTL mode':<14}{'cycles/token':>13}{f'tokens/s @ {clock_mhz:g} MHz':>22}"
         f"{'simulated tokens/s (wall)':>27}{'samples':>9}")
     for mode in MODES:
@@ -199,3 +212,20 @@ def rtl_demo(cfg: FabricConfig, *, mesh_fixed: bool = False, limit: int | None =
         f"clock {clock_mhz:g} MHz = {clock_source}. Image load: {load_cycles} cycles, "
         f"{load_s:.1f} s. Total {time.perf_counter() - t_start:.0f} s.")
     return ok
+
+
+def _board_table(runs: dict, label: str, where: str, load_s: float, total_s: float,
+                 out: Callable[[str], None]) -> None:
+    """The performance table of a fabric whose link counts no clock cycles (a board)."""
+    out(f"{label + ' mode':<14}{'steps/token':>12}{'syn ops/token':>15}{'spikes/token':>14}"
+        f"{'tokens/s (wall)':>17}{'samples':>9}")
+    for mode in MODES:
+        f = board_figures(runs[mode])
+        out(f"{mode:<14}{f['steps_per_token']:>12.2f}{f['syn_ops_per_token']:>15.1f}"
+            f"{f['spikes_per_token']:>14.1f}{f['tokens_per_s']:>17.1f}{len(runs[mode].running):>9}")
+    out("")
+    out(f"steps/token: the steps run / tokens; synaptic operations and spikes: the fabric's own "
+        f"counters (every core, summed over the samples) / tokens; tokens/s: tokens / the "
+        f"host's wall time of the Driver.run calls over {where}, UART transfers included. A "
+        f"board counts no clock cycles for the host, so this table has none. Image load: "
+        f"{load_s:.1f} s. Total {total_s:.0f} s.")

@@ -3,7 +3,10 @@ fabric model and the fabric RTL, with the reports ``neuroloom eval`` and ``run``
 
 The golden model runs many sequences side by side (:func:`golden_eval`); the RTL runs one
 sequence at a time through the host driver (:func:`rtl_eval`), counting the RTL clock cycles
-of each. Fabrics are reached through the driver's transport registry
+of each where the link counts them (the Verilator link does). A board on a serial port
+(:func:`serial_driver`) runs the same loop; it reports no clock cycles, so its lines give the
+fabric's own counters (steps, synaptic operations) and the host's wall time over the UART
+instead. Fabrics are reached through the driver's transport registry
 (:func:`~neuroloom.firmware.driver.open_transport`), never by importing a simulator, so a
 bench or a board script runs the same loops. Progress bars go to stderr; report lines go to
 an ``out`` callable (``print`` by default).
@@ -21,6 +24,8 @@ import numpy as np
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.image import Image
+from neuroloom.contract.layouts import Counter
+from neuroloom.contract.transport import ARCH_COUNTERS
 
 from .datasets import final_logits, hold_final
 from .deploy import describe_image
@@ -29,8 +34,9 @@ from .model import FloatModel
 from .qmodel import QModel, qforward
 
 __all__ = ["GoldenEval", "OpenRTL", "RTLEval", "RTL_TIMEOUT_S", "accuracy_float", "accuracy_q",
-           "evaluate", "golden_driver", "golden_eval", "link_cycles", "progress_bar",
-           "rtl_driver", "rtl_eval", "run_report"]
+           "board_figures", "describe_link", "evaluate", "golden_driver", "golden_eval",
+           "link_cycles", "progress_bar", "rtl_driver", "rtl_eval", "run_report",
+           "serial_driver"]
 
 #: seconds a Verilator simulation may take to start (its first build included)
 RTL_TIMEOUT_S = 3600.0
@@ -83,6 +89,29 @@ def rtl_driver(cfg: FabricConfig, waves: bool = False,
         yield Driver(transport)
     finally:
         transport.link.close()
+
+
+@contextlib.contextmanager
+def serial_driver(port: str, baud: int | None = None,
+                  timeout: float | None = None) -> Iterator[Driver]:
+    """A driver on a board at serial ``port`` (transport ``serial``), closed at the end. The
+    board is asked for its STATUS at once, so a port that does not open or a board that does
+    not answer fails here (:class:`~neuroloom.contract.transport.DriverError`), before any
+    long computation; ``drv.transport.link.board_status`` holds the answer (mesh size)."""
+    kw = {k: v for k, v in (("baud", baud), ("timeout", timeout)) if v is not None}
+    transport = open_transport("serial", port=port, **kw)
+    try:
+        transport.link.status()
+        yield Driver(transport)
+    finally:
+        transport.close()
+
+
+def describe_link(transport) -> str:
+    """How the host reaches a fabric, for report lines: a serial link's port and baud."""
+    link = getattr(transport, "link", None)
+    port, baud = getattr(link, "port_name", None), getattr(link, "baud", None)
+    return f"serial {port} at {baud} baud" if port else type(transport).__name__
 
 
 @dataclass
@@ -144,11 +173,17 @@ def golden_eval(image: Image, x: np.ndarray, y: np.ndarray, mode: str, q: QModel
 
 @dataclass
 class RTLEval:
-    """The RTL on a test set: running logits (B, K, classes), RTL clock cycles per sample (the
-    commands of one ``Driver.run``: CLEAR, token INJECTs, RUN, counter reads), wall seconds."""
+    """The RTL (or a board) on a test set: running logits (B, K, classes), RTL clock cycles per
+    sample (the commands of one ``Driver.run``: CLEAR, token INJECTs, RUN, counter reads; None
+    when the link does not count them, as a board's does not), steps per sample, the
+    architectural counters of every core summed over the samples (cores, 4; ``ARCH_COUNTERS``
+    order), the tokens streamed, and the host's wall seconds."""
     running: np.ndarray
-    cycles: np.ndarray
+    cycles: np.ndarray | None
     seconds: float
+    steps: np.ndarray
+    counters: np.ndarray
+    tokens: int
 
     def accuracy(self, y: np.ndarray) -> float:
         return float(np.mean(self.running[:, -1].argmax(-1) == y[:len(self.running)]))
@@ -164,17 +199,36 @@ def rtl_eval(drv: Driver, xq: np.ndarray, mode: str, desc: str = "RTL",
     """Run the payloads ``xq`` (B, K, d_in) one sample at a time through ``drv`` (an RTL
     driver with a loaded image), each streamed at its true length (``lengths``; running
     logits held at its last token)."""
-    running, cycles = [], []
+    running, cycles, steps, counters = [], [], [], 0
+    counted = link_cycles(drv.transport) is not None
     t0 = time.perf_counter()
     with progress_bar(len(xq), f"{desc} ({mode})") as bar:
         for b in range(len(xq)):
-            c0 = link_cycles(drv.transport) or 0
+            c0 = link_cycles(drv.transport)
             n = None if lengths is None else lengths[b:b + 1]
             res = drv.run(xq[b:b + 1], mode=mode, lengths=n)
-            cycles.append((link_cycles(drv.transport) or 0) - c0)
+            if counted:
+                cycles.append(link_cycles(drv.transport) - c0)
             running.append(res.running[0])
+            steps.append(res.steps)
+            counters = counters + res.counters
             bar.update(1)
-    return RTLEval(np.array(running), np.array(cycles), time.perf_counter() - t0)
+    tokens = xq.shape[1] * len(xq) if lengths is None else int(np.sum(lengths[:len(xq)]))
+    return RTLEval(np.array(running), np.array(cycles) if counted else None,
+                   time.perf_counter() - t0, np.array(steps), np.asarray(counters), tokens)
+
+
+def board_figures(r: RTLEval) -> dict[str, float]:
+    """Per-token figures of a run from what a board gives: steps run, synaptic operations and
+    spikes sent (the fabric's counters, summed over every core), tokens per second of the
+    host's wall time (UART transfers included)."""
+    n = max(1, r.tokens)
+    col = {k: i for i, k in enumerate(ARCH_COUNTERS)}
+    total = np.asarray(r.counters).sum(axis=0) if np.ndim(r.counters) == 2 else np.zeros(4)
+    return {"steps_per_token": float(np.sum(r.steps)) / n,
+            "syn_ops_per_token": float(total[col[Counter.SYN_OPS]]) / n,
+            "spikes_per_token": float(total[col[Counter.SPIKES_SENT]]) / n,
+            "tokens_per_s": r.tokens / r.seconds if r.seconds > 0 else float("nan")}
 
 
 def evaluate(image: Image, x: np.ndarray, y: np.ndarray, *, dataset: str,
@@ -182,14 +236,17 @@ def evaluate(image: Image, x: np.ndarray, y: np.ndarray, *, dataset: str,
              modes: tuple[str, ...] | None = None, batch: int = 64, rtl: bool = False,
              waves: bool = False, open_rtl: OpenRTL = rtl_driver,
              out: Callable[[str], None] = print, workers: int = 1,
-             scheduler: str | None = None, lengths: np.ndarray | None = None) -> bool:
+             scheduler: str | None = None, lengths: np.ndarray | None = None,
+             label: str = "RTL") -> bool:
     """The accuracy report of ``neuroloom eval``: float (model given), quantized reference
     (QModel given), golden model per mode (bit for bit against the reference when given) and,
     with ``rtl``, the RTL per mode (sample for sample against the golden model). True when
     every comparison held and no sample failed. ``workers`` > 1 or ``scheduler``: the golden
     runs are sharded over a Dask cluster (one for all modes). ``lengths``: each sequence's
     true length (padded at the end), at which every level reads its logits and the RTL
-    streams it."""
+    streams it. ``open_rtl`` may open a board (:func:`serial_driver`), named ``label`` in the
+    report: a link that counts no clock cycles is reported by the fabric's counters and the
+    host's wall time, with a line saying so."""
     tokens = (f"{x.shape[1]} tokens" if lengths is None else
               f"{int(np.min(lengths))}..{int(np.max(lengths))} tokens (true lengths)")
     out(f"{dataset}: {len(x)} test sequences of {tokens}; {describe_image(image)}")
@@ -217,17 +274,28 @@ def evaluate(image: Image, x: np.ndarray, y: np.ndarray, *, dataset: str,
     if not rtl:
         return True
     ok = True
-    n_tokens = len(x) * x.shape[1] if lengths is None else int(np.sum(lengths))
+    uncounted = None
     with open_rtl(image.cfg, waves) as drv:
         drv.load(image)
         xq = drv.quantize(x)
         for mode in modes:
-            r = rtl_eval(drv, xq, mode, lengths=lengths)
+            r = rtl_eval(drv, xq, mode, desc=label, lengths=lengths)
             same = r.same_as(gold[mode])
-            out(f"RTL accuracy        {r.accuracy(y):.4f}  [{mode}, "
-                f"{r.cycles.sum() / n_tokens:.1f} cycles/token, {len(x) / r.seconds:.2f} "
-                f"seq/s simulated] RTL == golden bit-exact on {same}/{len(x)} samples")
+            if r.cycles is not None:
+                perf = (f"{r.cycles.sum() / r.tokens:.1f} cycles/token, "
+                        f"{len(x) / r.seconds:.2f} seq/s simulated")
+            else:
+                uncounted = describe_link(drv.transport)
+                f = board_figures(r)
+                perf = (f"{f['steps_per_token']:.2f} steps/token, {f['syn_ops_per_token']:.1f} "
+                        f"syn ops/token, {f['tokens_per_s']:.1f} tokens/s wall")
+            out(f"{label + ' accuracy':<20}{r.accuracy(y):.4f}  [{mode}, {perf}] {label} == "
+                f"golden bit-exact on {same}/{len(x)} samples")
             ok &= same == len(x)
+    if uncounted:
+        out(f"{label}: a board counts no clock cycles for the host; steps/token: the steps run, "
+            f"syn ops/token: the fabric's counters, tokens/s: the host's wall time over "
+            f"{uncounted} (UART transfers included)")
     return ok
 
 

@@ -24,12 +24,16 @@ import serial
 
 from neuroloom.contract.hostproto import (
     OUTPUT,
+    RESPONSE,
+    Cmd,
     Frame,
     FrameError,
     FrameHeader,
     checksum,
     decode_frames,
+    encode_frame,
     from_word,
+    parse_status,
 )
 from neuroloom.contract.transport import DriverError
 
@@ -128,6 +132,28 @@ class SerialLink:
             raise DriverError(f"cannot open serial port {port!r}: {e}; is the board plugged "
                               f"in (ls /dev/ttyUSB*) and the port free?") from None
         self.frames_sent = 0
+        #: the board's last STATUS answer (:meth:`status`), None before one
+        self.board_status: dict | None = None
+
+    def status(self) -> dict:
+        """Ask the board for its STATUS: ``{"mesh_w", "mesh_h", "step", "overrun"}``
+        (:func:`~neuroloom.contract.hostproto.parse_status`), kept in :attr:`board_status`.
+
+        Raises
+        ------
+        DriverError
+            nothing answers within the timeout, or the answer is not a NeuroLoom fabric's.
+        """
+        frames = decode_frames(self.exchange(encode_frame(Cmd.STATUS, [], seq=0)))
+        resp = frames[-1]
+        try:
+            if resp.is_error or resp.opcode != Cmd.STATUS | RESPONSE:
+                raise FrameError(f"STATUS answered with {resp.describe()}")
+            self.board_status = parse_status(resp.payload)
+        except FrameError as e:
+            raise DriverError(f"the device on {self.port_name} is not a NeuroLoom board: "
+                              f"{e}") from None
+        return self.board_status
 
     def exchange(self, words: list[int]) -> list[int]:
         """Send one command frame; the words of its OUTPUT frames and its response frame."""

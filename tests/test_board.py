@@ -4,6 +4,7 @@ constraints (fast), and the UART fabric answering frames over its serial lines i
 """
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from amaranth.sim import Simulator
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.hostproto import ERROR, MAGIC, Cmd, decode_frames, encode_frame
+from neuroloom.firmware.driver import open_transport
 from neuroloom.fpga.boards import BOARDS, board
 from neuroloom.fpga.ecp5 import pll_params
 from neuroloom.fpga.top import BoardTop, UARTFabric
@@ -288,3 +290,97 @@ def test_the_serial_default_baud_is_the_default_board_builds():
     top = BoardTop(board("ulx3s-85f"), SMALL, clock_mhz=DEFAULT_CLOCK_MHZ)
     assert top.baud == DEFAULT_BAUD
     assert abs(top.pll.f_out_mhz - DEFAULT_CLOCK_MHZ) < 1e-9
+
+
+# -- eval and demo on a board (--backend serial): errors and reports ----------------------------
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [["eval", "firmware/models/digits-q"], ["demo"]])
+def test_serial_backend_errors_are_one_line(command, capsys):
+    import os
+
+    from neuroloom.cli import main
+    assert main([*command, "--backend", "serial"]) == 1
+    assert "--backend serial needs --port" in _one_error_line(capsys)
+    assert main([*command, "--backend", "serial", "--port", "/dev/no-such-tty"]) == 1
+    assert "cannot open serial port '/dev/no-such-tty'" in _one_error_line(capsys)
+    master, slave = os.openpty()                     # a port with no board behind it
+    try:
+        assert main([*command, "--backend", "serial", "--port", os.ttyname(slave)]) == 1
+        assert re.search(r"no answer from the board on /dev/pts/\d+ to command 0x07 "
+                         r"\(seq 0\) within 2 s", _one_error_line(capsys))
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert main([*command, "--backend", "golden", "--baud", "3000000"]) == 1
+    assert "--port and --baud need --backend serial" in _one_error_line(capsys)
+
+
+class _SilentCycles:
+    """The host link reference model as a board's link: answers, counts no clock cycles."""
+
+    def __init__(self, cfg):
+        self.inner = open_transport("model", cfg=cfg).link
+        self.port_name, self.baud = "/dev/ttyFAKE0", 3_000_000
+        self.board_status = {"mesh_w": cfg.mesh_w, "mesh_h": cfg.mesh_h, "step": 0,
+                             "overrun": False}
+
+    def exchange(self, words):
+        return self.inner.exchange(words)
+
+    def close(self):
+        pass
+
+
+def test_demo_on_a_board_reports_counters_and_wall_time_not_cycles(monkeypatch, capsys):
+    """``demo --backend serial``: a board counts no clock cycles, so the performance table has
+    the fabric's counters (here checked against the golden model's) and the host's wall time,
+    and says so; no cycles/token and no clock."""
+    import contextlib
+    import dataclasses
+
+    from neuroloom.cli import command_module, main
+    from neuroloom.contract.transport import ARCH_COUNTERS, Counter
+    from neuroloom.firmware.compiler import from_compiled
+    from neuroloom.firmware.datasets import digits
+    from neuroloom.firmware.demo import shipped_model
+    from neuroloom.firmware.deploy import compile_fitting
+    from neuroloom.firmware.driver import Driver, golden_driver
+    from neuroloom.firmware.transports import FramedTransport
+
+    @contextlib.contextmanager
+    def board(args):
+        yield Driver(FramedTransport(_SilentCycles(FabricConfig())))
+
+    import neuroloom.firmware.demo as demo
+    split = digits()                                 # 12 test sequences keep the test short
+    monkeypatch.setattr(demo, "digits", lambda: dataclasses.replace(
+        split, x_test=split.x_test[:12], y_test=split.y_test[:12]))
+    monkeypatch.setattr(command_module("demo"), "board_driver", board)
+    assert main(["demo", "--backend", "serial", "--port", "/dev/ttyFAKE0", "--limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("board == golden bit-exact on 2/2 samples") == 2, out
+    assert "cycles/token" not in out and "MHz" not in out, out
+    assert "no clock cycles" in out and "wall time" in out and "/dev/ttyFAKE0" in out
+    # the expected figures, from the golden model on the same two samples
+    _, q, _ = shipped_model()
+    image = from_compiled(compile_fitting(q, FabricConfig(), "pipelined", mesh_fixed=True))
+    gold = golden_driver(1)
+    gold.load(image)
+    xq = gold.quantize(digits().x_test[:2])
+    col = ARCH_COUNTERS.index(Counter.SYN_OPS)
+    for mode in ("pipelined", "fall-through"):
+        runs = [gold.run(xq[b:b + 1], mode=mode) for b in range(2)]
+        tokens = 2 * xq.shape[1]
+        steps = sum(r.steps for r in runs) / tokens
+        syn_ops = sum(int(r.counters[:, col].sum()) for r in runs) / tokens
+        row = next(ln for ln in out.splitlines() if ln.startswith(f"{mode} "))
+        fields = row.split()
+        assert float(fields[1]) == pytest.approx(steps, abs=0.005), (row, steps)
+        assert float(fields[2]) == pytest.approx(syn_ops, abs=0.05), (row, syn_ops)
+        assert float(fields[4]) > 0 and int(fields[5]) == 2, row

@@ -1,12 +1,13 @@
-"""Test accuracy down the ladder: float, quantized reference, golden model, RTL."""
+"""Test accuracy down the ladder: float, quantized reference, golden model, RTL or a board."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 
 from neuroloom.contract.image import MODES
 from neuroloom.firmware.distributed import ClusterError
-from neuroloom.firmware.evaluate import evaluate
+from neuroloom.firmware.evaluate import evaluate, serial_driver
 
 from . import options
 from .options import CLIError
@@ -28,9 +29,10 @@ def add_arguments(parser) -> None:
     g.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="use an existing Dask cluster, e.g. tcp://host:8786 (SSH, SLURM, "
                         "Kubernetes deployments; its workers need neuroloom installed)")
-    options.add_backend_options(parser)
+    options.add_backend_options(parser, serial=True)
     options.add_fabric_options(parser, "A model is compiled for this fabric; an image must "
-                               "match every fabric option given")
+                               "match every fabric option given (on a board: the options it "
+                               "was built with; the mesh is the board's unless given)")
     options.add_mapping_option(parser)
     options.add_import_options(parser)
     options.add_dataset_options(parser, "the test split to evaluate on (default digits; "
@@ -51,8 +53,44 @@ def run(args) -> int:
                        "(drop --workers, or use --backend golden)")
     if (args.workers > 1 or args.scheduler) and importlib.util.find_spec("distributed") is None:
         raise CLIError("--workers/--scheduler need Dask: pip install 'dask[distributed]'")
+    with board_driver(args) as board:
+        return _evaluate(args, board)
+
+
+@contextlib.contextmanager
+def board_driver(args):
+    """The board's driver (``--backend serial``; asked for its STATUS first, so a missing or
+    silent board fails before the golden runs), else None."""
+    if args.backend != "serial":
+        yield None
+        return
+    with serial_driver(args.port, args.baud) as drv:
+        yield drv
+
+
+def board_request(args, board):
+    """The fabric request of ``args``, on a board with the board's mesh unless one is given
+    (then it must be the board's)."""
+    req = options.fabric_request(args)
+    if board is None:
+        return req
+    st = board.transport.link.board_status
+    mesh = {"mesh_w": st["mesh_w"], "mesh_h": st["mesh_h"]}
+    if req.mesh_fixed:
+        asked = (req.config().mesh_w, req.config().mesh_h)
+        if asked != (mesh["mesh_w"], mesh["mesh_h"]):
+            raise CLIError(f"the board on {args.port} has a {mesh['mesh_w']}x{mesh['mesh_h']} "
+                           f"mesh, not the {asked[0]}x{asked[1]} asked for; give its mesh "
+                           f"(or leave --mesh out)")
+    else:
+        for k, v in mesh.items():
+            req.given[k], req.source[k] = v, f"the board on {args.port}"
+    return req
+
+
+def _evaluate(args, board) -> int:
     data = options.dataset_from_args(args)
-    target = options.load_target(args.target, args, options.fabric_request(args), data,
+    target = options.load_target(args.target, args, board_request(args, board), data,
                                  mode=args.mode or "pipelined")
     image = target.image
     if len(image.inputs) != data.d_in:
@@ -61,12 +99,16 @@ def run(args) -> int:
     x, y = data.x_test[:args.limit], data.y_test[:args.limit]
     y = options.labels_for_model(data, options.model_labels(target), y)
     lengths = None if data.len_test is None else data.len_test[:args.limit]
+    if board is None:
+        open_rtl, label = verilator_driver, "RTL"
+    else:
+        open_rtl, label = (lambda cfg, waves: contextlib.nullcontext(board)), "board"
     try:
         ok = evaluate(image, x, y, dataset=data.name, float_model=target.float_model,
                       qmodel=target.qmodel, modes=(args.mode,) if args.mode else None,
-                      batch=args.batch, rtl=args.backend == "verilator", waves=args.waves,
-                      open_rtl=verilator_driver, workers=args.workers,
-                      scheduler=args.scheduler, lengths=lengths)
+                      batch=args.batch, rtl=args.backend != "golden", waves=args.waves,
+                      open_rtl=open_rtl, workers=args.workers,
+                      scheduler=args.scheduler, lengths=lengths, label=label)
     except ClusterError as e:
         raise CLIError(str(e)) from None
     return 0 if ok else 1
