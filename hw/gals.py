@@ -144,6 +144,10 @@ class GalsBarrier(wiring.Component):
     ----------
     tiles : int
         Number of :class:`TileAgent` s.
+    fault : str, optional
+        Only for tests that show the checks catch a broken barrier: ``"ignore_counts"`` ends
+        a step on quiet reports whatever the counts, ``"any_ack"`` takes a round as complete
+        when any tile (not every tile) has answered.
 
     Interface attributes
     --------------------
@@ -168,9 +172,12 @@ class GalsBarrier(wiring.Component):
         Rounds completed (for the cost benchmark).
     """
 
-    def __init__(self, tiles: int, *, step_bits: int = 32):
+    def __init__(self, tiles: int, *, step_bits: int = 32, fault: str | None = None):
         if not isinstance(tiles, int) or tiles < 1:
             raise ValueError(f"GalsBarrier tiles={tiles!r} must be a positive integer")
+        if fault not in (None, "ignore_counts", "any_ack"):
+            raise ValueError(f"GalsBarrier fault={fault!r} is not a known fault")
+        self._fault = fault
         self._tiles = tiles
         self._step_bits = step_bits
         super().__init__({
@@ -197,7 +204,10 @@ class GalsBarrier(wiring.Component):
 
         in_round = Signal()
         done = Signal()
-        m.d.comb += done.eq(in_round & (ack == self.req.replicate(n)))
+        if self._fault == "any_ack":
+            m.d.comb += done.eq(in_round & (~(ack ^ self.req.replicate(n))).any())
+        else:
+            m.d.comb += done.eq(in_round & (ack == self.req.replicate(n)))
 
         # host-side counts and activity since the last completed round
         h_sent, h_recv = Signal(COUNT_BITS), Signal(COUNT_BITS)
@@ -213,8 +223,11 @@ class GalsBarrier(wiring.Component):
             total_recv.eq(sum(self.recv[i] for i in range(n)) + h_recv),
         ]
         clean = Signal()
-        m.d.comb += clean.eq(self.quiet_in.all() & ~h_active & ~h_now &
-                             (total_sent == total_recv))
+        if self._fault == "ignore_counts":
+            m.d.comb += clean.eq(self.quiet_in.all() & ~h_active & ~h_now)
+        else:
+            m.d.comb += clean.eq(self.quiet_in.all() & ~h_active & ~h_now &
+                                 (total_sent == total_recv))
         prev_sent, prev_recv = Signal(COUNT_BITS), Signal(COUNT_BITS)
 
         remaining = Signal(self._step_bits)
