@@ -33,8 +33,8 @@ from .ecp5 import PFD_MHZ
 from .synth import NextpnrError, Part, SynthResult, synthesize
 from .top import BoardTop
 
-__all__ = ["BoardBuild", "BuildError", "ProgramError", "build", "program", "RESOURCES",
-           "DEFAULT_CLOCK_MHZ"]
+__all__ = ["BoardBuild", "BuildError", "ProgramError", "build", "clock_fmax", "program",
+           "RESOURCES", "DEFAULT_CLOCK_MHZ"]
 
 #: the fabric clock of a board build unless asked otherwise: a PLL clock (25 MHz / 4) below the
 #: ~9.8 MHz that today's core reaches on the LFE5U-85F-6 (bench/results/board_25mhz.json), at
@@ -55,6 +55,26 @@ class ProgramError(RuntimeError):
     """openFPGALoader is missing, or could not load the bitstream (e.g. no board attached)."""
 
 
+def clock_fmax(run, fabric_mhz: float, uart_mhz: float | None) -> dict[str, float | None]:
+    """``{"fabric": MHz, "uart": MHz}``: the Fmax nextpnr reached for the fabric clock and for
+    the UART clock in one place-and-route ``run``. nextpnr names clocks after a net, so each
+    is told by the constraint it derived from the PLL (its report, kept beside the log): the
+    constraint nearest ``uart_mhz`` is the UART clock's. Without a report (or constraints),
+    every clock counts as the fabric's (the slowest)."""
+    try:
+        clocks = json.loads(Path(run.report).read_text()).get("fmax", {})
+        pairs = [(float(v["achieved"]), float(v["constraint"])) for v in clocks.values()]
+    except (OSError, ValueError, KeyError, TypeError):
+        pairs = []
+    if not pairs or uart_mhz is None:
+        return {"fabric": run.fmax, "uart": None}
+    out: dict[str, list[float]] = {"fabric": [], "uart": []}
+    for achieved, constraint in pairs:
+        uart = abs(constraint - uart_mhz) < abs(constraint - fabric_mhz)
+        out["uart" if uart else "fabric"].append(achieved)
+    return {k: min(v) if v else None for k, v in out.items()}
+
+
 @dataclasses.dataclass(frozen=True)
 class BoardBuild:
     """One board build: what was asked, what the tools measured, where the files are."""
@@ -73,13 +93,29 @@ class BoardBuild:
         return self.synth.bitstream
 
     @property
+    def uart_mhz(self) -> float | None:
+        """The UART clock (the PLL's CLKOS)."""
+        return self.pll.get("f_os_mhz")
+
+    def _clock_fmax(self) -> dict[int, dict[str, float | None]]:
+        return {r.seed: clock_fmax(r, self.pll["f_out_mhz"], self.uart_mhz)
+                for r in self.synth.runs}
+
+    @property
     def fmax_by_seed(self) -> dict[int, float | None]:
-        return self.synth.fmax_by_seed
+        """The fabric clock's Fmax per seed."""
+        return {seed: f["fabric"] for seed, f in self._clock_fmax().items()}
+
+    @property
+    def uart_fmax_by_seed(self) -> dict[int, float | None]:
+        """The UART clock's Fmax per seed (None: not told apart)."""
+        return {seed: f["uart"] for seed, f in self._clock_fmax().items()}
 
     @property
     def best_fmax(self) -> float | None:
+        """The fabric clock's Fmax of the seed that was packed."""
         best = self.synth.best
-        return best.fmax if best else None
+        return self.fmax_by_seed.get(best.seed) if best else None
 
     def resources(self) -> dict[str, tuple[int, int]]:
         """(used, available) per table resource, from nextpnr's utilization."""
@@ -98,7 +134,9 @@ class BoardBuild:
                 "clock_mhz_pll": self.pll["f_out_mhz"], "pll": self.pll, "baud": self.baud,
                 "resources": {k: {"used": u, "available": a}
                               for k, (u, a) in self.resources().items()},
+                "uart_clock_mhz": self.uart_mhz,
                 "fmax_mhz_by_seed": {str(k): v for k, v in self.fmax_by_seed.items()},
+                "uart_fmax_mhz_by_seed": {str(k): v for k, v in self.uart_fmax_by_seed.items()},
                 "pnr_seconds_by_seed": {str(r.seed): r.seconds for r in self.synth.runs},
                 "synth_seconds": self.synth.synth_seconds, "build_seconds": self.seconds,
                 "bitstream": str(bit) if bit else None,
@@ -107,17 +145,23 @@ class BoardBuild:
 
     def table(self) -> str:
         """The build report: resources used of available, Fmax per seed, bitstream."""
+        uart_clock = f" from a {self.uart_mhz:g} MHz UART clock" if self.uart_mhz else ""
         lines = [f"{self.board}, {self.cfg.mesh_w}x{self.cfg.mesh_h} fabric, clock "
-                 f"{self.pll['f_out_mhz']:g} MHz (PLL), UART {self.baud} baud",
+                 f"{self.pll['f_out_mhz']:g} MHz (PLL), UART {self.baud} baud{uart_clock}",
                  f"  {'resource':<12}{'used':>8}{'available':>11}{'%':>7}"]
         for name, (used, avail) in self.resources().items():
             pct = f"{100 * used / avail:.1f}" if avail else "-"
             lines.append(f"  {name:<12}{used:>8}{avail:>11}{pct:>7}")
         clock = self.pll["f_out_mhz"]
         lines.append(f"  {'seed':<12}{'Fmax MHz':>8}   vs the {clock:g} MHz clock")
+        uart = self.uart_fmax_by_seed
         for seed, fmax in self.fmax_by_seed.items():
             verdict = "-" if fmax is None else "meets" if fmax >= clock else "MISSES"
-            lines.append(f"  {seed:<12}{fmax if fmax is None else f'{fmax:.1f}':>8}   {verdict}")
+            u = uart.get(seed)
+            if u is not None:
+                verdict += (f" (UART clock {u:.1f} MHz: "
+                            f"{'meets' if u >= self.uart_mhz else 'MISSES'} {self.uart_mhz:g})")
+            lines.append(f"  {seed:<12}{'-' if fmax is None else f'{fmax:.1f}':>8}   {verdict}")
         bit = self.bitstream
         size = f" ({bit.stat().st_size // 1024} KiB)" if bit and bit.is_file() else ""
         lines.append(f"  bitstream: {bit}{size}" if bit else "  bitstream: none")
@@ -180,7 +224,8 @@ def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_C
     pll = top.pll
     log(f"[1/3] elaborate: {b.name}, {cfg.mesh_w}x{cfg.mesh_h} fabric, PLL {b.clock_mhz:g} -> "
         f"{pll.f_out_mhz:g} MHz (CLKI_DIV {pll.clki_div}, CLKFB_DIV {pll.clkfb_div}, CLKOP_DIV "
-        f"{pll.clkop_div}), UART {top.baud} baud (divisor {top.divisor})")
+        f"{pll.clkop_div}), UART {top.baud} baud (UART clock {pll.f_os_mhz:g} MHz: CLKOS_DIV "
+        f"{pll.clkos_div}, divisor {top.divisor})")
     plan = b.platform().prepare(top, name="top", debug_verilog=True)
     verilog = plan.files["top.debug.v"]
     (out / "top.v").write_text(verilog)
@@ -204,7 +249,7 @@ def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_C
         + ", ".join(f"seed {r.seed} {r.seconds:.0f} s" for r in result.runs))
     done = BoardBuild(board=b.name, cfg=cfg, clock_mhz=float(clock_mhz), baud=top.baud,
                       pll={**dataclasses.asdict(pll), "f_out_mhz": pll.f_out_mhz,
-                           "f_vco_mhz": pll.f_vco_mhz},
+                           "f_vco_mhz": pll.f_vco_mhz, "f_os_mhz": pll.f_os_mhz},
                       synth=result, out_dir=out, seconds=round(time.perf_counter() - t0, 1))
     table = done.table()
     log("[3/3] report:\n" + table)
@@ -212,6 +257,12 @@ def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_C
     (out / "build.json").write_text(json.dumps(done.figures(), indent=1))
 
     fmax = done.best_fmax
+    uart_fmax = done.uart_fmax_by_seed.get(result.best.seed) if result.best else None
+    if check_timing and uart_fmax is not None and uart_fmax < pll.f_os_mhz:
+        raise BuildError(f"timing: the UART clock's logic reaches {uart_fmax:.1f} MHz, below "
+                         f"its {pll.f_os_mhz:g} MHz clock; build with a slower --baud (its UART "
+                         f"clock is chosen for it) or more --seeds; the bitstream and reports "
+                         f"are in {out}")
     if check_timing and fmax is not None and fmax < pll.f_out_mhz:
         step = _pll_step(b.clock_mhz)
         slower = math.floor(fmax / step) * step

@@ -163,7 +163,9 @@ def test_uart_fabric_answers_status_and_bad_frames_over_its_lines(fabric_period)
 
 
 # -- the build flow (tools replaced by a stand-in; the real build is the slow test below) -------
-def fake_synthesize(fmax_by_seed, fail=None):
+def fake_synthesize(fmax_by_seed, fail=None, uart_fmax=None):
+    """``uart_fmax``: write nextpnr reports with the fabric clock (constrained to the requested
+    clock) and the UART clock (60 MHz) apart, as a two-clock board top gives them."""
     from neuroloom.fpga.synth import NextpnrError, PnrRun, SynthResult
 
     def synthesize(verilog, *, top, part, frequency_mhz, seeds, bitstream, lpf, out_dir,
@@ -172,8 +174,16 @@ def fake_synthesize(fmax_by_seed, fail=None):
             raise NextpnrError(fail)
         out = Path(out_dir)
         (out / "top.bit").write_bytes(b"\xff" * 4096)
-        runs = tuple(PnrRun(seed=s, fmax_mhz={"clk": fmax_by_seed[s]}, critical_path=(),
-                            log=out / "log", report=out / "r.json", seconds=1.0) for s in seeds)
+        if uart_fmax is not None:
+            for s in seeds:
+                (out / f"r{s}.json").write_text(json.dumps({"fmax": {
+                    "$glbnet$fabric.clk": {"achieved": fmax_by_seed[s],
+                                           "constraint": frequency_mhz},
+                    "$glbnet$fabric.cmd_cdc.uart_clk": {"achieved": uart_fmax,
+                                                         "constraint": 60.0}}}))
+        runs = tuple(PnrRun(seed=s, fmax_mhz={"clk": min(fmax_by_seed[s], uart_fmax or 1e9)},
+                            critical_path=(), log=out / "log", report=out / f"r{s}.json",
+                            seconds=1.0) for s in seeds)
         util = {"TRELLIS_COMB": {"used": 9000, "available": 83640},
                 "TRELLIS_FF": {"used": 5000, "available": 83640},
                 "DP16KD": {"used": 40, "available": 208},
@@ -212,6 +222,25 @@ def test_build_that_misses_the_clock_names_a_clock_that_works(tmp_path, monkeypa
                                             r"clock; build with --clock 18\.75"):
         fb.build("ulx3s-85f", SMALL, clock_mhz=50, out_dir=tmp_path, log=lambda s: None)
     assert (tmp_path / "report.txt").is_file(), "the reports stay when timing fails"
+
+
+def test_build_judges_the_fabric_and_the_uart_clock_each_by_its_own(tmp_path, monkeypatch):
+    import neuroloom.fpga.build as fb
+    monkeypatch.setattr(fb, "synthesize", fake_synthesize({1: 52.5}, uart_fmax=48.0))
+    with pytest.raises(fb.BuildError, match=r"the UART clock's logic reaches 48\.0 MHz, below "
+                                            r"its 60 MHz clock"):
+        fb.build("ulx3s-85f", SMALL, clock_mhz=50, out_dir=tmp_path, log=lambda s: None)
+    # the UART clock's logic slower than the fabric's but faster than its own clock: meets
+    monkeypatch.setattr(fb, "synthesize", fake_synthesize({1: 101.0, 2: 90.0}, uart_fmax=95.0))
+    done = fb.build("ulx3s-85f", SMALL, clock_mhz=100, seeds=(1, 2), out_dir=tmp_path,
+                    log=lambda s: None)
+    assert done.fmax_by_seed == {1: 101.0, 2: 90.0} and done.best_fmax == 101.0
+    assert done.uart_fmax_by_seed == {1: 95.0, 2: 95.0}
+    table = done.table()
+    assert "101.0   meets (UART clock 95.0 MHz: meets 60)" in table, table
+    assert "90.0   MISSES (UART clock 95.0 MHz: meets 60)" in table, table
+    figures = json.loads((tmp_path / "build.json").read_text())
+    assert figures["uart_clock_mhz"] == 60 and figures["uart_fmax_mhz_by_seed"]["1"] == 95.0
 
 
 def test_build_that_does_not_fit_names_the_resource(tmp_path, monkeypatch):
