@@ -139,10 +139,14 @@ def test_eval_on_the_simulated_board(small_board, tmp_path, capsys, monkeypatch)
 
 
 @pytest.mark.slow
-def test_shipped_digits_model_on_the_simulated_board():
+def test_shipped_digits_model_on_the_simulated_board(capsys, monkeypatch):
     """The shipped model on the default 2x2 fabric (its own Verilator build, minutes), the
-    fabric clock faster than the UART clock."""
+    fabric clock faster than the UART clock; then ``neuroloom demo --backend serial`` on it."""
+    import functools
+
+    from neuroloom.cli import command_module, main
     from neuroloom.firmware.datasets import load_dataset
+    from neuroloom.firmware.evaluate import serial_driver
     from neuroloom.firmware.importer import load_model
     cfg = FabricConfig()
     model = load_model("firmware/models/digits-q")
@@ -156,3 +160,9 @@ def test_shipped_digits_model_on_the_simulated_board():
         drv.load(img)
         check_both_schedules(drv, img, x, ref, "board")
         t.close()
+        monkeypatch.setattr(command_module("eval"), "serial_driver",
+                            functools.partial(serial_driver, timeout=60))
+        assert main(["demo", "--backend", "serial", "--port", board.port, "--limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("board == golden bit-exact on 2/2 samples") == 2, out
+    assert "cycles/token" not in out and "a board counts no clock cycles" in out, out

@@ -29,8 +29,8 @@ def add_arguments(parser) -> None:
     b.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="nextpnr seeds 1..N, one place-and-route each (default 1)")
     b.add_argument("--baud", type=int, default=None,
-                   help="UART rate (default: the fastest the board's USB-UART and the clock "
-                        "allow)")
+                   help="UART rate (default: the fastest the board's USB-UART makes, 3000000 "
+                        "on the ULX3S; the UART has a clock of its own, made for it)")
     b.add_argument("--step-budget", type=int, default=0, metavar="CYCLES",
                    help="barrier overrun budget per step, lights the overrun LED (default 0: "
                         "none)")
