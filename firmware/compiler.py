@@ -68,7 +68,7 @@ from .qmodel import DEFAULT_MAPPING, MAPPINGS, QLayer, QLinear, QModel, check_ma
 
 __all__ = ["CompileError", "FitError", "AccumulatorRangeError", "MODES", "StageInfo",
            "Compiled", "compile_model", "from_compiled", "random_qmodel", "snake_order",
-           "fitting_mesh", "MAPPINGS", "DEFAULT_MAPPING"]
+           "fitting_mesh", "MAPPINGS", "DEFAULT_MAPPING", "PACKINGS"]
 
 MAX_MESH = 1 << FabricConfig.COORD_BITS   # tiles per mesh side (the coordinate width)
 
@@ -91,6 +91,9 @@ class FitError(CompileError):
 class AccumulatorRangeError(CompileError):
     """Some dendrite accumulator could leave the ``acc_width`` range for worst-case payloads."""
 
+
+#: how the packer puts stages on cores (compile_model's ``packing``)
+PACKINGS = ("fill", "spread")
 
 RESOURCES = ("neurons", "axons", "synapse_rows", "route_words", "ucode", "groups", "modes")
 
@@ -405,12 +408,18 @@ class _CoreLoad:
                 "groups": len(self.stages), "modes": self.modes}
 
 
-def _pack(net: _Net, cfg: FabricConfig, caps: dict, cycle_budget: int | None = None):
+def _pack(net: _Net, cfg: FabricConfig, caps: dict, cycle_budget: int | None = None,
+          spread: int | None = None):
     """Greedy stage-ordered packing on an unbounded line of cores ("slots"), each within the
     per-core capacities ``caps`` (resource -> amount) and, with ``cycle_budget``, within that
     many estimated neuron-engine cycles per step (``resources.group_cycles``, every group
     active): a core takes an item while its neurons' work still fits, so mode updates spread
     over the cores as evenly as synapse rows do under a row budget.
+
+    ``spread``: instead of filling cores one after the other, cut every stage into ``spread``
+    consecutive chunks (a multiple of ``synapse_lanes`` neurons each, so rows stay dense) and
+    put chunk k on core k: every core holds a share of every stage, which balances the work of
+    both schedules (fall-through runs one stage at a time).
 
     Returns ``(loads, where, rejects, dests)``: per-slot usage, ``where[(stage, j)] = slot``,
     how often each resource made the packer open a new core, and ``dests[source] = slots``
@@ -526,6 +535,37 @@ def _pack(net: _Net, cfg: FabricConfig, caps: dict, cycle_budget: int | None = N
         raise FitError(f"{label} needs {used} {name} on one core, capacity is {caps[name]} "
                        f"({used - caps[name]} over); no mesh size helps: raise the core's "
                        f"{name} capacity", name, used, caps[name])
+
+    def place_on(slot, item, label):
+        """Put ``item`` on core ``slot`` (spread packing), or raise FitError."""
+        while len(loads) <= slot:
+            loads.append(_CoreLoad())
+            core_progs.append(set())
+        res, used, commit = attempt(slot, item)
+        if commit is None:
+            name = res if isinstance(res, str) else "route_words"
+            cap = cycle_budget if name == "cycles" else caps[name]
+            raise FitError(f"{label}: spread over {spread} cores, core {slot} needs {used} "
+                           f"{name}, capacity is {cap} ({used - cap} over); raise {name} or use "
+                           "more cores", name, used, cap)
+        commit()
+
+    if spread is not None:
+        for st in net.stages:
+            s = st.index
+            if st.kind == "readout":
+                continue
+            if st.kind == "modes":        # channel blocks with their readouts
+                items = [[(s, h * net.M + m) for m in range(net.M)] + [(s + 1, h)]
+                         for h in range(net.H)]
+            else:
+                items = [[(s, j)] for j in range(st.size)]
+            chunk = -(-len(items) // spread)
+            chunk = -(-chunk // lanes) * lanes
+            for k in range(0, len(items), chunk):
+                for i, item in enumerate(items[k:k + chunk]):
+                    place_on(k // chunk, item, f"{st.name} neuron {k + i}")
+        return loads, where, rejects, dests
 
     for st in net.stages:
         s = st.index
@@ -682,7 +722,8 @@ def _check_mode(mode: str) -> None:
 def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "pipelined",
                   allow_acc_wrap: bool = False, optimize_placement: bool = True,
                   row_budget: int | None = None, mapping: str = DEFAULT_MAPPING,
-                  mode_budget: int | None = None, cycle_budget: int | None = None) -> Compiled:
+                  mode_budget: int | None = None, cycle_budget: int | None = None,
+                  packing: str = "fill") -> Compiled:
     """Map ``model`` onto the fabric ``cfg``.
 
     ``mapping``: ``"per-mode"`` (one neuron per complex mode, readout and mixing neurons: 3
@@ -710,6 +751,10 @@ def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "p
     (:func:`~neuroloom.firmware.resources.group_cycles` of its groups, all active); with
     ``row_budget`` set to the same value the packer balances mode updates and synapse rows
     (what ``neuroloom compile --board`` searches over, :mod:`neuroloom.firmware.target`).
+
+    ``packing``: ``"fill"`` (cores filled one after the other in stage order, the default) or
+    ``"spread"`` (every stage cut into one chunk per core of the mesh: balanced work in both
+    schedules, more route words and axons per core).
     """
     cfg = cfg or FabricConfig()
     _check_mode(mode)
@@ -728,6 +773,8 @@ def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "p
         if budget > caps[resource]:
             raise CompileError(f"{name}={budget} is more than a core's {caps[resource]} {what}")
         caps[resource] = budget
+    if packing not in PACKINGS:
+        raise CompileError(f"packing {packing!r} is not one of {', '.join(PACKINGS)}")
     if cycle_budget is not None and (isinstance(cycle_budget, bool)
                                      or not isinstance(cycle_budget, int) or cycle_budget < 1):
         raise CompileError(f"cycle_budget={cycle_budget!r} must be a positive integer")
@@ -739,7 +786,8 @@ def compile_model(model: QModel, cfg: FabricConfig | None = None, mode: str = "p
             raise
         bounds = {}
     net = _Net(model, cfg, mapping)
-    loads, where, rejects, dests = _pack(net, cfg, caps, cycle_budget)
+    loads, where, rejects, dests = _pack(net, cfg, caps, cycle_budget,
+                                         cfg.num_cores if packing == "spread" else None)
     n_needed = len(loads) if loads[-1].neurons else len(loads) - 1
     if n_needed > cfg.num_cores:
         if rejects.get("cycles", 0) > max((rejects.get(r, 0) for r in RESOURCES), default=0):

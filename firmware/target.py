@@ -25,7 +25,7 @@ from neuroloom.contract.layouts import MODE_COEFS, MODE_STATE
 from neuroloom.contract.parts import Part
 
 from . import resources
-from .compiler import MAX_MESH, Compiled, FitError, compile_model, fitting_mesh
+from .compiler import MAX_MESH, PACKINGS, Compiled, FitError, compile_model, fitting_mesh
 from .qmodel import DEFAULT_MAPPING, QModel
 
 __all__ = ["CHOSEN_FIELDS", "PartFitError", "TargetFit", "compile_for_part", "check_part", "MESHES",
@@ -68,6 +68,7 @@ class TargetFit:
     schedule: str
     cycle_budget: int | None
     candidates: list
+    packing: str = "fill"
 
     def usage(self) -> dict[str, tuple[float, int]]:
         """Part resource -> (estimated use, capacity)."""
@@ -83,7 +84,8 @@ class TargetFit:
         cfg = self.compiled.cfg
         lines = [f"board {board} ({self.part.name}): fabric {cfg.mesh_w}x{cfg.mesh_h}, "
                  + ", ".join(f"{k} {getattr(cfg, k)}" for k in CHOSEN_FIELDS[2:])
-                 + f"; cycle budget {self.cycle_budget} per core"]
+                 + (f"; packing fill, cycle budget {self.cycle_budget} per core"
+                    if self.packing == "fill" else "; packing spread (every stage on every core)")]
         use = ", ".join(f"{name} {need:.0f}/{have} ({100 * need / have:.0f}%)"
                         for name, (need, have) in self.usage().items())
         lines.append(f"estimated cells (fabric): {use}; LUT4 = LUT4 sites incl. carries and "
@@ -131,8 +133,9 @@ _FIELD = {"neurons": "neurons", "axons": "axons", "synapse_rows": "synapse_rows"
           "modes": "modes"}
 
 
-def _compile_fitted(model, comp: Compiled, roomy: FabricConfig, mapping: str, budget: int,
-                    attempts: int = 6) -> tuple[FabricConfig, Compiled, int]:
+def _compile_fitted(model, comp: Compiled, roomy: FabricConfig, mapping: str,
+                    budget: int | None, packing: str = "fill",
+                    attempts: int = 6) -> tuple[FabricConfig, Compiled, int | None]:
     """Compile on ``roomy`` cut down to what ``comp`` uses; where the packer, on the tighter
     core, runs out of something (it packs greedily, so a capacity can bind that did not on the
     roomy core), that capacity grows by a quarter (the cycle budget by 3 %) and it tries again.
@@ -140,9 +143,9 @@ def _compile_fitted(model, comp: Compiled, roomy: FabricConfig, mapping: str, bu
     fitted = _fitted_config(comp, roomy)
     for _ in range(attempts):
         try:
-            return fitted, _compile(model, fitted, mapping, budget, optimize=True), budget
+            return fitted, _compile(model, fitted, mapping, budget, True, packing), budget
         except FitError as e:
-            if e.resource == "cycles":         # the tighter packing needs a little more time
+            if e.resource == "cycles" and budget is not None:     # tighter: a little more time
                 budget = int(budget * 1.03) + 1
                 continue
             name = _FIELD.get(e.resource if isinstance(e.resource, str) else "")
@@ -157,12 +160,13 @@ def _compile_fitted(model, comp: Compiled, roomy: FabricConfig, mapping: str, bu
             if name == "neurons":
                 grow = -(-grow // fitted.synapse_lanes) * fitted.synapse_lanes
             fitted = dataclasses.replace(fitted, **{name: grow})
-    return fitted, _compile(model, fitted, mapping, budget, optimize=True), budget
+    return fitted, _compile(model, fitted, mapping, budget, True, packing), budget
 
 
-def _compile(model, cfg, mapping, budget, optimize=False):
+def _compile(model, cfg, mapping, budget, optimize=False, packing="fill"):
     return compile_model(model, cfg, mapping=mapping, cycle_budget=budget, row_budget=(
-        None if budget is None else min(budget, cfg.synapse_rows)), optimize_placement=optimize)
+        None if budget is None else min(budget, cfg.synapse_rows)), optimize_placement=optimize,
+        packing=packing)
 
 
 def _min_budget(model: QModel, cfg: FabricConfig, mapping: str) -> tuple[int, Compiled] | None:
@@ -235,8 +239,13 @@ def compile_for_part(model: QModel, part: Part, schedule: str = "pipelined", *,
                 closest = _closer(closest, cand)
             for w, h in reversed(meshes):
                 cfg = dataclasses.replace(roomy, mesh_w=w, mesh_h=h)
+                # fill: per mode-memory depth (it caps what a core takes); spread cuts every
+                # stage evenly, so only the roomier depth matters
+                depths = _bank_depths(model, cfg)
                 cands = [_evaluate(model, dataclasses.replace(cfg, modes=NL * depth), mapping,
-                                   part, schedule) for depth in _bank_depths(model, cfg)]
+                                   part, schedule, packing)
+                         for packing in PACKINGS
+                         for depth in (depths if packing == "fill" else depths[-1:])]
                 tried += [c for c in cands if c is not None]
                 if all(c is None for c in cands):   # the mesh is too small for the model
                     cand = _needs_more_cores(model, roomy, mapping, part)
@@ -259,7 +268,7 @@ def compile_for_part(model: QModel, part: Part, schedule: str = "pipelined", *,
     summary = [{k: v for k, v in c.items() if k not in ("compiled", "estimate", "key")}
                for c in tried]
     return TargetFit(comp, best["resources"], resources.core_resources(comp.cfg), part,
-                     best["estimate"], schedule, best["budget"], summary)
+                     best["estimate"], schedule, best["budget"], summary, best["packing"])
 
 
 #: mode-memory bank depths the search tries (block RAM holds 512 x 36 or 1024 x 18 words, so
@@ -280,24 +289,32 @@ def _bank_depths(model: QModel, cfg: FabricConfig) -> list[int]:
     return fit[:2]
 
 
-def _evaluate(model, cfg: FabricConfig, mapping: str, part: Part, schedule: str) -> dict | None:
-    """Pack ``model`` on ``cfg`` with the smallest cycle budget, cut the capacities to what it
-    uses, estimate cells and cycles: a candidate dict, or None if it does not pack at all."""
-    found = _min_budget(model, cfg, mapping)
-    if found is None:
-        return None
-    budget, comp = found
+def _evaluate(model, cfg: FabricConfig, mapping: str, part: Part, schedule: str,
+              packing: str) -> dict | None:
+    """Pack ``model`` on ``cfg`` -- ``fill`` with the smallest cycle budget, or ``spread`` --,
+    cut the capacities to what it uses, estimate cells and cycles: a candidate dict, or None
+    if it does not pack at all."""
+    if packing == "fill":
+        found = _min_budget(model, cfg, mapping)
+        if found is None:
+            return None
+        budget, comp = found
+    else:
+        try:
+            budget, comp = None, _compile(model, cfg, mapping, None, packing=packing)
+        except FitError:
+            return None
     try:
-        fitted, comp, budget = _compile_fitted(model, comp, cfg, mapping, budget)
+        fitted, comp, budget = _compile_fitted(model, comp, cfg, mapping, budget, packing)
     except (FitError, ValueError) as e:
-        return {"fabric": cfg, "budget": budget, "fits": False, "binding": None,
-                "error": str(e).splitlines()[0]}
+        return {"fabric": cfg, "packing": packing, "budget": budget, "fits": False,
+                "binding": None, "error": str(e).splitlines()[0]}
     res = resources.fabric_resources(fitted)
     est = resources.step_cycles(comp)
     bind = check_part(res, part)
-    return {"fabric": fitted, "budget": budget, "cycles": _objective(est, schedule),
-            "fits": bind is None, "binding": bind, "cores_used": comp.cores_used,
-            "compiled": comp, "resources": res, "estimate": est,
+    return {"fabric": fitted, "packing": packing, "budget": budget,
+            "cycles": _objective(est, schedule), "fits": bind is None, "binding": bind,
+            "cores_used": comp.cores_used, "compiled": comp, "resources": res, "estimate": est,
             "key": (_objective(est, schedule), res.logic)}
 
 

@@ -12,7 +12,13 @@ from neuroloom.cli import main
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.parts import BOARD_PARTS, PARTS, Part, board_part
 from neuroloom.firmware import resources
-from neuroloom.firmware.compiler import FitError, compile_model, from_compiled, random_qmodel
+from neuroloom.firmware.compiler import (
+    CompileError,
+    FitError,
+    compile_model,
+    from_compiled,
+    random_qmodel,
+)
 from neuroloom.firmware.driver import Driver
 from neuroloom.firmware.importer import save_qmodel
 from neuroloom.firmware.qmodel import qforward
@@ -235,3 +241,30 @@ def test_cli_unknown_board(model_stem, capsys):
         main(["compile", str(model_stem / "m"), "-o", "x.nlimg", "--board", "nope"])
     assert e.value.code == 2
     assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mapping", ["channel", "per-mode"])
+def test_spread_packing_puts_every_stage_on_every_core_and_stays_bit_exact(mapping):
+    model = random_qmodel(8, 2, 2, d_in=1, classes=4, seed=5)
+    cfg = FabricConfig(mesh_w=2, mesh_h=1, modes=1024)
+    comp = compile_model(model, cfg, mapping=mapping, packing="spread")
+    # a stage of at least two rows' worth of neurons (channels for the per-mode modes) is cut
+    # in two, one chunk per core; a smaller one stays on core 0
+    for st in comp.stages:
+        size = model.H if st.kind in ("modes", "readout") else st.size     # channels
+        want = {0, 1} if size >= 2 * cfg.synapse_lanes else {0}
+        assert {c for c in range(2) if st.index in comp.group_stage[c]} == want, st
+    x = model.quantize_input(np.random.default_rng(1).uniform(0, 1, (1, 5, 1)))
+    drv = Driver(GoldenTransport(batch=1))
+    drv.load(from_compiled(comp))
+    ref = qforward(model, x, mapping=mapping)
+    for mode in ("pipelined", "fall-through"):
+        assert np.array_equal(drv.run(x, mode=mode).running, ref), mode
+
+
+def test_packing_errors():
+    model = random_qmodel(8, 2, 2, seed=5)
+    with pytest.raises(CompileError, match="packing 'round' is not one of fill, spread"):
+        compile_model(model, FabricConfig(), packing="round")
+    with pytest.raises(FitError, match=r"spread over 2 cores, core \d needs \d+ modes"):
+        compile_model(model, FabricConfig(mesh_w=2, mesh_h=1, modes=8), packing="spread")
