@@ -3,14 +3,16 @@ synapse lanes) that fits the part's resources and gives the shortest estimated s
 schedule -- what ``neuroloom compile MODEL --board NAME`` runs.
 
 For every neuron-lane and synapse-lane setting the search takes the largest near-square mesh
-whose cores could fit the part at all, then the smallest *cycle budget* (neuron-engine cycles
-and synapse rows per core, :func:`~neuroloom.firmware.compiler.compile_model`'s
-``cycle_budget`` and ``row_budget``) with which the model packs onto that mesh: the packer then
-spreads mode updates and synapse rows evenly. Each core's capacities are set to what its
-busiest core uses (memories no deeper than needed), the fabric's cells are estimated
-(:mod:`~neuroloom.firmware.resources`) and checked against the part; a mesh that does not fit
-is retried one size smaller. The candidate with the fewest estimated cycles for the schedule
-wins (pipelined: cycles per step; fall-through: cycles per token).
+whose cores could fit the part at all and packs the model onto it two ways: *fill* with the
+smallest *cycle budget* (neuron-engine cycles and synapse rows per core,
+:func:`~neuroloom.firmware.compiler.compile_model`'s ``cycle_budget`` and ``row_budget``) with
+which the model packs onto that mesh, so mode updates and synapse rows spread evenly; and
+*spread* (``packing="spread"``: every stage cut into one chunk per core). Each core's
+capacities are then set to what its busiest core uses (memories no deeper than needed), the
+fabric's cells are estimated (:mod:`~neuroloom.firmware.resources`) and checked against the
+part; a mesh where nothing fits is retried one size smaller. The candidate with the fewest
+estimated cycles for the schedule wins (pipelined: cycles per step; fall-through: cycles per
+token). ``docs/resources.md`` has the details.
 
 A model that fits no candidate raises :class:`PartFitError` naming the binding resource of the
 closest candidate and by how much it is over.
@@ -25,7 +27,7 @@ from neuroloom.contract.layouts import MODE_COEFS, MODE_STATE
 from neuroloom.contract.parts import Part
 
 from . import resources
-from .compiler import MAX_MESH, PACKINGS, Compiled, FitError, compile_model, fitting_mesh
+from .compiler import MAX_MESH, Compiled, FitError, compile_model, fitting_mesh
 from .qmodel import DEFAULT_MAPPING, QModel
 
 __all__ = ["CHOSEN_FIELDS", "PartFitError", "TargetFit", "compile_for_part", "check_part", "MESHES",
@@ -239,13 +241,17 @@ def compile_for_part(model: QModel, part: Part, schedule: str = "pipelined", *,
                 closest = _closer(closest, cand)
             for w, h in reversed(meshes):
                 cfg = dataclasses.replace(roomy, mesh_w=w, mesh_h=h)
-                # fill: per mode-memory depth (it caps what a core takes); spread cuts every
-                # stage evenly, so only the roomier depth matters
+                # fill: the shallowest mode-memory bank that packs (it caps what a core
+                # takes); spread cuts every stage evenly, so only the roomier depth matters
                 depths = _bank_depths(model, cfg)
-                cands = [_evaluate(model, dataclasses.replace(cfg, modes=NL * depth), mapping,
-                                   part, schedule, packing)
-                         for packing in PACKINGS
-                         for depth in (depths if packing == "fill" else depths[-1:])]
+                cands = []
+                for depth in depths:
+                    cands.append(_evaluate(model, dataclasses.replace(cfg, modes=NL * depth),
+                                           mapping, part, schedule, "fill"))
+                    if cands[-1] is not None:
+                        break
+                cands += [_evaluate(model, dataclasses.replace(cfg, modes=NL * d), mapping,
+                                    part, schedule, "spread") for d in depths[-1:]]
                 tried += [c for c in cands if c is not None]
                 if all(c is None for c in cands):   # the mesh is too small for the model
                     cand = _needs_more_cores(model, roomy, mapping, part)

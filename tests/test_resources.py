@@ -190,7 +190,7 @@ def test_cycle_budget_spreads_the_engine_work():
 @pytest.fixture(scope="module")
 def model_stem(tmp_path_factory):
     d = tmp_path_factory.mktemp("board")
-    save_qmodel(random_qmodel(8, 4, 2, d_in=1, classes=4, seed=3), d / "m")
+    save_qmodel(random_qmodel(8, 2, 1, d_in=1, classes=4, seed=3), d / "m")
     return d
 
 
