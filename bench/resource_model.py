@@ -62,6 +62,11 @@ CONFIGS = {
     "fabric_2x2_small": ("fabric", FabricConfig(mesh_w=2, mesh_h=2, **_SMALL)),
 }
 
+#: lone memories (depth, width) shaped like a core's sub-memories, around the block-RAM
+#: boundaries the board search meets (depths just past 512 / 1024, odd widths)
+MEMORY_SHAPES = ((48, 32), (96, 24), (130, 19), (200, 29), (528, 16), (1485, 16), (1485, 24),
+                 (2400, 24), (3040, 6), (3040, 32))
+
 CELLS = ("LUT4", "TRELLIS_FF", "CCU2C", "TRELLIS_DPR16X4", "DP16KD", "MULT18X18D", "PFUMX",
          "L6MUX21")
 
@@ -86,6 +91,18 @@ def synth(name: str) -> dict:
             "hw_dirty": bool(dirty), "workdir": str(r.workdir.relative_to(ROOT))}
 
 
+def synth_memory(depth: int, width: int) -> dict:
+    """Synthesize one ``PartedMemory`` (one part): the primitive Yosys maps it to and the cells."""
+    from neuroloom.hw.core.memories import PartedMemory
+
+    r = synthesize(to_verilog(PartedMemory(width=width, depth=depth, part_width=width), "mem"),
+                   top="mem", pnr=False)
+    mapped = yosys_memories(r.yosys_log.read_text(), "mem")
+    return {"depth": depth, "width": width, "primitive": mapped.get("part0", "FF"),
+            "DP16KD": r.cells.get("DP16KD", 0),
+            "TRELLIS_DPR16X4": r.cells.get("TRELLIS_DPR16X4", 0)}
+
+
 def yosys_memories(log: str, top: str) -> dict[str, str]:
     """Memory name -> the primitive Yosys mapped it to, from a synthesis log."""
     return dict(sorted(re.findall(rf"mapping memory {top}\.(\S+) via \$__(\w+?)_\n", log)))
@@ -93,9 +110,9 @@ def yosys_memories(log: str, top: str) -> dict[str, str]:
 
 def _measured_core(rec: dict, records: dict) -> dict | None:
     """A fabric's cores, measured alone (the core record with the same config but the mesh)."""
-    cfg = dict(rec["config"], mesh_w=1, mesh_h=1)
+    cfg = FabricConfig.from_dict(dict(rec["config"], mesh_w=1, mesh_h=1))
     for r in records.values():
-        if r["kind"] == "core" and r["config"] == cfg:
+        if r["kind"] == "core" and FabricConfig.from_dict(r["config"]) == cfg:
             return r["cells"]
     return None
 
@@ -259,6 +276,8 @@ def main(argv=None) -> int:
                     help=f"configurations to synthesize ({', '.join(CONFIGS)}, or all)")
     ap.add_argument("--fit", action="store_true",
                     help="fit the coefficients on the recorded measurements and print them")
+    ap.add_argument("--memories", action="store_true",
+                    help="synthesize the lone memories of MEMORY_SHAPES and record their mapping")
     ap.add_argument("--seed", action="store_true",
                     help="also compile the seed small model for the ULX3S-85F (both schedules) "
                          "and record the chosen fabric")
@@ -275,6 +294,14 @@ def main(argv=None) -> int:
         print(f"  {records[name]['cells']} ({records[name]['synth_seconds']} s)", flush=True)
         data["measured"] = records
         OUT.parent.mkdir(parents=True, exist_ok=True)
+        OUT.write_text(json.dumps(data, indent=1) + "\n")
+    if args.memories:
+        data["memories"] = [synth_memory(d, w) for d, w in MEMORY_SHAPES]
+        for m in data["memories"]:
+            est = resources.map_memory(m["depth"], m["width"])
+            print(f"memory {m['depth']} x {m['width']}: Yosys {m['primitive']} "
+                  f"({m['DP16KD']} DP16KD, {m['TRELLIS_DPR16X4']} DPR16X4), model "
+                  f"{est.primitive} x {est.units}", flush=True)
         OUT.write_text(json.dumps(data, indent=1) + "\n")
     if not records:
         print("nothing measured yet: run with --synth")

@@ -268,3 +268,11 @@ def test_packing_errors():
         compile_model(model, FabricConfig(), packing="round")
     with pytest.raises(FitError, match=r"spread over 2 cores, core \d needs \d+ modes"):
         compile_model(model, FabricConfig(mesh_w=2, mesh_h=1, modes=8), packing="spread")
+
+
+@pytest.mark.parametrize("mem", RECORD["memories"], ids=lambda m: f"{m['depth']}x{m['width']}")
+def test_lone_memories_map_as_yosys_mapped_them(mem):
+    """Memories around the block-RAM boundaries, synthesized alone (bench --memories)."""
+    got = resources.map_memory(mem["depth"], mem["width"])
+    cells = mem["DP16KD"] if got.block else mem["TRELLIS_DPR16X4"]
+    assert (got.primitive, got.units) == (mem["primitive"], cells), (got, mem)
