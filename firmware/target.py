@@ -220,6 +220,9 @@ def compile_for_part(model: QModel, part: Part, schedule: str = "pipelined", *,
     if schedule not in ("pipelined", "fall-through"):
         raise ValueError(f"schedule {schedule!r} is not one of pipelined, fall-through")
     base = base or FabricConfig()
+    if getattr(base, "gals", False):
+        raise ValueError("compiling for a board chooses synchronous fabrics (the resource model "
+                         "does not count GALS clock-domain links); drop --gals")
     _check_mode_memory(model, base, part, mapping)
     tried, closest = [], None
     best: dict | None = None

@@ -219,6 +219,7 @@ def test_cli_info_prints_per_core_cycles(model_stem, capsys):
     (["--board", "ulx3s-85f", "--modes", "64"], "drop --modes"),
     (["--schedule", "fall-through"], "--schedule needs --board"),
     (["--fabric-out", "f.json"], "--fabric-out needs --board"),
+    (["--board", "ulx3s-85f", "--gals", "1"], "drop --gals"),
 ])
 def test_cli_board_option_errors(model_stem, capsys, argv, message):
     assert main(["compile", str(model_stem / "m"), "-o", str(model_stem / "x.nlimg"),

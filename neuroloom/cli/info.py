@@ -37,7 +37,8 @@ def cells_line(cfg) -> str:
     """Estimated ECP5 cells of the fabric and of one core (``neuroloom.firmware.resources``)."""
     fab, core = fabric_resources(cfg).as_cells(), core_resources(cfg).as_cells()
     return ("estimated cells: fabric " + ", ".join(f"{k} {v}" for k, v in fab.items())
-            + "; per core " + ", ".join(f"{k} {v}" for k, v in core.items()))
+            + "; per core " + ", ".join(f"{k} {v}" for k, v in core.items())
+            + (" (GALS clock-domain links not counted)" if getattr(cfg, "gals", False) else ""))
 
 
 def run(args) -> int:
