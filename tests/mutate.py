@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
+import os
 import subprocess
 import sys
 import time
@@ -27,6 +29,8 @@ TARGETS = {
                                   ["tests/test_driver.py", "tests/test_bad_inputs.py"]),
     "neuroloom.firmware.quantize": ("firmware/quantize.py",
                                     ["tests/test_quantize.py", "tests/test_compiler.py"]),
+    "neuroloom.firmware.qmodel": ("firmware/qmodel.py",
+                                  ["tests/test_quantize.py", "tests/test_compiler.py"]),
     "neuroloom.contract.hostproto": ("neuroloom/contract/hostproto.py",
                                      ["tests/test_hostlink_model.py", "tests/test_serial.py"]),
 }
@@ -50,13 +54,22 @@ class _Mutator(ast.NodeTransformer):
     """Walks a module; with ``target`` None collects mutation sites, else applies site
     ``target``."""
 
-    def __init__(self, target: int | None = None):
-        self.sites: list[tuple[str, int, str]] = []
+    def __init__(self, target: int | None = None, skip_annotations: bool = False):
+        self.sites: list[tuple[str, int, str, bool]] = []
         self.target = target
+        self.skip_annotations = skip_annotations
+        self._body = 0                  # > 0: inside a function or lambda body
 
     def _site(self, kind: str, node, what: str) -> bool:
-        self.sites.append((kind, getattr(node, "lineno", 0), what))
+        self.sites.append((kind, getattr(node, "lineno", 0), what, self._body > 0))
         return len(self.sites) - 1 == self.target
+
+    def visit_Lambda(self, node):
+        node.args = self.visit(node.args)
+        self._body += 1
+        node.body = self.visit(node.body)
+        self._body -= 1
+        return node
 
     def visit_Compare(self, node):
         self.generic_visit(node)
@@ -93,20 +106,51 @@ class _Mutator(ast.NodeTransformer):
             return ast.copy_location(ast.Constant(node.value + 1), node)
         return node
 
+    # With ``from __future__ import annotations`` annotations are never evaluated: a mutant
+    # there is equivalent by construction, so none is made (``skip_annotations``). Without it
+    # (hostproto: data.Struct reads its field shapes from class annotations) they are mutated.
+    def visit_arg(self, node):
+        return node if self.skip_annotations else self.generic_visit(node)
+
+    def visit_FunctionDef(self, node):
+        node.decorator_list = [self.visit(n) for n in node.decorator_list]
+        node.args = self.visit(node.args)      # defaults: evaluated where the def runs
+        if node.returns is not None and not self.skip_annotations:
+            node.returns = self.visit(node.returns)
+        self._body += 1
+        node.body = [self.visit(n) for n in node.body]
+        self._body -= 1
+        return node
+
+    def visit_AnnAssign(self, node):
+        if not self.skip_annotations:
+            return self.generic_visit(node)
+        if node.value is not None:
+            node.value = self.visit(node.value)
+        return node
+
     def visit_Assign(self, node):               # __all__ and other name lists: not code
         if any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
             return node
         return self.generic_visit(node)
 
 
-def sites(source: str) -> list[tuple[str, int, str]]:
-    m = _Mutator()
-    m.visit(ast.parse(source))
+def _lazy_annotations(tree: ast.Module) -> bool:
+    return any(isinstance(n, ast.ImportFrom) and n.module == "__future__"
+               and any(a.name == "annotations" for a in n.names) for n in tree.body)
+
+
+def sites(source: str) -> list[tuple[str, int, str, bool]]:
+    """(operator kind, line, change, inside a function body) of every mutant of ``source``."""
+    tree = ast.parse(source)
+    m = _Mutator(skip_annotations=_lazy_annotations(tree))
+    m.visit(tree)
     return m.sites
 
 
 def mutant(source: str, i: int) -> str:
-    return ast.unparse(_Mutator(i).visit(ast.parse(source)))
+    tree = ast.parse(source)
+    return ast.unparse(_Mutator(i, _lazy_annotations(tree)).visit(tree))
 
 
 _BOOT = """
@@ -122,42 +166,102 @@ class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.__file__ = path
         exec(compile(code, path, "exec"), module.__dict__)
 sys.meta_path.insert(0, Finder())
-import pytest
+import json, os, threading, pytest
+plugins, cover_out = [], os.environ.get("MUTATE_COVERAGE")
+if cover_out:                     # record the lines of ``path`` each test runs (setup too)
+    lines, current = {}, [None]
+    def local(frame, event, arg):
+        if event == "line" and current[0] is not None:
+            lines.setdefault(current[0], set()).add(frame.f_lineno)
+        return local
+    def tracer(frame, event, arg):
+        return local if frame.f_code.co_filename == path else None
+    class Cover:
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_runtest_protocol(self, item, nextitem):
+            current[0] = item.nodeid
+            yield
+            current[0] = None
+        def pytest_sessionfinish(self, session):
+            with open(cover_out, "w") as f:
+                json.dump({k: sorted(v) for k, v in lines.items()}, f)
+    sys.settrace(tracer)
+    threading.settrace(tracer)
+    plugins.append(Cover())
 sys.exit(pytest.main(["-q", "-x", "-p", "no:xdist", "-p", "no:cacheprovider",
-                      "--no-header", "-p", "no:randomly", *sys.argv[4:]]))
+                      "--no-header", "-p", "no:randomly", *sys.argv[4:]], plugins=plugins))
 """
 
 
-def run_module(name: str, timeout: float, out_dir: Path,
-               pytest_args: tuple = ()) -> tuple[int, list]:
-    """(killed, survivors) of every mutant of module ``name``."""
+def parse_indices(text: str) -> set[int]:
+    """``"3,5,10-12"`` -> {3, 5, 10, 11, 12}."""
+    out: set[int] = set()
+    for part in filter(None, text.split(",")):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def run_module(name: str, timeout: float, out_dir: Path, pytest_args: tuple = (),
+               only: set[int] | None = None) -> tuple[int, list]:
+    """(killed, survivors) of every mutant of module ``name`` (those numbered in ``only``, if
+    given); each outcome is also appended to ``out_dir/NAME.jsonl``."""
     rel, tests = TARGETS[name]
     source = (ROOT / rel).read_text()
     found = sites(source)
     control = out_dir / f"{name}.original.py"
     control.write_text(source)
-    r = subprocess.run([sys.executable, "-c", _BOOT, name, str(ROOT / rel), str(control),
-                        *pytest_args, *tests], cwd=ROOT, capture_output=True, timeout=timeout)
+    cover_file = out_dir / f"{name}.coverage.json"
+    for _ in range(3):             # tracing slows the tests: a timing test may need a retry
+        r = subprocess.run([sys.executable, "-c", _BOOT, name, str(ROOT / rel), str(control),
+                            *pytest_args, *tests], cwd=ROOT, capture_output=True,
+                           timeout=timeout, env={**os.environ,
+                                                 "MUTATE_COVERAGE": str(cover_file)})
+        if r.returncode == 0:
+            break
     if r.returncode != 0:                     # else every mutant would count as killed
         raise SystemExit(f"{name}: the tests fail on the unmutated module (through the import "
                          f"hook); fix them first:\n{r.stdout.decode()[-2000:]}")
-    killed, survivors = 0, []
-    for i, (kind, line, what) in enumerate(found):
-        f = out_dir / f"{name}.{i}.py"
-        f.write_text(mutant(source, i))
+    # line -> the test files with a test that runs it (a whole file, so that a module-scoped
+    # fixture that ran the line for its first test counts for all of them)
+    covering: dict[int, list[str]] = {}
+    for test, lines in json.loads(cover_file.read_text()).items():
+        for line in lines:
+            files = covering.setdefault(line, [])
+            if test.split("::")[0] not in files:
+                files.append(test.split("::")[0])
+
+    def run(f: Path, selection: list[str]) -> bool:
         try:
             r = subprocess.run([sys.executable, "-c", _BOOT, name, str(ROOT / rel), str(f),
-                                *pytest_args, *tests], cwd=ROOT, capture_output=True,
+                                *pytest_args, *selection], cwd=ROOT, capture_output=True,
                                timeout=timeout)
-            dead = r.returncode != 0
+            return r.returncode != 0
         except subprocess.TimeoutExpired:
-            dead = True                                     # a hang is noticed too
+            return True                                     # a hang is noticed too
+
+    killed, survivors = 0, []
+    log = out_dir / f"{name}.jsonl"
+    for i, (kind, line, what, in_body) in enumerate(found):
+        if only is not None and i not in only:
+            continue
+        f = out_dir / f"{name}.{i}.py"
+        f.write_text(mutant(source, i))
+        # A line in a function body changes nothing for a test that never runs it: only the
+        # test files with a test that does run (none: the mutant cannot be killed, unreached);
+        # a module-level line runs them all.
+        selection = sorted(covering.get(line, []), key=tests.index) if in_body else tests
+        dead = bool(selection) and run(f, selection)
         if dead:
             killed += 1
         else:
-            survivors.append((line, kind, what))
-        print(f"  {name}:{line} {kind} {what}: {'killed' if dead else 'SURVIVED'}",
-              flush=True)
+            survivors.append((i, line, kind, what))
+        with log.open("a") as fh:
+            fh.write(json.dumps({"mutant": i, "line": line, "kind": kind, "what": what,
+                                 "killed": dead, "reached": bool(selection),
+                                 "time": time.time()}) + "\n")
+        state = "killed" if dead else "SURVIVED" if selection else "SURVIVED (never run)"
+        print(f"  {name} #{i} line {line} {kind} {what}: {state}", flush=True)
     return killed, survivors
 
 
@@ -167,9 +271,14 @@ def main(argv=None) -> int:
                    help=f"modules to mutate (default all: {', '.join(TARGETS)})")
     p.add_argument("--timeout", type=float, default=300, help="seconds per mutant run")
     p.add_argument("--list", action="store_true", help="only count the mutants")
+    p.add_argument("--mutants", metavar="I,J-K", default=None,
+                   help="run only these mutant numbers (one module; numbers as printed)")
     p.add_argument("--pytest-arg", action="append", default=[], metavar="ARG",
                    help="passed to pytest (repeat for several)")
     args = p.parse_args(argv)
+    only = None if args.mutants is None else parse_indices(args.mutants)
+    if only is not None and len(args.modules) != 1:
+        p.error("--mutants needs exactly one module")
     out_dir = ROOT / "build" / "mutants"
     out_dir.mkdir(parents=True, exist_ok=True)
     total_k = total_n = 0
@@ -179,12 +288,13 @@ def main(argv=None) -> int:
             print(f"{name}: {n} mutants")
             continue
         t0 = time.perf_counter()
-        k, surv = run_module(name, args.timeout, out_dir, tuple(args.pytest_arg))
+        k, surv = run_module(name, args.timeout, out_dir, tuple(args.pytest_arg), only)
+        n = n if only is None else len(only & set(range(n)))
         total_k, total_n = total_k + k, total_n + n
         print(f"{name}: {k}/{n} killed ({100 * k / max(1, n):.1f} %) in "
               f"{time.perf_counter() - t0:.0f} s; survivors:")
-        for line, kind, what in surv:
-            print(f"    line {line}: {kind} {what}")
+        for i, line, kind, what in surv:
+            print(f"    #{i} line {line}: {kind} {what}")
     if total_n:
         print(f"all: {total_k}/{total_n} killed ({100 * total_k / total_n:.1f} %)")
     return 0
