@@ -30,16 +30,21 @@ from neuroloom.contract.config import FabricConfig
 from .boards import Board
 from .boards import board as find_board
 from .ecp5 import PFD_MHZ
-from .synth import NextpnrError, Part, SynthResult, synthesize
+from .synth import DEFAULT_NEXTPNR_ARGS, NextpnrError, Part, SynthResult, synthesize
 from .top import BoardTop
 
 __all__ = ["BoardBuild", "BuildError", "ProgramError", "build", "clock_fmax", "program",
-           "RESOURCES", "DEFAULT_CLOCK_MHZ"]
+           "RESOURCES", "ROUTERS", "DEFAULT_CLOCK_MHZ"]
 
 #: the fabric clock of a board build unless asked otherwise: a PLL clock (25 MHz / 4) below the
 #: ~9.8 MHz that today's core reaches on the LFE5U-85F-6 (bench/results/board_25mhz.json), at
 #: which the default UART runs 250 kbaud; raise it when the pipelined core lands
 DEFAULT_CLOCK_MHZ = 6.25
+
+#: nextpnr's routers; router2 routes a congested fabric of pipelined cores in minutes where
+#: router1 stalls (a 1x1 default fabric at 50 MHz: router1 still had 66k of 78k arcs to route
+#: after 15 minutes, its rip-ups growing)
+ROUTERS = ("router2", "router1")
 
 #: the table's resources: (name, nextpnr utilization key, Yosys cell)
 RESOURCES = (("LUT4", "TRELLIS_COMB", "LUT4"), ("FF", "TRELLIS_FF", "TRELLIS_FF"),
@@ -87,6 +92,7 @@ class BoardBuild:
     synth: SynthResult
     out_dir: Path
     seconds: float
+    router: str = "router2"
 
     @property
     def bitstream(self) -> Path | None:
@@ -139,6 +145,7 @@ class BoardBuild:
                 "uart_fmax_mhz_by_seed": {str(k): v for k, v in self.uart_fmax_by_seed.items()},
                 "pnr_seconds_by_seed": {str(r.seed): r.seconds for r in self.synth.runs},
                 "synth_seconds": self.synth.synth_seconds, "build_seconds": self.seconds,
+                "nextpnr_router": self.router,
                 "bitstream": str(bit) if bit else None,
                 "bitstream_bytes": bit.stat().st_size if bit and bit.is_file() else None,
                 "out_dir": str(self.out_dir)}
@@ -190,7 +197,8 @@ def _fit_error(e: NextpnrError, b: Board, cfg: FabricConfig) -> BuildError | Non
 def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_CLOCK_MHZ,
           seeds: Sequence[int] = (1,), out_dir: str | os.PathLike = "build/board",
           baud: int | None = None, step_budget: int = 0, check_timing: bool = True,
-          log: Callable[[str], None] = print, timeout: float | None = None) -> BoardBuild:
+          log: Callable[[str], None] = print, timeout: float | None = None,
+          router: str = ROUTERS[0]) -> BoardBuild:
     """Build a bitstream of a ``cfg`` fabric for ``board`` (module docstring).
 
     Parameters
@@ -205,6 +213,7 @@ def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_C
     check_timing : raise :class:`BuildError` when the best seed misses ``clock_mhz``
     log : called with one progress line per stage
     timeout : seconds per tool run (None: no limit)
+    router : nextpnr's router (:data:`ROUTERS`)
 
     Raises
     ------
@@ -215,6 +224,8 @@ def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_C
         an unknown board, a clock the PLL cannot make, a baud the clock cannot make.
     """
     b = find_board(board) if isinstance(board, str) else board
+    if router not in ROUTERS:
+        raise ValueError(f"router {router!r}: choose one of {', '.join(ROUTERS)}")
     seeds = tuple(int(s) for s in seeds)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -233,13 +244,14 @@ def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_C
     log(f"      {out / 'top.v'} ({len(verilog) // 1024} KiB), {out / 'top.lpf'} "
         f"({time.perf_counter() - t0:.0f} s)")
 
-    log(f"[2/3] synthesize + place & route: Yosys synth_ecp5, nextpnr-ecp5 seeds "
+    log(f"[2/3] synthesize + place & route: Yosys synth_ecp5, nextpnr-ecp5 ({router}) seeds "
         f"{', '.join(map(str, seeds))} at {clock_mhz:g} MHz, ecppack (minutes; logs in {out})")
     part = Part(device=b.nextpnr_device, package=b.package, speed=b.speed)
     try:
         result = synthesize(verilog, top="top", part=part, frequency_mhz=pll.f_out_mhz,
                             seeds=seeds, bitstream=True, lpf=out / "top.lpf", out_dir=out,
-                            timeout=timeout)
+                            timeout=timeout,
+                            nextpnr_args=(*DEFAULT_NEXTPNR_ARGS, "--router", router))
     except NextpnrError as e:
         fit = _fit_error(e, b, cfg)
         if fit is not None:
@@ -250,7 +262,8 @@ def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_C
     done = BoardBuild(board=b.name, cfg=cfg, clock_mhz=float(clock_mhz), baud=top.baud,
                       pll={**dataclasses.asdict(pll), "f_out_mhz": pll.f_out_mhz,
                            "f_vco_mhz": pll.f_vco_mhz, "f_os_mhz": pll.f_os_mhz},
-                      synth=result, out_dir=out, seconds=round(time.perf_counter() - t0, 1))
+                      synth=result, out_dir=out, seconds=round(time.perf_counter() - t0, 1),
+                      router=router)
     table = done.table()
     log("[3/3] report:\n" + table)
     (out / "report.txt").write_text(table + "\n")

@@ -169,7 +169,8 @@ def fake_synthesize(fmax_by_seed, fail=None, uart_fmax=None):
     from neuroloom.fpga.synth import NextpnrError, PnrRun, SynthResult
 
     def synthesize(verilog, *, top, part, frequency_mhz, seeds, bitstream, lpf, out_dir,
-                   timeout):
+                   timeout, nextpnr_args):
+        assert nextpnr_args[-2] == "--router", nextpnr_args
         if fail:
             raise NextpnrError(fail)
         out = Path(out_dir)
@@ -213,6 +214,7 @@ def test_build_reports_resources_fmax_and_keeps_files(tmp_path, monkeypatch):
     assert figures["fmax_mhz_by_seed"] == {"1": 61.3, "2": 48.0}
     assert figures["resources"]["DP16KD"] == {"used": 40, "available": 208}
     assert figures["bitstream_bytes"] == 4096
+    assert figures["nextpnr_router"] == "router2"
 
 
 def test_build_that_misses_the_clock_names_a_clock_that_works(tmp_path, monkeypatch):

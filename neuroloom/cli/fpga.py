@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 
 from neuroloom.fpga.boards import BOARDS
-from neuroloom.fpga.build import DEFAULT_CLOCK_MHZ, BuildError, ProgramError, build, program
+from neuroloom.fpga.build import (
+    DEFAULT_CLOCK_MHZ,
+    ROUTERS,
+    BuildError,
+    ProgramError,
+    build,
+    program,
+)
 
 from . import options
 from .options import CLIError
@@ -34,6 +41,9 @@ def add_arguments(parser) -> None:
     b.add_argument("--step-budget", type=int, default=0, metavar="CYCLES",
                    help="barrier overrun budget per step, lights the overrun LED (default 0: "
                         "none)")
+    b.add_argument("--router", choices=ROUTERS, default=ROUTERS[0],
+                   help=f"nextpnr's router (default {ROUTERS[0]}: router1 stalls on a congested "
+                        f"fabric)")
     b.add_argument("--no-timing-check", action="store_true",
                    help="keep a build that misses the clock (exit 0)")
     b.add_argument("-o", "--output", required=True, metavar="DIR",
@@ -78,6 +88,7 @@ def _build(args) -> int:
         done = build(args.board, req.config(), clock_mhz=args.clock,
                      seeds=range(1, args.seeds + 1), out_dir=out, baud=args.baud,
                      step_budget=args.step_budget, check_timing=not args.no_timing_check,
+                     router=args.router,
                      log=lambda line: print(line, file=sys.stderr, flush=True))
     except BuildError as e:
         raise CLIError(str(e)) from None
