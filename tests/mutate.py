@@ -28,7 +28,8 @@ TARGETS = {
     "neuroloom.firmware.driver": ("firmware/driver.py",
                                   ["tests/test_driver.py", "tests/test_bad_inputs.py"]),
     "neuroloom.firmware.quantize": ("firmware/quantize.py",
-                                    ["tests/test_quantize.py", "tests/test_compiler.py"]),
+                                    ["tests/test_quantize.py", "tests/test_quantize_scales.py",
+                                     "tests/test_compiler.py"]),
     "neuroloom.firmware.qmodel": ("firmware/qmodel.py",
                                   ["tests/test_quantize.py", "tests/test_compiler.py"]),
     "neuroloom.contract.hostproto": ("neuroloom/contract/hostproto.py",
@@ -176,10 +177,14 @@ if cover_out:                     # record the lines of ``path`` each test runs 
         return local
     def tracer(frame, event, arg):
         return local if frame.f_code.co_filename == path else None
-    class Cover:
+    class Cover:                  # key: "nodeid" (call, teardown) or "setup:nodeid"
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_runtest_setup(self, item):
+            current[0] = "setup:" + item.nodeid
+            yield
+            current[0] = item.nodeid
         @pytest.hookimpl(hookwrapper=True)
         def pytest_runtest_protocol(self, item, nextitem):
-            current[0] = item.nodeid
             yield
             current[0] = None
         def pytest_sessionfinish(self, session):
@@ -222,14 +227,19 @@ def run_module(name: str, timeout: float, out_dir: Path, pytest_args: tuple = ()
     if r.returncode != 0:                     # else every mutant would count as killed
         raise SystemExit(f"{name}: the tests fail on the unmutated module (through the import "
                          f"hook); fix them first:\n{r.stdout.decode()[-2000:]}")
-    # line -> the test files with a test that runs it (a whole file, so that a module-scoped
-    # fixture that ran the line for its first test counts for all of them)
-    covering: dict[int, list[str]] = {}
-    for test, lines in json.loads(cover_file.read_text()).items():
+    # line -> the tests that run it; a line run while setting a test up selects its whole
+    # file (a module-scoped fixture runs for the first test only, and serves them all)
+    covering: dict[int, set[str]] = {}
+    for key, lines in json.loads(cover_file.read_text()).items():
+        node = key.removeprefix("setup:").split("::")[0] if key.startswith("setup:") else key
         for line in lines:
-            files = covering.setdefault(line, [])
-            if test.split("::")[0] not in files:
-                files.append(test.split("::")[0])
+            covering.setdefault(line, set()).add(node)
+
+    def selection_of(line: int) -> list[str]:
+        nodes = covering.get(line, set())
+        files = {n for n in nodes if "::" not in n}
+        keep = [n for n in nodes if n in files or n.split("::")[0] not in files]
+        return sorted(keep, key=lambda n: (tests.index(n.split("::")[0]), n))
 
     def run(f: Path, selection: list[str]) -> bool:
         try:
@@ -248,9 +258,9 @@ def run_module(name: str, timeout: float, out_dir: Path, pytest_args: tuple = ()
         f = out_dir / f"{name}.{i}.py"
         f.write_text(mutant(source, i))
         # A line in a function body changes nothing for a test that never runs it: only the
-        # test files with a test that does run (none: the mutant cannot be killed, unreached);
-        # a module-level line runs them all.
-        selection = sorted(covering.get(line, []), key=tests.index) if in_body else tests
+        # tests that do run (none: the mutant cannot be killed, unreached); a module-level
+        # line runs them all.
+        selection = selection_of(line) if in_body else tests
         dead = bool(selection) and run(f, selection)
         if dead:
             killed += 1
