@@ -33,7 +33,8 @@ TARGETS = {
     "neuroloom.firmware.qmodel": ("firmware/qmodel.py",
                                   ["tests/test_quantize.py", "tests/test_compiler.py"]),
     "neuroloom.contract.hostproto": ("neuroloom/contract/hostproto.py",
-                                     ["tests/test_hostlink_model.py", "tests/test_serial.py"]),
+                                     ["tests/test_hostproto_frames.py",
+                                      "tests/test_hostlink_model.py", "tests/test_serial.py"]),
 }
 
 _CMP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
