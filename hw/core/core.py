@@ -28,6 +28,7 @@ from neuroloom.contract.layouts import (
     FlitKind,
     Mem,
     axon_layout,
+    cfg_addr_layout,
     flit_layout,
     group_layout,
     route_index_layout,
@@ -129,29 +130,54 @@ class NeuronCore(wiring.Component):
         groups = Signal(data.ArrayLayout(group_layout(cfg), G))
         counters = [Signal(32, name=f"counter_{c.name.lower()}") for c in Counter]
 
-        sbuf = Signal()            # accumulator buffer that incoming spikes integrate into
+        # the accumulator buffer ``sbuf`` that incoming spikes integrate into, as one flip-flop
+        # per buffer: own[b] = (sbuf == b) drives only buffer b's ports
+        own = [Signal(name=f"own{b}", init=int(b == 0)) for b in range(2)]
         clearing = Signal()
+        # the same flag, inverted, for the memories' write multiplexers only: their fan-out (every
+        # STATE, MSTATE and ACC write port) stays off the control paths that read ``clearing``
+        wipe_n = Signal(init=1)
         clr_cnt = Signal(max(cfg.neuron_bits, cfg.mode_bits))
         clr_end = max(cfg.neurons, cfg.modes // cfg.neuron_lanes) - 1
 
         # -- configuration access decode --
+        # Every memory port sees a configuration access through strobes of its own, registered
+        # in the cycle the config port accepts the flit (the port's WRITE / READ0 state is the
+        # next cycle): one flip-flop per memory (bank) instead of one state decode driving every
+        # address multiplexer of the core.
         ca = cfgp.addr
         idx, part = ca.index, ca.part
         wdata = cfgp.wdata
+        nf = cfgp.i_flit.p
+        na = cfg_addr_layout(cfg)(nf.addr)
+        taking = cfgp.i_flit.valid & cfgp.i_flit.ready
+        wr_now = taking & (nf.kind == FlitKind.CFG_WRITE)
+        rd_now = taking & (nf.kind != FlitKind.CFG_WRITE)
 
-        def sel_we(mem_id, depth):
-            return cfgp.we & (ca.mem == mem_id) & (idx < depth)
+        def strobe(name, now, cond):
+            s = Signal(name=name)
+            m.d.sync += s.eq(now & cond)
+            return s
+
+        def cfg_we(name, mem_id, depth, cond=1):
+            """Write strobe of one memory: this cycle the port writes entry ``idx`` of it."""
+            return strobe(f"cfg_we_{name}", wr_now, (na.mem == mem_id) & (na.index < depth) & cond)
+
+        def cfg_re(name, mem_id, cond=1):
+            """Read strobe of one memory: this cycle its read port takes address ``idx``."""
+            return strobe(f"cfg_re_{name}", rd_now, (na.mem == mem_id) & cond)
 
         def cfg_only(mem, mem_id, depth, nparts, r_addr=None, r_en=None, part_width=32):
             """Memory written only by config; read by config or one engine port."""
-            we = sel_we(mem_id, depth)
+            name = mem_id.name.lower()
+            we, re = cfg_we(name, mem_id, depth), cfg_re(name, mem_id)
             m.d.comb += [
                 mem.w_addr.eq(idx),
                 mem.w_data.eq(Cat(*[wdata[:part_width]] * nparts)),
                 mem.w_en.eq(Mux(we & (part < nparts), 1 << part[:max(1, (nparts - 1)
                                                                      .bit_length())], 0)),
-                mem.r_addr.eq(Mux(cfgp.re, idx, r_addr if r_addr is not None else 0)),
-                mem.r_en.eq(cfgp.re | (r_en if r_en is not None else 0)),
+                mem.r_addr.eq(Mux(re, idx, r_addr if r_addr is not None else 0)),
+                mem.r_en.eq(re | (r_en if r_en is not None else 0)),
             ]
 
         cfg_only(axon, Mem.AXON, cfg.axons, axon.parts, syn.axon_addr, syn.axon_en)
@@ -175,29 +201,31 @@ class NeuronCore(wiring.Component):
         def mrow(v):
             return v[nlb:]
 
-        mode_we_cfg = [sel_we(Mem.MCOEF, cfg.modes) & (mbank(idx) == i) for i in range(NL)]
         for i in range(NL):
             mc = mcoef[i]
+            mc_we = cfg_we(f"mcoef{i}", Mem.MCOEF, cfg.modes, mbank(na.index) == i)
+            mc_re = cfg_re(f"mcoef{i}", Mem.MCOEF, mbank(na.index) == i)
             m.d.comb += [
                 mc.w_addr.eq(mrow(idx)),
                 mc.w_data.eq(Cat(*[wdata[:CW]] * MODE_COEFS)),
-                mc.w_en.eq(Mux(mode_we_cfg[i] & (part < MODE_COEFS),
+                mc.w_en.eq(Mux(mc_we & (part < MODE_COEFS),
                                1 << part[:(MODE_COEFS - 1).bit_length()], 0)),
-                mc.r_addr.eq(Mux(cfgp.re, mrow(idx), eng.mode_addr)),
-                mc.r_en.eq(cfgp.re | eng.mode_en),
+                mc.r_addr.eq(Mux(mc_re, mrow(idx), eng.mode_addr)),
+                mc.r_en.eq(mc_re | eng.mode_en),
                 eng.mcoef_data[i].eq(mc.r_data),
             ]
 
         # STATE: clear > config > neuron write-back.
+        st_we, st_re = cfg_we("state", Mem.STATE, cfg.neurons), cfg_re("state", Mem.STATE)
         m.d.comb += [
-            state.r_addr.eq(Mux(cfgp.re, idx, eng.ctx_addr)),
-            state.r_en.eq(cfgp.re | eng.ctx_en),
+            state.r_addr.eq(Mux(st_re, idx, eng.ctx_addr)),
+            state.r_en.eq(st_re | eng.ctx_en),
             eng.state_data.eq(state.r_data),
         ]
-        with m.If(clearing):
+        with m.If(~wipe_n):
             m.d.comb += [state.w_addr.eq(clr_cnt), state.w_data.eq(0),
                          state.w_en.eq((1 << S) - 1)]
-        with m.Elif(sel_we(Mem.STATE, cfg.neurons)):
+        with m.Elif(st_we):
             m.d.comb += [state.w_addr.eq(idx), state.w_data.eq(Cat(*[wdata[:W]] * S)),
                          state.w_en.eq(Mux(part < S, Const(1, S) << part, 0))]
         with m.Else():
@@ -207,15 +235,17 @@ class NeuronCore(wiring.Component):
         # MSTATE banks: the same priorities (the engine writes one row of entries per cycle).
         for i in range(NL):
             ms = mstate[i]
+            ms_we = cfg_we(f"mstate{i}", Mem.MSTATE, cfg.modes, mbank(na.index) == i)
+            ms_re = cfg_re(f"mstate{i}", Mem.MSTATE, mbank(na.index) == i)
             m.d.comb += [
-                ms.r_addr.eq(Mux(cfgp.re, mrow(idx), eng.mode_addr)),
-                ms.r_en.eq(cfgp.re | eng.mode_en),
+                ms.r_addr.eq(Mux(ms_re, mrow(idx), eng.mode_addr)),
+                ms.r_en.eq(ms_re | eng.mode_en),
                 eng.mstate_data[i].eq(ms.r_data),
             ]
-            with m.If(clearing):
+            with m.If(~wipe_n):
                 m.d.comb += [ms.w_addr.eq(clr_cnt), ms.w_data.eq(0),
                              ms.w_en.eq((1 << MODE_STATE) - 1)]
-            with m.Elif(sel_we(Mem.MSTATE, cfg.modes) & (mbank(idx) == i)):
+            with m.Elif(ms_we):
                 m.d.comb += [ms.w_addr.eq(mrow(idx)),
                              ms.w_data.eq(Cat(*[wdata[:W]] * MODE_STATE)),
                              ms.w_en.eq(Mux(part < MODE_STATE, Const(1, MODE_STATE) << part, 0))]
@@ -224,8 +254,6 @@ class NeuronCore(wiring.Component):
                              ms.w_en.eq(eng.mwb_en[i].replicate(MODE_STATE))]
 
         # ACC banks: clear > config > synapse engine (buffer sbuf) / neuron engine (~sbuf).
-        acc_we = sel_we(Mem.ACC, cfg.neurons)
-
         def bank(v):
             return v[:lb] if lb else Const(0, 1)
 
@@ -235,18 +263,21 @@ class NeuronCore(wiring.Component):
         for b in range(2):
             for j in range(L):
                 mem = acc[b][j]
-                mine = sbuf == b
+                mine = own[b]
+                a_we = cfg_we(f"acc{b}_{j}", Mem.ACC, cfg.neurons,
+                              (na.part == b) & (bank(na.index) == j))
+                a_re = cfg_re(f"acc{b}_{j}", Mem.ACC, (na.part[0] == b) & (bank(na.index) == j))
                 m.d.comb += [
-                    mem.r_addr.eq(Mux(cfgp.re, row(idx), Mux(mine, syn.acc_raddr,
-                                                               row(eng.ctx_addr)))),
-                    mem.r_en.eq(cfgp.re | Mux(mine, syn.acc_ren, eng.ctx_en)),
+                    mem.r_addr.eq(Mux(a_re, row(idx), Mux(mine, syn.acc_raddr,
+                                                            row(eng.ctx_addr)))),
+                    mem.r_en.eq(a_re | Mux(mine, syn.acc_ren, eng.ctx_en)),
                 ]
-                with m.If(clearing):
+                with m.If(~wipe_n):
                     m.d.comb += [mem.w_addr.eq(row(clr_cnt)), mem.w_data.eq(0),
                                  mem.w_en.eq(bank(clr_cnt) == j)]
-                with m.Elif(acc_we):
+                with m.Elif(a_we):
                     m.d.comb += [mem.w_addr.eq(row(idx)), mem.w_data.eq(wdata.as_signed()),
-                                 mem.w_en.eq((part == b) & (bank(idx) == j))]
+                                 mem.w_en.eq(1)]
                 with m.Elif(mine):
                     m.d.comb += [mem.w_addr.eq(syn.acc_waddr), mem.w_data.eq(syn.acc_wdata[j]),
                                  mem.w_en.eq(syn.acc_wen[j])]
@@ -256,21 +287,22 @@ class NeuronCore(wiring.Component):
             # read data to the engines
         for j in range(L):
             m.d.comb += [
-                syn.acc_rdata[j].eq(Mux(sbuf, acc[1][j].r_data, acc[0][j].r_data)),
-                eng.acc_data[j].eq(Mux(sbuf, acc[0][j].r_data, acc[1][j].r_data)),
+                syn.acc_rdata[j].eq(Mux(own[0], acc[0][j].r_data, acc[1][j].r_data)),
+                eng.acc_data[j].eq(Mux(own[0], acc[1][j].r_data, acc[0][j].r_data)),
             ]
 
         # GROUP descriptors (flip-flops) and counters: written by config.
         gsize = group_layout(cfg).size
         gparts = -(-gsize // 32)
+        g_we = cfg_we("group", Mem.GROUP, G)
         for gi in range(G):
             for p in range(gparts):
-                hit = sel_we(Mem.GROUP, G) & (idx == gi) & (part == p)
+                hit = g_we & (idx == gi) & (part == p)
                 lo, hi = 32 * p, min(32 * p + 32, gsize)
                 with m.If(hit):
                     m.d.sync += groups[gi].as_value()[lo:hi].eq(wdata[:hi - lo])
             m.d.comb += eng.phase_reset[gi].eq(
-                clearing | (sel_we(Mem.GROUP, G) & (idx == gi)))
+                clearing | (g_we & (idx == gi)))
         m.d.comb += eng.groups.eq(groups)
 
         # -- read data back to the config port (address held by the port) --------------------------
@@ -364,20 +396,31 @@ class NeuronCore(wiring.Component):
         busy = work | (inq.level != 0)
         accepted = Signal()
         m.d.sync += accepted.eq(self.i_flit.valid & self.i_flit.ready)
+        # the config port may start when the rest of the core is quiescent. Registered: nothing
+        # worked last cycle and nothing could have started work since (a spike taken, a step, a
+        # clear, a flit sent) -- then nothing works now; the port knows its own state. Keeps
+        # ``work`` off the access decode.
+        work_q = Signal()
+        kick_q = Signal()
+        m.d.sync += [
+            work_q.eq(syn.busy | eng.busy | route.busy | clearing | (outq.level != 0)),
+            kick_q.eq((syn.i_spike.valid & syn.i_spike.ready) | self.step_start | self.clear
+                      | (out.valid & out.ready)),
+        ]
         m.d.comb += [
             self.idle.eq(~busy & ~accepted),
-            cfgp.allow.eq(~work),
+            cfgp.allow.eq(~work_q & ~kick_q),
             eng.step.eq(self.step),
             eng.start.eq(self.step_start & ~clearing),
         ]
         with m.If(self.step_start & ~clearing & ~eng.busy):
-            m.d.sync += sbuf.eq(~self.step[0])
+            m.d.sync += [own[0].eq(self.step[0]), own[1].eq(~self.step[0])]
         with m.If(self.clear & ~clearing):
-            m.d.sync += [clearing.eq(1), clr_cnt.eq(0), sbuf.eq(0)]
+            m.d.sync += [clearing.eq(1), wipe_n.eq(0), clr_cnt.eq(0), own[0].eq(1), own[1].eq(0)]
         with m.If(clearing):
             m.d.sync += clr_cnt.eq(clr_cnt + 1)
             with m.If(clr_cnt == clr_end):
-                m.d.sync += clearing.eq(0)
+                m.d.sync += [clearing.eq(0), wipe_n.eq(1)]
 
         # -- counters --
         incs = {
@@ -387,8 +430,9 @@ class NeuronCore(wiring.Component):
             Counter.SPIKES_RECEIVED: syn.received,
             Counter.BUSY_CYCLES: ~self.idle,
         }
+        c_we = cfg_we("counter", Mem.COUNTER, len(Counter))
         for c in Counter:
-            with m.If(sel_we(Mem.COUNTER, len(Counter)) & (idx == c)):
+            with m.If(c_we & (idx == c)):
                 m.d.sync += counters[c].eq(wdata)
             with m.Else():
                 m.d.sync += counters[c].eq(counters[c] + incs[c])

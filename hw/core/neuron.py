@@ -183,58 +183,65 @@ class NeuronEngine(wiring.Component):
         rf_regs_w, rf_misc_w = rf_regs.write_port(granularity=W), rf_misc.write_port()
 
         # -- sequencer state --------------------------------------------------------------------
+        # Everything the issue decision reads is a flip-flop: the flags below are kept up to date
+        # as the sequencer moves (``wait_j`` = busy[j], ``on_last`` = the slot's MODES issue is on
+        # its last row, ``last_slot`` = j + 1 == r, ``last_batch`` = rem == r), so the decision
+        # is a few LUTs deep and only its fan-out is wide.
         g = Signal(range(max(G, 2)))
+        dq = Signal(group_layout(cfg))          # the descriptor of group g, registered
         gpc = Signal(cfg.pc_bits)
         gmodes = Signal(cfg.mode_bits + 1)
+        gm0 = Signal()                          # gmodes == 0
         rem = Signal(cfg.neuron_bits + 1)       # neurons of the group not yet in a batch + batch
         r = Signal(range(K + 1))                # neurons in this batch
         nb = Signal(cfg.neuron_bits)            # first neuron of the batch
         j = Signal(range(K))                    # slot being issued
+        j1 = Signal(range(K + 1))               # j + 1
         n_cur = Signal(cfg.neuron_bits)         # its neuron
         first_round = Signal()
         cur = Signal(instr_layout())            # this round's instruction
+        cur_modes = Signal()                    # cur.op == MODES
+        nxt = Signal(instr_layout())            # the next round's instruction (when nxt_ok)
         pc = Signal(cfg.pc_bits)
-        npc = Signal(cfg.pc_bits)               # the pc of the word on ucode_data
+        npc = Signal(cfg.pc_bits)               # the pc of the word being fetched / in nxt
         fetch_req = Signal()                    # issue the prefetch of the next instruction
-        nxt_ok = Signal()                       # ucode_data holds the next instruction
+        fetched = Signal()                      # ucode_data holds the word fetched last cycle
+        nxt_ok = Signal()                       # nxt holds the next instruction
         batch_mptr = Signal(cfg.mode_bits + 1)  # the batch's first mode entry
         mslot = Signal(cfg.mode_bits + 1)       # the slot's first mode entry
         mcur = Signal(cfg.mode_bits + 1)        # next MODES entry of the slot (when mstarted)
         mend = Signal(cfg.mode_bits + 1)        # mslot + modes
         mlast = Signal(cfg.mode_bits + 1)       # mend - 1
         mstarted = Signal()
+        rows_left = Signal(cfg.mode_bits + 1)   # MODES rows of the slot after the current one
+        on_last = Signal()                      # rows_left == 0
+        last_slot = Signal()                    # j + 1 == r
+        last_batch = Signal()                   # rem == r
+        wait_j = Signal()                       # busy[j]
         busy = Signal(K)
         inflight_emit = Signal(range(self.EMIT_DEPTH + K + 1))
 
         descs = Array(self.groups[i] for i in range(G))
-        desc = descs[g]
 
         # -- issue ---------------------------------------------------------------------------
-        is_modes = cur.op == Op.MODES
-        # the slot's entries are [mslot, mend); mlast = mend - 1 is kept in a register beside
-        # mslot so that "last row" and the live lanes need no adder in the issue cycle
+        is_modes = cur_modes
+        # the slot's entries are [mslot, mend); mlast = mend - 1
         mc = Mux(mstarted, mcur, mslot)
         mrow = (mc >> LB)
         row_next = (mrow + 1) << LB
-        last_row = mlast >> LB
-        on_last_row = mrow == last_row
         mlive = Signal(L)
         for i in range(L):
             first_ok = (Const(i, max(LB, 1)) >= mc[:LB]) if LB else 1
-            last_ok = (~on_last_row | (Const(i, LB) <= mlast[:LB])) if LB else 1
-            m.d.comb += mlive[i].eq(first_ok & last_ok & (gmodes != 0))
-        final = ~is_modes | on_last_row | (gmodes == 0)
+            last_ok = (~on_last | (Const(i, LB) <= mlast[:LB])) if LB else 1
+            m.d.comb += mlive[i].eq(first_ok & last_ok & ~gm0)
+        final = ~is_modes | on_last | gm0
         fresh = ~is_modes | ~mstarted
-        last_slot = j + 1 == r
-        group_end = cur.last & (rem == r)
-        need_next = final & last_slot & ~group_end
+        group_end = cur.last & last_batch
         # registered, with one entry of margin: at most one reservation is made per cycle
         credit_ok = Signal()
         m.d.sync += credit_ok.eq(emitq.level + inflight_emit + 1 < self.EMIT_DEPTH)
-        slot_free = ~busy.bit_select(j, 1)
         issuing = Signal()
-        can = ((~fresh | slot_free) & (~(cur.last & final) | credit_ok)
-               & (~need_next | nxt_ok))
+        can = (~fresh | ~wait_j) & (~(cur.last & final) | credit_ok)
 
         p1 = Signal(OPL)
         # Only ``valid`` and the clear depend on the issue decision: the fields, the read
@@ -256,6 +263,8 @@ class NeuronEngine(wiring.Component):
 
         busy_set = Signal(K)
         busy_clr = Signal(K)
+        wb_done = Signal()                      # write-back of a slot's final issue
+        wb_slot = Signal(range(K))
         with m.If(issuing & fresh):
             m.d.comb += busy_set.eq(Const(1, K) << j)
         m.d.sync += busy.eq((busy & ~busy_clr) | busy_set)
@@ -263,15 +272,34 @@ class NeuronEngine(wiring.Component):
         emit_out = Signal()
         m.d.sync += inflight_emit.eq(inflight_emit + emit_in - emit_out)
 
-        # microcode prefetch: the cycle after a round starts, read its successor
-        with m.If(fetch_req):
-            nxt = Mux(cur.last, gpc, pc + 1)
-            m.d.comb += [self.ucode_addr.eq(nxt), self.ucode_en.eq(1)]
-            m.d.sync += [npc.eq(nxt), nxt_ok.eq(1), fetch_req.eq(0)]
+        # wait_j follows busy[j] as j moves: stays, steps to j + 1 or restarts at 0
+        m.d.sync += wait_j.eq((wait_j & ~(wb_done & (wb_slot == j))) | (issuing & fresh))
+        wait_inc = busy.bit_select(j1, 1) & ~(wb_done & (wb_slot == j1))
+        wait_zero = (busy[0] & ~(wb_done & (wb_slot == 0))) | (issuing & fresh & (j == 0))
 
-        def start_round():
-            m.d.sync += [cur.eq(self.ucode_data), pc.eq(npc), fetch_req.eq(1), nxt_ok.eq(0),
-                         j.eq(0), mstarted.eq(0)]
+        def rows(first, last):
+            """MODES rows of a slot whose entries are [first, last], minus one."""
+            return ((last >> LB) - (first >> LB))[:len(rows_left)]
+
+        def slot_start(first, last):
+            """The next issue is a slot's first, its entries [first, last]."""
+            span = rows(first, last)
+            m.d.sync += [rows_left.eq(span), on_last.eq(span == 0)]
+
+        # microcode prefetch: the cycle after a round starts, read its successor; the word is
+        # registered in ``nxt`` the cycle after (block-RAM clock-to-out has the cycle to itself)
+        m.d.sync += fetched.eq(0)
+        with m.If(fetch_req):
+            nxt_pc = Mux(cur.last, gpc, pc + 1)
+            m.d.comb += [self.ucode_addr.eq(nxt_pc), self.ucode_en.eq(1)]
+            m.d.sync += [npc.eq(nxt_pc), fetched.eq(1), fetch_req.eq(0)]
+        with m.If(fetched):
+            m.d.sync += [nxt.eq(self.ucode_data), nxt_ok.eq(1)]
+
+        def start_round(r_next_is_1):
+            m.d.sync += [cur.eq(nxt), cur_modes.eq(nxt.op == Op.MODES), pc.eq(npc),
+                         fetch_req.eq(1), nxt_ok.eq(0), j.eq(0), j1.eq(1), mstarted.eq(0),
+                         last_slot.eq(r_next_is_1), wait_j.eq(wait_zero)]
 
         with m.FSM(name="pass") as fsm:
             with m.State("IDLE"):
@@ -279,58 +307,73 @@ class NeuronEngine(wiring.Component):
                     m.d.sync += g.eq(0)
                     m.next = "SCAN"
             with m.State("SCAN"):
+                m.d.sync += dq.eq(descs[g])
                 with m.If(active.bit_select(g, 1)):
-                    m.d.comb += [self.ucode_addr.eq(desc.pc), self.ucode_en.eq(1)]
-                    m.d.sync += [
-                        npc.eq(desc.pc), nxt_ok.eq(1), gpc.eq(desc.pc), gmodes.eq(desc.modes),
-                        rem.eq(desc.count), nb.eq(desc.first), n_cur.eq(desc.first),
-                        r.eq(Mux(desc.count > K, K, desc.count)),
-                        batch_mptr.eq(desc.mode_base), mslot.eq(desc.mode_base),
-                        mend.eq(desc.mode_base + desc.modes),
-                        mlast.eq(desc.mode_base + desc.modes - 1),
-                    ]
-                    m.next = "START"
+                    m.next = "LOAD"
                 with m.Elif(g == G - 1):
                     m.next = "DRAIN"
                 with m.Else():
                     m.d.sync += g.eq(g + 1)
+            with m.State("LOAD"):
+                m.d.comb += [self.ucode_addr.eq(dq.pc), self.ucode_en.eq(1)]
+                m.d.sync += [
+                    npc.eq(dq.pc), fetched.eq(1), nxt_ok.eq(0), gpc.eq(dq.pc),
+                    gmodes.eq(dq.modes), gm0.eq(dq.modes == 0),
+                    rem.eq(dq.count), nb.eq(dq.first), n_cur.eq(dq.first),
+                    r.eq(Mux(dq.count > K, K, dq.count)), last_batch.eq(dq.count <= K),
+                    batch_mptr.eq(dq.mode_base), mslot.eq(dq.mode_base),
+                    mend.eq(dq.mode_base + dq.modes), mlast.eq(dq.mode_base + dq.modes - 1),
+                ]
+                m.next = "START"
             with m.State("START"):
                 # groups may overlap: a group starts on an empty pipeline
-                with m.If(busy == 0):
-                    start_round()
+                with m.If((busy == 0) & nxt_ok):
+                    start_round(r == 1)
+                    slot_start(mslot, mlast)
                     m.d.sync += first_round.eq(1)
                     m.next = "ISSUE"
             with m.State("ISSUE"):
                 with m.If(can):
                     m.d.comb += issuing.eq(1)
                     with m.If(is_modes):
-                        m.d.sync += [mstarted.eq(~final), mcur.eq(row_next)]
+                        m.d.sync += [mstarted.eq(~final), mcur.eq(row_next),
+                                     rows_left.eq(rows_left - 1), on_last.eq(rows_left == 1)]
                     with m.If(final):
-                        m.d.sync += [j.eq(j + 1), n_cur.eq(n_cur + 1), mslot.eq(mend),
-                                     mend.eq(mend + gmodes), mlast.eq(mlast + gmodes),
-                                     mstarted.eq(0)]
+                        m.d.sync += [j.eq(j + 1), j1.eq(j1 + 1), n_cur.eq(n_cur + 1),
+                                     mslot.eq(mend), mend.eq(mend + gmodes),
+                                     mlast.eq(mlast + gmodes), mstarted.eq(0),
+                                     last_slot.eq(j1 + 1 == r), wait_j.eq(wait_inc)]
+                        slot_start(mend, mlast + gmodes)
                         with m.If(last_slot):
-                            with m.If(group_end):
-                                with m.If(g == G - 1):
-                                    m.next = "DRAIN"
-                                with m.Else():
-                                    m.d.sync += g.eq(g + 1)
-                                    m.next = "SCAN"
-                            with m.Elif(cur.last):
-                                # next batch: round 0 of the program
-                                start_round()
-                                left = rem - r
-                                m.d.sync += [
-                                    first_round.eq(1), rem.eq(left), nb.eq(n_cur + 1),
-                                    r.eq(Mux(left > K, K, left)),
-                                    batch_mptr.eq(mend), mslot.eq(mend),
-                                ]
-                            with m.Else():
-                                start_round()
-                                m.d.sync += [first_round.eq(0), n_cur.eq(nb),
-                                             mslot.eq(batch_mptr),
-                                             mend.eq(batch_mptr + gmodes),
-                                             mlast.eq(batch_mptr + gmodes - 1)]
+                            m.next = "TURN"
+            with m.State("TURN"):
+                # the round's last issue is out (j, n_cur and the mode range have moved past
+                # the batch): end the group, or start the next round or batch
+                with m.If(group_end):
+                    with m.If(g == G - 1):
+                        m.next = "DRAIN"
+                    with m.Else():
+                        m.d.sync += g.eq(g + 1)
+                        m.next = "SCAN"
+                with m.Elif(nxt_ok):
+                    m.next = "ISSUE"
+                    with m.If(cur.last):
+                        # next batch (round 0 of the program): its first slot is where the
+                        # mode range already points
+                        left = rem - r
+                        start_round(left == 1)
+                        m.d.sync += [
+                            first_round.eq(1), rem.eq(left), nb.eq(n_cur),
+                            r.eq(Mux(left > K, K, left)), last_batch.eq(left <= K),
+                            batch_mptr.eq(mslot),
+                        ]
+                    with m.Else():
+                        start_round(r == 1)
+                        m.d.sync += [first_round.eq(0), n_cur.eq(nb),
+                                     mslot.eq(batch_mptr),
+                                     mend.eq(batch_mptr + gmodes),
+                                     mlast.eq(batch_mptr + gmodes - 1)]
+                        slot_start(batch_mptr, batch_mptr + gmodes - 1)
             with m.State("DRAIN"):
                 with m.If(busy == 0):
                     m.next = "IDLE"
@@ -455,12 +498,24 @@ class NeuronEngine(wiring.Component):
         rd1 = (mi.rd + 1)[:3]
         pred_out = Mux(mi.opc == Op.CGE, cge, em.pred)
         value = Mux(write, result, em.rd_old)
+        # value != 0 from the zero tests of the candidates (in parallel, not after the muxes;
+        # saturation keeps zero and non-zero apart)
+        nonzero = Signal()
+        with m.Switch(mi.opc):
+            with m.Case(Op.MAD, Op.CMAD):
+                m.d.comb += nonzero.eq(re != 0)
+            with m.Case(Op.MODES):
+                m.d.comb += nonzero.eq(msum != 0)
+            with m.Case(Op.ADD, Op.SUB, Op.MAX, Op.MIN, Op.LDC, Op.SHR, Op.SEL):
+                m.d.comb += nonzero.eq(scalar != 0)
+            with m.Default():
+                m.d.comb += nonzero.eq(em.rd_old != 0)
         emit_flag = Signal()
         with m.Switch(mi.emit):
             with m.Case(Emit.ALWAYS):
                 m.d.comb += emit_flag.eq(1)
             with m.Case(Emit.NONZERO):
-                m.d.comb += emit_flag.eq(value != 0)
+                m.d.comb += emit_flag.eq(nonzero)
             with m.Case(Emit.IF_P):
                 m.d.comb += emit_flag.eq(pred_out)
         has_emit = mi.emit != Emit.NONE
@@ -485,6 +540,7 @@ class NeuronEngine(wiring.Component):
 
         # -- write-back ----------------------------------------------------------------------
         done = wb.op.valid & wb.op.final
+        m.d.comb += [wb_done.eq(done), wb_slot.eq(wb.op.slot)]
         m.d.comb += [
             rf_regs_w.addr.eq(wb.op.slot), rf_regs_w.data.eq(wb.regs.as_value()),
             rf_regs_w.en.eq(Mux(done, wb.wen, 0)),

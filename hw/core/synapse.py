@@ -93,7 +93,8 @@ class SynapseEngine(wiring.Component):
         it_payload = Signal(signed(W))
         it_shift = Signal(5)
 
-        it_free = ~it_busy | (it_rem == 1)
+        it_last = Signal()                      # it_rem == 1
+        it_free = ~it_busy | it_last
         load = b_valid & it_free
         a_move = a_valid & (~b_valid | load)
         accept = self.i_spike.valid & self.i_spike.ready
@@ -117,12 +118,13 @@ class SynapseEngine(wiring.Component):
         m.d.sync += s1_valid.eq(it_busy)
         with m.If(it_busy):
             m.d.comb += [self.syn_addr.eq(it_ptr), self.syn_en.eq(1)]
-            m.d.sync += [it_ptr.eq(it_ptr + 1), it_rem.eq(it_rem - 1),
+            m.d.sync += [it_ptr.eq(it_ptr + 1), it_rem.eq(it_rem - 1), it_last.eq(it_rem == 2),
                          s1_payload.eq(it_payload), s1_shift.eq(it_shift)]
             with m.If(it_rem == 1):
                 m.d.sync += it_busy.eq(0)
         with m.If(load):
             m.d.sync += [it_ptr.eq(b_ax.base), it_rem.eq(b_ax.count), it_busy.eq(b_ax.count != 0),
+                         it_last.eq(b_ax.count == 1),
                          it_payload.eq(b_payload), it_shift.eq(b_ax.shift)]
 
         # -- S1: the synapse word registered (block-RAM output) --
