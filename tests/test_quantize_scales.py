@@ -9,13 +9,19 @@ import pytest
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.firmware.model import FloatLayer, FloatModel
+from neuroloom.firmware.qmodel import QLinear, QModel
 from neuroloom.firmware.quantize import (
     QuantReport,
+    Scales,
     _fit,
     _qlinear,
+    accumulator_bounds,
     calibrate,
     choose_scales,
     mode_params,
+    qforward_stats,
+    quantize,
+    quantize_with_scales,
 )
 
 CFG = FabricConfig()
@@ -163,3 +169,140 @@ def test_qlinear_shift_is_the_largest_that_fits_the_weight_width():
     assert lin.bias_shift == 1 and lin.b[0] == 20000
     lin, clipped = _qlinear(Wm, np.array([2.0 ** 60, 0.0]), 1.0, 1.0, cfg)
     assert lin.bias_shift == 31 and lin.b[0] == CMAX and clipped == 2    # 200 and the bias
+
+
+def _one_layer_scales(m, sx=0.5, sy=0.5):
+    """Scales that keep the encoder, mixing and decoder weights as they are (each linear's
+    output scale equals its input's) and dB sx / sz = sx."""
+    H, M = m.H, m.layers[0].N + 1
+    return Scales(1.0, [1.0, sy], [np.full((H, M), sx)], [np.full(H, sy)], sy)
+
+
+def _set_cp(m, cp):
+    """Make the first layer's C' = ``cp`` (H, N) (C = C' A / (dA - 1))."""
+    ly = m.layers[0]
+    ly.C = np.asarray(cp, complex) * ly.A / (ly.dA - 1.0)
+    np.testing.assert_allclose(ly.Cp, cp, rtol=1e-9, atol=1e-12)
+
+
+def _mode_coefficients(m, sx, sy):
+    _, _, Cp = mode_params(m)[0]
+    c = 2 * Cp * sy / sx
+    return np.stack([c.real, -c.imag], axis=-1)
+
+
+def test_state_coefficients_are_dA_and_dB_in_q15():
+    """dA and dB sx / sz at 15 fractional bits, rounded half up (|error| <= 2**-16), even for
+    dA next to -1 (the most negative coefficient, -32768, must stay reachable)."""
+    m = _model(B=np.array([[0.3, -0.7], [0.5, 1.0]]))
+    ly = m.layers[0]
+    ly.log_dt[:] = 0.0
+    ly.log_A_real[0, 0], ly.A_imag[0, 0] = np.log(1e-5), np.pi      # dA = -0.99999
+    q, clipped = quantize_with_scales(m, _one_layer_scales(m), CFG)
+    dA, dB, _ = mode_params(m)[0]
+    assert q.layers[0].frac == 15 and clipped == 0
+    pairs = np.stack([dA.real, dA.imag], -1)
+    assert np.abs(q.layers[0].dA / 2.0 ** 15 - pairs).max() <= 2.0 ** -16 + 1e-15
+    assert q.layers[0].dA[0, 0, 0] == -32768
+    pairs = np.stack([(dB * 0.5).real, (dB * 0.5).imag], -1)         # sx / sz = 0.5
+    assert np.abs(q.layers[0].dB / 2.0 ** 15 - pairs).max() <= 2.0 ** -16 + 1e-15
+
+
+@pytest.mark.parametrize("peak, shift", [(32767 / 8, 3), (32767.2 / 8, 3), (1e-9, 31),
+                                         (5e4, 0)])
+def test_readout_shift_is_the_largest_that_fits_the_coefficients(peak, shift):
+    """The readout coefficients 2 C' sy / sx (Re, -Im) take the largest shift in 0..31 with
+    round(peak 2**shift) <= 32767; a peak beyond the range keeps shift 0 and is clipped to
+    -32768..32767 and counted."""
+    m = _model(N=2, D=(0.0, 0.0))
+    _set_cp(m, np.array([[0.5, 0.01], [-0.5, 0.02 + 0.01j]]))     # peak of 2 C': 1 (and skip)
+    sx, sy = 0.5, 0.5 * peak
+    q, clipped = quantize_with_scales(m, _one_layer_scales(m, sx, sy), CFG)
+    ly = q.layers[0]
+    assert ly.out_shift == shift
+    want = np.floor(_mode_coefficients(m, sx, sy) * 2.0 ** shift + 0.5)
+    np.testing.assert_array_equal(ly.C, np.clip(want, -32768, 32767))
+    assert clipped == int(np.count_nonzero((want < -32768) | (want > 32767)))
+    assert (clipped > 0) == (peak > 32767.5)
+
+
+def test_clipped_parameters_are_counted_in_every_part():
+    """Clipped decoder, mixing and readout parameters add up (none subtracts)."""
+    m = _model(N=2, D=(0.0, 0.0))
+    _set_cp(m, np.array([[3e4, 0.0], [0.0, 0.0]]))                   # 1 readout value
+    m.layers[0].W = np.array([[300.0, 0.0], [0.0, 1.0]])            # 1 mixing weight
+    m.dec_W = np.array([[400.0, 0.0], [0.0, 500.0], [0.0, 0.0]])    # 2 decoder weights
+    _, clipped = quantize_with_scales(m, _one_layer_scales(m), CFG)
+    assert clipped == 1 + 1 + 2
+
+
+def test_quantize_uses_3_bits_of_headroom_by_default():
+    m = _model()
+    x = np.random.default_rng(5).random((4, 6, 1))
+    q, _ = quantize(m, x)
+    s = choose_scales(m, calibrate(m, x), CFG, headroom=3)
+    assert Scales.from_dict(q.meta["scales"]).z == s.z
+
+
+def test_accumulator_bound_is_every_input_at_full_scale():
+    """Worst case of a linear: every input at +-2**23 (24-bit payloads), |w| rounded by its
+    input's shift, summed per output; the largest output."""
+    lin = QLinear(np.array([[1, -2, 0], [3, 0, -127]]), np.array([0, 1, 7]), np.zeros(2), 0)
+    q = QModel(lin, [], QLinear(np.array([[5]]), np.array([2]), np.zeros(1), 0), 1.0, 1.0)
+    b = accumulator_bounds(q, CFG)
+    p = 2 ** 23
+    assert b["enc"] == max(p + p, 3 * p + 127 * p // 128)
+    assert b["dec"] == 5 * p // 4
+
+
+def test_saturation_report_counts_every_value():
+    """qforward_stats counts how many values each stage computed (B x K x width)."""
+    m = _model()
+    x = np.random.default_rng(6).random((3, 5, 1))
+    q, _ = quantize(m, x)
+    _, rep = qforward_stats(q, q.quantize_input(x))
+    assert rep.total["enc.out"] == 3 * 5 * 2
+    assert rep.total["layers.0.state"] == 2 * 3 * 5 * 2 * 3      # re and im, H x M modes
+    assert rep.total["dec.out"] == 3 * 5 * 3
+    assert rep.total["integrator"] == 3 * 5 * 3
+
+
+def _identical_channels(L, H=8, seed=0):
+    """A model whose channels are all alike (so alternating +-w rows cancel exactly)."""
+    m = FloatModel.random(d_in=1, H=H, N=2, L=L, classes=2, seed=seed)
+    m.enc_W[:] = 1.0
+    m.enc_b[:] = 0.0
+    for ly in m.layers:
+        for a in (ly.log_dt, ly.log_A_real, ly.A_imag, ly.C, ly.D):
+            a[:] = a[0]
+        ly.W[:] = 1.0 / H
+        ly.b[:] = 0.0
+    return m
+
+
+@pytest.mark.parametrize("where", ["dec", "layers.0.mix"])
+def test_accumulator_headroom_goes_to_the_offending_linear(where):
+    """A linear whose worst case would wrap the accumulator (its rows cancel on the data, so
+    its calibrated output range is small) gets one more bit of output headroom at a time until
+    it fits: only the scale after it (the output scale, the second layer's input) shrinks, by
+    whole bits."""
+    m = _identical_channels(L=2)
+    alternating = np.where(np.arange(8) % 2, 8.0, -8.0)[None, :]
+    if where == "dec":
+        m.dec_W[:] = alternating
+        m.dec_b[:] = 1e-6
+    else:
+        m.layers[0].W[:] = alternating
+        m.layers[0].b[:] = 0.01
+    x = np.random.default_rng(0).random((8, 16, 1))
+    plain = choose_scales(m, calibrate(m, x), CFG)
+    q, _ = quantize(m, x)
+    assert max(accumulator_bounds(q).values()) <= 2 ** 31 - 1
+    s = Scales.from_dict(q.meta["scales"])
+    shrunk = [plain.out_scale / s.out_scale] + [a / b for a, b in zip(plain.z, s.z)]
+    which = 0 if where == "dec" else 2                               # out_scale, or z[1]
+    for k, r in enumerate(shrunk):
+        if k == which:
+            assert r >= 2 and np.log2(r) == int(np.log2(r)), shrunk
+        else:
+            assert r == 1.0, shrunk
