@@ -306,3 +306,16 @@ def test_accumulator_headroom_goes_to_the_offending_linear(where):
             assert r >= 2 and np.log2(r) == int(np.log2(r)), shrunk
         else:
             assert r == 1.0, shrunk
+
+
+def test_quantize_with_scales_uses_the_fabric_widths_it_is_given():
+    """A 12-bit coefficient fabric: 11 fractional bits, coefficients within +-2047."""
+    cfg = FabricConfig(coef_width=12)
+    m = _model()
+    q, _ = quantize_with_scales(m, _one_layer_scales(m), cfg)
+    ly = q.layers[0]
+    assert ly.frac == 11
+    for a in (ly.dA, ly.dB, ly.C):
+        assert a.min() >= -2048 and a.max() <= 2047
+    dA = mode_params(m)[0][0]
+    assert np.abs(ly.dA / 2.0 ** 11 - np.stack([dA.real, dA.imag], -1)).max() <= 2.0 ** -12
