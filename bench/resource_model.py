@@ -197,8 +197,8 @@ def cycles() -> dict:
     res = ROOT / "bench" / "results"
     core = json.loads((res / "core_cycles.json").read_text())
     eng = resources.ENGINES["pipelined"]
-    s4d = resources.group_cycles(256, 2, 0, 0, 1, eng)
-    chan = resources.group_cycles(32, 6, 1, 32, 1, eng)
+    s4d = eng.step + resources.group_cycles(256, 2, 0, 0, 1, eng)
+    chan = eng.step + resources.group_cycles(32, 6, 1, 32, 1, eng)
     out = {"core_bench": {
         "s4d_256_neurons": {"measured": core["s4d_step_cycles_routes0"], "estimated": s4d},
         "channel_32x32_modes": {"measured": core["channel_step_cycles"], "estimated": chan}}}
@@ -220,6 +220,69 @@ def cycles() -> dict:
             "fall_through": {"rtl": ft, "estimated": est.fall_through,
                              "error": round((est.fall_through - ft) / ft, 4)}}
     out["fabric_rtl_single_cycle_engine"] = fabric
+    return out
+
+
+#: the fabric and model of the RTL check of the pipelined engine's cycle estimate
+RTL_FABRIC = FabricConfig(mesh_w=2, mesh_h=2, neurons=32, axons=128, synapse_rows=256,
+                          route_words=128, modes=256, neuron_lanes=2, synapse_lanes=2)
+RTL_TOKENS = 16
+
+
+def rtl_cycles() -> dict:
+    """Run a small model on the RTL (Verilator) packed three ways on ``RTL_FABRIC`` and compare
+    its steady-state RUN cycles (per step pipelined, per token fall-through: the difference of
+    a 16-token and an 8-token run) with the estimate on the pipelined engine; every run is
+    checked bit-exact against the quantized reference."""
+    from neuroloom.contract.hostproto import Cmd
+    from neuroloom.firmware.compiler import compile_model, from_compiled, random_qmodel
+    from neuroloom.firmware.driver import Driver
+    from neuroloom.firmware.qmodel import qforward
+    from neuroloom.firmware.transports import FramedTransport
+    from neuroloom.sim.verilator_link import VerilatorLink
+
+    model = random_qmodel(16, 7, 3, d_in=1, classes=4, seed=11)
+    x = model.quantize_input(np.random.default_rng(0).uniform(0, 1, (1, RTL_TOKENS, 1)))
+    ref = qforward(model, x)
+    packings = {"fill": dict(), "fill, cycle budget 400": dict(cycle_budget=400, row_budget=256),
+                "spread": dict(packing="spread")}
+    out = {"fabric": RTL_FABRIC.to_dict(), "model": "random_qmodel(16, 7, 3, d_in=1, classes=4, "
+           "seed=11)", "tokens": RTL_TOKENS, "commit": _git("rev-parse", "--short", "HEAD"),
+           "hw_dirty": bool(_git("status", "--porcelain", "--", "hw"))}
+    with VerilatorLink(RTL_FABRIC, timeout=3600.0) as link:
+        cycles: dict = {}
+
+        class Counting:
+            def exchange(self, words):
+                c0 = link.cycles
+                resp = link.exchange(words)
+                cycles[words[0] & 0xFF] = cycles.get(words[0] & 0xFF, 0) + link.cycles - c0
+                return resp
+
+        drv = Driver(FramedTransport(Counting()))
+        for name, kw in packings.items():
+            comp = compile_model(model, RTL_FABRIC, **kw)
+            est = resources.step_cycles(comp)
+            drv.load(from_compiled(comp))
+            rec = {"cores_used": comp.cores_used}
+            for mode, key, estimate in (("pipelined", "per_step", est.pipelined),
+                                        ("fall-through", "per_token", est.fall_through)):
+                # steady state: the difference of a run of all tokens and of the first half
+                # (the fill and the last outputs cancel)
+                run, steps, exact = {}, {}, True
+                for k in (RTL_TOKENS // 2, RTL_TOKENS):
+                    cycles.clear()
+                    res = drv.run(x[:, :k], mode=mode)
+                    run[k], steps[k] = cycles.get(int(Cmd.RUN), 0), res.steps
+                    exact &= bool(np.array_equal(res.running, ref[:, :k]))
+                k0, k1 = RTL_TOKENS // 2, RTL_TOKENS
+                rtl = (run[k1] - run[k0]) / ((steps[k1] - steps[k0]) if mode == "pipelined"
+                                             else k1 - k0)
+                rec[mode] = {f"rtl_{key}": round(rtl, 1), f"estimated_{key}": estimate,
+                             "error": round((estimate - rtl) / rtl, 4),
+                             "bit_exact_vs_qforward": exact}
+            out[name] = rec
+            print(f"  RTL {name}: {rec}", flush=True)
     return out
 
 
@@ -278,6 +341,9 @@ def main(argv=None) -> int:
                     help="fit the coefficients on the recorded measurements and print them")
     ap.add_argument("--memories", action="store_true",
                     help="synthesize the lone memories of MEMORY_SHAPES and record their mapping")
+    ap.add_argument("--rtl", action="store_true",
+                    help="check the pipelined engine's cycle estimate on the RTL (Verilator: "
+                         "builds a 2x2 fabric, minutes)")
     ap.add_argument("--seed", action="store_true",
                     help="also compile the seed small model for the ULX3S-85F (both schedules) "
                          "and record the chosen fabric")
@@ -333,16 +399,30 @@ def main(argv=None) -> int:
     OUT.write_text(json.dumps(data, indent=1) + "\n")
     print(table(records, cmp))
     print(f"max |LUT4 error| {100 * worst:.1f} %, DP16KD and MULT18X18D exact: {exact}")
+    kept = data.get("cycles", {}).get("fabric_rtl_pipelined_engine")    # --rtl's, if run
     cyc = data["cycles"] = cycles()
+    if kept:
+        cyc["fabric_rtl_pipelined_engine"] = kept
     OUT.write_text(json.dumps(data, indent=1) + "\n")
     print("\ncycle model vs records (estimated / measured):")
     for name, v in cyc["core_bench"].items():
         print(f"  core bench {name}: {v['estimated']} / {v['measured']} (pipelined engine)")
+    for name, v in cyc.get("fabric_rtl_pipelined_engine", {}).items():
+        if isinstance(v, dict) and "pipelined" in v:
+            p, f = v["pipelined"], v["fall-through"]
+            print(f"  RTL {name} (pipelined engine, steady state): pipelined "
+                  f"{p['estimated_per_step']} / {p['rtl_per_step']} per step "
+                  f"({100 * p['error']:+.1f}%), fall-through {f['estimated_per_token']} / "
+                  f"{f['rtl_per_token']} per token ({100 * f['error']:+.1f}%)")
     for name, v in cyc["fabric_rtl_single_cycle_engine"].items():
         p, f = v["pipelined"], v["fall_through"]
         print(f"  {name}: pipelined {p['estimated']} / {p['rtl']} per step "
               f"({100 * p['error']:+.1f}%), fall-through {f['estimated']} / {f['rtl']} per "
               f"token ({100 * f['error']:+.1f}%)")
+    if args.rtl:
+        print("\ncycle estimate vs RTL (pipelined engine):")
+        data["cycles"]["fabric_rtl_pipelined_engine"] = rtl_cycles()
+        OUT.write_text(json.dumps(data, indent=1) + "\n")
     if args.seed:
         print("\nseed small model for ulx3s-85f:")
         data["seed_small_on_ulx3s_85f"] = seed_on_board()

@@ -437,8 +437,9 @@ def _pack(net: _Net, cfg: FabricConfig, caps: dict, cycle_budget: int | None = N
     shape = [resources.program_shape(p) for p in net.programs]
 
     def engine_cycles(counts: dict) -> int:
-        return sum(resources.group_cycles(n, *shape[s], net.stages[s].modes, cfg.neuron_lanes,
-                                          timing) for s, n in counts.items())
+        return timing.step + sum(resources.group_cycles(n, *shape[s], net.stages[s].modes,
+                                                        cfg.neuron_lanes, timing)
+                                 for s, n in counts.items())
 
     def sources(n):
         r = srcs_cache.get(n)

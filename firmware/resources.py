@@ -267,21 +267,25 @@ SLOTS = 32
 
 @dataclasses.dataclass(frozen=True)
 class EngineTiming:
-    """Cycle costs of a neuron engine: ``group`` per active group (start on an empty pipeline,
-    drain), ``batch`` per batch, ``depth`` the issue-to-write-back latency (a round lasts at
-    least ``depth + 1`` cycles), ``pipelined``: False for the single-cycle engine (one cycle
-    per instruction and neuron, one per mode entry, one more per neuron, no batches)."""
+    """Cycle costs of a neuron engine: ``step`` once per step on a core with an active group
+    (step start, pipeline fill and drain, the last emissions), ``group`` per active group,
+    ``batch`` per batch, ``depth`` the issue-to-write-back latency (a round lasts at least
+    ``depth + 1`` cycles), ``pipelined``: False for the single-cycle engine (one cycle per
+    instruction and neuron, one per mode entry, one more per neuron, no batches)."""
+    step: int
     group: int
     batch: int
     depth: int
     pipelined: bool = True
 
 
-#: ``pipelined``: the current core (constants from bench/results/core_cycles.json, see
+#: ``pipelined``: the current core -- step + group and batch from the one-group steps of
+#: bench/results/core_cycles.json (58, 6), the split of the 58 (group 17) the one that keeps the
+#: steady-state RTL steps of cores with 2 and 5 groups closest (bench/resource_model.py --rtl,
 #: docs/resources.md); ``single-cycle``: the core the fabric RTL records of Nov 2026 ran on
 ENGINES = {
-    "pipelined": EngineTiming(group=58, batch=6, depth=19),
-    "single-cycle": EngineTiming(group=1, batch=0, depth=0, pipelined=False),
+    "pipelined": EngineTiming(step=41, group=17, batch=6, depth=19),
+    "single-cycle": EngineTiming(step=0, group=1, batch=0, depth=0, pipelined=False),
 }
 
 #: cycles a step costs beyond its busiest core (barrier, NoC drain, host link's RUN handling),
@@ -292,7 +296,8 @@ STEP_OVERHEAD = 0
 def group_cycles(count: int, program: int, modes_instrs: int, modes: int, neuron_lanes: int,
                  engine: EngineTiming) -> int:
     """Cycles of one active group of ``count`` neurons running a ``program``-instruction
-    program with ``modes_instrs`` MODES instructions over ``modes`` entries per neuron."""
+    program with ``modes_instrs`` MODES instructions over ``modes`` entries per neuron (the
+    step's own cost, ``engine.step``, comes once per step on top)."""
     if count == 0:
         return 0
     if not engine.pipelined:
@@ -363,13 +368,15 @@ def step_cycles(comp, engine: str = "pipelined", overhead: int | None = None) ->
                     d = cfg.core_index(r.x, r.y)
                     rows[d][s] += comp.cores[d].axons[r.target][1]
     per_core, per_stage = {}, []
+    step = timing.step
     for c, core in enumerate(comp.cores):
         if core.groups or any(rows[c]):
-            nc, rc, oc = sum(neuron[c]), sum(rows[c]), sum(routes[c])
+            nc = sum(neuron[c]) + (step if core.groups else 0)
+            rc, oc = sum(rows[c]), sum(routes[c])
             per_core[c] = {"neuron": nc, "rows": rc, "routes": oc, "bound": max(nc, rc, oc)}
     for s in range(S):
-        per_stage.append(max(max(neuron[c][s], rows[c][s], routes[c][s])
-                             for c in range(len(comp.cores))))
+        per_stage.append(max(max(neuron[c][s] + (step if neuron[c][s] else 0), rows[c][s],
+                                 routes[c][s]) for c in range(len(comp.cores))))
     busiest = max((v["bound"] for v in per_core.values()), default=0)
     return StepEstimate(pipelined=busiest + overhead,
                         fall_through=sum(per_stage) + S * overhead,

@@ -86,8 +86,28 @@ def test_multipliers_follow_the_lanes():
 
 def test_engine_constants_reproduce_the_core_bench():
     eng = resources.ENGINES["pipelined"]
-    assert resources.group_cycles(256, 2, 0, 0, 1, eng) == CORE_CYCLES["s4d_step_cycles_routes0"]
-    assert resources.group_cycles(32, 6, 1, 32, 1, eng) == CORE_CYCLES["channel_step_cycles"]
+    s4d = eng.step + resources.group_cycles(256, 2, 0, 0, 1, eng)
+    channel = eng.step + resources.group_cycles(32, 6, 1, 32, 1, eng)
+    assert (s4d, channel) == (CORE_CYCLES["s4d_step_cycles_routes0"],
+                              CORE_CYCLES["channel_step_cycles"])
+
+
+@pytest.mark.parametrize("packing", ["fill", "fill, cycle budget 400", "spread"])
+def test_pipelined_engine_estimate_against_the_rtl_record(packing):
+    """bench/resource_model.py --rtl: the estimate today equals the recorded one, which was
+    within 15 % of the RTL's steady-state cycles (bit-exact runs)."""
+    rec = RECORD["cycles"]["fabric_rtl_pipelined_engine"]
+    assert rec["model"] == "random_qmodel(16, 7, 3, d_in=1, classes=4, seed=11)"
+    model = random_qmodel(16, 7, 3, d_in=1, classes=4, seed=11)
+    kw = {"fill": {}, "fill, cycle budget 400": dict(cycle_budget=400, row_budget=256),
+          "spread": dict(packing="spread")}[packing]
+    est = resources.step_cycles(compile_model(model, FabricConfig.from_dict(rec["fabric"]),
+                                              **kw))
+    r = rec[packing]
+    assert (est.pipelined, est.fall_through) == (r["pipelined"]["estimated_per_step"],
+                                                 r["fall-through"]["estimated_per_token"])
+    for mode in ("pipelined", "fall-through"):
+        assert r[mode]["bit_exact_vs_qforward"] and abs(r[mode]["error"]) <= 0.15, r[mode]
 
 
 def test_recorded_rtl_cycle_errors_are_the_models():
