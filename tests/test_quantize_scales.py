@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from neuroloom.contract.config import FabricConfig
+from neuroloom.firmware.compiler import random_qmodel
 from neuroloom.firmware.model import FloatLayer, FloatModel
-from neuroloom.firmware.qmodel import QLinear, QModel
+from neuroloom.firmware.qmodel import QLinear, QModel, qforward
 from neuroloom.firmware.quantize import (
     QuantReport,
     Scales,
@@ -319,3 +320,14 @@ def test_quantize_with_scales_uses_the_fabric_widths_it_is_given():
         assert a.min() >= -2048 and a.max() <= 2047
     dA = mode_params(m)[0][0]
     assert np.abs(ly.dA / 2.0 ** 11 - np.stack([dA.real, dA.imag], -1)).max() <= 2.0 ** -12
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_qforward_stats_is_qforward_with_relu_biases(seed):
+    """The saturation counter computes what the reference computes, also for a model with
+    ReLU biases (quantize() leaves them 0) and large inputs that saturate."""
+    q = random_qmodel(6, 2, 2, d_in=2, classes=4, seed=seed)
+    assert np.any(q.layers[0].relu_bias != 0)
+    t = q.quantize_input(np.random.default_rng(seed).uniform(-1, 1, (3, 12, 2)) * 10 ** seed)
+    out, rep = qforward_stats(q, t)
+    np.testing.assert_array_equal(out, qforward(q, t))
