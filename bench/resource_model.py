@@ -229,27 +229,21 @@ RTL_FABRIC = FabricConfig(mesh_w=2, mesh_h=2, neurons=32, axons=128, synapse_row
 RTL_TOKENS = 16
 
 
-def rtl_cycles() -> dict:
-    """Run a small model on the RTL (Verilator) packed three ways on ``RTL_FABRIC`` and compare
-    its steady-state RUN cycles (per step pipelined, per token fall-through: the difference of
-    a 16-token and an 8-token run) with the estimate on the pipelined engine; every run is
-    checked bit-exact against the quantized reference."""
+def _rtl_runs(cfg: FabricConfig, model, comps: dict, tokens: int) -> dict:
+    """Steady-state RUN cycles of each compiled model in ``comps`` (name -> Compiled, all for
+    ``cfg``) on one Verilator build: per step pipelined and per token fall-through, the
+    difference of a ``tokens`` and a ``tokens // 2`` run, with the estimate and bit-exactness."""
     from neuroloom.contract.hostproto import Cmd
-    from neuroloom.firmware.compiler import compile_model, from_compiled, random_qmodel
+    from neuroloom.firmware.compiler import from_compiled
     from neuroloom.firmware.driver import Driver
     from neuroloom.firmware.qmodel import qforward
     from neuroloom.firmware.transports import FramedTransport
     from neuroloom.sim.verilator_link import VerilatorLink
 
-    model = random_qmodel(16, 7, 3, d_in=1, classes=4, seed=11)
-    x = model.quantize_input(np.random.default_rng(0).uniform(0, 1, (1, RTL_TOKENS, 1)))
+    x = model.quantize_input(np.random.default_rng(0).uniform(0, 1, (1, tokens, 1)))
     ref = qforward(model, x)
-    packings = {"fill": dict(), "fill, cycle budget 400": dict(cycle_budget=400, row_budget=256),
-                "spread": dict(packing="spread")}
-    out = {"fabric": RTL_FABRIC.to_dict(), "model": "random_qmodel(16, 7, 3, d_in=1, classes=4, "
-           "seed=11)", "tokens": RTL_TOKENS, "commit": _git("rev-parse", "--short", "HEAD"),
-           "hw_dirty": bool(_git("status", "--porcelain", "--", "hw"))}
-    with VerilatorLink(RTL_FABRIC, timeout=3600.0) as link:
+    out = {}
+    with VerilatorLink(cfg, timeout=7200.0) as link:
         cycles: dict = {}
 
         class Counting:
@@ -260,22 +254,24 @@ def rtl_cycles() -> dict:
                 return resp
 
         drv = Driver(FramedTransport(Counting()))
-        for name, kw in packings.items():
-            comp = compile_model(model, RTL_FABRIC, **kw)
+        for name, comp in comps.items():
             est = resources.step_cycles(comp)
+            t0 = time.perf_counter()
+            cycles.clear()
             drv.load(from_compiled(comp))
-            rec = {"cores_used": comp.cores_used}
+            rec = {"cores_used": comp.cores_used, "load_cycles": sum(cycles.values()),
+                   "load_seconds": round(time.perf_counter() - t0, 1)}
             for mode, key, estimate in (("pipelined", "per_step", est.pipelined),
                                         ("fall-through", "per_token", est.fall_through)):
                 # steady state: the difference of a run of all tokens and of the first half
                 # (the fill and the last outputs cancel)
                 run, steps, exact = {}, {}, True
-                for k in (RTL_TOKENS // 2, RTL_TOKENS):
+                for k in (tokens // 2, tokens):
                     cycles.clear()
                     res = drv.run(x[:, :k], mode=mode)
                     run[k], steps[k] = cycles.get(int(Cmd.RUN), 0), res.steps
                     exact &= bool(np.array_equal(res.running, ref[:, :k]))
-                k0, k1 = RTL_TOKENS // 2, RTL_TOKENS
+                k0, k1 = tokens // 2, tokens
                 rtl = (run[k1] - run[k0]) / ((steps[k1] - steps[k0]) if mode == "pipelined"
                                              else k1 - k0)
                 rec[mode] = {f"rtl_{key}": round(rtl, 1), f"estimated_{key}": estimate,
@@ -283,6 +279,42 @@ def rtl_cycles() -> dict:
                              "bit_exact_vs_qforward": exact}
             out[name] = rec
             print(f"  RTL {name}: {rec}", flush=True)
+    return out
+
+
+def rtl_seed() -> dict:
+    """The seed small model on the fabric ``compile --board ulx3s-85f`` chooses (pipelined),
+    on the RTL: steady-state cycles in both schedules against the estimate (16 tokens)."""
+    from neuroloom.contract.parts import board_part
+    from neuroloom.firmware.compiler import random_qmodel
+    from neuroloom.firmware.target import compile_for_part
+
+    model = random_qmodel(64, 32, 4, d_in=1, classes=10, seed=0)
+    fit = compile_for_part(model, board_part("ulx3s-85f"), "pipelined")
+    comp = fit.compiled
+    out = {"model": "random_qmodel(64, 32, 4, d_in=1, classes=10, seed=0)",
+           "fabric": comp.cfg.to_dict(), "packing": fit.packing, "tokens": RTL_TOKENS,
+           "commit": _git("rev-parse", "--short", "HEAD"),
+           "hw_dirty": bool(_git("status", "--porcelain", "--", "hw"))}
+    out.update(_rtl_runs(comp.cfg, model, {"chosen": comp}, RTL_TOKENS))
+    return out
+
+
+def rtl_cycles() -> dict:
+    """Run a small model on the RTL (Verilator) packed three ways on ``RTL_FABRIC`` and compare
+    its steady-state RUN cycles (per step pipelined, per token fall-through: the difference of
+    a 16-token and an 8-token run) with the estimate on the pipelined engine; every run is
+    checked bit-exact against the quantized reference."""
+    from neuroloom.firmware.compiler import compile_model, random_qmodel
+
+    model = random_qmodel(16, 7, 3, d_in=1, classes=4, seed=11)
+    packings = {"fill": dict(), "fill, cycle budget 400": dict(cycle_budget=400, row_budget=256),
+                "spread": dict(packing="spread")}
+    out = {"fabric": RTL_FABRIC.to_dict(), "model": "random_qmodel(16, 7, 3, d_in=1, classes=4, "
+           "seed=11)", "tokens": RTL_TOKENS, "commit": _git("rev-parse", "--short", "HEAD"),
+           "hw_dirty": bool(_git("status", "--porcelain", "--", "hw"))}
+    out.update(_rtl_runs(RTL_FABRIC, model, {name: compile_model(model, RTL_FABRIC, **kw)
+                                             for name, kw in packings.items()}, RTL_TOKENS))
     return out
 
 
@@ -344,6 +376,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rtl", action="store_true",
                     help="check the pipelined engine's cycle estimate on the RTL (Verilator: "
                          "builds a 2x2 fabric, minutes)")
+    ap.add_argument("--rtl-seed", action="store_true",
+                    help="run the seed small model on the fabric --seed chooses on the RTL "
+                         "(Verilator; a large build and ~10 minutes)")
     ap.add_argument("--seed", action="store_true",
                     help="also compile the seed small model for the ULX3S-85F (both schedules) "
                          "and record the chosen fabric")
@@ -422,6 +457,10 @@ def main(argv=None) -> int:
     if args.rtl:
         print("\ncycle estimate vs RTL (pipelined engine):")
         data["cycles"]["fabric_rtl_pipelined_engine"] = rtl_cycles()
+        OUT.write_text(json.dumps(data, indent=1) + "\n")
+    if args.rtl_seed:
+        print("\nseed small model on its ulx3s-85f fabric, RTL:")
+        data["seed_small_on_ulx3s_85f_rtl"] = rtl_seed()
         OUT.write_text(json.dumps(data, indent=1) + "\n")
     if args.seed:
         print("\nseed small model for ulx3s-85f:")
