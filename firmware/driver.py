@@ -215,6 +215,8 @@ class Driver:
         if x.size and (x.min() < -lim or x.max() >= lim):
             raise ValueError(f"token payloads outside the {img.cfg.state_width}-bit range")
         B, K, _ = x.shape
+        if K == 0:                      # (there is no "last token" to read logits after)
+            raise ValueError(f"tokens of shape {np.shape(tokens)}: no tokens; give at least one")
         if lengths is not None:
             lengths = np.asarray(lengths)
             if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer) or (
@@ -246,8 +248,8 @@ class Driver:
                 progress(n)
         if single:
             running = running[0]
-        return RunResult(running[..., -1, :] if K else running[..., 0, :], running, steps, mode,
-                         counters, float(img.model.get("out_scale", 1.0)))
+        return RunResult(running[..., -1, :], running, steps, mode, counters,
+                         float(img.model.get("out_scale", 1.0)))
 
     def _run_chunk(self, x: np.ndarray, mode: str):
         img, t = self._img(), self.transport
