@@ -23,12 +23,13 @@ from __future__ import annotations
 
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.layouts import MODE_COEFS, MODE_STATE, Op
 
-__all__ = ["NeuronDatapath", "sat_hw", "rnd_hw", "reg", "delay"]
+__all__ = ["NeuronDatapath", "sat_hw", "rnd_hw", "reg", "delay", "ram_delay"]
 
 #: widest multiplier operand that fits one MULT18X18D
 DSP_WIDTH = 18
@@ -61,6 +62,27 @@ def delay(m: Module, value, cycles: int, name: str):
     for i in range(cycles):
         value = reg(m, value, f"{name}_d{i + 1}")
     return value
+
+
+def ram_delay(m: Module, value, cycles: int, name: str):
+    """``value`` delayed by ``cycles`` through a ring of LUT RAM (a TRELLIS_DPR16X4 holds 16
+    cycles of 4 bits, where flip-flops would take 64) and one output register. Contents are
+    not reset: delay in flip-flops (:func:`delay`) whatever must be valid right after reset."""
+    if cycles < 2:
+        return delay(m, value, cycles, name)
+    value = value.as_value() if hasattr(value, "as_value") else value
+    shape = value.shape()
+    depth = 16 if cycles <= 16 else 1 << (cycles - 1).bit_length()
+    mem = Memory(shape=unsigned(len(value)), depth=depth, init=[])
+    m.submodules[f"{name}_ring"] = mem
+    ptr = Signal(range(depth), name=f"{name}_ptr")
+    m.d.sync += ptr.eq(ptr + 1)
+    wp, rp = mem.write_port(), mem.read_port(domain="comb")
+    m.d.comb += [wp.addr.eq(ptr), wp.data.eq(value), wp.en.eq(1),
+                 rp.addr.eq(ptr - (cycles - 1))]
+    out = Signal(shape, name=name)
+    m.d.sync += out.eq(rp.data)
+    return out
 
 
 def _half(m: Module, shift, width: int, name: str):
@@ -194,7 +216,8 @@ class NeuronDatapath(wiring.Component):
             im_r = reg(m, sat_hw(im_s, W), f"l{i}_im_r")
             m.d.comb += [self.x_out[i][0].eq(re_r), self.x_out[i][1].eq(im_r)]
             # projection: E7, E8 products; E9 sum; E10 + half; E11 shift; E12 saturate
-            cr6, cn6 = delay(m, cr, 6, f"l{i}_cr"), delay(m, cn, 6, f"l{i}_cn")
+            cr6, cn6 = (ram_delay(m, v, 6, f"l{i}_{n}").as_signed()
+                        for v, n in ((cr, "cr"), (cn, "cn")))
             pr = _Product(m, re_r, cr6, f"l{i}_pr").value
             pi = _Product(m, im_r, cn6, f"l{i}_pi").value
             proj = reg(m, pr + pi, f"l{i}_proj", signed(PW))

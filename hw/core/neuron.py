@@ -46,7 +46,7 @@ from neuroloom.contract.layouts import (
     route_index_layout,
 )
 
-from .alu import NeuronDatapath, delay, reg, sat_hw
+from .alu import NeuronDatapath, delay, ram_delay, reg, sat_hw
 
 __all__ = ["NeuronEngine", "emission_layout"]
 
@@ -459,7 +459,10 @@ class NeuronEngine(wiring.Component):
         ]
 
         # -- MSTATE write-back at LAT_X -----------------------------------------------------------
-        ex = delay(m, e0.op, dp.LAT_X, "ex")
+        # the carried fields travel in LUT-RAM delay lines, only ``valid`` in flip-flops
+        ex = Signal.like(e0.op, name="ex")
+        m.d.comb += [ex.as_value().eq(ram_delay(m, e0.op, dp.LAT_X, "ex_ram")),
+                     ex.valid.eq(delay(m, e0.op.valid, dp.LAT_X, "ex_valid"))]
         ex_modes = ex.opc == Op.MODES
         with m.If(ex.valid & ex_modes):
             m.d.comb += [self.mwb_addr.eq(ex.mrow), self.mwb_en.eq(ex.mlive)]
@@ -468,16 +471,18 @@ class NeuronEngine(wiring.Component):
 
         # -- E(LAT_SUM): the MODES sum, E(LAT_SUM+1) merge, then write-back -----------------------
         LS = dp.LAT_SUM
-        es = delay(m, e0, LS, "es")            # aligned with dp.lane_sum
+        es = Signal.like(e0, name="es")        # aligned with dp.lane_sum
+        m.d.comb += [es.as_value().eq(ram_delay(m, e0, LS, "es_ram")),
+                     es.op.valid.eq(delay(m, e0.op.valid, LS, "es_valid"))]
         msum = Signal(signed(cfg.acc_width))
         with m.If(es.op.valid & (es.op.opc == Op.MODES)):
             m.d.sync += msum.eq(Mux(es.op.mfirst, dp.lane_sum,
                                     (msum + dp.lane_sum)[:cfg.acc_width].as_signed()))
         em = reg(m, es, "em")                  # aligned with msum
-        scalar = delay(m, dp.scalar, LS + 1 - dp.LAT_SCALAR, "scalar")
-        cge = delay(m, dp.cge, LS + 1 - dp.LAT_SCALAR, "cge")
-        re = delay(m, dp.x_out[0][0], LS + 1 - dp.LAT_X, "re")
-        im = delay(m, dp.x_out[0][1], LS + 1 - dp.LAT_X, "im")
+        scalar = ram_delay(m, dp.scalar, LS + 1 - dp.LAT_SCALAR, "scalar").as_signed()
+        cge = ram_delay(m, dp.cge, LS + 1 - dp.LAT_SCALAR, "cge")
+        re = ram_delay(m, dp.x_out[0][0], LS + 1 - dp.LAT_X, "re").as_signed()
+        im = ram_delay(m, dp.x_out[0][1], LS + 1 - dp.LAT_X, "im").as_signed()
         # ROUTE_INDEX read one cycle ahead of the merge
         m.d.comb += [self.ri_addr.eq(es.op.n), self.ri_en.eq(es.op.valid & es.op.last)]
 
