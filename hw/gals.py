@@ -32,8 +32,9 @@ sum(recv)`` of the reports: zero. At *T* every core had started the step (the ``
 completed before the first ``POLL``, with its report captured :data:`SETTLE` cycles after the
 pulse), no core had work left and no flit was anywhere: the step was over, and nothing can
 start again before the next ``START``. A step therefore costs at least the ``START`` round and
-one ``POLL`` round; one quiet round never suffices on its own interval without the one before
-it, which is why reports cover the time *between* rounds.
+one ``POLL`` round. Reports cover the time *between* captures, not the moment of capture:
+tiles captured at different times could each look idle while a flit travels from a
+later-captured tile to an earlier-captured one; the interval catches that flit's delivery.
 
 While no run is going on the barrier keeps polling; ``quiet`` tells the host link that the
 last complete round was quiet with balanced counts and nothing happened at the host since
@@ -57,6 +58,7 @@ STEP_BITS = 16
 
 
 class Command(enum.IntEnum):
+    """What a round asks of every :class:`TileAgent`."""
     POLL = 0
     START = 1
     CLEAR = 2
