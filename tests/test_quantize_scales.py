@@ -160,16 +160,19 @@ def test_qlinear_shift_is_the_largest_that_fits_the_weight_width():
     takes 0 and is clipped; a bias too large for the 16-bit coefficient shifts right until it
     fits, at most 31."""
     cfg = CFG
-    Wm = np.array([[127 / 8, 1.0, 0.0], [-2.0, 200.0, 0.0]])
-    lin, clipped = _qlinear(Wm, np.zeros(2), 1.0, 1.0, cfg)
-    np.testing.assert_array_equal(lin.shift, [3, 0, 0])
-    np.testing.assert_array_equal(lin.W[:, 0], [127, -16])
-    np.testing.assert_array_equal(lin.W[:, 1], [1, 127])
-    assert clipped == 1                                  # 200 does not fit 8 bits
-    lin, _ = _qlinear(Wm, np.array([40000.0, 3.0]), 1.0, 1.0, cfg)
-    assert lin.bias_shift == 1 and lin.b[0] == 20000
-    lin, clipped = _qlinear(Wm, np.array([2.0 ** 60, 0.0]), 1.0, 1.0, cfg)
-    assert lin.bias_shift == 31 and lin.b[0] == CMAX and clipped == 2    # 200 and the bias
+    Wm = np.array([[127 / 8, 1.0, 0.0, 1e-12], [-2.0, 200.0, 0.0, 0.0],
+                   [0.0, -300.0, 0.0, 0.0]])
+    lin, clipped = _qlinear(Wm, np.zeros(3), 1.0, 1.0, cfg)
+    np.testing.assert_array_equal(lin.shift, [3, 0, 0, 31])      # a zero column: 0
+    np.testing.assert_array_equal(lin.W[:, 0], [127, -16, 0])
+    np.testing.assert_array_equal(lin.W[:, 1], [1, 127, -128])    # clipped to -128..127
+    assert lin.bias_shift == 0 and np.all(lin.b == 0)
+    assert clipped == 2                                  # 200 and -300 do not fit 8 bits
+    lin, _ = _qlinear(Wm, np.array([40000.0, 3.0, -32768.0]), 1.0, 1.0, cfg)
+    assert lin.bias_shift == 1 and list(lin.b) == [20000, 2, -16384]
+    lin, clipped = _qlinear(Wm, np.array([2.0 ** 60, 0.0, -(2.0 ** 60)]), 1.0, 1.0, cfg)
+    assert lin.bias_shift == 31 and list(lin.b) == [CMAX, 0, -CMAX - 1]
+    assert clipped == 4                                  # and both biases
 
 
 def _one_layer_scales(m, sx=0.5, sy=0.5):
