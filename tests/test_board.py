@@ -300,14 +300,14 @@ def test_real_board_build_of_a_small_fabric(tmp_path):
 def test_cli_fpga_build_prints_stages_table_and_bitstream(tmp_path, monkeypatch, capsys):
     import neuroloom.fpga.build as fb
     from neuroloom.cli import main
-    monkeypatch.setattr(fb, "synthesize", fake_synthesize({1: 9.5, 2: 6.0}))
+    monkeypatch.setattr(fb, "synthesize", fake_synthesize({1: 63.8, 2: 45.0}))
     assert main(["fpga", "build", "--mesh", "1x1", "--neurons", "16", "--axons", "16",
                  "--synapse-rows", "32", "--route-words", "16", "--modes", "16", "--seeds", "2",
                  "-o", str(tmp_path)]) == 0
     out, err = capsys.readouterr()
     assert out.strip() == f"bitstream: {tmp_path / 'top.bit'}"
-    assert "[1/3] elaborate: ulx3s-85f, 1x1 fabric, PLL 25 -> 6.25 MHz" in err
-    assert "9.5   meets" in err and "6.0   MISSES" in err
+    assert "[1/3] elaborate: ulx3s-85f, 1x1 fabric, PLL 25 -> 50 MHz" in err
+    assert "63.8   meets" in err and "45.0   MISSES" in err
     assert main(["fpga", "build", "-o", str(tmp_path)]) == 1
     assert "give the mesh" in capsys.readouterr().err
     monkeypatch.setattr(fb, "synthesize", fake_synthesize({1: 20.0}))
@@ -415,3 +415,15 @@ def test_demo_on_a_board_reports_counters_and_wall_time_not_cycles(monkeypatch, 
         assert float(fields[1]) == pytest.approx(steps, abs=0.005), (row, steps)
         assert float(fields[2]) == pytest.approx(syn_ops, abs=0.05), (row, syn_ops)
         assert float(fields[4]) > 0 and int(fields[5]) == 2, row
+
+
+def test_the_default_board_clock_is_one_the_recorded_default_build_met():
+    """DEFAULT_CLOCK_MHZ is the clock of bench/results/board.json's build, which met it (both
+    clocks), with the default fabric's mesh 1x1 of default cores."""
+    from neuroloom.fpga.build import DEFAULT_CLOCK_MHZ
+    record = json.loads((Path(__file__).resolve().parents[1] / "bench" / "results" /
+                         "board.json").read_text())
+    assert record["clock_mhz_pll"] == DEFAULT_CLOCK_MHZ, record["clock_mhz_pll"]
+    assert max(record["fmax_mhz_by_seed"].values()) >= DEFAULT_CLOCK_MHZ
+    assert record["meets_clock"] and record["uart_meets_clock"]
+    assert record["fabric"] == {**FabricConfig().to_dict(), "mesh_w": 1, "mesh_h": 1}
