@@ -4,7 +4,7 @@ A configuration access is only started while the core is quiescent (``allow``: n
 no spike in the synapse engine or route unit), so the port owns every memory port in the cycle
 of the access and the core needs no arbitration beyond a priority multiplexer. The accepted
 flit is registered first: a write takes effect the cycle after it is accepted; a read issues
-the memory read then, captures the word part two cycles later (``rdata``, selected by the core
+the memory read then, captures the word part three cycles later (``rdata``, selected by the core
 from ``addr``) and answers with a READ_RESP flit to the host: dst (0, 0), the same ``addr``,
 data = the part. ``busy`` covers every cycle after acceptance (the core holds spikes back
 meanwhile).
@@ -31,7 +31,8 @@ class ConfigPort(wiring.Component):
     allow : In(1), the core is quiescent.
     addr : Out(cfg_addr_layout), address of the access (held during a read).
     we, re : Out(1), write / read this cycle; ``wdata`` Out(32).
-    rdata : In(32), the addressed part, two cycles after ``re`` (the core registers it).
+    rdata : In(32), the addressed part, three cycles after ``re`` (the core registers the
+        memories' words, then the addressed part of each).
     o_flit : Out(stream of flit_layout), READ_RESP flits.
     busy : Out(1), a read is being answered.
     """
@@ -76,6 +77,9 @@ class ConfigPort(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.next = "READ2"
             with m.State("READ2"):
+                m.d.comb += self.busy.eq(1)
+                m.next = "READ3"
+            with m.State("READ3"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += held_data.eq(self.rdata)
                 m.next = "RESP"

@@ -16,7 +16,7 @@ first step); the neuron pass of step t reads and clears buffer t & 1 = ~sbuf. Ea
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -306,8 +306,9 @@ class NeuronCore(wiring.Component):
         m.d.comb += eng.groups.eq(groups)
 
         # -- read data back to the config port (address held by the port) --------------------------
-        # Two stages: every memory's read data is registered as it leaves the block RAM, then
-        # the addressed part of the addressed memory is picked (``ConfigPort`` waits for both).
+        # Three stages: every memory's read data is registered as it leaves the block RAM, then
+        # the addressed part of each memory, then the addressed memory is picked (``ConfigPort``
+        # waits for all three).
         def q(v, name):
             return reg(m, v, f"rdq_{name}")
 
@@ -338,7 +339,8 @@ class NeuronCore(wiring.Component):
         with m.Switch(ca.mem):
             for mem_id, value in cands.items():
                 with m.Case(mem_id):
-                    m.d.comb += rdata.eq(value)
+                    m.d.comb += rdata.eq(reg(m, value, f"rdp_{mem_id.name.lower()}",
+                                             unsigned(32)))
         m.d.comb += cfgp.rdata.eq(rdata)
 
         # -- registered flit ports: FIFOs on both sides, so the router sees ready, valid and

@@ -241,7 +241,9 @@ class NeuronEngine(wiring.Component):
         credit_ok = Signal()
         m.d.sync += credit_ok.eq(emitq.level + inflight_emit + 1 < self.EMIT_DEPTH)
         issuing = Signal()
+        in_issue = Signal()                     # the FSM is in ISSUE (one flip-flop, no decode)
         can = (~fresh | ~wait_j) & (~(cur.last & final) | credit_ok)
+        m.d.comb += issuing.eq(in_issue & can)
 
         p1 = Signal(OPL)
         # Only ``valid`` and the clear depend on the issue decision: the fields, the read
@@ -297,9 +299,22 @@ class NeuronEngine(wiring.Component):
             m.d.sync += [nxt.eq(self.ucode_data), nxt_ok.eq(1)]
 
         def start_round(r_next_is_1):
-            m.d.sync += [cur.eq(nxt), cur_modes.eq(nxt.op == Op.MODES), pc.eq(npc),
+            m.d.sync += [in_issue.eq(1), cur.eq(nxt), cur_modes.eq(nxt.op == Op.MODES), pc.eq(npc),
                          fetch_req.eq(1), nxt_ok.eq(0), j.eq(0), j1.eq(1), mstarted.eq(0),
                          last_slot.eq(r_next_is_1), wait_j.eq(wait_zero)]
+
+        with m.If(issuing):
+            with m.If(is_modes):
+                m.d.sync += [mstarted.eq(~final), mcur.eq(row_next),
+                             rows_left.eq(rows_left - 1), on_last.eq(rows_left == 1)]
+            with m.If(final):
+                m.d.sync += [j.eq(j + 1), j1.eq(j1 + 1), n_cur.eq(n_cur + 1),
+                             mslot.eq(mend), mend.eq(mend + gmodes),
+                             mlast.eq(mlast + gmodes), mstarted.eq(0),
+                             last_slot.eq(j1 + 1 == r), wait_j.eq(wait_inc)]
+                slot_start(mend, mlast + gmodes)
+                with m.If(last_slot):
+                    m.d.sync += in_issue.eq(0)
 
         with m.FSM(name="pass") as fsm:
             with m.State("IDLE"):
@@ -333,19 +348,8 @@ class NeuronEngine(wiring.Component):
                     m.d.sync += first_round.eq(1)
                     m.next = "ISSUE"
             with m.State("ISSUE"):
-                with m.If(can):
-                    m.d.comb += issuing.eq(1)
-                    with m.If(is_modes):
-                        m.d.sync += [mstarted.eq(~final), mcur.eq(row_next),
-                                     rows_left.eq(rows_left - 1), on_last.eq(rows_left == 1)]
-                    with m.If(final):
-                        m.d.sync += [j.eq(j + 1), j1.eq(j1 + 1), n_cur.eq(n_cur + 1),
-                                     mslot.eq(mend), mend.eq(mend + gmodes),
-                                     mlast.eq(mlast + gmodes), mstarted.eq(0),
-                                     last_slot.eq(j1 + 1 == r), wait_j.eq(wait_inc)]
-                        slot_start(mend, mlast + gmodes)
-                        with m.If(last_slot):
-                            m.next = "TURN"
+                with m.If(issuing & final & last_slot):
+                    m.next = "TURN"
             with m.State("TURN"):
                 # the round's last issue is out (j, n_cur and the mode range have moved past
                 # the batch): end the group, or start the next round or batch
