@@ -296,8 +296,42 @@ def rtl_seed() -> dict:
            "fabric": comp.cfg.to_dict(), "packing": fit.packing, "tokens": RTL_TOKENS,
            "commit": _git("rev-parse", "--short", "HEAD"),
            "hw_dirty": bool(_git("status", "--porcelain", "--", "hw"))}
+    out["golden_fire_rate"] = rate = fire_rate(comp, model, RTL_TOKENS)
+    est = resources.step_cycles(comp, fire_rate=rate)
+    out["estimate_with_fire_rate"] = {"pipelined_per_step": est.pipelined,
+                                      "fall_through_per_token": est.fall_through,
+                                      "per_stage": est.per_stage, "per_core": est.per_core}
     out.update(_rtl_runs(comp.cfg, model, {"chosen": comp}, RTL_TOKENS))
+    for mode, key, e in (("pipelined", "per_step", est.pipelined),
+                         ("fall-through", "per_token", est.fall_through)):
+        rtl = out["chosen"][mode][f"rtl_{key}"]
+        out["estimate_with_fire_rate"][f"error_{mode}"] = round((e - rtl) / rtl, 4)
+    print(f"  golden fire rate {rate}; with it: {out['estimate_with_fire_rate']}", flush=True)
     return out
+
+
+def fire_rate(comp, model, tokens: int) -> float:
+    """The share of synaptic operations a pipelined golden run of ``tokens`` random tokens
+    performs, of those every source spiking every step would (ReLU zeros are not sent)."""
+    from neuroloom.contract.layouts import Counter
+    from neuroloom.firmware.compiler import from_compiled
+    from neuroloom.firmware.driver import Driver
+    from neuroloom.sim.transports import GoldenTransport
+
+    x = model.quantize_input(np.random.default_rng(0).uniform(0, 1, (1, tokens, 1)))
+    drv = Driver(GoldenTransport(batch=1))
+    drv.load(from_compiled(comp))
+    res = drv.run(x, mode="pipelined")
+    done = float(res.counters[:, Counter.SYN_OPS].sum()) / res.steps
+    full = 0
+    for core in comp.cores:
+        for rts in core.routes.values():
+            for r in rts:
+                if not r.host:
+                    dst = comp.cores[comp.cfg.core_index(r.x, r.y)]
+                    b, n, _ = dst.axons[r.target]
+                    full += sum(bin(syn.mask).count("1") for syn in dst.synapses[b:b + n])
+    return round(done / full, 3)
 
 
 def rtl_cycles() -> dict:

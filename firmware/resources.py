@@ -341,11 +341,18 @@ class StepEstimate:
     engine: str
 
 
-def step_cycles(comp, engine: str = "pipelined", overhead: int | None = None) -> StepEstimate:
+def step_cycles(comp, engine: str = "pipelined", overhead: int | None = None,
+                fire_rate: float | None = None) -> StepEstimate:
     """Estimate the cycles of ``comp`` (a :class:`~neuroloom.firmware.compiler.Compiled`) on
     ``engine`` (:data:`ENGINES`): per core ``max(neuron engine, synapse rows received, route
     words sent)``; pipelined = the busiest core + ``overhead`` per step; fall-through = the sum
-    over stages of the busiest core's work of that stage + ``overhead`` per stage."""
+    over stages of the busiest core's work of that stage + ``overhead`` per stage.
+
+    ``fire_rate``: the share of sources that spike in a step (ReLU zeros are not sent), when
+    known (e.g. measured on the golden model); rows are scaled by it and a fall-through step
+    becomes the stage's busiest neuron pass *followed by* the busiest receiving core's rows
+    (a stage's spikes leave at the end of its pass). None: every source fires, and rows
+    overlap the pass (what the compiler compares fabrics with)."""
     timing = ENGINES[engine]
     overhead = STEP_OVERHEAD if overhead is None else overhead
     cfg = comp.cfg
@@ -369,14 +376,20 @@ def step_cycles(comp, engine: str = "pipelined", overhead: int | None = None) ->
                     rows[d][s] += comp.cores[d].axons[r.target][1]
     per_core, per_stage = {}, []
     step = timing.step
+    rate = 1.0 if fire_rate is None else fire_rate
     for c, core in enumerate(comp.cores):
         if core.groups or any(rows[c]):
             nc = sum(neuron[c]) + (step if core.groups else 0)
-            rc, oc = sum(rows[c]), sum(routes[c])
+            rc, oc = round(rate * sum(rows[c])), sum(routes[c])
             per_core[c] = {"neuron": nc, "rows": rc, "routes": oc, "bound": max(nc, rc, oc)}
+    cores = range(len(comp.cores))
     for s in range(S):
-        per_stage.append(max(max(neuron[c][s] + (step if neuron[c][s] else 0), rows[c][s],
-                                 routes[c][s]) for c in range(len(comp.cores))))
+        busy = [neuron[c][s] + (step if neuron[c][s] else 0) for c in cores]
+        if fire_rate is None:
+            per_stage.append(max(max(busy[c], rows[c][s], routes[c][s]) for c in cores))
+        else:
+            per_stage.append(max(max(busy[c], routes[c][s]) for c in cores)
+                             + round(rate * max(rows[c][s] for c in cores)))
     busiest = max((v["bound"] for v in per_core.values()), default=0)
     return StepEstimate(pipelined=busiest + overhead,
                         fall_through=sum(per_stage) + S * overhead,
