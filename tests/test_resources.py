@@ -297,3 +297,17 @@ def test_lone_memories_map_as_yosys_mapped_them(mem):
     got = resources.map_memory(mem["depth"], mem["width"])
     cells = mem["DP16KD"] if got.block else mem["TRELLIS_DPR16X4"]
     assert (got.primitive, got.units) == (mem["primitive"], cells), (got, mem)
+
+
+def test_fire_rate_scales_rows_and_serializes_fall_through():
+    comp = compile_model(random_qmodel(16, 4, 2, seed=1), FabricConfig(mesh_w=2, mesh_h=1),
+                         packing="spread")
+    every, half = resources.step_cycles(comp), resources.step_cycles(comp, fire_rate=0.5)
+    full = resources.step_cycles(comp, fire_rate=1.0)
+    assert full.pipelined == every.pipelined
+    for c, v in every.per_core.items():
+        assert half.per_core[c]["rows"] == round(0.5 * v["rows"]), c
+        assert half.per_core[c]["neuron"] == v["neuron"], c
+    # a stage's pass then its rows: never shorter than the larger of the two
+    assert all(f >= e for f, e in zip(full.per_stage, every.per_stage))
+    assert full.fall_through > every.fall_through
