@@ -43,8 +43,8 @@ class RouteUnit(wiring.Component):
     busy : Out(1); sent : Out(1), one route word fired (SPIKES_SENT).
     """
 
-    #: output FIFO entries (3 sustains one route word per cycle)
-    DEPTH = 3
+    #: output FIFO entries (4 sustains one route word per cycle with the registered room check)
+    DEPTH = 4
 
     def __init__(self, cfg: FabricConfig, x: int, y: int):
         if not (0 <= x < cfg.mesh_w and 0 <= y < cfg.mesh_h):
@@ -76,24 +76,29 @@ class RouteUnit(wiring.Component):
         m.submodules.outq = outq = fifo.SyncFIFOBuffered(width=entry.size, depth=self.DEPTH)
         inflight = Signal()
         inflight_payload = Signal(signed(W))
-        issue = it_busy & (outq.level + inflight < self.DEPTH)
-        load = self.i_emit.valid & (~it_busy | (issue & (it_rem == 1)))
+        # room for one more word, registered with one entry of margin (the word read last
+        # cycle may still be landing): sustains a word per cycle while the consumer takes them
+        room = Signal()
+        m.d.sync += room.eq(outq.level + inflight + 1 < self.DEPTH)
+        it_last = Signal()                      # it_rem == 1
+        issue = it_busy & room
+        load = self.i_emit.valid & (~it_busy | (issue & it_last))
         m.d.sync += [inflight.eq(issue), inflight_payload.eq(it_payload)]
         m.d.comb += [
             outq.w_en.eq(inflight),
             outq.w_data.eq(Cat(self.route_data.as_value(), inflight_payload)),
-            self.i_emit.ready.eq(~it_busy | (issue & (it_rem == 1))),
+            self.i_emit.ready.eq(~it_busy | (issue & it_last)),
             self.route_addr.eq(it_ptr), self.route_en.eq(issue),
             self.busy.eq(it_busy | inflight | (outq.level != 0)),
         ]
         with m.If(issue):
-            m.d.sync += [it_ptr.eq(it_ptr + 1), it_rem.eq(it_rem - 1)]
-            with m.If(it_rem == 1):
+            m.d.sync += [it_ptr.eq(it_ptr + 1), it_rem.eq(it_rem - 1), it_last.eq(it_rem == 2)]
+            with m.If(it_last):
                 m.d.sync += it_busy.eq(0)
         with m.If(load):
             e = self.i_emit.p
             m.d.sync += [it_busy.eq(e.count != 0), it_ptr.eq(e.base), it_rem.eq(e.count),
-                         it_payload.eq(e.payload)]
+                         it_last.eq(e.count == 1), it_payload.eq(e.payload)]
 
         head = entry(outq.r_data)
         r = head.route
