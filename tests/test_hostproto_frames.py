@@ -12,6 +12,8 @@ from neuroloom.contract.hostproto import (
     Frame,
     decode_frames,
     encode_frame,
+    parse_status,
+    status_payload,
 )
 from neuroloom.sim.golden import GoldenFabric
 from neuroloom.sim.hostlink_model import HostLinkModel
@@ -38,3 +40,10 @@ def test_payload_limit_is_the_link_buffer():
     link = HostLinkModel(GoldenFabric(FabricConfig(mesh_w=1, mesh_h=1)))
     assert link.check(encode_frame(Cmd.READ, [0] * 510, seq=4)) is None
     assert link.check(encode_frame(Cmd.READ, [0] * 511, seq=5)) == ErrorCode.BAD_LENGTH
+
+
+def test_status_step_is_a_32_bit_word():
+    """The STATUS step is the fabric's step counter modulo 2**32 (one payload word)."""
+    payload = status_payload(3, 2, 2 ** 32 + 5, overrun=True)
+    assert payload[2] == 5 and all(0 <= w < 2 ** 32 for w in payload)
+    assert parse_status(payload) == {"mesh_w": 3, "mesh_h": 2, "step": 5, "overrun": True}
