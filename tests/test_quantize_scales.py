@@ -334,3 +334,19 @@ def test_qforward_stats_is_qforward_with_relu_biases(seed):
     t = q.quantize_input(np.random.default_rng(seed).uniform(-1, 1, (3, 12, 2)) * 10 ** seed)
     out, rep = qforward_stats(q, t)
     np.testing.assert_array_equal(out, qforward(q, t))
+
+
+@pytest.mark.parametrize("bias, shift", [(32767.0, 0), (32767.4, 0), (32767.5, 1), (32768.0, 1),
+                                         (-32768.0, 1)])
+def test_bias_shift_boundary(bias, shift):
+    """A bias that rounds to at most 32767 in magnitude needs no shift; one more does."""
+    lin, clipped = _qlinear(np.eye(1), np.array([bias]), 1.0, 1.0, CFG)
+    assert lin.bias_shift == shift and clipped == 0
+    assert lin.b[0] == np.floor(bias / 2 ** shift + 0.5)
+
+
+def test_clipped_state_input_coefficients_are_counted():
+    """dB sx / sz beyond the Q15 range is clipped and counted with the rest."""
+    m = _model(N=2, D=(0.0, 0.0), B=np.array([[1.0, 0.25], [-1.0, 0.0]]))
+    _, clipped = quantize_with_scales(m, _one_layer_scales(m, sx=2.0, sy=2.0), CFG)
+    assert clipped == 2                                   # |dB| = 1 at x2: 65536 > 32767
