@@ -212,6 +212,7 @@ class NeuronEngine(wiring.Component):
         mcur = Signal(cfg.mode_bits + 1)        # next MODES entry of the slot (when mstarted)
         mend = Signal(cfg.mode_bits + 1)        # mslot + modes
         mlast = Signal(cfg.mode_bits + 1)       # mend - 1
+        mlast_n = Signal(cfg.mode_bits + 1)     # mlast + gmodes: the next slot's last entry
         mstarted = Signal()
         rows_left = Signal(cfg.mode_bits + 1)   # MODES rows of the slot after the current one
         on_last = Signal()                      # rows_left == 0
@@ -285,8 +286,7 @@ class NeuronEngine(wiring.Component):
 
         def slot_start(first, last):
             """The next issue is a slot's first, its entries [first, last]."""
-            span = rows(first, last)
-            m.d.sync += [rows_left.eq(span), on_last.eq(span == 0)]
+            m.d.sync += [rows_left.eq(rows(first, last)), on_last.eq((first >> LB) == (last >> LB))]
 
         # microcode prefetch: the cycle after a round starts, read its successor; the word is
         # registered in ``nxt`` the cycle after (block-RAM clock-to-out has the cycle to itself)
@@ -310,9 +310,9 @@ class NeuronEngine(wiring.Component):
             with m.If(final):
                 m.d.sync += [j.eq(j + 1), j1.eq(j1 + 1), n_cur.eq(n_cur + 1),
                              mslot.eq(mend), mend.eq(mend + gmodes),
-                             mlast.eq(mlast + gmodes), mstarted.eq(0),
+                             mlast.eq(mlast_n), mlast_n.eq(mlast_n + gmodes), mstarted.eq(0),
                              last_slot.eq(j1 + 1 == r), wait_j.eq(wait_inc)]
-                slot_start(mend, mlast + gmodes)
+                slot_start(mend, mlast_n)
                 with m.If(last_slot):
                     m.d.sync += in_issue.eq(0)
 
@@ -338,6 +338,7 @@ class NeuronEngine(wiring.Component):
                     r.eq(Mux(dq.count > K, K, dq.count)), last_batch.eq(dq.count <= K),
                     batch_mptr.eq(dq.mode_base), mslot.eq(dq.mode_base),
                     mend.eq(dq.mode_base + dq.modes), mlast.eq(dq.mode_base + dq.modes - 1),
+                    mlast_n.eq(dq.mode_base + (dq.modes << 1) - 1),
                 ]
                 m.next = "START"
             with m.State("START"):
@@ -376,7 +377,8 @@ class NeuronEngine(wiring.Component):
                         m.d.sync += [first_round.eq(0), n_cur.eq(nb),
                                      mslot.eq(batch_mptr),
                                      mend.eq(batch_mptr + gmodes),
-                                     mlast.eq(batch_mptr + gmodes - 1)]
+                                     mlast.eq(batch_mptr + gmodes - 1),
+                                     mlast_n.eq(batch_mptr + (gmodes << 1) - 1)]
                         slot_start(batch_mptr, batch_mptr + gmodes - 1)
             with m.State("DRAIN"):
                 with m.If(busy == 0):
