@@ -284,7 +284,7 @@ def _identical_channels(L, H=8, seed=0):
     return m
 
 
-@pytest.mark.parametrize("where", ["dec", "layers.0.mix"])
+@pytest.mark.parametrize("where", ["enc", "dec", "layers.0.mix"])
 def test_accumulator_headroom_goes_to_the_offending_linear(where):
     """A linear whose worst case would wrap the accumulator (its rows cancel on the data, so
     its calibrated output range is small) gets one more bit of output headroom at a time until
@@ -292,23 +292,27 @@ def test_accumulator_headroom_goes_to_the_offending_linear(where):
     whole bits."""
     m = _identical_channels(L=2)
     alternating = np.where(np.arange(8) % 2, 8.0, -8.0)[None, :]
-    if where == "dec":
+    x = np.random.default_rng(0).random((8, 16, 1))
+    if where == "enc":           # two equal inputs, weights cancelling on them
+        m.enc_W = np.array([[30.0, -15.0, -15.0]] * 8)
+        m.enc_b[:] = 1e-6
+        x = np.repeat(x, 3, axis=2)
+    elif where == "dec":
         m.dec_W[:] = alternating
         m.dec_b[:] = 1e-6
     else:
         m.layers[0].W[:] = alternating
         m.layers[0].b[:] = 0.01
-    x = np.random.default_rng(0).random((8, 16, 1))
     plain = choose_scales(m, calibrate(m, x), CFG)
     q, _ = quantize(m, x)
     assert max(accumulator_bounds(q).values()) <= 2 ** 31 - 1
     s = Scales.from_dict(q.meta["scales"])
     shrunk = [plain.out_scale / s.out_scale] + [a / b for a, b in zip(plain.z, s.z)]
-    which = 0 if where == "dec" else 2                               # out_scale, or z[1]
+    which = {"dec": 0, "enc": 1, "layers.0.mix": 2}[where]         # out_scale, z[0], z[1]
     for k, r in enumerate(shrunk):
         if k == which:
             assert r >= 2 and np.log2(r) == int(np.log2(r)), shrunk
-        else:
+        elif where != "enc":         # (a tiny encoder output makes the decoder's small too)
             assert r == 1.0, shrunk
 
 
@@ -334,6 +338,11 @@ def test_qforward_stats_is_qforward_with_relu_biases(seed):
     t = q.quantize_input(np.random.default_rng(seed).uniform(-1, 1, (3, 12, 2)) * 10 ** seed)
     out, rep = qforward_stats(q, t)
     np.testing.assert_array_equal(out, qforward(q, t))
+    # a fabric with 30-bit state and 48-bit accumulators computes the same: nothing saturated
+    # or wrapped at 24 bits, so the report must count nothing
+    wide = FabricConfig(state_width=30, acc_width=48)
+    np.testing.assert_array_equal(qforward(q, t, wide), out)
+    assert not rep.any_saturation, str(rep)
 
 
 @pytest.mark.parametrize("bias, shift", [(32767.0, 0), (32767.4, 0), (32767.5, 1), (32768.0, 1),
