@@ -16,7 +16,8 @@ rules say); the reader in ``r`` takes them with a free ``ready`` and checks:
 
 Bounded from the initial (reset) state: a 2-slot FIFO, depth 36 steps (9 reader cycles when the
 reader is the slower clock), enough to wrap the pointers. The faults (one synchronizer stage,
-binary pointers) must each make the proof fail for at least one ratio.
+binary pointers) must each make the proof fail for at least one ratio. ``-m slow`` adds the
+co-prime ratios 2:3 and 3:2 at depth 48.
 """
 
 import os
@@ -158,6 +159,15 @@ def test_cdc_fifo_proof(half_periods):
     top = CdcProperties(half_periods)
     prove_multiclock(f"cdc_{half_periods[0]}_{half_periods[1]}", top,
                      ports=top.free_inputs(), depth=DEPTH, verilog=CLOCKS_V)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("half_periods", [(2, 3), (3, 2)], ids=["w1.5x_faster", "r1.5x_faster"])
+def test_cdc_fifo_proof_coprime(half_periods):
+    # co-prime half periods: the phases of the two clocks drift through every alignment
+    top = CdcProperties(half_periods)
+    prove_multiclock(f"cdc_{half_periods[0]}_{half_periods[1]}", top,
+                     ports=top.free_inputs(), depth=48, verilog=CLOCKS_V)
 
 
 @pytest.mark.parametrize("fault", [dict(sync_stages=1), dict(gray=False)],
