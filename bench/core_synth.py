@@ -6,12 +6,10 @@ the LFE5U-85F-6BG381C, ``--85k --package CABGA381 --speed 6``, every seed report
     .venv/bin/python bench/core_synth.py [--config default dense quick] [--seeds 1 2 3]
                                          [--freq 100] [--no-pnr]
 
-Configurations (``CONFIGS``): ``default`` (the default FabricConfig core), ``dense`` (1,024
-neurons, 8,192 mode entries -- the whole seed small model's modes -- and 2 neuron lanes),
-``quick`` (32 neurons, shallow memories: checks the flow in a few minutes). On a 2-core machine
-synthesis of a default core takes ~5 minutes and place-and-route ~10-20 minutes per seed
-(longer when the machine is busy). Results are cached on the Verilog text and the options
-(``neuroloom.fpga.synth``), so a rerun of an unchanged core returns at once.
+Configurations: ``neuroloom.fpga.ioring.CORE_CONFIGS`` (``default``, ``dense``, ``quick``).
+On a 2-core machine synthesis of a default core takes ~5 minutes and place-and-route
+~10-20 minutes per seed (longer when the machine is busy). Results are cached on the Verilog
+text and the options (``neuroloom.fpga.synth``), so a rerun of an unchanged core returns at once.
 
 The core is placed inside :class:`neuroloom.fpga.ioring.IORing` (registered, serialized I/O on
 three pins), so every path measured is register to register and no pin drags logic across the
@@ -25,20 +23,14 @@ import json
 from pathlib import Path
 
 from neuroloom.contract.config import FabricConfig
-from neuroloom.fpga.ioring import IORing
+from neuroloom.fpga.ioring import CORE_CONFIGS, IORing
 from neuroloom.fpga.synth import DEFAULT_NEXTPNR_ARGS, figures_table, synthesize
 from neuroloom.hw.core.core import NeuronCore
 from neuroloom.hw.verilog import to_verilog
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TOP = "core_ring"
-CONFIGS = {
-    "default": FabricConfig(),
-    "dense": FabricConfig(neurons=1024, axons=1024, synapse_rows=2048, route_words=1024,
-                          modes=8192, neuron_lanes=2),
-    "quick": FabricConfig(neurons=32, axons=32, synapse_rows=64, route_words=64, ucode_depth=64,
-                          groups=8),
-}
+CONFIGS = CORE_CONFIGS
 
 
 def synth_core(cfg: FabricConfig, *, pnr: bool = True, seeds=(1,), freq: float = 100.0,

@@ -14,7 +14,21 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 
-__all__ = ["IORing"]
+from neuroloom.contract.config import FabricConfig
+
+__all__ = ["IORing", "CORE_CONFIGS"]
+
+#: the neuron-core configurations the synthesis benches measure (``bench/core_synth.py``,
+#: ``bench/timing_triage.py``): ``default`` (the default FabricConfig core), ``dense`` (1,024
+#: neurons, 8,192 mode entries -- the whole seed small model's modes -- and 2 neuron lanes),
+#: ``quick`` (32 neurons, shallow memories: checks the flow in a few minutes)
+CORE_CONFIGS = {
+    "default": FabricConfig(),
+    "dense": FabricConfig(neurons=1024, axons=1024, synapse_rows=2048, route_words=1024,
+                          modes=8192, neuron_lanes=2),
+    "quick": FabricConfig(neurons=32, axons=32, synapse_rows=64, route_words=64, ucode_depth=64,
+                          groups=8),
+}
 
 
 class IORing(Elaboratable):

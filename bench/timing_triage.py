@@ -1,0 +1,194 @@
+"""Rough static timing triage of a neuron core from its Yosys netlist, in a minute instead of
+a place-and-route's half hour: which register-to-register paths are deep, and through what.
+
+    .venv/bin/python bench/timing_triage.py [--config quick|default|dense] [--paths 15]
+
+Synthesizes the core in its I/O ring (``neuroloom.fpga.synth.synthesize``, ``pnr=False``,
+cached), then walks the netlist with fixed delay guesses: LUT4 0.45 ns, PFUMX/L6MUX 0.3 ns,
+CCU2C 0.5 ns in and 0.06 ns per carry step, MULT18X18D 4.2 ns, DP16KD 5.8 ns clock-to-out,
+LUT-RAM read 0.6 ns, and a route per net of ``0.7 + 0.45 log2(fanout)`` ns (none on carry
+chains). These are guesses, not nextpnr's timing model: the figures rank paths, they are not
+an Fmax. Measured once against nextpnr (quick core, seed 1, router2): nextpnr's critical path
+was 0.79 of this estimate. Confirm every fix with ``bench/core_synth.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections import defaultdict
+
+from neuroloom.fpga.ioring import CORE_CONFIGS as CONFIGS
+from neuroloom.fpga.ioring import IORing
+from neuroloom.fpga.synth import synthesize
+from neuroloom.hw.core.core import NeuronCore
+from neuroloom.hw.verilog import to_verilog
+
+TOP = "core_ring"
+LOGIC = {"LUT4": 0.45, "PFUMX": 0.3, "L6MUX21": 0.3}
+MUX_INPUTS = {"PFUMX": ("ALUT", "BLUT", "C0"), "L6MUX21": ("D0", "D1", "SD")}
+CLOCK_PINS = {"CLK", "CLKA", "CLKB", "WCK"}
+
+
+class Netlist:
+    def __init__(self, module: dict):
+        self.cells = module["cells"]
+        self.names: dict[int, str] = {}
+        for name, net in module["netnames"].items():
+            if name.startswith("$"):
+                continue
+            for b in net["bits"]:
+                if isinstance(b, int) and (b not in self.names or len(name) < len(self.names[b])):
+                    self.names[b] = name
+        self.driver: dict[int, tuple[str, str]] = {}
+        self.sinks: dict[int, list[tuple[str, str]]] = defaultdict(list)
+        for cn, c in self.cells.items():
+            dirs = c.get("port_directions", {})
+            for port, bits in c["connections"].items():
+                for b in bits:
+                    if isinstance(b, int):
+                        if dirs.get(port) == "output":
+                            self.driver[b] = (cn, port)
+                        else:
+                            self.sinks[b].append((cn, port))
+        self._arcs: dict[str, dict[str, list[tuple[str, float]]]] = {}
+        self._arrival: dict[int, tuple[float, int | None]] = {}
+
+    def route(self, b: int) -> float:
+        if any(port == "CIN" for _, port in self.sinks[b]):
+            return 0.0
+        return 0.7 + 0.45 * math.log2(max(1, len(self.sinks[b])))
+
+    def arcs(self, cn: str) -> dict[str, list[tuple[str, float]]]:
+        if cn not in self._arcs:
+            t = self.cells[cn]["type"]
+            conn = self.cells[cn]["connections"]
+            out: dict[str, list[tuple[str, float]]] = defaultdict(list)
+            if t == "LUT4":
+                out["Z"] = [(p, LOGIC[t]) for p in "ABCD" if p in conn]
+            elif t in MUX_INPUTS:
+                out["Z"] = [(p, LOGIC[t]) for p in MUX_INPUTS[t]]
+            elif t == "CCU2C":
+                for p in ("A0", "B0", "C0", "D0"):
+                    out["S0"].append((p, 0.5))
+                    out["S1"].append((p, 0.6))
+                    out["COUT"].append((p, 0.55))
+                for p in ("A1", "B1", "C1", "D1"):
+                    out["S1"].append((p, 0.5))
+                    out["COUT"].append((p, 0.55))
+                out["S0"].append(("CIN", 0.3))
+                out["S1"].append(("CIN", 0.35))
+                out["COUT"].append(("CIN", 0.06))
+            elif t == "TRELLIS_DPR16X4":
+                for j in range(4):
+                    out[f"DO{j}"] = [(f"RAD{i}", 0.6) for i in range(4)]
+            elif t == "MULT18X18D":
+                for j in range(36):
+                    out[f"P{j}"] = [(f"{a}{i}", 4.2) for a in "AB" for i in range(18)]
+            self._arcs[cn] = out
+        return self._arcs[cn]
+
+    def source(self, cn: str) -> float | None:
+        """Clock-to-out of a sequential output, None for a combinational one."""
+        t = self.cells[cn]["type"]
+        if t == "TRELLIS_FF":
+            return 0.5
+        if t == "DP16KD":
+            reg = self.cells[cn]["parameters"].get("REGMODE_A", "NOREG").strip()
+            return 5.8 if reg == "NOREG" else 1.0
+        if t in ("TRELLIS_DPR16X4", "MULT18X18D", "CCU2C", *LOGIC):
+            return None
+        return 0.0
+
+    def arrival(self, b: int) -> tuple[float, int | None]:
+        """Latest arrival at the driver of bit ``b`` and the input bit it comes through."""
+        stack = [b]
+        while stack:
+            x = stack[-1]
+            if x in self._arrival:
+                stack.pop()
+                continue
+            if x not in self.driver:
+                self._arrival[x] = (0.0, None)
+                stack.pop()
+                continue
+            cn, port = self.driver[x]
+            s = self.source(cn)
+            if s is not None:
+                self._arrival[x] = (s, None)
+                stack.pop()
+                continue
+            conn = self.cells[cn]["connections"]
+            inputs = [ib for p, _ in self.arcs(cn).get(port, []) for ib in conn.get(p, [])
+                      if isinstance(ib, int)]
+            pending = [ib for ib in inputs if ib not in self._arrival]
+            if pending:
+                stack.extend(pending)
+                continue
+            best = (0.0, None)
+            for p, d in self.arcs(cn).get(port, []):
+                for ib in conn.get(p, []):
+                    if isinstance(ib, int):
+                        t = self._arrival[ib][0] + self.route(ib) + d
+                        if t > best[0]:
+                            best = (t, ib)
+            self._arrival[x] = best
+            stack.pop()
+        return self._arrival[b]
+
+    def endpoints(self):
+        for cn, c in self.cells.items():
+            if c["type"] not in ("TRELLIS_FF", "DP16KD", "TRELLIS_DPR16X4"):
+                continue
+            dirs = c.get("port_directions", {})
+            for port, bits in c["connections"].items():
+                if dirs.get(port) != "input" or port in CLOCK_PINS or port.startswith("RAD"):
+                    continue
+                for b in bits:
+                    if isinstance(b, int):
+                        yield self.arrival(b)[0] + self.route(b) + 0.2, cn, port, b
+
+    def trace(self, b: int | None) -> list[str]:
+        lines = []
+        while b is not None:
+            t, prev = self._arrival.get(b, (0.0, None))
+            cn = self.driver.get(b, ("?", "?"))[0]
+            kind = self.cells.get(cn, {}).get("type", "?")
+            lines.append(f"{t:6.2f}  {kind:15} {self.names.get(b, cn)[:70]}  "
+                         f"(fanout {len(self.sinks[b])})")
+            b = prev
+        return lines[::-1]
+
+
+def report(netlist: Netlist, paths: int) -> None:
+    seen = set()
+    for t, cn, port, b in sorted(netlist.endpoints(), reverse=True):
+        key = re.sub(r"(_TRELLIS_FF_Q)?(_\d+)?$", "", cn.split("$")[0]) + port[:2]
+        if key in seen:
+            continue
+        seen.add(key)
+        print(f"{t:6.2f} ns  -> {cn[:80]} .{port}")
+        for line in netlist.trace(b)[-12:]:
+            print("        " + line)
+        if len(seen) >= paths:
+            break
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="quick",
+                    help="core configuration (bench/core_synth.py CONFIGS; default quick)")
+    ap.add_argument("--paths", type=int, default=15, help="distinct endpoints to print")
+    args = ap.parse_args(argv)
+    ring = IORing(NeuronCore(CONFIGS[args.config], 0, 0))
+    result = synthesize(to_verilog(ring, TOP, ports=ring.ports), top=TOP, pnr=False)
+    print(result.summary(), file=sys.stderr)
+    module = json.loads((result.workdir / f"{TOP}.json").read_text())["modules"][TOP]
+    report(Netlist(module), args.paths)
+
+
+if __name__ == "__main__":
+    main()
