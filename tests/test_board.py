@@ -306,7 +306,7 @@ def test_cli_fpga_build_prints_stages_table_and_bitstream(tmp_path, monkeypatch,
                  "-o", str(tmp_path)]) == 0
     out, err = capsys.readouterr()
     assert out.strip() == f"bitstream: {tmp_path / 'top.bit'}"
-    assert "[1/3] elaborate: ulx3s-85f, 1x1 fabric, PLL 25 -> 50 MHz" in err
+    assert "[1/3] elaborate: ulx3s-85f, 1x1 fabric, PLL 25 -> 62.5 MHz" in err
     assert "63.8   meets" in err and "45.0   MISSES" in err
     assert main(["fpga", "build", "-o", str(tmp_path)]) == 1
     assert "give the mesh" in capsys.readouterr().err
