@@ -18,8 +18,15 @@ CFG = FabricConfig(mesh_w=2, mesh_h=2, neurons=24, axons=24)
 
 @pytest.fixture(scope="module")
 def model():
-    q = random_qmodel(6, 2, 2, d_in=2, classes=4, seed=11, cfg=CFG)
-    x = q.quantize_input(np.random.default_rng(3).uniform(-9, 9, (5, 7, 2)), CFG)
+    q = random_qmodel(6, 2, 2, d_in=2, classes=4, seed=7, cfg=CFG)
+    x = q.quantize_input(np.random.default_rng(3).uniform(-1000, 1000, (5, 7, 2)), CFG)
+    # every token reaches the logits (a small random model can ignore its input: then a
+    # driver that loses tokens would still match the reference)
+    ref = qforward(q, x, CFG)
+    for k in range(1, 7):
+        changed = x.copy()
+        changed[:, k] = 0
+        assert np.any(qforward(q, changed, CFG)[:, k:] != ref[:, k:]), k
     return q, from_compiled(compile_model(q, CFG)), x
 
 
