@@ -163,15 +163,15 @@ SHELL_FEATURES = ("1", "cores")
 #: JSON); TRELLIS_DPR16X4 is the fitted *rest* beside the exactly counted core memories (register
 #: files and FIFOs)
 CORE_COEFS = {
-    "LUT4": (3805.83, 1496.25, 803.201, 0.306),
-    "TRELLIS_FF": (6258.35, 2362.51, 683.629, -0.2073),
-    "CCU2C": (221.164, 363.693, 70.4663, -0.0221),
-    "TRELLIS_DPR16X4": (167.135, 1.1935, 1.5955, -0.0008),
+    "LUT4": (3499.9, 1578.75, 983.195, 0.2711),
+    "TRELLIS_FF": (3777.02, 2203.8, 691.587, -0.2575),
+    "CCU2C": (322.466, 353.187, 62.8912, -0.016),
+    "TRELLIS_DPR16X4": (239.293, 9.8396, 1.8977, -0.0017),
 }
 SHELL_COEFS = {
-    "LUT4": (116, 1203.71),
-    "TRELLIS_FF": (263, 547.429),
-    "CCU2C": (199.5, 48.9286),
+    "LUT4": (424, 925.714),
+    "TRELLIS_FF": (495, 381.714),
+    "CCU2C": (262.5, -17.7857),
     "TRELLIS_DPR16X4": (-40, 68),
 }
 
