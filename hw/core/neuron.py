@@ -400,9 +400,14 @@ class NeuronEngine(wiring.Component):
         # RAM's clock-to-out leaves no room for them in P1); everything else waits one stage
         acc_lane = p2_acc_raw[p2.n[:ab]] if ab else p2_acc_raw[0]
         p3_acc = reg(m, sat_hw(acc_lane, W), "p3_acc")
+        # round 0 takes the registers from STATE: picked here, a stage ahead of operand select
+        # (``first`` fans out to every register bit)
+        regs = Signal(data.ArrayLayout(signed(W), 8), name="regs_eff")
+        for i in range(8):
+            init = p2_state[i * W:(i + 1) * W] if i < S else 0
+            m.d.sync += regs[i].eq(Mux(p2.first, init, p2_regs[i * W:(i + 1) * W]))
         p2 = reg(m, p2, "p3")
-        p2_regs, p2_misc = reg(m, p2_regs, "p3_regs"), reg(m, p2_misc, "p3_misc")
-        p2_state, p2_coef = reg(m, p2_state, "p3_state"), reg(m, p2_coef, "p3_coef")
+        p2_misc, p2_coef = reg(m, p2_misc, "p3_misc"), reg(m, p2_coef, "p3_coef")
         p2_mstate, p2_mcoef = reg(m, p2_mstate, "p3_mstate"), reg(m, p2_mcoef, "p3_mcoef")
         p2_acc = p3_acc
 
@@ -410,10 +415,6 @@ class NeuronEngine(wiring.Component):
         ins = instr_layout()(p2.instr)
         mins = modes_instr_layout()(p2.instr)
         first = p2.first
-        regs = Signal(data.ArrayLayout(signed(W), 8), name="regs_eff")
-        for i in range(8):
-            init = p2_state[i * W:(i + 1) * W] if i < S else 0
-            m.d.comb += regs[i].eq(Mux(first, init, p2_regs[i * W:(i + 1) * W]))
         acc_eff = Mux(first, p2_acc, p2_misc.acc)
         pred_eff = p2_misc.pred & ~first
         pflag_eff = p2_misc.pflag & ~first
