@@ -63,3 +63,15 @@ def test_arrays_round_trip():
     np.testing.assert_array_equal(qforward(back, x), qforward(q, x))
     assert back.describe() == q.describe() and back.meta == q.meta
     assert [ly.relu_bias_shift for ly in back.layers] == [ly.relu_bias_shift for ly in q.layers]
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_mappings_agree_when_states_saturate(seed):
+    """Inputs large enough that mode states hit the 24-bit bounds (a 30-bit fabric computes
+    otherwise): the channel pass saturates exactly where the per-mode pass does."""
+    q = random_qmodel(6, 2, 2, d_in=2, classes=4, seed=seed)
+    x = q.quantize_input(np.random.default_rng(seed).uniform(-1e5, 1e5, (3, 10, 2)))
+    channel = qforward(q, x, mapping="channel")
+    np.testing.assert_array_equal(channel, qforward(q, x, mapping="per-mode"))
+    wide = FabricConfig(state_width=30, acc_width=48)
+    assert np.any(qforward(q, x, wide, mapping="per-mode") != channel)
