@@ -4,12 +4,14 @@ quantized reference (``qforward``, which holds each sequence's logits at its las
 by ``hold_final``), steps from the image's schedule. The mutation run (``make mutate``) found
 these paths of ``firmware/driver.py`` reached by no driver test."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.firmware.compiler import compile_model, from_compiled, random_qmodel
-from neuroloom.firmware.driver import Driver
+from neuroloom.firmware.driver import Driver, DriverError
 from neuroloom.firmware.qmodel import qforward
 from neuroloom.sim.transports import GoldenTransport
 
@@ -55,9 +57,11 @@ def test_lengths_hold_each_sequence_at_its_last_token(model, mode, max_batch):
 @pytest.mark.parametrize("mode", ["pipelined", "fall-through"])
 def test_a_run_takes_the_steps_of_its_last_output(model, mode):
     q, img, x = model
-    r = _driver(img).run(x, mode=mode)
+    d = _driver(img)
+    r = d.run(x, mode=mode)
     np.testing.assert_array_equal(r.running, qforward(q, x, CFG))
     assert r.steps == img.output_step(mode, x.shape[1] - 1) + 1
+    assert d.transport.fabric.t == r.steps            # and the fabric stepped no further
     one = _driver(img).run(x[:, :1], mode=mode)
     assert one.steps == img.output_step(mode, 0) + 1
 
@@ -82,3 +86,30 @@ def test_no_tokens_is_an_error_and_no_sequences_an_empty_result(model):
         _driver(img).run(x[0, :0])
     r = _driver(img).run(x[:0])
     assert r.logits.shape == (0, 4) and r.running.shape == (0, 7, 4) and r.steps == 0
+
+
+class _LosingTransport(GoldenTransport):
+    """The golden fabric, but the host output of channel ``lost`` never arrives valid."""
+
+    def __init__(self, lost, **kw):
+        super().__init__(**kw)
+        self.lost = lost
+
+    def run(self, steps):
+        out = []
+        for so in super().run(steps):
+            valid = np.array(so.valid, copy=True)
+            for i, ch in enumerate(so.channels):
+                if int(ch) == self.lost:
+                    valid[:, i] = False
+            out.append(dataclasses.replace(so, valid=valid))
+        return out
+
+
+def test_a_missing_host_output_is_an_error(model):
+    _, img, x = model
+    lost = img.outputs[1][2]
+    d = Driver(_LosingTransport(lost))
+    d.load(img)
+    with pytest.raises(DriverError, match=f"no host output on channel {lost} at step"):
+        d.run(x)
