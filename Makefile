@@ -26,7 +26,7 @@ test: venv
 test-slow: venv
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q -m slow
 
-# mutation testing of fixed point, quantizer, driver and host protocol (tests/mutate.py; the
+# mutation testing of fixed point, quantizer, quantized model, driver and host protocol (tests/mutate.py; the
 # kill rate and the equivalent survivors: docs/mutation.md); long: one pytest run per mutant
 mutate: venv
 	$(PY) tests/mutate.py

@@ -326,6 +326,8 @@ def test_run_token_file_shapes(small, tmp_path, capsys):
 
 
 def _long_options(help_text: str) -> set[str]:
+    # argparse wraps a long usage line after a hyphen ("--route-" / "words N"): rejoin it
+    help_text = re.sub(r"(--[a-z0-9-]*-)\n\s*", r"\1", help_text)
     return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", help_text)) - {"--help"}
 
 

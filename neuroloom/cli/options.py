@@ -312,7 +312,7 @@ def add_backend_options(parser: argparse.ArgumentParser, default: str = "golden"
         g.add_argument("--port", default=None,
                        help="serial: the board's USB-UART (e.g. /dev/ttyUSB0)")
         g.add_argument("--baud", type=int, default=None,
-                       help="serial: the UART rate the board was built with (default 250000; "
+                       help="serial: the UART rate the board was built with (default 3000000; "
                             "'neuroloom fpga build' reports it)")
 
 
