@@ -33,7 +33,7 @@ from .hostlink import HostLink
 from .noc.gals_mesh import GalsMesh, tile_domain
 from .noc.mesh import Mesh
 
-__all__ = ["Fabric", "FabricShell"]
+__all__ = ["HOST_PORTS", "Fabric", "FabricShell"]
 
 
 class FabricShell(wiring.Component):
@@ -134,6 +134,15 @@ class FabricShell(wiring.Component):
         return m
 
 
+#: the fabric's host-side ports (AXI4-Stream in and out, the barrier's overrun flag); a GALS
+#: fabric adds a clock and a reset per tile
+HOST_PORTS = {
+    "s_axis_tdata": In(32), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+    "s_axis_tlast": In(1), "m_axis_tdata": Out(32), "m_axis_tvalid": Out(1),
+    "m_axis_tready": In(1), "m_axis_tlast": Out(1), "overrun": Out(1),
+}
+
+
 class Fabric(wiring.Component):
     """A complete NeuroLoom fabric.
 
@@ -163,11 +172,7 @@ class Fabric(wiring.Component):
         self._cfg = cfg
         self._budget = step_budget
         self._monitor = monitor
-        members = {
-            "s_axis_tdata": In(32), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
-            "s_axis_tlast": In(1), "m_axis_tdata": Out(32), "m_axis_tvalid": Out(1),
-            "m_axis_tready": In(1), "m_axis_tlast": Out(1), "overrun": Out(1),
-        }
+        members = dict(HOST_PORTS)
         if cfg.gals:
             for k in range(cfg.num_cores):
                 x, y = cfg.core_xy(k)

@@ -31,6 +31,10 @@ def expected_memories(cfg: FabricConfig) -> dict[str, set[str]]:
     mems.update({f"acc{b}_{j}.part0": shallow for b in range(2) for j in range(cfg.synapse_lanes)})
     mems.update({"eng.rf_regs": LUT, "eng.rf_misc": LUT, "eng.emitq.storage": LUT,
                  "route.outq.storage": LUT, "inq.storage": LUT, "outq.storage": LUT})
+    # the write-back's LUT-RAM delay lines (alu.ram_delay) and the projection coefficients'
+    mems.update({f"eng.{n}_ring": LUT for n in ("es_ram", "ex_ram", "scalar", "cge", "re", "im")})
+    mems.update({f"eng.dp.l{i}_{c}_ring": LUT for i in range(cfg.neuron_lanes)
+                 for c in ("cr", "cn")})
     return mems
 
 

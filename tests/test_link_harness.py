@@ -3,7 +3,6 @@ around a stand-in device (a FIFO with random input stalls): every word arrives o
 with its TLAST; the device sees a stream without bubbles while chunks are available; a chunk
 loaded while the harness is full raises ``in_overflow``."""
 
-import inspect
 import random
 
 import pytest
@@ -13,17 +12,17 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In
 from amaranth.sim import Simulator
 
-from neuroloom.hw.fabric import Fabric
+from neuroloom.hw.fabric import HOST_PORTS
 from neuroloom.sim.link_harness import LinkHarness
 
 
 class Echo(wiring.Component):
-    """Stand-in for the fabric, with its ports (taken from :class:`hw.fabric.Fabric`): the words
+    """Stand-in for the fabric, with its host ports (``neuroloom.hw.fabric.HOST_PORTS``): the words
     it accepts come back out of a small FIFO; input ready is withheld on the cycles ``stall``
     (an extra input) is high."""
 
     def __init__(self):
-        super().__init__({**inspect.get_annotations(Fabric), "stall": In(1)})
+        super().__init__({**HOST_PORTS, "stall": In(1)})
 
     def elaborate(self, platform):
         m = Module()
