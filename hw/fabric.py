@@ -105,16 +105,7 @@ class FabricShell(wiring.Component):
         ]
 
         # AXI4-Stream naming at the top level
-        m.d.comb += [
-            link.s_axis.valid.eq(self.s_axis_tvalid),
-            link.s_axis.payload.data.eq(self.s_axis_tdata),
-            link.s_axis.payload.last.eq(self.s_axis_tlast),
-            self.s_axis_tready.eq(link.s_axis.ready),
-            self.m_axis_tvalid.eq(link.m_axis.valid),
-            self.m_axis_tdata.eq(link.m_axis.payload.data),
-            self.m_axis_tlast.eq(link.m_axis.payload.last),
-            link.m_axis.ready.eq(self.m_axis_tready),
-        ]
+        m.d.comb += _axi_names(self, link)
 
         # fabric counters (COUNTERS command): cycles, steps, barrier wait cycles (running, every
         # core done, flits still in flight), flits injected, flits ejected, overrun flag
@@ -132,6 +123,20 @@ class FabricShell(wiring.Component):
         for i, v in enumerate([cycles, barrier.step, wait, injected, ejected, barrier.overrun]):
             m.d.comb += link.counters[i].eq(v)
         return m
+
+
+def _axi_names(top, link) -> list:
+    """The host link's streams as the top level's AXI4-Stream ports (HOST_PORTS)."""
+    return [
+        link.s_axis.valid.eq(top.s_axis_tvalid),
+        link.s_axis.payload.data.eq(top.s_axis_tdata),
+        link.s_axis.payload.last.eq(top.s_axis_tlast),
+        top.s_axis_tready.eq(link.s_axis.ready),
+        top.m_axis_tvalid.eq(link.m_axis.valid),
+        top.m_axis_tdata.eq(link.m_axis.payload.data),
+        top.m_axis_tlast.eq(link.m_axis.payload.last),
+        link.m_axis.ready.eq(top.m_axis_tready),
+    ]
 
 
 #: the fabric's host-side ports (AXI4-Stream in and out, the barrier's overrun flag); a GALS
@@ -252,14 +257,7 @@ class Fabric(wiring.Component):
             link.running.eq(barrier.running), link.step.eq(barrier.step),
             link.cores_idle.eq(barrier.quiet), link.quiet.eq(barrier.quiet),
             link.overrun.eq(barrier.overrun), self.overrun.eq(barrier.overrun),
-            link.s_axis.valid.eq(self.s_axis_tvalid),
-            link.s_axis.payload.data.eq(self.s_axis_tdata),
-            link.s_axis.payload.last.eq(self.s_axis_tlast),
-            self.s_axis_tready.eq(link.s_axis.ready),
-            self.m_axis_tvalid.eq(link.m_axis.valid),
-            self.m_axis_tdata.eq(link.m_axis.payload.data),
-            self.m_axis_tlast.eq(link.m_axis.payload.last),
-            link.m_axis.ready.eq(self.m_axis_tready),
+            *_axi_names(self, link),
         ]
         # fabric counters: cycles of ``clk``, steps, barrier wait (running with flits reported
         # in flight), flits injected / ejected as of the last barrier round, overrun
