@@ -30,8 +30,9 @@ class ConfigPort(wiring.Component):
     i_flit : In(stream of flit_layout), CFG_WRITE and CFG_READ flits only.
     allow : In(1), the core is quiescent.
     addr : Out(cfg_addr_layout), address of the access (held during a read).
-    we, re : Out(1), write / read this cycle; ``wdata`` Out(32).
-    rdata : In(32), the addressed part, three cycles after ``re`` (the core registers the
+    wdata : Out(32), the data of a write (the core strobes each memory itself from the flit it
+        sees accepted: the write is the cycle after acceptance, a read's RAM read likewise).
+    rdata : In(32), the addressed part, three cycles after the RAM read (the core registers the
         memories' words, then the addressed part of each).
     o_flit : Out(stream of flit_layout), READ_RESP flits.
     busy : Out(1), a read is being answered.
@@ -43,7 +44,7 @@ class ConfigPort(wiring.Component):
             "i_flit": In(stream.Signature(flit_layout(cfg))),
             "allow": In(1),
             "addr": Out(cfg_addr_layout(cfg)),
-            "we": Out(1), "re": Out(1), "wdata": Out(32), "rdata": In(32),
+            "wdata": Out(32), "rdata": In(32),
             "o_flit": Out(stream.Signature(flit_layout(cfg))),
             "busy": Out(1),
         })
@@ -55,8 +56,8 @@ class ConfigPort(wiring.Component):
         resp = self.o_flit.p
         m.d.comb += [resp.kind.eq(FlitKind.READ_RESP), resp.addr.eq(held), resp.data.eq(held_data)]
         held_wdata = Signal(32)
-        # every memory port sees the access from registers: the address, the data and the
-        # strobes (decoded from the state) are all flip-flops
+        # every memory port sees the access from registers: the address and the data here, the
+        # strobes in the core
         m.d.comb += [self.addr.eq(held), self.wdata.eq(held_wdata)]
         with m.FSM(name="cfg"):
             with m.State("IDLE"):
@@ -68,10 +69,10 @@ class ConfigPort(wiring.Component):
                     with m.Else():
                         m.next = "READ0"
             with m.State("WRITE"):
-                m.d.comb += [self.we.eq(1), self.busy.eq(1)]
+                m.d.comb += self.busy.eq(1)
                 m.next = "IDLE"
             with m.State("READ0"):
-                m.d.comb += [self.re.eq(1), self.busy.eq(1)]
+                m.d.comb += self.busy.eq(1)
                 m.next = "READ"
             with m.State("READ"):
                 m.d.comb += self.busy.eq(1)
