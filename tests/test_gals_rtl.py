@@ -17,8 +17,8 @@ from neuroloom.firmware.qmodel import qforward
 from neuroloom.firmware.transports import FramedTransport
 from neuroloom.sim.transports import GoldenTransport
 from neuroloom.sim.verilator_link import ClockPlan, VerilatorLink
+from tests.support.fabric_runs import SMALL, steps_of
 from tests.support.runs import check_both_schedules
-from tests.test_fabric_e2e import SMALL, steps_of
 
 pytestmark = pytest.mark.rtl
 
