@@ -19,7 +19,7 @@ write) into a :class:`Plan`, which is plain data:
 
 * one :class:`Kernel` per distinct (program, modes per neuron): every neuron of every core that
   runs that program, so a step runs each program *once* over the whole fabric
-  (:func:`neuroloom.sim.neuron.execute`, vectorized over neurons, modes and the batch);
+  (:func:`neuroloom.sim.kernels.run_kernel`, a compiled loop over neurons, modes and the batch);
 * the synapse edges (source neuron, destination neuron, weight, shift) of every route;
 * per neuron, the counters one emitted spike moves (a sparse (neurons, 3*cores) map);
 * one :class:`Phase` per set of active groups, cached (a schedule has few: pipelined fill,
@@ -27,10 +27,12 @@ write) into a :class:`Plan`, which is plain data:
   them, and the delivery to their destinations as one sparse sum.
 
 A step is then the spec's three lines: update the active neurons, deliver every spike over its
-edges into the other accumulator buffer, add the counters. Everything is vectorized over a batch
-of independent samples: ``state`` is (B, cores*neurons, state_regs), ``acc`` (B, 2,
-cores*neurons), the mode state ``mstate`` (B, cores*modes, 2). The per-group interpreter this
-replaces is kept as the test oracle (``tests/support/golden_reference.py``).
+edges into the other accumulator buffer, add the counters (:func:`neuroloom.sim.kernels.deliver`).
+Everything runs over a batch of independent samples: ``state`` is (B, cores*neurons,
+state_regs), ``acc`` (B, 2, cores*neurons), the mode state ``mstate`` (B, cores*modes, 2) (stored
+batch-minor, (2, entries, B), as are a step's payloads: the compiled loops' inner loop is over the
+batch). The per-group interpreter this replaces is kept as the test oracle
+(``tests/support/golden_reference.py``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ from neuroloom.contract.layouts import (
     MODE_STATE,
     Counter,
     Mem,
+    Op,
+    Operand,
     axon_layout,
     group_layout,
     mem_depth,
@@ -60,7 +64,7 @@ from neuroloom.contract.layouts import (
     unpack,
 )
 
-from .neuron import ModeCoefs, execute
+from .kernels import deliver, encode_program, run_kernel
 
 __all__ = ["GoldenFabric", "StepResult", "Plan", "Kernel", "Phase"]
 
@@ -70,7 +74,8 @@ ARCH_COUNTERS = (Counter.NEURON_UPDATES, Counter.SYN_OPS, Counter.SPIKES_SENT,
 
 
 class _Spikes:
-    """The spikes of one step, scattered to (B, cores*neurons) arrays when first asked for."""
+    """The spikes of one step (``emit``, ``payload`` (n, B) per updated neuron ``gid``),
+    scattered to (B, cores*neurons) arrays when first asked for."""
 
     def __init__(self, gid, emit, payload, total):
         self._args, self._full = (gid, emit, payload, total), None
@@ -78,9 +83,9 @@ class _Spikes:
     def full(self):
         if self._full is None:
             gid, emit, payload, total = self._args
-            e = np.zeros((emit.shape[0], total), dtype=bool)
-            p = np.zeros((emit.shape[0], total), dtype=np.int64)
-            e[:, gid], p[:, gid] = emit, payload
+            e = np.zeros((emit.shape[1], total), dtype=bool)
+            p = np.zeros((emit.shape[1], total), dtype=np.int64)
+            e[:, gid], p[:, gid] = emit.T, payload.T
             self._full = e, p
         return self._full
 
@@ -114,21 +119,22 @@ class Kernel:
     modes: int
     gid: np.ndarray          # (n,) neuron ids core*neurons + neuron
     mid: np.ndarray          # (n, modes) mode entry ids core*modes + entry
-    mbase: int               # first column of its mode state (mode-major: mbase + m*n + row)
+    mbase: int               # first row of its mode state (row by row: mbase + row*modes + m)
     groups: list             # (core, group index in Plan.groups, first row, end row)
 
 
 @dataclass
 class Run:
-    """One kernel's active rows in a phase: their program (shifts per row where they differ),
-    coefficients, and mode state (views of the fabric's when the rows are one range)."""
-    program: list[Instr]
+    """One kernel's active rows in a phase: their program (encoded, :func:`encode_program`)
+    and shifts per row, mode entries and mode coefficients; their outputs go to phase positions
+    ``pos .. pos + n``."""
+    prog: np.ndarray         # (instructions, 7)
+    sh: np.ndarray           # (instructions, n)
+    so: np.ndarray           # (instructions, n)
     gid: np.ndarray          # (n,)
-    coef: np.ndarray         # (n, coefs)
-    modes: ModeCoefs | None
-    xr: np.ndarray | None = None     # (B, M, n) views, or
-    xi: np.ndarray | None = None
-    cols: np.ndarray | None = None   # (M, n) columns of the mode state to gather and scatter
+    mrow: np.ndarray         # (n,) first row of each neuron's M mode entries in the mode state
+    mc: np.ndarray           # (n, M, 6) mode coefficients
+    pos: int
 
 
 @dataclass
@@ -137,16 +143,16 @@ class Phase:
     (``gid``, the runs one after another)."""
     runs: list[Run]
     gid: np.ndarray          # (n,) neurons updated
-    updates: np.ndarray      # (cores * 4,) neuron updates per core (counters core*4 + counter)
-    src: np.ndarray          # (E,) edge source, a position
-    w: np.ndarray            # (E, 1) edge weight
-    s: np.ndarray            # (E, 1) edge shift (its axon's)
-    half: np.ndarray         # (E, 1) rounding constant (1 << s) >> 1
+    updates: np.ndarray      # (cores, 4) neuron updates per core
+    eptr: np.ndarray         # (n + 1,) the edges leaving position i: eptr[i]:eptr[i + 1]
+    dsti: np.ndarray         # (E,) edge receiver, an index into dst
+    w: np.ndarray            # (E,) edge weight
+    s: np.ndarray            # (E,) edge shift (its axon's)
     dst: np.ndarray          # (D,) neurons that receive
-    deliver: sp.csr_matrix   # (D, E) edge -> receiving neuron
     host_col: np.ndarray     # host routes of updated neurons: column in Plan.host_ch,
     host_pos: np.ndarray     # and the position of the neuron
-    counts: sp.csr_matrix    # (cores * 4, n) emitted -> counters core*4 + counter moved
+    counts: tuple            # (indptr, columns, values) of the sparse (n, cores * 4) map:
+                             # emitted -> counters core*4 + counter moved
 
 
 @dataclass
@@ -179,12 +185,15 @@ class GoldenFabric:
         C, N = cfg.num_cores, cfg.neurons
         self._raw = {m: np.zeros((C, mem_depth(cfg, m), mem_parts(cfg, m)), dtype=np.uint64)
                      for m in _STRUCT_MEMS}
-        self.state = np.zeros((batch, C * N, cfg.state_regs), dtype=np.int64)
+        # registers and accumulators batch-minor too: (neurons, state_regs, B), (2, neurons, B)
+        self._st = np.zeros((C * N, cfg.state_regs, batch), dtype=np.int64)
         self.coef = np.zeros((C * N, cfg.coefs), dtype=np.int64)
-        self.acc = np.zeros((batch, 2, C * N), dtype=np.int64)
-        # mode state as Re and Im planes, entries in the plan's storage order (each kernel's
-        # entries mode-major and contiguous): entry e of the fabric is at column _mpos[e]
-        self._xm = np.zeros((MODE_STATE, batch, C * cfg.modes), dtype=np.int64)
+        self._acc = np.zeros((2, C * N, batch), dtype=np.int64)
+        # mode state as Re and Im planes, batch-minor, int32 where the state width fits (half
+        # the memory traffic); entries in the plan's storage order (each kernel's entries
+        # contiguous, neuron by neuron): entry e of the fabric is at row _mpos[e]
+        self._xm = np.zeros((MODE_STATE, C * cfg.modes, batch),
+                            dtype=np.int32 if cfg.state_width <= 32 else np.int64)
         self._mpos = np.arange(C * cfg.modes)
         self.mcoef = np.zeros((C * cfg.modes, MODE_COEFS), dtype=np.int64)
         self.counters = np.zeros((batch, C, len(Counter)), dtype=np.int64)
@@ -192,9 +201,19 @@ class GoldenFabric:
         self._plan = None
 
     @property
+    def state(self) -> np.ndarray:
+        """(B, cores*neurons, state_regs) persistent registers (a view)."""
+        return self._st.transpose(2, 0, 1)
+
+    @property
+    def acc(self) -> np.ndarray:
+        """(B, 2, cores*neurons) the double-buffered accumulators (a view)."""
+        return self._acc.transpose(2, 0, 1)
+
+    @property
     def mstate(self) -> np.ndarray:
         """(B, cores*modes, 2) mode state, entry ``core*modes + index`` (a copy)."""
-        return np.moveaxis(self._xm[:, :, self._mpos], 0, 2)
+        return self._xm[:, self._mpos, :].transpose(2, 1, 0).astype(np.int64)
 
     # -- configuration access (what CFG_WRITE / CFG_READ flits do) -------------------------------
     def _check_addr(self, core, mem, index, part):
@@ -216,14 +235,14 @@ class GoldenFabric:
             self._raw[mem][core, index, part] = value
             self._plan = None
         elif mem == Mem.STATE:
-            self.state[:, gid, part] = to_signed(value, cfg.state_width)
+            self._st[gid, part] = to_signed(value, cfg.state_width)
         elif mem == Mem.COEF:
             self.coef[gid, part] = to_signed(value, cfg.coef_width)
             self._coefs_changed()
         elif mem == Mem.ACC:
-            self.acc[:, part, gid] = to_signed(value, min(32, cfg.acc_width))
+            self._acc[part, gid] = to_signed(value, min(32, cfg.acc_width))
         elif mem == Mem.MSTATE:
-            self._xm[part, :, self._mpos[core * cfg.modes + index]] = to_signed(
+            self._xm[part, self._mpos[core * cfg.modes + index], :] = to_signed(
                 value, cfg.state_width)
         elif mem == Mem.MCOEF:
             self.mcoef[core * cfg.modes + index, part] = to_signed(value, cfg.coef_width)
@@ -242,10 +261,10 @@ class GoldenFabric:
         mid = core * cfg.modes + index
         if mem in _STRUCT_MEMS:
             return int(self._raw[mem][core, index, part])
-        value = {Mem.STATE: lambda: self.state[sample, gid, part],
+        value = {Mem.STATE: lambda: self._st[gid, part, sample],
                  Mem.COEF: lambda: self.coef[gid, part],
-                 Mem.ACC: lambda: self.acc[sample, part, gid],
-                 Mem.MSTATE: lambda: self._xm[part, sample, self._mpos[mid]],
+                 Mem.ACC: lambda: self._acc[part, gid, sample],
+                 Mem.MSTATE: lambda: self._xm[part, self._mpos[mid], sample],
                  Mem.MCOEF: lambda: self.mcoef[mid, part],
                  Mem.COUNTER: lambda: self.counters[sample, core, index]}[mem]()
         return int(value) & 0xFFFFFFFF
@@ -289,6 +308,11 @@ class GoldenFabric:
                 raise ConfigError(f"core {cfg.core_xy(core)}: program runs past the end of "
                                   f"microcode memory (no 'last' instruction)")
             ins = decode(self._word(Mem.UCODE, core, pc))
+            pair = int(ins.op == Op.CMAD)                 # CMAD reads and writes pairs
+            if ins.rd + pair > 7 or max(ins.ck, ins.cl) + pair >= cfg.coefs or pair and not (
+                    ins.ra + 1 <= 7 or ins.ra == Operand.ZERO):
+                raise ConfigError(f"core {cfg.core_xy(core)}: microcode word {pc} ({ins}) names "
+                                  f"a register or coefficient that does not exist")
             prog.append(ins)
             if ins.last:
                 return tuple(prog)
@@ -398,39 +422,23 @@ class GoldenFabric:
                     np.array(host_ch, dtype=np.int64))
 
     def _store_modes(self, kernels: list[Kernel], used: int) -> None:
-        """Lay the mode state out for ``kernels``: kernel after kernel, each mode-major
-        (column ``base + m * rows + row``), then the entries no group owns."""
+        """Lay the mode state out for ``kernels``: kernel after kernel, each neuron by neuron
+        (row ``base + row * modes + m``), then the entries no group owns."""
         pos = -np.ones(self._mpos.shape, dtype=np.int64)
         for k in kernels:
             n, M = k.mid.shape
-            pos[k.mid] = k.mbase + np.arange(M)[None, :] * n + np.arange(n)[:, None]
+            pos[k.mid] = k.mbase + np.arange(n * M).reshape(n, M)
         free = pos < 0
         pos[free] = used + np.arange(int(free.sum()))
-        glob = self._xm[:, :, self._mpos]                       # (2, B, entries) fabric order
+        glob = self._xm[:, self._mpos]                          # (2, entries, B) fabric order
         self._mpos = pos
-        self._xm[:, :, pos] = glob
+        self._xm[:, pos] = glob
 
-    def _run(self, k: Kernel, rows: np.ndarray) -> Run:
-        def shift(v):                       # one int when every row has the same shift
-            v = v[rows]
-            return int(v[0]) if (v == v[0]).all() else v
-
-        program = [replace(ins, sh=shift(k.sh[i]), so=shift(k.so[i]))
-                   for i, ins in enumerate(k.program)]
-        gid = k.gid[rows]
-        run = Run(program, gid, self.coef[gid], None)
-        if k.modes:
-            run.modes = ModeCoefs(self.mcoef[k.mid[rows]])
-            n = len(k.gid)
-            lo, hi = int(rows[0]), int(rows[-1]) + 1
-            if hi - lo == len(rows):                 # one range: views, updated in place
-                cols = slice(k.mbase, k.mbase + k.modes * n)
-                run.xr, run.xi = (self._xm[j][:, cols].reshape(self.batch, k.modes, n)
-                                  [:, :, lo:hi] for j in range(2))
-                assert np.shares_memory(run.xr, self._xm)
-            else:
-                run.cols = k.mbase + np.arange(k.modes)[:, None] * n + rows[None, :]
-        return run
+    def _run(self, k: Kernel, rows: np.ndarray, pos: int) -> Run:
+        return Run(encode_program(k.program), np.ascontiguousarray(k.sh[:, rows]),
+                   np.ascontiguousarray(k.so[:, rows]), k.gid[rows], k.mbase + rows * k.modes,
+                   self.mcoef[k.mid[rows]].astype(
+                       np.int32 if self.cfg.coef_width <= 32 else np.int64), pos)
 
     def _phase(self, t: int) -> Phase:
         """What runs in step ``t``: the phase of the groups active at ``t`` (cached)."""
@@ -445,15 +453,16 @@ class GoldenFabric:
         cfg = self.cfg
         C, N = cfg.num_cores, cfg.neurons
         A = len(ARCH_COUNTERS)
-        runs, updates = [], np.zeros(C * A, dtype=np.int64)
+        runs, updates, at = [], np.zeros((C, A), dtype=np.int64), 0
         for k in plan.kernels:
             spans = [(lo, hi) for core, gi, lo, hi in k.groups if active[gi]]
             if not spans:
                 continue
             for core, gi, lo, hi in k.groups:
-                updates[core * A + Counter.NEURON_UPDATES] += (hi - lo) if active[gi] else 0
+                updates[core, Counter.NEURON_UPDATES] += (hi - lo) if active[gi] else 0
             rows = np.concatenate([np.arange(lo, hi) for lo, hi in spans])
-            runs.append(self._run(k, rows))
+            runs.append(self._run(k, rows, at))
+            at += len(rows)
         gid = np.concatenate([r.gid for r in runs]) if runs else np.zeros(0, dtype=np.int64)
         pos = -np.ones(C * N, dtype=np.int64)
         pos[gid] = np.arange(len(gid))                   # position of a neuron in this phase
@@ -462,13 +471,13 @@ class GoldenFabric:
         sel = np.concatenate([np.arange(first[g], first[g + 1]) for g in gid]) if len(gid) \
             else np.zeros(0, dtype=np.int64)
         dst, inv = np.unique(e["dst"][sel], return_inverse=True)
-        deliver = sp.csr_matrix((np.ones(len(sel), dtype=np.int64), (inv, np.arange(len(sel)))),
-                                shape=(len(dst), len(sel)))
         hp = pos[plan.host_src]
-        s = e["s"][sel, None]
-        return Phase(runs, gid, updates, pos[e["src"][sel]], e["w"][sel, None], s,
-                     (1 << s) >> 1, dst, deliver, np.flatnonzero(hp >= 0), hp[hp >= 0],
-                     sp.csr_matrix(plan.counts[gid].T))
+        c = sp.csr_matrix(plan.counts[gid])
+        counts = tuple(v.astype(np.int64) for v in (c.indptr, c.indices, c.data))
+        eptr = np.searchsorted(pos[e["src"][sel]], np.arange(len(gid) + 1))
+        return Phase(runs, gid, updates, eptr, inv.astype(np.int64),
+                     e["w"][sel], e["s"][sel], dst.astype(np.int64), np.flatnonzero(hp >= 0),
+                     hp[hp >= 0], counts)
 
     # -- running ---------------------------------------------------------------------------------
     def inject(self, core: int, axon: int, payload) -> None:
@@ -491,8 +500,8 @@ class GoldenFabric:
             delta = np.zeros((len(contrib), len(udst)), dtype=np.int64)
             np.add.at(delta, (slice(None), inv), contrib)
             contrib = delta
-        buf = self.acc[:, self.t & 1]
-        buf[:, udst] = wrap(buf[:, udst] + contrib, cfg.acc_width)
+        buf = self._acc[self.t & 1]                                         # (neurons, B)
+        buf[udst] = wrap(buf[udst] + contrib.T, cfg.acc_width)
         self.counters[:, core] += moved
 
     def _inject_lanes(self, core: int, axon: int):
@@ -510,54 +519,32 @@ class GoldenFabric:
         cfg, t, B = self.cfg, self.t, self.batch
         ph = self._phase(t)
         now, nxt = t & 1, (t & 1) ^ 1
+        W, A = cfg.state_width, cfg.acc_width
+        emit = np.empty((len(ph.gid), B), dtype=bool)                       # (n, B)
+        payload = np.empty((len(ph.gid), B), dtype=np.int64)                # (n, B)
         # 1. update: every active neuron runs its program on ACC = sat(acc[t % 2]), then
         #    acc[t % 2] = 0; each program runs once over all of its neurons on every core
-        emits, pays = [], []
-        acc_now = self.acc[:, now]
-        for run in ph.runs:
-            acc = acc_now[:, run.gid]
-            acc_now[:, run.gid] = 0
-            state = self.state[:, run.gid]
-            if run.cols is None:
-                new, em, pay = execute(cfg, run.program, state, acc, run.coef, run.xr, run.xi,
-                                       run.modes)
-            else:
-                xr, xi = self._xm[0][:, run.cols], self._xm[1][:, run.cols]  # (B, M, n)
-                new, em, pay = execute(cfg, run.program, state, acc, run.coef, xr, xi,
-                                       run.modes)
-                self._xm[0][:, run.cols], self._xm[1][:, run.cols] = xr, xi
-            self.state[:, run.gid] = new
-            emits.append(em)
-            pays.append(pay)
-        emit = np.concatenate(emits, axis=1) if len(emits) > 1 else \
-            emits[0] if emits else np.zeros((B, 0), dtype=bool)
-        payload = np.concatenate(pays, axis=1) if len(pays) > 1 else \
-            pays[0] if pays else np.zeros((B, 0), dtype=np.int64)
-        # 2. integration: every spike, over every synapse edge of its routes, into acc[(t+1)%2]
-        if len(ph.src):
-            contrib = payload.T[ph.src]                                      # (E, B)
-            contrib *= ph.w
-            contrib += ph.half
-            contrib >>= ph.s                                                 # rnd(p * w, s)
-            delta = ph.deliver @ contrib                                     # (D, B)
-            buf = self.acc[:, nxt]
-            buf[:, ph.dst] = wrap(buf[:, ph.dst] + delta.T, cfg.acc_width)
-        # 3. counters: the neurons updated, and per emitted spike what its routes move
-        moved = (ph.counts @ emit.T.astype(np.int64)).T                      # (B, cores*4)
-        self.counters[:, :, :len(ARCH_COUNTERS)] += (moved + ph.updates).reshape(B, -1, 4)
+        for r in ph.runs:
+            run_kernel(r.prog, r.sh, r.so, r.gid, r.mrow, r.mc, self._st, self._acc[now],
+                       self.coef, self._xm, W, A, emit, payload, r.pos)
+        # 2. integration: every spike, over every synapse edge of its routes, into acc[(t+1)%2];
+        # 3. counters: per emitted spike what its routes move, and the neurons updated
+        deliver(payload, emit, ph.eptr, ph.dsti, ph.w, ph.s, ph.dst, self._acc[nxt], A,
+                *ph.counts, self.counters)
+        self.counters[:, :, :len(ARCH_COUNTERS)] += ph.updates
         self.t += 1
         host_ch = self._plan.host_ch
         hp = np.zeros((B, len(host_ch)), dtype=np.int64)
         hv = np.zeros((B, len(host_ch)), dtype=bool)
-        hp[:, ph.host_col], hv[:, ph.host_col] = payload[:, ph.host_pos], emit[:, ph.host_pos]
+        hp[:, ph.host_col], hv[:, ph.host_col] = payload[ph.host_pos].T, emit[ph.host_pos].T
         return StepResult(t, host_ch, hp, hv, _Spikes(ph.gid, emit, payload,
                                                        cfg.num_cores * cfg.neurons))
 
     def clear(self) -> None:
         """The host's CLEAR: zero every neuron register and accumulator, restart at step 0."""
-        self.state[:] = 0
+        self._st[:] = 0
         self._xm[:] = 0
-        self.acc[:] = 0
+        self._acc[:] = 0
         self.t = 0
 
     def arch_counters(self, sample: int = 0) -> np.ndarray:

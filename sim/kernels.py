@@ -1,0 +1,222 @@
+"""The golden model's inner loops, compiled: one program over many neurons, and synaptic delivery.
+
+:class:`~neuroloom.sim.golden.GoldenFabric` compiles the configuration tables into a plan (data);
+these loops run it. Each is the spec's arithmetic written out per neuron and per sample, like
+the per-group interpreter it must equal bit for bit (``tests/support/golden_reference.py``;
+``tests/test_golden_fast.py`` compares the two):
+
+* :func:`run_kernel`: for every neuron row, the microcode instruction by instruction on the
+  registers R0..R7, ``ACC`` and ``P``; ``MODES`` over the row's mode entries::
+
+      x_m <- (sat(rnd(Re(dA_m x_m) + Re(dB_m) u, sh)), sat(rnd(Im(dA_m x_m) + Im(dB_m) u, sh)))
+      Y    = wrap(sum_m sat(rnd(Re C'_m Re x_m + (-Im C'_m) Im x_m, so)), acc_width)
+      rd   = sat(Y)
+
+* :func:`deliver`: every spike over every synapse edge of its routes,
+  ``acc[dst] = wrap(acc[dst] + sum_edges rnd(payload[src] * w, s), acc_width)``, and the
+  counters each emitted spike moves.
+
+Arrays the loops touch per sample are batch-minor (the batch is the innermost, contiguous axis:
+registers (neurons, state_regs, B), accumulators (neurons, B), the mode state ``xm`` (2,
+entries, B), payloads and emit flags (neurons, B)), so the inner loop over the batch is a
+straight vector loop (with one sample, the loop over a neuron's modes is). Integer arithmetic
+only: every intermediate fits int64 (24-bit state x 16-bit coefficients, three terms: < 2**42;
+a sum of at most ``modes`` 24-bit terms). Compiled with numba on first use and cached beside
+this file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from neuroloom.contract.layouts import Emit, Op, Operand
+
+__all__ = ["PROGRAM_FIELDS", "encode_program", "run_kernel", "deliver"]
+
+#: columns of an encoded program (one row per instruction)
+PROGRAM_FIELDS = ("op", "rd", "ra", "rb", "ck", "cl", "emit")
+
+_NOP, _MAD, _CMAD, _ADD, _SUB, _MAX, _MIN, _LDC, _SHR, _CGE, _SEL, _MODES = (
+    int(op) for op in (Op.NOP, Op.MAD, Op.CMAD, Op.ADD, Op.SUB, Op.MAX, Op.MIN, Op.LDC,
+                       Op.SHR, Op.CGE, Op.SEL, Op.MODES))
+_ACC, _ZERO = int(Operand.ACC), int(Operand.ZERO)
+_ALWAYS, _NONZERO = int(Emit.ALWAYS), int(Emit.NONZERO)
+
+
+def encode_program(program) -> np.ndarray:
+    """(instructions, 7) int64: the fields :data:`PROGRAM_FIELDS` of each instruction (source
+    operand codes past ``ZERO`` read zero, as ``ZERO``)."""
+    p = np.array([[int(getattr(ins, f)) for f in PROGRAM_FIELDS] for ins in program],
+                 dtype=np.int64).reshape(-1, len(PROGRAM_FIELDS))
+    p[:, 2:4] = np.minimum(p[:, 2:4], _ZERO)
+    return p
+
+
+@njit(cache=True, nogil=True)
+def run_kernel(prog, sh, so, gid, mrow, mc, state, acc, coef, xm, width, acc_width,
+               emit, pay, pos):
+    """Run the encoded program ``prog`` (:func:`encode_program`) for ``n`` neurons and a batch.
+
+    sh, so : (instructions, n) each neuron's shift and output shift per instruction
+    gid    : (n,) the neurons (rows of ``state``, ``acc``, ``coef``)
+    mrow   : (n,) each neuron's first mode entry: its M entries are rows ``mrow .. mrow + M``
+             of ``xm``; mc (n, M, 6) their coefficients dA, dB, (Re C', -Im C') as (re, im)
+    state  : (neurons, state_regs, B) persistent registers, updated
+    acc    : (neurons, B) this step's accumulators, read and zeroed
+    coef   : (neurons, coefs) coefficients
+    xm     : (2, entries, B) mode state (Re, Im), updated; int32 where ``width`` <= 32 (and
+             ``mc`` int32 where the coefficients fit: the products are then int32 x int32)
+    emit, pay : (positions, B) written at rows ``pos .. pos + n``: whether each neuron emitted
+             and the payload (0 where it did not)
+    """
+    S, B = state.shape[1], state.shape[2]
+    M = mc.shape[1]
+    lo = -(np.int64(1) << (width - 1))
+    hi = (np.int64(1) << (width - 1)) - 1
+    half_a = np.int64(1) << (acc_width - 1)
+    mask_a = (np.int64(1) << acc_width) - 1
+    # R0..R7, then ACC (sat(acc)) and ZERO: a source operand code is a row
+    regs = np.zeros((_ZERO + 1, B), dtype=np.int64)
+    y = np.empty(B, dtype=np.int64)
+    u = np.empty(B, dtype=xm.dtype)       # the MODES input, as narrow as the mode state
+    pred = np.zeros(B, dtype=np.bool_)
+    fired = np.zeros(B, dtype=np.bool_)
+    spike = np.zeros(B, dtype=np.int64)
+    for i in range(gid.shape[0]):
+        g = gid[i]
+        for k in range(8):
+            for b in range(B):
+                regs[k, b] = state[g, k, b] if k < S else 0
+        for b in range(B):
+            regs[_ACC, b] = min(max(acc[g, b], lo), hi)
+            acc[g, b] = 0
+            pred[b] = False
+            fired[b] = False
+            spike[b] = 0
+        for j in range(prog.shape[0]):
+            op, rd, ra, rb, ck, cl, em = (prog[j, 0], prog[j, 1], prog[j, 2], prog[j, 3],
+                                          prog[j, 4], prog[j, 5], prog[j, 6])
+            s = sh[j, i]
+            rs = (np.int64(1) << s) >> 1
+            if op == _MAD:
+                k0, l0 = coef[g, ck], coef[g, cl]
+                for b in range(B):
+                    regs[rd, b] = min(max((regs[ra, b] * k0 + regs[rb, b] * l0 + rs) >> s,
+                                          lo), hi)
+            elif op == _CMAD:
+                kr, ki, lr, li = coef[g, ck], coef[g, ck + 1], coef[g, cl], coef[g, cl + 1]
+                ra1 = _ZERO if ra == _ZERO else ra + 1
+                for b in range(B):
+                    re = regs[ra, b] * kr - regs[ra1, b] * ki + regs[rb, b] * lr
+                    im = regs[ra, b] * ki + regs[ra1, b] * kr + regs[rb, b] * li
+                    regs[rd, b] = min(max((re + rs) >> s, lo), hi)
+                    regs[rd + 1, b] = min(max((im + rs) >> s, lo), hi)
+            elif op == _ADD:
+                for b in range(B):
+                    regs[rd, b] = min(max(regs[ra, b] + regs[rb, b], lo), hi)
+            elif op == _SUB:
+                for b in range(B):
+                    regs[rd, b] = min(max(regs[ra, b] - regs[rb, b], lo), hi)
+            elif op == _MAX:
+                for b in range(B):
+                    regs[rd, b] = max(regs[ra, b], regs[rb, b])
+            elif op == _MIN:
+                for b in range(B):
+                    regs[rd, b] = min(regs[ra, b], regs[rb, b])
+            elif op == _LDC:
+                c = min(max(coef[g, ck] << s, lo), hi)
+                for b in range(B):
+                    regs[rd, b] = c
+            elif op == _SHR:
+                for b in range(B):
+                    regs[rd, b] = min(max((regs[ra, b] + rs) >> s, lo), hi)
+            elif op == _CGE:
+                for b in range(B):
+                    pred[b] = regs[ra, b] >= regs[rb, b]
+            elif op == _SEL:
+                for b in range(B):
+                    regs[rd, b] = regs[ra, b] if pred[b] else regs[rb, b]
+            elif op == _MODES:
+                t = so[j, i]
+                rt = (np.int64(1) << t) >> 1
+                e0, c = mrow[i], mc[i]
+                for b in range(B):
+                    y[b] = 0
+                    u[b] = regs[rb, b]
+                if B == 1:                    # one sample: the loop over the modes is inner
+                    u0, y0 = np.int64(u[0]), np.int64(0)
+                    for m in range(M):
+                        r0, i0 = np.int64(xm[0, e0 + m, 0]), np.int64(xm[1, e0 + m, 0])
+                        ar, ai, br, bi, cr, cn = (np.int64(c[m, 0]), np.int64(c[m, 1]),
+                                                  np.int64(c[m, 2]), np.int64(c[m, 3]),
+                                                  np.int64(c[m, 4]), np.int64(c[m, 5]))
+                        r1 = min(max((r0 * ar - i0 * ai + u0 * br + rs) >> s, lo), hi)
+                        i1 = min(max((r0 * ai + i0 * ar + u0 * bi + rs) >> s, lo), hi)
+                        xm[0, e0 + m, 0], xm[1, e0 + m, 0] = r1, i1
+                        y0 += min(max((r1 * cr + i1 * cn + rt) >> t, lo), hi)
+                    y[0] = y0
+                for m in range(M if B > 1 else 0):
+                    ar, ai, br, bi, cr, cn = (np.int64(c[m, 0]), np.int64(c[m, 1]),
+                                              np.int64(c[m, 2]), np.int64(c[m, 3]),
+                                              np.int64(c[m, 4]), np.int64(c[m, 5]))
+                    xr, xi = xm[0, e0 + m], xm[1, e0 + m]
+                    for b in range(B):
+                        r0, i0, ub = np.int64(xr[b]), np.int64(xi[b]), np.int64(u[b])
+                        xr[b] = min(max((r0 * ar - i0 * ai + ub * br + rs) >> s, lo), hi)
+                        xi[b] = min(max((r0 * ai + i0 * ar + ub * bi + rs) >> s, lo), hi)
+                        # read back as stored: the compiler then sees int32 x int32 products
+                        r1, i1 = np.int64(xr[b]), np.int64(xi[b])
+                        y[b] += min(max((r1 * cr + i1 * cn + rt) >> t, lo), hi)
+                for b in range(B):
+                    regs[rd, b] = min(max(((y[b] + half_a) & mask_a) - half_a, lo), hi)
+            if em != 0:                   # the pending spike: (condition, R[rd]) as of now
+                for b in range(B):
+                    spike[b] = regs[rd, b]
+                    fired[b] = True if em == _ALWAYS else (
+                        regs[rd, b] != 0 if em == _NONZERO else pred[b])
+        for k in range(S):
+            for b in range(B):
+                state[g, k, b] = regs[k, b]
+        for b in range(B):
+            emit[pos + i, b] = fired[b]
+            pay[pos + i, b] = spike[b] if fired[b] else 0
+
+
+@njit(cache=True, nogil=True)
+def deliver(pay, emit, eptr, dsti, w, s, dst, acc, acc_width, cptr, ccol, cval, counters):
+    """Synaptic delivery and counters of one step.
+
+    pay, emit : (positions, B) the step's payloads and emit flags
+    eptr      : (positions + 1,) the edges leaving position i are ``eptr[i]:eptr[i + 1]``
+    dsti, w, s : (E,) each edge's receiver (index into ``dst``), weight and shift
+    dst       : (D,) the receiving neurons (columns of ``acc``)
+    acc       : (neurons, B) the accumulators of the next step, updated modulo 2**acc_width
+    cptr, ccol, cval : per position (CSR) the counters one emitted spike moves:
+                ``core * 4 + counter`` (``counters[:, core, counter]``, (B, cores, counters)),
+                and by how much
+    """
+    B = pay.shape[1]
+    delta = np.zeros((dst.shape[0], B), dtype=np.int64)
+    for i in range(pay.shape[0]):
+        fired = False
+        for b in range(B):
+            fired |= emit[i, b]
+        if not fired:                         # no spike: payload 0 adds rnd(0 * w, s) = 0
+            continue
+        for e in range(eptr[i], eptr[i + 1]):
+            d, we, se = dsti[e], w[e], s[e]
+            re = (np.int64(1) << se) >> 1
+            for b in range(B):
+                delta[d, b] += (pay[i, b] * we + re) >> se
+        for j in range(cptr[i], cptr[i + 1]):
+            core, c, v = ccol[j] // 4, ccol[j] % 4, cval[j]
+            for b in range(B):
+                if emit[i, b]:
+                    counters[b, core, c] += v
+    half = np.int64(1) << (acc_width - 1)
+    mask = (np.int64(1) << acc_width) - 1
+    for k in range(dst.shape[0]):
+        g = dst[k]
+        for b in range(B):
+            acc[g, b] = ((acc[g, b] + delta[k, b] + half) & mask) - half
