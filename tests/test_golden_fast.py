@@ -82,10 +82,10 @@ def check_equal(fast: GoldenFabric, ref: ReferenceFabric, a, b, where: str):
                                       err_msg=f"{where}: {name}")
 
 
+@pytest.mark.parametrize("B", [1, 3])            # one sample runs the modes as the inner loop
 @pytest.mark.parametrize("seed", range(6))
-def test_plan_equals_reference_on_random_images(seed):
+def test_plan_equals_reference_on_random_images(seed, B):
     rng = np.random.default_rng(seed)
-    B = 3
     fast, ref = GoldenFabric(CFG, batch=B), ReferenceFabric(CFG, batch=B)
     writes = random_image(seed)
     fast.load(writes)
