@@ -10,6 +10,8 @@ import dataclasses
 from amaranth_boards.ecp5_5g_evn import ECP55GEVNPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
+from neuroloom.contract.parts import Part, board_part
+
 from .uart import FT231X_BAUDS
 
 __all__ = ["Board", "BOARDS", "board"]
@@ -31,7 +33,9 @@ class Board:
     bauds : the rates the board's USB-UART makes exactly, the candidates of the default baud
         (:func:`~neuroloom.fpga.top.clock_plan`)
     loader_board : openFPGALoader's ``-b`` name
-    resources : cells available on the part (LUT4, FF, DP16KD, MULT18X18D)
+
+    The part's capacities are :attr:`part` (``neuroloom.contract.parts``, what the compiler
+    fits a model against) and :attr:`resources`, never repeated here.
     """
 
     name: str
@@ -46,21 +50,27 @@ class Board:
     reset: tuple | None
     bauds: tuple
     loader_board: str
-    resources: dict
 
+    @property
+    def part(self) -> Part:
+        """The FPGA part on the board (:func:`neuroloom.contract.parts.board_part`)."""
+        return board_part(self.name)
 
-_LFE5_85 = {"LUT4": 83_640, "FF": 83_640, "DP16KD": 208, "MULT18X18D": 156}
+    @property
+    def resources(self) -> dict[str, int]:
+        """Cells available on the part (LUT4, FF, DP16KD, MULT18X18D)."""
+        return self.part.resources()
+
 
 BOARDS = {b.name: b for b in (
     Board("ulx3s-85f", ULX3S_85F_Platform, "85k", "CABGA381", 6,
           clock=("clk25", 0), clock_mhz=25.0, uart=("uart", 0), leds=(0, 1, 2, 3, 4),
-          reset=("button_fire", 0), bauds=FT231X_BAUDS, loader_board="ulx3s",
-          resources=_LFE5_85),
+          reset=("button_fire", 0), bauds=FT231X_BAUDS, loader_board="ulx3s"),
     # Lattice ECP5-5G Evaluation Board: FT2232H UART (after the jumper change its platform
     # file describes), 12 MHz oscillator
     Board("ecp5-5g-evn", ECP55GEVNPlatform, "um5g-85k", "CABGA381", 8,
           clock=("clk12", 0), clock_mhz=12.0, uart=("uart", 0), leds=(0, 1, 2, 3, 4),
-          reset=None, bauds=FT231X_BAUDS, loader_board="ecp5_evn", resources=_LFE5_85),
+          reset=None, bauds=FT231X_BAUDS, loader_board="ecp5_evn"),
 )}
 
 

@@ -136,10 +136,19 @@ def test_step_estimate_is_the_busiest_core():
 # -- parts ------------------------------------------------------------------------------------
 
 def test_part_capacities_agree_with_the_fpga_boards():
-    from neuroloom.fpga.boards import BOARDS
+    import dataclasses
+
+    from neuroloom.fpga.boards import BOARDS, Board
     assert set(BOARD_PARTS) == set(BOARDS)
+    # the boards hold no capacities of their own: they take the contract's part
+    assert "resources" not in {f.name for f in dataclasses.fields(Board)}
     for name, b in BOARDS.items():
-        assert board_part(name).resources() == b.resources, name
+        assert b.part is board_part(name), name
+        assert b.resources == board_part(name).resources(), name
+    # and those are what nextpnr reported available in a recorded board build
+    rec = json.loads((ROOT / "bench" / "results" / "board.json").read_text())
+    assert BOARDS[rec["board"]].resources == {k: v["available"]
+                                              for k, v in rec["resources"].items()}
 
 
 def test_unknown_board():
