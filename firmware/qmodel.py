@@ -187,11 +187,15 @@ def _linear(v, lin: QLinear, W: int, A: int):
     slice at a time: the per-synapse terms of a slice stay small)."""
     n_out, n_in = lin.W.shape
     Wq = lin.W[None].astype(np.int64)
+    sh = np.asarray(lin.shift, dtype=np.int64)[None, None, :]                  # (1, 1, in)
+    half = (np.int64(1) << sh) >> 1
     step = max(1, (1 << 18) // max(1, n_out * n_in))
     out = np.empty((v.shape[0], n_out), dtype=np.int64)
     for r in range(0, v.shape[0], step):
-        prod = rnd(v[r:r + step, None, :] * Wq, lin.shift[None, None, :])
-        out[r:r + step] = prod.sum(axis=2)
+        prod = v[r:r + step, None, :] * Wq                                    # rnd(v * w, sh)
+        prod += half
+        prod >>= sh
+        prod.sum(axis=2, out=out[r:r + step])
     acc = sat(wrap(out, A), W)                                               # (B, out)
     return sat(acc + sat(lin.b.astype(np.int64) << lin.bias_shift, W), W)
 
@@ -234,7 +238,11 @@ def _channel_layer(u, ly: QLayer, x, W: int, A: int):
             np.minimum(np.maximum(nr, lo, out=nr), hi, out=sr[:, j])
             np.minimum(np.maximum(ni, lo, out=ni), hi, out=si[:, j])
             xr, xi = sr[:, j], si[:, j]
-        o = sat(rnd(sr * cr + si * cn, ly.out_shift), W)                    # (B, k, M, H)
+        o = sr * cr                                                          # (B, k, M, H)
+        o += si * cn
+        o += (1 << ly.out_shift) >> 1                                        # rnd, sat
+        o >>= ly.out_shift
+        np.minimum(np.maximum(o, lo, out=o), hi, out=o)
         Y = sat(wrap(o.sum(axis=2), A), W)                                   # (B, k, H)
         y[:, k0:k0 + chunk] = np.maximum(sat(Y + rb, W), 0)
     x[..., 0], x[..., 1] = xr, xi
