@@ -101,6 +101,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--models", default="small,large")
     args = ap.parse_args()
+    load0 = [round(v, 2) for v in os.getloadavg()]
     rows = []
     for name in args.models.split(","):
         rows.append({"name": name, **bench_model(name, args)})
@@ -108,6 +109,7 @@ def main():
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+        "load_average_at_start": load0,
         "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
         "python": platform.python_version(), "numpy": np.__version__, "results": rows},
         indent=2) + "\n")

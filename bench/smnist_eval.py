@@ -7,7 +7,9 @@ classes=10, seed=0)`` compiled with channel neurons onto the smallest default-co
 pipelined, with :func:`neuroloom.firmware.evaluate.golden_eval` (what ``neuroloom eval`` runs):
 once per ``--workers`` count (1 = serial in this process; N > 1 = a Dask LocalCluster of N
 processes, its start-up included). Every later run is checked equal to the first one, bit for
-bit (``equal_to_first_run``; null for the first). Results go to
+bit (``equal_to_first_run``; null for the first). Each row records the 1-minute load average
+at its start and this process's CPU seconds (serial: the whole run; with workers: the host
+side only): on a shared machine the wall time follows the load. Results go to
 ``bench/results/smnist_eval.json`` (other sizes: ``smnist_eval_SxK.json``); a table is printed.
 
     .venv/bin/python bench/smnist_eval.py [--samples 1000] [--tokens 784] [--workers 1 2]
@@ -52,15 +54,18 @@ def main():
     y = rng.integers(0, 10, args.samples)
     rows, first = [], None
     for w in args.workers:
-        t0 = time.perf_counter()
+        load0 = round(os.getloadavg()[0], 2)
+        t0, c0 = time.perf_counter(), time.process_time()
         g = golden_eval(img, x, y, "pipelined", batch=args.batch, workers=w)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         same = None if first is None else bool(np.array_equal(g.result.running, first))
         first = g.result.running if first is None else first
         rows.append({"workers": w, "seconds": round(wall, 1), "run_seconds": round(g.seconds, 1),
                      "sequences_per_s": round(args.samples / wall, 2),
                      "tokens_per_s": round(args.samples * args.tokens / wall),
-                     "failed": len(g.failed), "equal_to_first_run": same})
+                     "failed": len(g.failed), "equal_to_first_run": same,
+                     "load_average_1min_at_start": load0,
+                     "cpu_seconds_this_process": round(cpu, 1)})
         print(f"workers {w}: {rows[-1]}", flush=True)
     out = RESULTS if (args.samples, args.tokens) == (1000, 784) else \
         RESULTS.with_name(f"smnist_eval_{args.samples}x{args.tokens}.json")

@@ -476,7 +476,8 @@ class GoldenFabric:
         counts = tuple(v.astype(np.int64) for v in (c.indptr, c.indices, c.data))
         eptr = np.searchsorted(pos[e["src"][sel]], np.arange(len(gid) + 1))
         return Phase(runs, gid, updates, eptr, inv.astype(np.int64),
-                     e["w"][sel], e["s"][sel], dst.astype(np.int64), np.flatnonzero(hp >= 0),
+                     e["w"][sel].astype(np.int32 if cfg.weight_width <= 32 else np.int64),
+                     e["s"][sel], dst.astype(np.int64), np.flatnonzero(hp >= 0),
                      hp[hp >= 0], counts)
 
     # -- running ---------------------------------------------------------------------------------
@@ -521,7 +522,7 @@ class GoldenFabric:
         now, nxt = t & 1, (t & 1) ^ 1
         W, A = cfg.state_width, cfg.acc_width
         emit = np.empty((len(ph.gid), B), dtype=bool)                       # (n, B)
-        payload = np.empty((len(ph.gid), B), dtype=np.int64)                # (n, B)
+        payload = np.empty((len(ph.gid), B), dtype=self._xm.dtype)          # (n, B)
         # 1. update: every active neuron runs its program on ACC = sat(acc[t % 2]), then
         #    acc[t % 2] = 0; each program runs once over all of its neurons on every core
         for r in ph.runs:

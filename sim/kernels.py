@@ -205,10 +205,10 @@ def deliver(pay, emit, eptr, dsti, w, s, dst, acc, acc_width, cptr, ccol, cval, 
         if not fired:                         # no spike: payload 0 adds rnd(0 * w, s) = 0
             continue
         for e in range(eptr[i], eptr[i + 1]):
-            d, we, se = dsti[e], w[e], s[e]
+            d, we, se = dsti[e], np.int64(w[e]), s[e]
             re = (np.int64(1) << se) >> 1
             for b in range(B):
-                delta[d, b] += (pay[i, b] * we + re) >> se
+                delta[d, b] += (np.int64(pay[i, b]) * we + re) >> se
         for j in range(cptr[i], cptr[i + 1]):
             core, c, v = ccol[j] // 4, ccol[j] % 4, cval[j]
             for b in range(B):
