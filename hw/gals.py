@@ -64,23 +64,66 @@ class Command(enum.IntEnum):
     CLEAR = 2
 
 
-def _synchronize(m, value, name, stages=2):
-    """``value`` (from another clock domain) through ``stages`` flip-flops of ``sync``."""
+def _synchronize(m, value, name, stages=2, *, formal=False, loads=1):
+    """``value`` (from another clock domain) through ``stages`` flip-flops of ``sync``; returns
+    ``loads`` views of the last one (the logic reading it, one view per group of loads).
+
+    With ``formal`` (``platform == "formal"``, the proofs of ``tests/formal/``) the chain models
+    what flip-flops sampling an asynchronous signal may do, as :class:`~.noc.cdc.CdcLink`'s
+    synchronizers: a bit that changed since the last capture may be captured with its old value
+    (at most one edge late), and in the cycle after such a capture the first flip-flop may be
+    metastable, so that loads reading it may see either value, independently. A correct chain
+    (``stages >= 2``) has the second flip-flop as the first one's only load, and every view is
+    the same; with ``stages=1`` (a fault injection) the views may disagree.
+    """
     regs = [Signal(len(value), name=f"{name}_s{k}") for k in range(stages)]
-    m.d.sync += regs[0].eq(value)
-    for a, b in zip(regs, regs[1:]):
+    if not formal:
+        m.d.sync += regs[0].eq(value)
+        for a, b in zip(regs, regs[1:]):
+            m.d.sync += b.eq(a)
+        return [regs[-1]] * loads
+
+    from amaranth.asserts import AnySeq
+
+    width = len(value)
+    late = Signal(width, name=f"{name}_late")      # these bits were captured late last time
+    meta = Signal(width, name=f"{name}_meta")      # the first flip-flop may be metastable
+    changed = Signal(width, name=f"{name}_changed")
+    keep_old = Signal(width, name=f"{name}_keep_old")
+    m.d.comb += [changed.eq((value ^ regs[0]) & ~late),
+                 keep_old.eq(changed & AnySeq(width))]
+    m.d.sync += [regs[0].eq((value & ~keep_old) | (regs[0] & keep_old)),
+                 late.eq(keep_old), meta.eq(changed)]
+
+    def view(k):
+        v = Signal(width, name=f"{name}_view{k}")
+        m.d.comb += v.eq(regs[0] ^ (meta & AnySeq(width)))
+        return v
+
+    if stages == 1:
+        return [view(k) for k in range(loads)]
+    m.d.sync += regs[1].eq(view(0))
+    for a, b in zip(regs[1:], regs[2:]):
         m.d.sync += b.eq(a)
-    return regs[-1]
+    return [regs[-1]] * loads
 
 
 class TileAgent(wiring.Component):
     """A tile's side of the GALS barrier (its ``sync`` is the tile's clock domain).
 
+    Parameters
+    ----------
+    count_bits : int
+        Width of the wrapping flit counts (16 in hardware; proofs use fewer).
+    sync_stages : int
+        Flip-flops of the ``req`` synchronizer, >= 2 for hardware; 1 only to inject a fault
+        (the proof of ``tests/formal/test_gals_barrier_formal.py`` must catch it).
+
     Interface attributes
     --------------------
     req : In(1), cmd : In(2), cmd_step : In(16)
         From :class:`GalsBarrier` (another domain): a toggle and the command it carries.
-    ack : Out(1), quiet : Out(1), sent : Out(16), recv : Out(16)
+    ack : Out(1), quiet : Out(1), sent : Out(count_bits), recv : Out(count_bits)
         To the barrier: the toggle answering ``req`` and the report (registers, stable until
         the next ``req``).
     core_idle : In(1), inject : In(1), eject : In(1)
@@ -89,27 +132,29 @@ class TileAgent(wiring.Component):
         To the core.
     """
 
-    req: In(1)
-    cmd: In(2)
-    cmd_step: In(STEP_BITS)
-    ack: Out(1)
-    quiet: Out(1)
-    sent: Out(COUNT_BITS)
-    recv: Out(COUNT_BITS)
-    core_idle: In(1)
-    inject: In(1)
-    eject: In(1)
-    step: Out(STEP_BITS)
-    step_start: Out(1)
-    clear: Out(1)
+    def __init__(self, *, count_bits: int = COUNT_BITS, sync_stages: int = 2):
+        if not isinstance(count_bits, int) or count_bits < 2:
+            raise ValueError(f"TileAgent count_bits={count_bits!r} must be an integer >= 2")
+        if not isinstance(sync_stages, int) or sync_stages < 1:
+            raise ValueError(f"TileAgent sync_stages={sync_stages!r} must be an integer >= 1")
+        self._count_bits, self._stages = count_bits, sync_stages
+        super().__init__({
+            "req": In(1), "cmd": In(2), "cmd_step": In(STEP_BITS),
+            "ack": Out(1), "quiet": Out(1), "sent": Out(count_bits), "recv": Out(count_bits),
+            "core_idle": In(1), "inject": In(1), "eject": In(1),
+            "step": Out(STEP_BITS), "step_start": Out(1), "clear": Out(1),
+        })
 
     def elaborate(self, platform):
         m = Module()
-        req = _synchronize(m, self.req, "req")
+        # three groups of loads of the synchronized request: the decision to take it, the
+        # record of the request taken, the answer (they see the same value in a correct chain)
+        req, req_seen, req_ack = _synchronize(m, self.req, "req", self._stages,
+                                              formal=platform == "formal", loads=3)
         seen = Signal()                    # the last request taken
         settle = Signal(range(SETTLE + 1))
         waiting = Signal()
-        sent, recv = Signal(COUNT_BITS), Signal(COUNT_BITS)
+        sent, recv = Signal(self._count_bits), Signal(self._count_bits)
         active = Signal()                  # something happened since the last report
         act_now = Signal()
         m.d.comb += act_now.eq(~self.core_idle | self.inject | self.eject | self.step_start |
@@ -119,7 +164,7 @@ class TileAgent(wiring.Component):
 
         report = Signal()
         with m.If(~waiting & (req != seen)):
-            m.d.sync += seen.eq(req)
+            m.d.sync += seen.eq(req_seen)
             with m.Switch(self.cmd):
                 with m.Case(Command.START):
                     m.d.sync += [self.step.eq(self.cmd_step), self.step_start.eq(1),
@@ -135,7 +180,8 @@ class TileAgent(wiring.Component):
                 m.d.sync += waiting.eq(0)
         with m.If(report):
             m.d.sync += [self.quiet.eq(~(active | act_now)), self.sent.eq(sent),
-                         self.recv.eq(recv), active.eq(0), self.ack.eq(Mux(waiting, seen, req))]
+                         self.recv.eq(recv), active.eq(0),
+                         self.ack.eq(Mux(waiting, seen, req_ack))]
         return m
 
 
@@ -150,12 +196,16 @@ class GalsBarrier(wiring.Component):
         Only for tests that show the checks catch a broken barrier: ``"ignore_counts"`` ends
         a step on quiet reports whatever the counts, ``"any_ack"`` takes a round as complete
         when any tile (not every tile) has answered.
+    count_bits : int
+        Width of the agents' flit counts (:class:`TileAgent` ``count_bits``).
+    sync_stages : int
+        Flip-flops of the ``ack`` synchronizer, >= 2 for hardware; 1 only to inject a fault.
 
     Interface attributes
     --------------------
     req : Out(1), cmd : Out(2), cmd_step : Out(16)
         To every agent.
-    ack : In(tiles), quiet_in : In(tiles), sent : In(16).array(tiles), recv : In(16).array(tiles)
+    ack : In(tiles), quiet_in : In(tiles), sent, recv : In(count_bits).array(tiles)
         From the agents (other domains; synchronized here).
     host_inject, host_eject : In(1)
         Handshakes of the host link's links into / out of the network (``sync``).
@@ -163,7 +213,7 @@ class GalsBarrier(wiring.Component):
     running, step, step_start, step_done, overrun, step_cycles : as
         :class:`~neuroloom.hw.barrier.Barrier` (``step_start`` pulses when a START round
         begins).
-    in_flight : Out(16)
+    in_flight : Out(count_bits)
         ``sum(sent) - sum(recv)`` of the last complete round (host included).
     quiet : Out(1)
         Not running, the last complete POLL round was quiet with balanced counts, and nothing
@@ -174,24 +224,29 @@ class GalsBarrier(wiring.Component):
         Rounds completed (for the cost benchmark).
     """
 
-    def __init__(self, tiles: int, *, step_bits: int = 32, fault: str | None = None):
+    def __init__(self, tiles: int, *, step_bits: int = 32, fault: str | None = None,
+                 count_bits: int = COUNT_BITS, sync_stages: int = 2):
         if not isinstance(tiles, int) or tiles < 1:
             raise ValueError(f"GalsBarrier tiles={tiles!r} must be a positive integer")
         if fault not in (None, "ignore_counts", "any_ack"):
             raise ValueError(f"GalsBarrier fault={fault!r} is not a known fault")
+        if not isinstance(sync_stages, int) or sync_stages < 1:
+            raise ValueError(f"GalsBarrier sync_stages={sync_stages!r} must be an integer >= 1")
         self._fault = fault
         self._tiles = tiles
         self._step_bits = step_bits
+        self._stages = sync_stages
+        self._count_bits = count_bits
         super().__init__({
             "req": Out(1), "cmd": Out(2), "cmd_step": Out(STEP_BITS),
             "ack": In(tiles), "quiet_in": In(tiles),
-            "sent": In(COUNT_BITS).array(tiles), "recv": In(COUNT_BITS).array(tiles),
+            "sent": In(count_bits).array(tiles), "recv": In(count_bits).array(tiles),
             "host_inject": In(1), "host_eject": In(1),
             "hold": In(1), "start": In(1), "steps": In(step_bits), "budget": In(step_bits),
             "clear": In(1), "abort": In(1),
             "running": Out(1), "step": Out(step_bits), "step_start": Out(1),
             "step_done": Out(1), "overrun": Out(1), "step_cycles": Out(step_bits),
-            "in_flight": Out(COUNT_BITS), "quiet": Out(1),
+            "in_flight": Out(count_bits), "quiet": Out(1),
             "injected": Out(32), "ejected": Out(32), "rounds": Out(32),
         })
 
@@ -202,7 +257,8 @@ class GalsBarrier(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self._tiles
-        ack = _synchronize(m, self.ack, "ack")
+        cb = self._count_bits
+        ack, = _synchronize(m, self.ack, "ack", self._stages, formal=platform == "formal")
 
         in_round = Signal()
         done = Signal()
@@ -212,14 +268,14 @@ class GalsBarrier(wiring.Component):
             m.d.comb += done.eq(in_round & (ack == self.req.replicate(n)))
 
         # host-side counts and activity since the last completed round
-        h_sent, h_recv = Signal(COUNT_BITS), Signal(COUNT_BITS)
+        h_sent, h_recv = Signal(cb), Signal(cb)
         h_active = Signal()
         h_now = Signal()
         m.d.comb += h_now.eq(self.host_inject | self.host_eject | self.hold)
         m.d.sync += [h_sent.eq(h_sent + self.host_inject), h_recv.eq(h_recv + self.host_eject)]
 
-        total_sent = Signal(COUNT_BITS)
-        total_recv = Signal(COUNT_BITS)
+        total_sent = Signal(cb)
+        total_recv = Signal(cb)
         m.d.comb += [
             total_sent.eq(sum(self.sent[i] for i in range(n)) + h_sent),
             total_recv.eq(sum(self.recv[i] for i in range(n)) + h_recv),
@@ -230,7 +286,7 @@ class GalsBarrier(wiring.Component):
         else:
             m.d.comb += clean.eq(self.quiet_in.all() & ~h_active & ~h_now &
                                  (total_sent == total_recv))
-        prev_sent, prev_recv = Signal(COUNT_BITS), Signal(COUNT_BITS)
+        prev_sent, prev_recv = Signal(cb), Signal(cb)
 
         remaining = Signal(self._step_bits)
         age = Signal(self._step_bits)
@@ -256,8 +312,8 @@ class GalsBarrier(wiring.Component):
             m.d.sync += [
                 h_active.eq(0), prev_sent.eq(total_sent), prev_recv.eq(total_recv),
                 self.in_flight.eq(total_sent - total_recv),
-                self.injected.eq(self.injected + (total_sent - prev_sent)[:COUNT_BITS]),
-                self.ejected.eq(self.ejected + (total_recv - prev_recv)[:COUNT_BITS]),
+                self.injected.eq(self.injected + (total_sent - prev_sent)[:cb]),
+                self.ejected.eq(self.ejected + (total_recv - prev_recv)[:cb]),
                 self.rounds.eq(self.rounds + 1),
             ]
             m.d.comb += finish.eq(self.running & ~start_pending &
