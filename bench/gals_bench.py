@@ -21,6 +21,12 @@ Writes ``bench/results/gals.json`` (each part replaces its own entry) and prints
   token in both schedules (``VerilatorLink.cycles`` over everything ``Driver.run`` exchanges:
   the same commands, so the difference is the GALS barrier and the CDC latency).
 * ``synth``: synth_ecp5 cell counts of a 2x2 fabric with small cores, synchronous and GALS.
+* ``pnr``: place and route (nextpnr-ecp5, router2, LFE5U-85F-6 CABGA381) of a GALS 2x2 with the
+  ``quick`` cores of ``fpga/ioring.py``, each tile clocked by its own output of one EHXPLLL
+  (60, 54.5, 50, 46.2 MHz from a 600 MHz VCO) and the host domain by a second PLL (50 MHz):
+  ``neuroloom.fpga.gals_top.GalsPllTop``. Records Fmax per clock, the worst delay nextpnr
+  reports between each pair of domains (not timed: asynchronous), LUT4/FF/DP16KD/MULT18X18D.
+  Runs from a scratch folder (``--out``, default ``/tmp/gals-pnr``); ~30+ minutes.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import statistics
 import sys
 import time
@@ -314,13 +321,78 @@ def bench_synth() -> dict:
     return out
 
 
+def _cross_domain_delays(log_text: str) -> dict:
+    """nextpnr's ``Max delay posedge A -> posedge B`` lines between two clocks: the
+    worst register-to-register delay of each crossing, reported, not timed."""
+    out = {}
+    for line in log_text.splitlines():
+        mt = re.search(r"Max delay posedge \$glbnet\$(\S+)\s+-> posedge \$glbnet\$(\S+)\s*:"
+                       r"\s*([0-9.]+) ns", line)
+        if mt:
+            out[f"{mt[1]} -> {mt[2]}"] = float(mt[3])
+    return out
+
+
+def bench_pnr(out_dir: str = "/tmp/gals-pnr", seeds=(1,)) -> dict:
+    import dataclasses
+
+    from neuroloom.fpga.gals_top import GalsPllTop, gals_clocks, lpf
+    from neuroloom.fpga.ioring import CORE_CONFIGS
+    from neuroloom.fpga.synth import DEFAULT_NEXTPNR_ARGS
+
+    cfg = dataclasses.replace(CORE_CONFIGS["quick"], gals=True)
+    clocks = gals_clocks(cfg.num_cores)
+    top = GalsPllTop(cfg, clocks)
+    work = Path(out_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "gals_top.lpf").write_text(lpf(clocks))
+    args = (*DEFAULT_NEXTPNR_ARGS, "--router", "router2", "--lpf-allow-unconstrained")
+    res = synthesize(to_verilog(top, "gals_top"), top="gals_top", seeds=seeds,
+                     frequency_mhz=clocks.host_mhz, lpf=work / "gals_top.lpf",
+                     nextpnr_args=args, out_dir=work / "flow")
+    fig = res.figures()
+    best = res.best
+    wanted = {}
+    for k in range(cfg.num_cores):
+        x, y = cfg.core_xy(k)
+        wanted[f"tile_{x}_{y}"] = round(clocks.tile_mhz[k], 3)
+    wanted["host (sync)"] = round(clocks.host_mhz, 3)
+    return {
+        "config": {"core": "quick (fpga/ioring.py CORE_CONFIGS)", "mesh": "2x2", "gals": True},
+        "part": "LFE5U-85F-6 CABGA381", "nextpnr_args": list(args),
+        "clocks_mhz": wanted,
+        "fmax_mhz_by_net": {k: round(v, 2) for k, v in best.fmax_mhz.items()},
+        "cross_domain_max_delay_ns": _cross_domain_delays(best.log.read_text()),
+        "LUT4": fig["LUT4"], "FF": fig["TRELLIS_FF"], "DP16KD": fig["DP16KD"],
+        "MULT18X18D": fig["MULT18X18D"],
+        "DPR16X4": res.cells.get("TRELLIS_DPR16X4", 0),
+        "utilization": res.utilization,
+        "synth_seconds": fig["synth_seconds"], "pnr_seconds": fig["pnr_seconds_by_seed"],
+        "workdir": str(res.workdir),
+    }
+
+
+def pnr_table(rec: dict) -> str:
+    """The ``pnr`` record as a table: each clock's target and Fmax, then the resources."""
+    rows = [f"{'clock net':<28} {'Fmax MHz':>9}"]
+    for net, f in sorted(rec["fmax_mhz_by_net"].items()):
+        rows.append(f"{net:<28} {f:>9.2f}")
+    rows.append("targets (MHz): " + ", ".join(f"{k} {v:g}" for k, v in rec["clocks_mhz"].items()))
+    rows.append(f"LUT4 {rec['LUT4']}, FF {rec['FF']}, DP16KD {rec['DP16KD']}, "
+                f"MULT18X18D {rec['MULT18X18D']}, DPR16X4 {rec['DPR16X4']}")
+    return "\n".join(rows)
+
+
 PARTS = {"cdc": bench_cdc, "latency": bench_latency, "barrier": bench_barrier,
-         "step": bench_step, "synth": bench_synth}
+         "step": bench_step, "synth": bench_synth, "pnr": bench_pnr}
+#: parts not run by default (``gals_bench.py`` without arguments): too long
+SLOW_PARTS = ("pnr",)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("parts", nargs="*", default=list(PARTS), choices=list(PARTS))
+    ap.add_argument("parts", nargs="*", choices=list(PARTS),
+                    default=[p for p in PARTS if p not in SLOW_PARTS])
     args = ap.parse_args(argv)
     record = json.loads(OUT.read_text()) if OUT.is_file() else {}
     for part in args.parts:
@@ -330,7 +402,10 @@ def main(argv=None) -> int:
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(record, indent=2) + "\n")
         print(f"== {part} ({record[part]['seconds']} s)")
-        print(json.dumps(record[part], indent=2))
+        if part == "pnr":
+            print(pnr_table(record[part]))
+        else:
+            print(json.dumps(record[part], indent=2))
     return 0
 
 
