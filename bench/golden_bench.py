@@ -12,7 +12,11 @@ shape: seed small H=64, N=32; seed large H=128, N=64. Per model, ``--rounds`` in
   fill steps included), what ``neuroloom eval`` runs.
 
 Then batch 256 once each: aggregate tokens/s and its ratio to the batch-1 rate (the batching
-gain). Results go to ``bench/results/golden.json``; a table is printed.
+gain). Then where a golden step goes, at batch 1 and 256 (``step_cpu_ms``): the process CPU
+milliseconds of each compiled loop of one pipelined steady-state step (every kernel, the
+delivery) and of the whole ``GoldenFabric.step``, averaged over repeated calls (CPU time, so
+that other jobs on the machine count less than in wall time). Results go to
+``bench/results/golden.json``; a table is printed.
 
     .venv/bin/python bench/golden_bench.py [--tokens 128] [--batch-tokens 32] [--rounds 5]
         [--models small,large]
@@ -35,6 +39,7 @@ from neuroloom.firmware.compiler import FitError, compile_model, from_compiled, 
 from neuroloom.firmware.driver import Driver
 from neuroloom.firmware.model import FloatModel
 from neuroloom.firmware.qmodel import qforward
+from neuroloom.sim.kernels import deliver, run_kernel
 from neuroloom.sim.transports import GoldenTransport
 
 RESULTS = Path(__file__).parent / "results" / "golden.json"
@@ -55,6 +60,31 @@ def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def step_breakdown(img, B: int, reps: int) -> dict:
+    """CPU ms of the parts of one steady-state pipelined step at batch ``B``."""
+    drv = Driver(GoldenTransport(batch=B, max_batch=B))
+    drv.load(img)
+    drv.run(np.random.default_rng(2).integers(-3000, 3000, (B, 16, 1)))
+    f = drv.transport.fabric
+    ph, cfg = f._phase(f.t), f.cfg
+    emit = np.empty((len(ph.gid), B), dtype=bool)
+    pay = np.empty((len(ph.gid), B), dtype=f._xm.dtype)
+    parts = {f"kernel {len(r.gid)} neurons x {r.mc.shape[1]} modes":
+             lambda r=r: run_kernel(r.prog, r.sh, r.so, r.gid, r.mrow, r.mc, f._st, f._acc[0],
+                                    f.coef, f._xm, cfg.state_width, cfg.acc_width, emit, pay,
+                                    r.pos) for r in ph.runs}
+    parts["deliver"] = lambda: deliver(pay, emit, ph.eptr, ph.dsti, ph.w, ph.s, ph.dst,
+                                       f._acc[1], cfg.acc_width, *ph.counts, f.counters)
+    parts["whole step"] = f.step
+    out = {}
+    for k, fn in parts.items():
+        c0 = time.process_time()
+        for _ in range(reps):
+            fn()
+        out[k] = round(1e3 * (time.process_time() - c0) / reps, 3)
+    return out
 
 
 def bench_model(name: str, args) -> dict:
@@ -83,6 +113,7 @@ def bench_model(name: str, args) -> dict:
     agg = {"float": B * KB / timed(lambda: fm.forward_recurrent(xb.astype(np.float64))),
            "qforward": B * KB / timed(lambda: qforward(q, xb)),
            "golden": B * KB / timed(lambda: goldb.run(xb))}
+    cpu = {f"batch {b}": step_breakdown(img, b, max(5, 2000 // b)) for b in (1, B)}
     return {
         "model": f"random_qmodel({H}, {N}, 4, d_in=1, classes=10, seed=0)",
         "mesh": f"{img.cfg.mesh_w}x{img.cfg.mesh_h}", "tokens_batch1": K,
@@ -91,6 +122,7 @@ def bench_model(name: str, args) -> dict:
         "x_numpy_float_batch1": {k: round(v / us["float"], 2) for k, v in us.items()},
         "tokens_per_s_batch256": {k: round(v) for k, v in agg.items()},
         "batch256_gain": {k: round(agg[k] / (1e6 / us[k]), 2) for k in us},
+        "step_cpu_ms": cpu,
     }
 
 
@@ -121,6 +153,9 @@ def main():
         print(f"{'':>6} {'x float':>10} " + " ".join(f"{x[k]:>10}" for k in x))
         print(f"{'':>6} {'b256 tok/s':>10} " + " ".join(f"{a[k]:>10}" for k in a))
         print(f"{'':>6} {'b256 gain':>10} " + " ".join(f"{g[k]:>10}" for k in g))
+        for batch, parts in r["step_cpu_ms"].items():
+            print(f"{'':>6} step CPU ms at {batch}: "
+                  + ", ".join(f"{k} {v}" for k, v in parts.items()))
     print(f"written to {RESULTS}")
 
 
