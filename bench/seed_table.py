@@ -253,10 +253,13 @@ def measured_clock(cfg: FabricConfig) -> dict:
             return {"mhz": rec["fmax_mhz"], "source": f"place and route of this fabric "
                     f"({PNR.relative_to(ROOT)}, commit {rec.get('commit')}, seeds "
                     f"{', '.join(rec['fmax_mhz_by_seed'])}, best)", "fabric_pnr": True}
+    why = "this fabric has no place-and-route record"
+    if PNR.is_file() and FabricConfig.from_dict(json.loads(PNR.read_text())["config"]) == cfg:
+        why = f"this fabric's place and route has no Fmax ({PNR.relative_to(ROOT)})"
     core = json.loads(CORE_SYNTH.read_text())["default"]
     return {"mhz": core["fmax_mhz"], "source": f"the core's Fmax ({CORE_SYNTH.relative_to(ROOT)}"
-            f" 'default', best of seeds {', '.join(core['fmax_mhz_by_seed'])}); this fabric "
-            "has no place-and-route record", "fabric_pnr": False}
+            f" 'default', best of seeds {', '.join(core['fmax_mhz_by_seed'])}); {why}",
+            "fabric_pnr": False}
 
 
 def measured_cells(cfg: FabricConfig) -> dict | None:
@@ -267,7 +270,9 @@ def measured_cells(cfg: FabricConfig) -> dict | None:
         return None
     return {"fits": rec.get("fits"), "LUT4": rec.get("LUT4"), "TRELLIS_FF": rec.get("TRELLIS_FF"),
             "DP16KD": rec.get("DP16KD"), "MULT18X18D": rec.get("MULT18X18D"),
-            "utilization": rec.get("utilization"), "error": rec.get("error")}
+            "utilization": rec.get("utilization"), "error": rec.get("error"),
+            "status": rec.get("status"), "fmax_mhz_by_seed": rec.get("fmax_mhz_by_seed"),
+            "post_placement_fmax_estimate_mhz": rec.get("post_placement_fmax_estimate_mhz")}
 
 
 # -- CPU baselines ---------------------------------------------------------------------------
@@ -453,6 +458,14 @@ def table(rec: dict) -> str:
             lines.append(f"cells (measured, Yosys): LUT4 {meas['LUT4']:,}, FF "
                          f"{meas['TRELLIS_FF']:,}, DP16KD {meas['DP16KD']}, MULT18X18D "
                          f"{meas['MULT18X18D']}")
+            comb = (meas.get("utilization") or {}).get("TRELLIS_COMB")
+            if comb:
+                lines.append(f"placed (nextpnr): TRELLIS_COMB {comb['used']:,} / "
+                             f"{comb['available']:,} ({comb['used'] / comb['available']:.0%}); "
+                             f"Fmax by seed {meas.get('fmax_mhz_by_seed')}")
+            if meas.get("status"):
+                lines.append(f"place and route: {meas['status']}; post-placement estimate "
+                             f"{meas.get('post_placement_fmax_estimate_mhz')} MHz")
     for name in SCHEDULES:
         o = ours[name]
         lines.append(f"multiplier utilization, {name}: {o['multiplier_utilization']:.1%} "
