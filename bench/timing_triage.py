@@ -177,17 +177,40 @@ def report(netlist: Netlist, paths: int) -> None:
             break
 
 
+def overview(netlist: Netlist, above: float) -> None:
+    """Every endpoint group (flip-flop or memory name, bit index dropped) whose worst estimate
+    is above ``above`` ns: worst, count of endpoint bits over, and the worst path's start."""
+    groups: dict[str, list] = {}
+    for t, cn, _port, b in netlist.endpoints():
+        if t <= above:
+            continue
+        key = re.sub(r"(_TRELLIS_FF_Q|_DP16KD|_TRELLIS_DPR16X4).*$", "", cn.split("$")[0])
+        g = groups.setdefault(key, [0.0, 0, None])
+        g[1] += 1
+        if t > g[0]:
+            g[0], g[2] = t, b
+    print(f"endpoint groups above {above} ns: {len(groups)}")
+    for key, (t, n, b) in sorted(groups.items(), key=lambda kv: -kv[1][0]):
+        start = netlist.trace(b)[0].split()[2] if b is not None else "?"
+        print(f"{t:6.2f} ns  {n:5d} bits  {key[:60]:60}  from {start[:50]}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", choices=sorted(CONFIGS), default="quick",
                     help="core configuration (bench/core_synth.py CONFIGS; default quick)")
     ap.add_argument("--paths", type=int, default=15, help="distinct endpoints to print")
+    ap.add_argument("--above", type=float, default=None,
+                    help="instead: every endpoint group whose estimate exceeds this (ns)")
     args = ap.parse_args(argv)
     ring = IORing(NeuronCore(CONFIGS[args.config], 0, 0))
     result = synthesize(to_verilog(ring, TOP, ports=ring.ports), top=TOP, pnr=False)
     print(result.summary(), file=sys.stderr)
     module = json.loads((result.workdir / f"{TOP}.json").read_text())["modules"][TOP]
-    report(Netlist(module), args.paths)
+    if args.above is not None:
+        overview(Netlist(module), args.above)
+    else:
+        report(Netlist(module), args.paths)
 
 
 if __name__ == "__main__":
