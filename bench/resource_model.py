@@ -3,6 +3,7 @@ error: synthesize (``synth_ecp5``, no place-and-route) neuron cores and whole fa
 configurations, one at a time, and compare their cell counts with the model's estimates.
 
     .venv/bin/python bench/resource_model.py [--synth NAME ...|--synth all] [--fit]
+    .venv/bin/python bench/resource_model.py --seed-fabric
 
 * ``--synth``: synthesize these configurations (``CONFIGS``; cached by the flow on the Verilog
   text, so an unchanged design returns at once) and record their cell counts in
@@ -11,7 +12,11 @@ configurations, one at a time, and compare their cell counts with the model's es
   and of a fabric's shell (mesh, barrier, host link) on the recorded measurements; prints the
   table to paste into ``firmware/resources.py`` (``CORE_COEFS``, ``SHELL_COEFS``) and records it;
 * always: prints every recorded configuration, measured vs estimated (with the coefficients in
-  ``firmware/resources.py``) and the relative error, and records them.
+  ``firmware/resources.py``) and the relative error, and records them;
+* ``--seed-fabric`` (alone): a held-out check, not fitted -- the seed small model's ULX3S-85F
+  fabric as ``bench/fabric_synth.py --fabric`` synthesized and placed it
+  (``bench/results/fabric_seed_synth.json``, inside the I/O ring): Yosys cells and nextpnr's
+  packed LUT4 sites (``TRELLIS_COMB``) against the estimate; recorded as ``seed_fabric_check``.
 
 A core is synthesized alone (``NeuronCore`` at tile (0, 0) as the top), a fabric as
 ``Fabric(cfg)`` (its only ports are the 32-bit host streams). On a 2-core machine a default
@@ -385,6 +390,27 @@ def seed_on_board(board: str = "ulx3s-85f") -> dict:
     return out
 
 
+def seed_fabric_check() -> dict:
+    """The seed fabric's synthesis and placement record against the estimate (held out)."""
+    rec = json.loads((ROOT / "bench" / "results" / "fabric_seed_synth.json").read_text())
+    cfg = FabricConfig.from_dict(rec["config"])
+    est = resources.fabric_resources(cfg)
+    cells = est.as_cells()
+    out = {"config": rec["config"], "synth_commit": rec.get("commit"), "cells": {}}
+    for c in CELLS:
+        if c in cells and rec["cells"].get(c):
+            m = rec["cells"][c]
+            out["cells"][c] = {"measured": m, "estimated": cells[c],
+                               "error": round((cells[c] - m) / m, 4)}
+    comb = rec.get("utilization", {}).get("TRELLIS_COMB")
+    if comb:
+        out["logic_sites"] = {"measured_trellis_comb": comb["used"],
+                              "estimated": round(est.logic),
+                              "error": round((est.logic - comb["used"]) / comb["used"], 4),
+                              "available": comb["available"]}
+    return out
+
+
 def table(records: dict, cmp: dict) -> str:
     cols = ("LUT4", "TRELLIS_FF", "DP16KD", "MULT18X18D", "TRELLIS_DPR16X4", "CCU2C")
     w = max(map(len, records))
@@ -416,7 +442,23 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", action="store_true",
                     help="also compile the seed small model for the ULX3S-85F (both schedules) "
                          "and record the chosen fabric")
+    ap.add_argument("--seed-fabric", action="store_true",
+                    help="only: check the estimate against the seed fabric's recorded synthesis "
+                         "and placement (bench/results/fabric_seed_synth.json)")
     args = ap.parse_args(argv)
+    if args.seed_fabric:
+        data = json.loads(OUT.read_text()) if OUT.is_file() else {}
+        chk = data["seed_fabric_check"] = seed_fabric_check()
+        OUT.write_text(json.dumps(data, indent=1) + "\n")
+        for c, v in chk["cells"].items():
+            print(f"{c:<16} measured {v['measured']:>7,} estimated {v['estimated']:>7,} "
+                  f"({100 * v['error']:+.1f}%)")
+        if "logic_sites" in chk:
+            v = chk["logic_sites"]
+            print(f"{'LUT4 sites':<16} measured {v['measured_trellis_comb']:>7,} estimated "
+                  f"{v['estimated']:>7,} ({100 * v['error']:+.1f}%) of {v['available']:,}")
+        print(f"results: {OUT.relative_to(ROOT)}")
+        return 0
     names = list(CONFIGS) if args.synth == ["all"] else args.synth
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
