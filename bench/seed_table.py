@@ -3,7 +3,7 @@
 CPU baselines measured in the same run and the seed's Loihi 2 / Jetson Orin Nano figures
 (quoted).
 
-    .venv/bin/python bench/seed_table.py [--tokens 64] [--reuse]
+    .venv/bin/python bench/seed_table.py [--tokens 64] [--reuse] [--trained STEM]
 
 What it does, in order:
 
@@ -37,7 +37,11 @@ token through all stages. End to end (every command of the run) is recorded too.
 
 ``--reuse`` takes the RTL figures from the last record instead of running Verilator (the CPU
 baselines are measured again; the clock and cells are read again, e.g. after a place and
-route). Results: ``bench/results/seed_table.json``.
+route). ``--trained STEM``: also a trained quantized model of the same shape (``STEM.npz`` +
+``STEM.json``, e.g. ``neuroloom train -H 64 -N 32 -L 4``), compiled onto the chosen fabric
+(same capacities, spread packing) and run on the RTL in both schedules on its data set's first
+test sequence, with the same checks, beside its quantized reference's test accuracy.
+Results: ``bench/results/seed_table.json``.
 """
 
 from __future__ import annotations
@@ -165,9 +169,11 @@ def busy_cycles(tr, cfg: FabricConfig) -> np.ndarray:
                      for c in range(cfg.num_cores)], dtype=np.int64)
 
 
-def run_rtl(jobs: list[tuple[str, object, str]], model_of: dict, tokens: int) -> dict:
+def run_rtl(jobs: list[tuple[str, object, str]], model_of: dict, tokens: int,
+            inputs: dict | None = None) -> dict:
     """Run ``jobs`` (name, Compiled, schedule) on Verilator, one build per fabric, each checked
-    against the golden model and ``qforward``; name -> record."""
+    against the golden model and ``qforward``; name -> record. The tokens are ``tokens``
+    uniform random values, or ``inputs[name]`` (float tokens, (1, K, d_in)) when given."""
     from neuroloom.sim.verilator_link import VerilatorLink, is_built
 
     out = {}
@@ -187,8 +193,11 @@ def run_rtl(jobs: list[tuple[str, object, str]], model_of: dict, tokens: int) ->
             tr = drv.transport
             for name, comp, schedule in group:
                 model = model_of[name]
-                x = model.quantize_input(np.random.default_rng(0).uniform(0, 1, (1, tokens, 1)),
-                                         cfg)
+                xf = (inputs or {}).get(name)
+                if xf is None:
+                    xf = np.random.default_rng(0).uniform(0, 1, (1, tokens, 1))
+                x = model.quantize_input(xf, cfg)
+                k = x.shape[1]
                 ref = qforward(model, x, cfg)
                 img = from_compiled(comp)
                 link.cycles.clear()
@@ -209,17 +218,17 @@ def run_rtl(jobs: list[tuple[str, object, str]], model_of: dict, tokens: int) ->
                 run = link.cycles.get(int(Cmd.RUN), 0)
                 rec = {
                     "schedule": schedule, "fabric": cfg.to_dict(), "cores_used": comp.cores_used,
-                    "stages": comp.num_stages, "tokens": tokens, "steps": res.steps,
+                    "stages": comp.num_stages, "tokens": k, "steps": res.steps,
                     "load": load, "build_s" if not built else "start_s": build_s,
                     "run_cycles": run, "end_to_end_cycles": total,
                     "run_cycles_per_step": round(run / res.steps, 1),
-                    "run_cycles_per_token": round(run / tokens, 1),
-                    "end_to_end_cycles_per_token": round(total / tokens, 1),
+                    "run_cycles_per_token": round(run / k, 1),
+                    "end_to_end_cycles_per_token": round(total / k, 1),
                     "cycles_by_command": {Cmd(op).name: c for op, c in sorted(link.cycles.items())},
                     "busy_cycles_per_step_by_core": {
                         f"{c} {cfg.core_xy(c)}": round(float(b[c]) / res.steps, 1)
                         for c in range(cfg.num_cores)},
-                    "counters_per_token": {Counter(i).name: int(res.counters[:, i].sum()) / tokens
+                    "counters_per_token": {Counter(i).name: int(res.counters[:, i].sum()) / k
                                            for i in range(res.counters.shape[1])},
                     "counters_per_step": {Counter(i).name: int(res.counters[:, i].sum()) / res.steps
                                           for i in range(res.counters.shape[1])},
@@ -242,6 +251,36 @@ def run_rtl(jobs: list[tuple[str, object, str]], model_of: dict, tokens: int) ->
 
 
 # -- Fmax ------------------------------------------------------------------------------------
+
+def trained_model(stem: str, seed_model, cfg: FabricConfig) -> dict:
+    """The trained quantized model at ``stem``, checked to have the seed model's shape,
+    compiled onto ``cfg`` (spread packing), its data set's first test sequence and its
+    quantized reference's test accuracy."""
+    from neuroloom.firmware.compiler import compile_model
+    from neuroloom.firmware.datasets import load_dataset
+    from neuroloom.firmware.evaluate import accuracy_q
+    from neuroloom.firmware.importer import load_qmodel
+
+    tm = load_qmodel(stem)
+    shape = (tm.H, tm.modes, len(tm.layers), tm.d_in, tm.classes)
+    want = (seed_model.H, seed_model.modes, len(seed_model.layers), seed_model.d_in,
+            seed_model.classes)
+    if shape != want:
+        raise SystemExit(f"--trained {stem}: shape (H, modes, layers, d_in, classes) {shape}, "
+                         f"not the seed model's {want}")
+    name = tm.meta.get("dataset")
+    if not name:
+        raise SystemExit(f"--trained {stem}: its metadata names no data set")
+    data = load_dataset(name)
+    comp = compile_model(tm, cfg, mode="pipelined", packing="spread")
+    acc = accuracy_q(tm, data.x_test, data.y_test, cfg, lengths=data.len_test)
+    return {"model": tm, "compiled": comp, "x": data.x_test[:1],
+            "record": {"stem": str(stem), "dataset": data.name, "meta": {
+                k: tm.meta[k] for k in ("float_acc", "q_acc", "seed", "command", "qaft")
+                if k in tm.meta},
+                "q_accuracy": round(float(acc), 4), "test_sequences": len(data.y_test),
+                "label": int(data.y_test[0])}}
+
 
 def measured_clock(cfg: FabricConfig) -> dict:
     """The Fmax to convert cycles with: this fabric's recorded place-and-route, else the
@@ -491,6 +530,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tokens", type=int, default=64, help="tokens per schedule (default 64)")
     ap.add_argument("--reuse", action="store_true",
                     help="take the RTL figures from the last record (no Verilator run)")
+    ap.add_argument("--trained", metavar="STEM",
+                    help="also run this trained quantized model of the same shape on the fabric")
     args = ap.parse_args(argv)
     model = random_qmodel(64, 32, 4, d_in=1, classes=10, seed=0)
     fits = compile_seed(model)
@@ -518,13 +559,25 @@ def main(argv=None) -> int:
             raise SystemExit("--reuse: the recorded RTL run is of another fabric or token count; "
                              "run without --reuse")
         rec["rtl"] = old["rtl"]
+        if "trained" in old:
+            rec["trained"] = old["trained"]
         for r in rec["rtl"].values():       # records before counters per step were kept
             r.setdefault("counters_per_step", {k: v * r["tokens"] / r["steps"] for k, v in
                                                r["counters_per_token"].items()})
         rec["rtl_reused_from"] = {k: old.get(k) for k in ("commit", "hw_dirty", "code_root")}
     else:
         jobs = [(s, fits[s].compiled, s) for s in SCHEDULES]
-        rec["rtl"] = run_rtl(jobs, {s: model for s in SCHEDULES}, args.tokens)
+        models, inputs, trained = {s: model for s in SCHEDULES}, {}, None
+        if args.trained:
+            trained = trained_model(args.trained, model, fits["pipelined"].compiled.cfg)
+            for s in SCHEDULES:
+                jobs.append((f"trained {s}", trained["compiled"], s))
+                models[f"trained {s}"] = trained["model"]
+                inputs[f"trained {s}"] = trained["x"]
+        runs = run_rtl(jobs, models, args.tokens, inputs)
+        rec["rtl"] = {s: runs[s] for s in SCHEDULES}
+        if trained:
+            rec["trained"] = {**trained["record"], **{s: runs[f"trained {s}"] for s in SCHEDULES}}
     comp = fits["pipelined"].compiled
     rate = rec["rtl"]["pipelined"]["fire_rate"]
     est = resources.step_cycles(comp, fire_rate=rate)
@@ -544,7 +597,19 @@ def main(argv=None) -> int:
     print()
     print(table(rec))
     print(f"results: {OUT.relative_to(ROOT)}")
-    checks = [(name, k) for name, r in rec["rtl"].items()
+    runs = [*rec["rtl"].items(),
+            *((f"trained {s}", rec["trained"][s]) for s in SCHEDULES if "trained" in rec)]
+    if "trained" in rec:
+        t = rec["trained"]
+        print(f"trained ({t['stem']}, {t['dataset']}): quantized test accuracy "
+              f"{t['q_accuracy']:.4f} ({t['test_sequences']} sequences); RTL on test sequence 0 "
+              f"(label {t['label']}): pipelined {t['pipelined']['run_cycles_per_step']} "
+              f"cycles/step, fall-through {t['fall-through']['run_cycles_per_token']} "
+              f"cycles/token, bit-exact " + str(all(
+                  t[s][k] for s in SCHEDULES for k in ("rtl_equal_qforward",
+                                                       "golden_equal_qforward",
+                                                       "counters_rtl_equal_golden"))))
+    checks = [(name, k) for name, r in runs
               for k in ("rtl_equal_qforward", "golden_equal_qforward", "counters_rtl_equal_golden")
               if not r[k]]
     if checks:
