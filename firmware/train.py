@@ -94,6 +94,18 @@ def _batches(n, batch, rng):
     return [idx[i:i + batch] for i in range(0, n, batch)]
 
 
+
+def _one_cycle(opt, max_lr, total: int):
+    """One-cycle schedule over ``total`` steps (warm-up 10 %, at least 1.5 steps, so that both
+    phases have a length: OneCycleLR divides by them); a constant rate for runs of under
+    3 steps."""
+    import torch
+
+    if total < 3:
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _step: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total,
+                                               pct_start=max(0.1, 1.5 / total))
+
 def _progress(total, desc, enabled):
     from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
@@ -141,8 +153,7 @@ def train(dataset: str | SequenceData = "digits", *, H: int = 16, N: int = 8, L:
     steps_per_epoch = math.ceil(len(data.x_train) / batch)
     total = epochs * steps_per_epoch if max_steps is None else min(max_steps,
                                                                    epochs * steps_per_epoch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[lr, ssm_lr], total_steps=max(total, 1),
-                                                pct_start=0.1)
+    sched = _one_cycle(opt, [lr, ssm_lr], total)
     xtr = torch.tensor(data.x_train, dtype=torch.float32)
     ytr = torch.tensor(data.y_train)
     K = data.seq_len

@@ -47,3 +47,21 @@ def test_train_smoke(tmp_path):
     f, q = load_float(tmp_path / "m-float"), load_qmodel(tmp_path / "m-q")
     assert f.meta["dataset"] == "digits" and q.meta["q_acc"] == r.metrics["q_acc"]
     assert q.H == 4 and q.modes == 3
+
+
+def test_lr_schedule_any_step_count():
+    """The one-cycle schedule runs for every step count (torch's OneCycleLR divides by zero at
+    10 steps with a 10 % warm-up), and never leaves (0, max_lr]."""
+    import torch
+
+    from neuroloom.firmware.train import _one_cycle
+
+    for total in range(1, 41):
+        p = torch.nn.Parameter(torch.zeros(1))
+        opt = torch.optim.SGD([p], lr=0.1)
+        sched = _one_cycle(opt, [0.1], total)
+        for _ in range(total):
+            lr = opt.param_groups[0]["lr"]
+            assert 0 < lr <= 0.1 + 1e-12, (total, lr)
+            opt.step()
+            sched.step()
