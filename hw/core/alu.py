@@ -21,7 +21,7 @@ Latencies, counted in cycles from the inputs (registered at ``E0`` inside the co
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -36,9 +36,20 @@ DSP_WIDTH = 18
 
 
 def sat_hw(value, width: int):
-    """Clamp a signed value to the signed ``width``-bit range (result is ``width`` bits)."""
+    """Clamp a signed value to the signed ``width``-bit range (result is ``width`` bits).
+
+    The value fits iff its bits from ``width - 1`` up are all equal (all copies of the sign):
+    a few LUTs wide, where comparisons with the bounds would be two carry chains."""
+    if not value.shape().signed:
+        value = Cat(value, Const(0, 1)).as_signed()
+    if len(value) <= width:
+        return Cat(value, value[-1].replicate(width - len(value))).as_signed()
+    top = value[width - 1:]
+    fits = (top == 0) | (top == (1 << len(top)) - 1)
     lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
-    return Mux(value > hi, hi, Mux(value < lo, lo, value))[:width].as_signed()
+    neg = value[-1]
+    return Mux(fits, value[:width], Mux(neg, Const(lo, signed(width)),
+                                          Const(hi, signed(width))))[:width].as_signed()
 
 
 def rnd_hw(m: Module, value, shift, name: str):

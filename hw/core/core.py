@@ -41,7 +41,7 @@ from .config_port import ConfigPort
 from .memories import PartedMemory
 from .neuron import NeuronEngine
 from .route import RouteUnit
-from .synapse import SynapseEngine
+from .synapse import SynapseEngine, spike_layout
 
 __all__ = ["NeuronCore"]
 
@@ -151,26 +151,53 @@ class NeuronCore(wiring.Component):
         nf = cfgp.i_flit.p
         na = cfg_addr_layout(cfg)(nf.addr)
         taking = cfgp.i_flit.valid & cfgp.i_flit.ready
-        wr_now = taking & (nf.kind == FlitKind.CFG_WRITE)
-        rd_now = taking & (nf.kind != FlitKind.CFG_WRITE)
 
-        def strobe(name, now, cond):
+        # A strobe is the decode of the flit at the port's input, registered every cycle whether
+        # or not the port takes it, AND the registered fact that it was taken: the acceptance
+        # (``allow``, wide fan-out) meets each decode only after the flip-flops.
+        # ``took`` has a copy per memory, loaded only while the input's flit decodes to that
+        # memory (the strobe's decode masks a stale copy), so the copies stay apart in synthesis
+        # and each drives only its memory's strobes.
+        took = {}
+        is_wr = nf.kind == FlitKind.CFG_WRITE
+
+        def took_for(mem_id):
+            if mem_id not in took:
+                took[mem_id] = Signal(name=f"cfg_took_{mem_id.name.lower()}")
+                with m.If(na.mem == mem_id):
+                    m.d.sync += took[mem_id].eq(taking)
+            return took[mem_id]
+
+        def strobe(name, write, mem_id, cond):
             s = Signal(name=name)
-            m.d.sync += s.eq(now & cond)
-            return s
+            m.d.sync += s.eq((is_wr if write else ~is_wr) & (na.mem == mem_id) & cond)
+            return s & took_for(mem_id)
 
         def cfg_we(name, mem_id, depth, cond=1):
             """Write strobe of one memory: this cycle the port writes entry ``idx`` of it."""
-            return strobe(f"cfg_we_{name}", wr_now, (na.mem == mem_id) & (na.index < depth) & cond)
+            return strobe(f"cfg_we_{name}", True, mem_id, (na.index < depth) & cond)
 
         def cfg_re(name, mem_id, cond=1):
             """Read strobe of one memory: this cycle its read port takes address ``idx``."""
-            return strobe(f"cfg_re_{name}", rd_now, (na.mem == mem_id) & cond)
+            return strobe(f"cfg_re_{name}", False, mem_id, cond)
+
+        def local_addr(name, cond):
+            """A private copy of the access address for one memory (bank), loaded from the
+            flit at the port's input whenever it decodes to that memory (``cond``). The copy
+            holds the taken flit's address in the cycle of its strobes (the input does not
+            change before it is taken), and each memory's address multiplexers see a nearby
+            flip-flop instead of the port's address, which fans out over the whole core. The
+            copies differ in their enables, so synthesis keeps them apart."""
+            a = Signal(cfg_addr_layout(cfg), name=f"cfg_addr_{name}")
+            with m.If(cond):
+                m.d.sync += a.eq(nf.addr)
+            return a.index, a.part
 
         def cfg_only(mem, mem_id, depth, nparts, r_addr=None, r_en=None, part_width=32):
             """Memory written only by config; read by config or one engine port."""
             name = mem_id.name.lower()
             we, re = cfg_we(name, mem_id, depth), cfg_re(name, mem_id)
+            idx, part = local_addr(name, na.mem == mem_id)
             m.d.comb += [
                 mem.w_addr.eq(idx),
                 mem.w_data.eq(Cat(*[wdata[:part_width]] * nparts)),
@@ -205,6 +232,7 @@ class NeuronCore(wiring.Component):
             mc = mcoef[i]
             mc_we = cfg_we(f"mcoef{i}", Mem.MCOEF, cfg.modes, mbank(na.index) == i)
             mc_re = cfg_re(f"mcoef{i}", Mem.MCOEF, mbank(na.index) == i)
+            idx, part = local_addr(f"mcoef{i}", (na.mem == Mem.MCOEF) & (mbank(na.index) == i))
             m.d.comb += [
                 mc.w_addr.eq(mrow(idx)),
                 mc.w_data.eq(Cat(*[wdata[:CW]] * MODE_COEFS)),
@@ -217,6 +245,7 @@ class NeuronCore(wiring.Component):
 
         # STATE: clear > config > neuron write-back.
         st_we, st_re = cfg_we("state", Mem.STATE, cfg.neurons), cfg_re("state", Mem.STATE)
+        idx, part = local_addr("state", na.mem == Mem.STATE)
         m.d.comb += [
             state.r_addr.eq(Mux(st_re, idx, eng.ctx_addr)),
             state.r_en.eq(st_re | eng.ctx_en),
@@ -237,6 +266,8 @@ class NeuronCore(wiring.Component):
             ms = mstate[i]
             ms_we = cfg_we(f"mstate{i}", Mem.MSTATE, cfg.modes, mbank(na.index) == i)
             ms_re = cfg_re(f"mstate{i}", Mem.MSTATE, mbank(na.index) == i)
+            idx, part = local_addr(f"mstate{i}",
+                                   (na.mem == Mem.MSTATE) & (mbank(na.index) == i))
             m.d.comb += [
                 ms.r_addr.eq(Mux(ms_re, mrow(idx), eng.mode_addr)),
                 ms.r_en.eq(ms_re | eng.mode_en),
@@ -267,6 +298,8 @@ class NeuronCore(wiring.Component):
                 a_we = cfg_we(f"acc{b}_{j}", Mem.ACC, cfg.neurons,
                               (na.part == b) & (bank(na.index) == j))
                 a_re = cfg_re(f"acc{b}_{j}", Mem.ACC, (na.part[0] == b) & (bank(na.index) == j))
+                idx, _ = local_addr(f"acc{b}_{j}", (na.mem == Mem.ACC) & (na.part[0] == b)
+                                    & (bank(na.index) == j))
                 m.d.comb += [
                     mem.r_addr.eq(Mux(a_re, row(idx), Mux(mine, syn.acc_raddr,
                                                             row(eng.ctx_addr)))),
@@ -294,18 +327,22 @@ class NeuronCore(wiring.Component):
         # GROUP descriptors (flip-flops) and counters: written by config.
         gsize = group_layout(cfg).size
         gparts = -(-gsize // 32)
-        g_we = cfg_we("group", Mem.GROUP, G)
+        # one write strobe per descriptor part, decoded from the accepted flit (no address
+        # compare between the port's registers and the descriptors' enables)
         for gi in range(G):
+            g_hit = 0
             for p in range(gparts):
-                hit = g_we & (idx == gi) & (part == p)
+                hit = cfg_we(f"group{gi}_{p}", Mem.GROUP, G,
+                             (na.index == gi) & (na.part == p))
+                g_hit = g_hit | hit
                 lo, hi = 32 * p, min(32 * p + 32, gsize)
                 with m.If(hit):
                     m.d.sync += groups[gi].as_value()[lo:hi].eq(wdata[:hi - lo])
-            m.d.comb += eng.phase_reset[gi].eq(
-                clearing | (g_we & (idx == gi)))
+            m.d.comb += eng.phase_reset[gi].eq(clearing | g_hit)
         m.d.comb += eng.groups.eq(groups)
 
         # -- read data back to the config port (address held by the port) --------------------------
+        idx, part = ca.index, ca.part
         # Three stages: every memory's read data is registered as it leaves the block RAM, then
         # the addressed part of each memory, then the addressed memory is picked (``ConfigPort``
         # waits for all three).
@@ -365,17 +402,36 @@ class NeuronCore(wiring.Component):
         is_cfg = (kind == FlitKind.CFG_WRITE) | (kind == FlitKind.CFG_READ)
         loop = route.o_loop
         in_spike = inp.valid & is_spike & ~clearing & ~cfgp.busy
+        # Spikes from the input FIFO and from the route unit's loopback each wait in a register
+        # of their own and are merged from there (loopback first): the AXON read address comes
+        # from flip-flops, and the input FIFO's read enable does not depend on the route unit's
+        # head.
+        lp_valid, ip_valid = Signal(), Signal()
+        lp, ip = Signal(spike_layout(cfg)), Signal(spike_layout(cfg))
+        lp_go = lp_valid & syn.i_spike.ready
+        ip_go = ~lp_valid & ip_valid & syn.i_spike.ready
+        lp_ready = ~lp_valid | lp_go
+        ip_ready = ~ip_valid | ip_go
+        lp_take = loop.valid & lp_ready
+        ip_take = in_spike & ip_ready
+        with m.If(lp_take):
+            m.d.sync += [lp_valid.eq(1), lp.eq(loop.p)]
+        with m.Elif(lp_go):
+            m.d.sync += lp_valid.eq(0)
+        with m.If(ip_take):
+            m.d.sync += [ip_valid.eq(1), ip.eq(Cat(inp.p.addr[:cfg.axon_bits], inp.p.data[:W]))]
+        with m.Elif(ip_go):
+            m.d.sync += ip_valid.eq(0)
+        sp_valid = lp_valid | ip_valid
+        sp_take = lp_take | ip_take
         m.d.comb += [
-            syn.i_spike.valid.eq(loop.valid | in_spike),
-            syn.i_spike.p.eq(Mux(loop.valid, loop.p.as_value(),
-                                 Cat(inp.p.addr[:cfg.axon_bits],
-                                     inp.p.data[:W]))),
-            loop.ready.eq(syn.i_spike.ready),
+            syn.i_spike.valid.eq(sp_valid), syn.i_spike.p.eq(Mux(lp_valid, lp, ip)),
+            loop.ready.eq(lp_ready),
             cfgp.i_flit.valid.eq(inp.valid & is_cfg),
             cfgp.i_flit.p.eq(inp.p),
         ]
         with m.If(is_spike):
-            m.d.comb += inp.ready.eq(syn.i_spike.ready & ~loop.valid & ~clearing & ~cfgp.busy)
+            m.d.comb += inp.ready.eq(ip_ready & ~clearing & ~cfgp.busy)
         with m.Elif(is_cfg):
             m.d.comb += inp.ready.eq(cfgp.i_flit.ready)
         with m.Else():
@@ -394,7 +450,8 @@ class NeuronCore(wiring.Component):
         # -- steps, clear, idle --
         # ``work``: anything but the flit at the head of the input FIFO (which a config access
         # waits on, so it must not block itself); ``busy`` also counts the input FIFO
-        work = syn.busy | eng.busy | route.busy | cfgp.busy | clearing | (outq.level != 0)
+        work = (syn.busy | sp_valid | eng.busy | route.busy | cfgp.busy | clearing
+                | (outq.level != 0))
         busy = work | (inq.level != 0)
         accepted = Signal()
         m.d.sync += accepted.eq(self.i_flit.valid & self.i_flit.ready)
@@ -405,8 +462,9 @@ class NeuronCore(wiring.Component):
         work_q = Signal()
         kick_q = Signal()
         m.d.sync += [
-            work_q.eq(syn.busy | eng.busy | route.busy | clearing | (outq.level != 0)),
-            kick_q.eq((syn.i_spike.valid & syn.i_spike.ready) | self.step_start | self.clear
+            work_q.eq(syn.busy | sp_valid | eng.busy | route.busy | clearing
+                      | (outq.level != 0)),
+            kick_q.eq(sp_take | self.step_start | self.clear
                       | (out.valid & out.ready)),
         ]
         m.d.comb += [
@@ -432,9 +490,8 @@ class NeuronCore(wiring.Component):
             Counter.SPIKES_RECEIVED: syn.received,
             Counter.BUSY_CYCLES: ~self.idle,
         }
-        c_we = cfg_we("counter", Mem.COUNTER, len(Counter))
         for c in Counter:
-            with m.If(c_we & (idx == c)):
+            with m.If(cfg_we(f"counter{c.value}", Mem.COUNTER, len(Counter), na.index == c)):
                 m.d.sync += counters[c].eq(wdata)
             with m.Else():
                 m.d.sync += counters[c].eq(counters[c] + incs[c])

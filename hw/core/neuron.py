@@ -74,6 +74,26 @@ def _op_layout(cfg: FabricConfig, slots: int) -> data.StructLayout:
         "instr": unsigned(32),
         "mrow": unsigned(max(1, cfg.mode_bits - (L - 1).bit_length())),
         "mlive": unsigned(L),
+        "bank": unsigned(cfg.synapse_lanes),   # one-hot: the ACC bank of neuron n
+        "dec": _dec_layout(cfg),
+    })
+
+
+def _dec_layout(cfg: FabricConfig) -> data.StructLayout:
+    """The instruction's operand selects, decoded at issue (one-hot, round 0 folded in), so
+    that operand select is AND-OR gates driven by flip-flops of small fan-out.
+
+    ``oh_*`` (used in P2): one bit per source, STATE register ``i < state_regs`` (round 0)
+    then register-file register ``0..7`` (later rounds); ``k_*``: one bit per coefficient.
+    Flags (used in P3): ``*_r`` the selected register, ``*_as`` / ``*_am`` the ACC operand
+    in round 0 / later, ``x0_m`` / ``x1_m`` the mode entry (MODES), ``k_i`` the
+    instruction's coefficients (not MODES)."""
+    ns = cfg.state_regs + 8
+    return data.StructLayout({
+        "oh_a": ns, "oh_a1": ns, "oh_b": ns, "oh_d": ns,
+        "k_0": 8, "k_1": 8, "l_0": 8, "l_1": 8,
+        "a_r": 1, "a_as": 1, "a_am": 1, "b_r": 1, "b_as": 1, "b_am": 1,
+        "x0_m": 1, "x0_r": 1, "x0_as": 1, "x0_am": 1, "x1_m": 1, "x1_r": 1, "k_i": 1,
     })
 
 
@@ -81,8 +101,14 @@ def _late_layout(cfg: FabricConfig, slots: int) -> data.StructLayout:
     """What an issue still needs after operand select: the fields of the instruction that
     write-back reads, instead of the whole word."""
     early = _op_layout(cfg, slots)
-    fields = {name: field.shape for name, field in early if name != "instr"}
-    return data.StructLayout({**fields, "opc": unsigned(5), "rd": unsigned(3), "emit": unsigned(2)})
+    fields = {name: field.shape for name, field in early
+              if name not in ("instr", "dec", "bank")}
+    # the opcode and destination decoded in operand select (write-back reads flags only):
+    # f_re MAD/CMAD, f_ms MODES, f_sc the scalar ops, f_cge CGE; hit[i] writes rd = i,
+    # hit1[i] CMAD's second register; e_* the emit condition, one-hot
+    return data.StructLayout({**fields, "opc": unsigned(5), "rd": unsigned(3), "emit": unsigned(2),
+                              "f_re": 1, "f_ms": 1, "f_sc": 1, "f_cge": 1, "write": 1,
+                              "hit": 8, "hit1": 8, "e_al": 1, "e_nz": 1, "e_p": 1, "e_any": 1})
 
 
 class NeuronEngine(wiring.Component):
@@ -255,6 +281,30 @@ class NeuronEngine(wiring.Component):
             p1.slot.eq(j), p1.n.eq(n_cur), p1.first.eq(first_round), p1.last.eq(cur.last),
             p1.final.eq(final), p1.mfirst.eq(is_modes & ~mstarted),
             p1.instr.eq(cur.as_value()), p1.mrow.eq(mrow), p1.mlive.eq(mlive),
+            p1.bank.eq(Const(1, cfg.synapse_lanes) << n_cur[:ab] if ab else 1),
+        ]
+        # operand selects decoded from this round's instruction (a flip-flop) and round 0
+        dec = p1.dec
+        fr = first_round
+
+        def onehot(code):
+            return Cat(*[(code == i) & fr for i in range(S)],
+                       *[(code == i) & ~fr for i in range(8)])
+
+        c_modes, c_cmad = cur_modes, cur.op == Op.CMAD
+        ra_r, ra_acc = cur.ra < 8, cur.ra == Operand.ACC
+        rb_r, rb_acc = cur.rb < 8, cur.rb == Operand.ACC
+        plain = ~c_modes & ~c_cmad
+        m.d.sync += [
+            dec.oh_a.eq(onehot(cur.ra[:3])), dec.oh_a1.eq(onehot((cur.ra[:3] + 1)[:3])),
+            dec.oh_b.eq(onehot(cur.rb[:3])), dec.oh_d.eq(onehot(cur.rd)),
+            dec.k_0.eq(Const(1, 8) << cur.ck), dec.k_1.eq(Const(1, 8) << (cur.ck + 1)[:3]),
+            dec.l_0.eq(Const(1, 8) << cur.cl), dec.l_1.eq(Const(1, 8) << (cur.cl + 1)[:3]),
+            dec.a_r.eq(ra_r), dec.a_as.eq(ra_acc & fr), dec.a_am.eq(ra_acc & ~fr),
+            dec.b_r.eq(rb_r), dec.b_as.eq(rb_acc & fr), dec.b_am.eq(rb_acc & ~fr),
+            dec.x0_m.eq(c_modes), dec.x0_r.eq(~c_modes & ra_r),
+            dec.x0_as.eq(plain & ra_acc & fr), dec.x0_am.eq(plain & ra_acc & ~fr),
+            dec.x1_m.eq(c_modes), dec.x1_r.eq(c_cmad & ra_r), dec.k_i.eq(~c_modes),
         ]
         m.d.comb += [self.ctx_addr.eq(n_cur), self.ctx_en.eq(1),
                      self.mode_addr.eq(mrow), self.mode_en.eq(1)]
@@ -265,11 +315,12 @@ class NeuronEngine(wiring.Component):
         m.d.comb += [self.clr_addr.eq(clr_addr), self.clr_en.eq(clr_en)]
 
         busy_set = Signal(K)
+        j_oh = Signal(K, init=1)                # one-hot of j
         busy_clr = Signal(K)
         wb_done = Signal()                      # write-back of a slot's final issue
         wb_slot = Signal(range(K))
         with m.If(issuing & fresh):
-            m.d.comb += busy_set.eq(Const(1, K) << j)
+            m.d.comb += busy_set.eq(j_oh)
         m.d.sync += busy.eq((busy & ~busy_clr) | busy_set)
         emit_in = issuing & cur.last & final
         emit_out = Signal()
@@ -299,91 +350,109 @@ class NeuronEngine(wiring.Component):
             m.d.sync += [nxt.eq(self.ucode_data), nxt_ok.eq(1)]
 
         def start_round(r_next_is_1):
-            m.d.sync += [in_issue.eq(1), cur.eq(nxt), cur_modes.eq(nxt.op == Op.MODES), pc.eq(npc),
-                         fetch_req.eq(1), nxt_ok.eq(0), j.eq(0), j1.eq(1), mstarted.eq(0),
-                         last_slot.eq(r_next_is_1), wait_j.eq(wait_zero)]
+            m.d.sync += [cur.eq(nxt), cur_modes.eq(nxt.op == Op.MODES), pc.eq(npc),
+                         fetch_req.eq(1), nxt_ok.eq(0), j.eq(0), j1.eq(1), j_oh.eq(1),
+                         mstarted.eq(0), last_slot.eq(r_next_is_1), wait_j.eq(wait_zero)]
 
         with m.If(issuing):
             with m.If(is_modes):
                 m.d.sync += [mstarted.eq(~final), mcur.eq(row_next),
                              rows_left.eq(rows_left - 1), on_last.eq(rows_left == 1)]
             with m.If(final):
-                m.d.sync += [j.eq(j + 1), j1.eq(j1 + 1), n_cur.eq(n_cur + 1),
+                m.d.sync += [j.eq(j + 1), j1.eq(j1 + 1), j_oh.eq(j_oh.rotate_left(1)),
+                             n_cur.eq(n_cur + 1),
                              mslot.eq(mend), mend.eq(mend + gmodes),
                              mlast.eq(mlast_n), mlast_n.eq(mlast_n + gmodes), mstarted.eq(0),
                              last_slot.eq(j1 + 1 == r), wait_j.eq(wait_inc)]
                 slot_start(mend, mlast_n)
-                with m.If(last_slot):
-                    m.d.sync += in_issue.eq(0)
 
-        with m.FSM(name="pass") as fsm:
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += g.eq(0)
-                    m.next = "SCAN"
-            with m.State("SCAN"):
-                m.d.sync += dq.eq(descs[g])
-                with m.If(active.bit_select(g, 1)):
-                    m.next = "LOAD"
-                with m.Elif(g == G - 1):
-                    m.next = "DRAIN"
+        # The pass sequencer: one flip-flop per state (ISSUE is ``in_issue``), so no state
+        # decode sits between the flip-flops and the wide fan-out of a state change.
+        st = {name: Signal(name=f"st_{name.lower()}", init=int(name == "IDLE"))
+              for name in ("IDLE", "SCAN", "LOAD", "START", "TURN", "DRAIN")}
+        st["ISSUE"] = in_issue
+
+        def go(frm, to):
+            # only the two flags involved: each flag's next value depends on its own
+            # transitions, not on every state's conditions
+            m.d.sync += [st[frm].eq(0), st[to].eq(1)]
+
+        # the pipeline is empty (registered: one cycle late, which is safe because nothing
+        # issues outside ISSUE, and START and DRAIN come at least two cycles after an issue)
+        empty = Signal()
+        m.d.sync += empty.eq(busy == 0)
+        # the next batch's size from flip-flops (rem and r only change in LOAD and TURN, and
+        # TURN always follows an ISSUE cycle)
+        left = Signal.like(rem)
+        left_one, left_big = Signal(), Signal()
+        m.d.sync += [left.eq(rem - r), left_one.eq(rem - r == 1), left_big.eq(rem - r > K)]
+
+        with m.If(st["IDLE"]):
+            with m.If(self.start):
+                m.d.sync += g.eq(0)
+                go("IDLE", "SCAN")
+        with m.If(st["SCAN"]):
+            m.d.sync += dq.eq(descs[g])
+            with m.If(active.bit_select(g, 1)):
+                go("SCAN", "LOAD")
+            with m.Elif(g == G - 1):
+                go("SCAN", "DRAIN")
+            with m.Else():
+                m.d.sync += g.eq(g + 1)
+        with m.If(st["LOAD"]):
+            m.d.comb += [self.ucode_addr.eq(dq.pc), self.ucode_en.eq(1)]
+            m.d.sync += [
+                npc.eq(dq.pc), fetched.eq(1), nxt_ok.eq(0), gpc.eq(dq.pc),
+                gmodes.eq(dq.modes), gm0.eq(dq.modes == 0),
+                rem.eq(dq.count), nb.eq(dq.first), n_cur.eq(dq.first),
+                r.eq(Mux(dq.count > K, K, dq.count)), last_batch.eq(dq.count <= K),
+                batch_mptr.eq(dq.mode_base), mslot.eq(dq.mode_base),
+                mend.eq(dq.mode_base + dq.modes), mlast.eq(dq.mode_base + dq.modes - 1),
+                mlast_n.eq(dq.mode_base + (dq.modes << 1) - 1),
+            ]
+            go("LOAD", "START")
+        with m.If(st["START"]):
+            # groups may overlap: a group starts on an empty pipeline
+            with m.If(empty & nxt_ok):
+                start_round(r == 1)
+                slot_start(mslot, mlast)
+                m.d.sync += first_round.eq(1)
+                go("START", "ISSUE")
+        with m.If(in_issue):
+            with m.If(issuing & final & last_slot):
+                go("ISSUE", "TURN")
+        with m.If(st["TURN"]):
+            # the round's last issue is out (j, n_cur and the mode range have moved past
+            # the batch): end the group, or start the next round or batch
+            with m.If(group_end):
+                with m.If(g == G - 1):
+                    go("TURN", "DRAIN")
                 with m.Else():
                     m.d.sync += g.eq(g + 1)
-            with m.State("LOAD"):
-                m.d.comb += [self.ucode_addr.eq(dq.pc), self.ucode_en.eq(1)]
-                m.d.sync += [
-                    npc.eq(dq.pc), fetched.eq(1), nxt_ok.eq(0), gpc.eq(dq.pc),
-                    gmodes.eq(dq.modes), gm0.eq(dq.modes == 0),
-                    rem.eq(dq.count), nb.eq(dq.first), n_cur.eq(dq.first),
-                    r.eq(Mux(dq.count > K, K, dq.count)), last_batch.eq(dq.count <= K),
-                    batch_mptr.eq(dq.mode_base), mslot.eq(dq.mode_base),
-                    mend.eq(dq.mode_base + dq.modes), mlast.eq(dq.mode_base + dq.modes - 1),
-                    mlast_n.eq(dq.mode_base + (dq.modes << 1) - 1),
-                ]
-                m.next = "START"
-            with m.State("START"):
-                # groups may overlap: a group starts on an empty pipeline
-                with m.If((busy == 0) & nxt_ok):
+                    go("TURN", "SCAN")
+            with m.Elif(nxt_ok):
+                go("TURN", "ISSUE")
+                with m.If(cur.last):
+                    # next batch (round 0 of the program): its first slot is where the
+                    # mode range already points
+                    start_round(left_one)
+                    m.d.sync += [
+                        first_round.eq(1), rem.eq(left), nb.eq(n_cur),
+                        r.eq(Mux(left_big, K, left)), last_batch.eq(~left_big),
+                        batch_mptr.eq(mslot),
+                    ]
+                with m.Else():
                     start_round(r == 1)
-                    slot_start(mslot, mlast)
-                    m.d.sync += first_round.eq(1)
-                    m.next = "ISSUE"
-            with m.State("ISSUE"):
-                with m.If(issuing & final & last_slot):
-                    m.next = "TURN"
-            with m.State("TURN"):
-                # the round's last issue is out (j, n_cur and the mode range have moved past
-                # the batch): end the group, or start the next round or batch
-                with m.If(group_end):
-                    with m.If(g == G - 1):
-                        m.next = "DRAIN"
-                    with m.Else():
-                        m.d.sync += g.eq(g + 1)
-                        m.next = "SCAN"
-                with m.Elif(nxt_ok):
-                    m.next = "ISSUE"
-                    with m.If(cur.last):
-                        # next batch (round 0 of the program): its first slot is where the
-                        # mode range already points
-                        left = rem - r
-                        start_round(left == 1)
-                        m.d.sync += [
-                            first_round.eq(1), rem.eq(left), nb.eq(n_cur),
-                            r.eq(Mux(left > K, K, left)), last_batch.eq(left <= K),
-                            batch_mptr.eq(mslot),
-                        ]
-                    with m.Else():
-                        start_round(r == 1)
-                        m.d.sync += [first_round.eq(0), n_cur.eq(nb),
-                                     mslot.eq(batch_mptr),
-                                     mend.eq(batch_mptr + gmodes),
-                                     mlast.eq(batch_mptr + gmodes - 1),
-                                     mlast_n.eq(batch_mptr + (gmodes << 1) - 1)]
-                        slot_start(batch_mptr, batch_mptr + gmodes - 1)
-            with m.State("DRAIN"):
-                with m.If(busy == 0):
-                    m.next = "IDLE"
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | (emitq.level != 0))
+                    m.d.sync += [first_round.eq(0), n_cur.eq(nb),
+                                 mslot.eq(batch_mptr),
+                                 mend.eq(batch_mptr + gmodes),
+                                 mlast.eq(batch_mptr + gmodes - 1),
+                                 mlast_n.eq(batch_mptr + (gmodes << 1) - 1)]
+                    slot_start(batch_mptr, batch_mptr + gmodes - 1)
+        with m.If(st["DRAIN"]):
+            with m.If(empty):
+                go("DRAIN", "IDLE")
+        m.d.comb += self.busy.eq(~st["IDLE"] | (emitq.level != 0))
 
         # -- P1: register files (asynchronous) and memories (synchronous) read -----------------
         m.d.comb += [rf_regs_r.addr.eq(p1.slot), rf_misc_r.addr.eq(p1.slot)]
@@ -398,40 +467,72 @@ class NeuronEngine(wiring.Component):
 
         # -- P2 -> P3: the accumulator's bank and saturation in a stage of their own (the block
         # RAM's clock-to-out leaves no room for them in P1); everything else waits one stage
-        acc_lane = p2_acc_raw[p2.n[:ab]] if ab else p2_acc_raw[0]
-        p3_acc = reg(m, sat_hw(acc_lane, W), "p3_acc")
-        # round 0 takes the registers from STATE: picked here, a stage ahead of operand select
-        # (``first`` fans out to every register bit)
-        regs = Signal(data.ArrayLayout(signed(W), 8), name="regs_eff")
-        for i in range(8):
-            init = p2_state[i * W:(i + 1) * W] if i < S else 0
-            m.d.sync += regs[i].eq(Mux(p2.first, init, p2_regs[i * W:(i + 1) * W]))
+        # the bank is a one-hot select decoded at issue; each bank's "fits in W bits" test runs
+        # beside the select, so saturation adds one multiplexer after it
+        NB = cfg.synapse_lanes
+        A = cfg.acc_width
+        lo_c, hi_c = Const(-(1 << (W - 1)), signed(W)), Const((1 << (W - 1)) - 1, signed(W))
+        sel_v = 0
+        sel_fit = 0
+        for bk in range(NB):
+            v = p2_acc_raw[bk]
+            top = v[W - 1:]
+            fit = (top == 0) | (top == (1 << (A - W + 1)) - 1)
+            sel_v = sel_v | Mux(p2.bank[bk], v, 0)
+            sel_fit = sel_fit | (p2.bank[bk] & fit)
+        p3_acc = Signal(signed(W), name="p3_acc")
+        m.d.sync += p3_acc.eq(Mux(sel_fit, sel_v[:W], Mux(sel_v[A - 1], lo_c, hi_c)))
+        # Register-indexed operands are picked here, a stage ahead of operand select, by the
+        # one-hot selects decoded at issue (round 0 folded in: STATE registers, else the
+        # register file): AND-OR gates, each select flip-flop driving one operand's bits.
+        srcs = ([p2_state[i * W:(i + 1) * W] for i in range(S)]
+                + [p2_regs[i * W:(i + 1) * W] for i in range(8)])
+        cws = [p2_coef.word_select(i, cfg.coef_width) for i in range(8)]
+
+        def pick(onehot, values, name, shape):
+            out = Signal(shape, name=name)
+            acc = 0
+            for i, v in enumerate(values):
+                acc = acc | Mux(onehot[i], v, 0)
+            m.d.sync += out.eq(acc)
+            return out
+
+        dq2 = p2.dec
+        opa = pick(dq2.oh_a, srcs, "p3_opa", signed(W))
+        opa1 = pick(dq2.oh_a1, srcs, "p3_opa1", signed(W))
+        opb = pick(dq2.oh_b, srcs, "p3_opb", signed(W))
+        opd = pick(dq2.oh_d, srcs, "p3_opd", signed(W))
+        kq = [pick(sel, cws, f"p3_{n}", signed(cfg.coef_width))
+              for n, sel in (("k0", dq2.k_0), ("k1", dq2.k_1), ("l0", dq2.l_0), ("l1", dq2.l_1))]
+        # the STATE registers' values after round 0's choice (write-back keeps them)
+        pers = Signal(S * W, name="p3_pers")
+        m.d.sync += pers.eq(Mux(p2.first, p2_state, p2_regs[:S * W]))
         p2 = reg(m, p2, "p3")
-        p2_misc, p2_coef = reg(m, p2_misc, "p3_misc"), reg(m, p2_coef, "p3_coef")
+        p2_misc = reg(m, p2_misc, "p3_misc")
         p2_mstate, p2_mcoef = reg(m, p2_mstate, "p3_mstate"), reg(m, p2_mcoef, "p3_mcoef")
         p2_acc = p3_acc
 
-        # -- P3: operand select into the datapath ----------------------------------------------
+        # -- P3: operand select into the datapath: at most four sources, one-hot ----------------
         ins = instr_layout()(p2.instr)
         mins = modes_instr_layout()(p2.instr)
+        dq = p2.dec
         first = p2.first
         acc_eff = Mux(first, p2_acc, p2_misc.acc)
         pred_eff = p2_misc.pred & ~first
         pflag_eff = p2_misc.pflag & ~first
         pval_eff = Mux(first, 0, p2_misc.pval)
-        regs_arr = Array(regs[i] for i in range(8))
-        coef = Array(p2_coef.word_select(i, cfg.coef_width).as_signed() for i in range(8))
 
-        def src(code):
-            return Mux(code < 8, regs_arr[code[:3]], Mux(code == Operand.ACC, acc_eff, 0))
+        def orsel(*pairs):
+            out = 0
+            for flag, v in pairs:
+                out = out | Mux(flag, v, 0)
+            return out
 
-        a, b = src(ins.ra), src(ins.rb)
-        p2_modes = ins.op == Op.MODES
-        is_cmad = ins.op == Op.CMAD
-        pair = (ins.ra < 8) & is_cmad
+        a = orsel((dq.a_r, opa), (dq.a_as, p2_acc), (dq.a_am, p2_misc.acc))
+        b = orsel((dq.b_r, opb), (dq.b_as, p2_acc), (dq.b_am, p2_misc.acc))
         m.d.comb += [
             dp.op.eq(ins.op), dp.sh.eq(ins.sh), dp.so.eq(mins.so), dp.a.eq(a), dp.b.eq(b),
-            dp.kc.eq(coef[ins.ck]), dp.pred.eq(pred_eff), dp.live.eq(p2.mlive),
+            dp.kc.eq(kq[0]), dp.pred.eq(pred_eff), dp.live.eq(p2.mlive),
         ]
         for i in range(L):
             xs = p2_mstate[i].word_select
@@ -439,12 +540,10 @@ class NeuronEngine(wiring.Component):
             mx = [xs(q, W).as_signed() for q in range(MODE_STATE)]
             mcv = [cs(q, cfg.coef_width).as_signed() for q in range(MODE_COEFS)]
             if i == 0:
-                a0 = Mux(p2_modes, mx[0], Mux(is_cmad, Mux(pair, regs_arr[ins.ra[:3]], 0), a))
-                a1 = Mux(p2_modes, mx[1], Mux(pair, regs_arr[(ins.ra[:3] + 1)[:3]], 0))
-                ks = [Mux(p2_modes, mcv[0], coef[ins.ck]),
-                      Mux(p2_modes, mcv[1], coef[(ins.ck + 1)[:3]]),
-                      Mux(p2_modes, mcv[2], coef[ins.cl]),
-                      Mux(p2_modes, mcv[3], coef[(ins.cl + 1)[:3]]), mcv[4], mcv[5]]
+                a0 = orsel((dq.x0_m, mx[0]), (dq.x0_r, opa), (dq.x0_as, p2_acc),
+                           (dq.x0_am, p2_misc.acc))
+                a1 = orsel((dq.x1_m, mx[1]), (dq.x1_r, opa1))
+                ks = [Mux(dq.k_i, kq[q], mcv[q]) for q in range(4)] + [mcv[4], mcv[5]]
             else:
                 a0, a1, ks = mx[0], mx[1], mcv
             m.d.comb += [dp.x[i][0].eq(a0), dp.x[i][1].eq(a1)]
@@ -457,11 +556,22 @@ class NeuronEngine(wiring.Component):
             "pred": 1, "pflag": 1, "pval": signed(W),
         })
         e0 = Signal(carry_layout, name="e0")
+        f_re = (ins.op == Op.MAD) | (ins.op == Op.CMAD)
+        f_ms = ins.op == Op.MODES
+        f_sc = Cat(*[ins.op == o for o in (Op.ADD, Op.SUB, Op.MAX, Op.MIN, Op.LDC, Op.SHR,
+                                             Op.SEL)]).any()
         m.d.sync += [
-            *[getattr(e0.op, f).eq(getattr(p2, f)) for f, _ in OPL if f != "instr"],
+            *[getattr(e0.op, f).eq(getattr(p2, f)) for f, _ in OPL
+              if f not in ("instr", "dec", "bank")],
             e0.op.opc.eq(ins.op), e0.op.rd.eq(ins.rd), e0.op.emit.eq(ins.emit),
-            e0.pers.eq(regs.as_value()[:S * W]),
-            e0.rd_old.eq(regs_arr[ins.rd]), e0.acc.eq(acc_eff), e0.pred.eq(pred_eff),
+            e0.op.f_re.eq(f_re), e0.op.f_ms.eq(f_ms), e0.op.f_sc.eq(f_sc),
+            e0.op.f_cge.eq(ins.op == Op.CGE), e0.op.write.eq(f_re | f_ms | f_sc),
+            e0.op.hit.eq(Mux(f_re | f_ms | f_sc, Const(1, 8) << ins.rd, 0)),
+            e0.op.hit1.eq(Mux(ins.op == Op.CMAD, Const(1, 8) << (ins.rd + 1)[:3], 0)),
+            e0.op.e_al.eq(ins.emit == Emit.ALWAYS), e0.op.e_nz.eq(ins.emit == Emit.NONZERO),
+            e0.op.e_p.eq(ins.emit == Emit.IF_P), e0.op.e_any.eq(ins.emit != Emit.NONE),
+            e0.pers.eq(pers),
+            e0.rd_old.eq(opd), e0.acc.eq(acc_eff), e0.pred.eq(pred_eff),
             e0.pflag.eq(pflag_eff), e0.pval.eq(pval_eff),
         ]
 
@@ -493,70 +603,48 @@ class NeuronEngine(wiring.Component):
         # ROUTE_INDEX read one cycle ahead of the merge
         m.d.comb += [self.ri_addr.eq(es.op.n), self.ri_en.eq(es.op.valid & es.op.last)]
 
+        # write-back: one-hot choices from the flags decoded in operand select
         mi = em.op
+        msat = sat_hw(msum, W)
         result = Signal(signed(W))
-        write = Signal()
-        m.d.comb += write.eq(1)
-        with m.Switch(mi.opc):
-            with m.Case(Op.MAD, Op.CMAD):
-                m.d.comb += result.eq(re)
-            with m.Case(Op.MODES):
-                m.d.comb += result.eq(sat_hw(msum, W))
-            with m.Case(Op.ADD, Op.SUB, Op.MAX, Op.MIN, Op.LDC, Op.SHR, Op.SEL):
-                m.d.comb += result.eq(scalar)
-            with m.Default():
-                m.d.comb += write.eq(0)
-        m_cmad = mi.opc == Op.CMAD
-        rd1 = (mi.rd + 1)[:3]
-        pred_out = Mux(mi.opc == Op.CGE, cge, em.pred)
+        m.d.comb += result.eq(Mux(mi.f_re, re, 0) | Mux(mi.f_ms, msat, 0) | Mux(mi.f_sc, scalar, 0))
+        write = mi.write
+        pred_out = Mux(mi.f_cge, cge, em.pred)
         value = Mux(write, result, em.rd_old)
         # value != 0 from the zero tests of the candidates (in parallel, not after the muxes;
         # saturation keeps zero and non-zero apart)
-        nonzero = Signal()
-        with m.Switch(mi.opc):
-            with m.Case(Op.MAD, Op.CMAD):
-                m.d.comb += nonzero.eq(re != 0)
-            with m.Case(Op.MODES):
-                m.d.comb += nonzero.eq(msum != 0)
-            with m.Case(Op.ADD, Op.SUB, Op.MAX, Op.MIN, Op.LDC, Op.SHR, Op.SEL):
-                m.d.comb += nonzero.eq(scalar != 0)
-            with m.Default():
-                m.d.comb += nonzero.eq(em.rd_old != 0)
-        emit_flag = Signal()
-        with m.Switch(mi.emit):
-            with m.Case(Emit.ALWAYS):
-                m.d.comb += emit_flag.eq(1)
-            with m.Case(Emit.NONZERO):
-                m.d.comb += emit_flag.eq(nonzero)
-            with m.Case(Emit.IF_P):
-                m.d.comb += emit_flag.eq(pred_out)
-        has_emit = mi.emit != Emit.NONE
+        nonzero = ((mi.f_re & (re != 0)) | (mi.f_ms & (msum != 0)) | (mi.f_sc & (scalar != 0))
+                   | (~write & (em.rd_old != 0)))
+        emit_flag = (mi.e_al | (mi.e_nz & nonzero) | (mi.e_p & pred_out))
+        has_emit = mi.e_any
 
         wb_layout = data.StructLayout({
-            "op": late, "regs": data.ArrayLayout(signed(W), 8), "wen": 8,
+            "op": late, "regs": data.ArrayLayout(signed(W), 8), "wen": 8, "mwe": 1,
             "misc": misc_layout, "ri": route_index_layout(cfg),
         })
         wb = Signal(wb_layout, name="wb")
+        # the register files' write enables are flip-flops (a slot's final issue writes back)
+        em_done = em.op.valid & em.op.final
         m.d.sync += [wb.op.eq(em.op), wb.ri.eq(self.ri_data),
                      wb.misc.acc.eq(em.acc), wb.misc.pred.eq(pred_out),
                      wb.misc.pflag.eq(Mux(has_emit, emit_flag, em.pflag)),
                      wb.misc.pval.eq(Mux(has_emit, value, em.pval))]
         for i in range(8):
             old = em.pers[i * W:(i + 1) * W].as_signed() if i < S else 0
-            hit = write & (mi.rd == i)
-            hit1 = m_cmad & (rd1 == i)
+            hit, hit1 = mi.hit[i], mi.hit1[i]
             m.d.sync += [
                 wb.regs[i].eq(Mux(hit, result, Mux(hit1, im, old))),
-                wb.wen[i].eq(hit | hit1 | em.op.first),
+                wb.wen[i].eq(em_done & (hit | hit1 | em.op.first)),
             ]
+        m.d.sync += wb.mwe.eq(em_done)
 
         # -- write-back ----------------------------------------------------------------------
         done = wb.op.valid & wb.op.final
         m.d.comb += [wb_done.eq(done), wb_slot.eq(wb.op.slot)]
         m.d.comb += [
             rf_regs_w.addr.eq(wb.op.slot), rf_regs_w.data.eq(wb.regs.as_value()),
-            rf_regs_w.en.eq(Mux(done, wb.wen, 0)),
-            rf_misc_w.addr.eq(wb.op.slot), rf_misc_w.data.eq(wb.misc), rf_misc_w.en.eq(done),
+            rf_regs_w.en.eq(wb.wen),
+            rf_misc_w.addr.eq(wb.op.slot), rf_misc_w.data.eq(wb.misc), rf_misc_w.en.eq(wb.mwe),
         ]
         with m.If(done):
             m.d.comb += busy_clr.eq(Const(1, K) << wb.op.slot)
