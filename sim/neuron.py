@@ -11,10 +11,13 @@ spec makes the modes independent and their sum order-free)::
     Y    = wrap(sum_m sat(rnd(Re C'_m Re x_m + (-Im C'_m) Im x_m, so)), acc_width)
     rd   = sat(Y)
 
-The neurons need not be one group: the golden model runs every neuron of the fabric that has
-the same program (all cores) in one call (:func:`execute`). The mode loop works on separate
-real and imaginary planes in place, a slice of the batch at a time so that its temporaries stay
-in the cache; the arithmetic is the one above, term for term.
+The neurons need not be one group: :func:`execute` runs any set of neurons that share a program
+(all cores) in one call. The mode loop works on separate real and imaginary planes in place, a
+slice of the batch at a time so that its temporaries stay in the cache; the arithmetic is the
+one above, term for term. The golden model itself now runs the compiled loops of
+:mod:`neuroloom.sim.kernels` (the same arithmetic, checked against the frozen per-group
+interpreter of ``tests/support/golden_reference.py``); this module is the readable numpy
+form (the ISA tests and the frozen interpreter run it).
 """
 
 from __future__ import annotations
