@@ -27,10 +27,8 @@ from amaranth.hdl import (
     ClockSignal,
     Instance,
     Module,
-    Mux,
     ResetSignal,
     Signal,
-    Value,
 )
 from amaranth.lib import wiring
 from amaranth.lib.cdc import ResetSynchronizer
@@ -40,6 +38,7 @@ from neuroloom.contract.config import FabricConfig
 from neuroloom.hw.fabric import Fabric
 
 from .ecp5 import EHXPLLL, OUT_MHZ, VCO_MHZ, pll_params
+from .ioring import serial_ring
 
 __all__ = ["GalsClocks", "GalsPllTop", "TilePLL", "gals_clocks", "lpf"]
 
@@ -211,19 +210,7 @@ class GalsPllTop(wiring.Component):
         m.submodules.rst_sync_host = ResetSynchronizer(unlocked | Cat(*tiles_in_reset).any(),
                                                        domain="sync")
 
-        ins, outs = [], []
-        for _path, member, value in fabric.signature.flatten(fabric):
-            name = _path[0]
-            if name.startswith(("clk_", "rst_")):
-                continue
-            value = Value.cast(value)
-            (ins if member.flow == In else outs).append(value)
-        chain = Signal(sum(len(v) for v in ins))
-        m.d.sync += chain.eq(Cat(self.si, chain[:-1]))
-        m.d.comb += Cat(*ins).eq(chain)
-        captured = Signal(sum(len(v) for v in outs))
-        m.d.sync += captured.eq(Mux(self.load, Cat(*outs), captured >> 1))
-        m.d.comb += self.so.eq(captured[0])
+        serial_ring(m, fabric, self.si, self.load, self.so, skip=("clk_", "rst_"))
         return m
 
 

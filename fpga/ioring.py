@@ -16,7 +16,7 @@ from amaranth.lib import wiring
 
 from neuroloom.contract.config import FabricConfig
 
-__all__ = ["IORing", "CORE_CONFIGS"]
+__all__ = ["IORing", "CORE_CONFIGS", "serial_ring"]
 
 #: the neuron-core configurations the synthesis benches measure (``bench/core_synth.py``,
 #: ``bench/timing_triage.py``): ``default`` (the default FabricConfig core), ``dense`` (1,024
@@ -50,14 +50,23 @@ class IORing(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.submodules.dut = dut = self.dut
-        ins, outs = [], []
-        for _path, member, value in dut.signature.flatten(dut):
-            value = Value.cast(value)
-            (ins if member.flow == wiring.In else outs).append(value)
-        chain = Signal(sum(len(v) for v in ins))
-        m.d.sync += chain.eq(Cat(self.si, chain[:-1]))
-        m.d.comb += Cat(*ins).eq(chain)
-        captured = Signal(sum(len(v) for v in outs))
-        m.d.sync += captured.eq(Mux(self.load, Cat(*outs), captured >> 1))
-        m.d.comb += self.so.eq(captured[0])
+        serial_ring(m, dut, self.si, self.load, self.so)
         return m
+
+
+def serial_ring(m: Module, dut: wiring.Component, si, load, so, *, skip=()) -> None:
+    """Wire every port of ``dut`` (but the members named in ``skip``, or starting with one of
+    them) to the registered serial ring of ``m``'s ``sync`` domain: inputs from a shift chain
+    fed by ``si``, outputs captured on ``load`` and shifted out on ``so``."""
+    ins, outs = [], []
+    for path, member, value in dut.signature.flatten(dut):
+        if skip and str(path[0]).startswith(tuple(skip)):
+            continue
+        value = Value.cast(value)
+        (ins if member.flow == wiring.In else outs).append(value)
+    chain = Signal(sum(len(v) for v in ins))
+    m.d.sync += chain.eq(Cat(si, chain[:-1]))
+    m.d.comb += Cat(*ins).eq(chain)
+    captured = Signal(sum(len(v) for v in outs))
+    m.d.sync += captured.eq(Mux(load, Cat(*outs), captured >> 1))
+    m.d.comb += so.eq(captured[0])
