@@ -106,7 +106,7 @@ def _late_layout(cfg: FabricConfig, slots: int) -> data.StructLayout:
     # the opcode and destination decoded in operand select (write-back reads flags only):
     # f_re MAD/CMAD, f_ms MODES, f_sc the scalar ops, f_cge CGE; hit[i] writes rd = i,
     # hit1[i] CMAD's second register; e_* the emit condition, one-hot
-    return data.StructLayout({**fields, "opc": unsigned(5), "rd": unsigned(3), "emit": unsigned(2),
+    return data.StructLayout({**fields, "opc": unsigned(5),
                               "f_re": 1, "f_ms": 1, "f_sc": 1, "f_cge": 1, "write": 1,
                               "hit": 8, "hit1": 8, "e_al": 1, "e_nz": 1, "e_p": 1, "e_any": 1})
 
@@ -563,7 +563,7 @@ class NeuronEngine(wiring.Component):
         m.d.sync += [
             *[getattr(e0.op, f).eq(getattr(p2, f)) for f, _ in OPL
               if f not in ("instr", "dec", "bank")],
-            e0.op.opc.eq(ins.op), e0.op.rd.eq(ins.rd), e0.op.emit.eq(ins.emit),
+            e0.op.opc.eq(ins.op),
             e0.op.f_re.eq(f_re), e0.op.f_ms.eq(f_ms), e0.op.f_sc.eq(f_sc),
             e0.op.f_cge.eq(ins.op == Op.CGE), e0.op.write.eq(f_re | f_ms | f_sc),
             e0.op.hit.eq(Mux(f_re | f_ms | f_sc, Const(1, 8) << ins.rd, 0)),
