@@ -296,8 +296,9 @@ def measured_clock(cfg: FabricConfig) -> dict:
     if PNR.is_file() and FabricConfig.from_dict(json.loads(PNR.read_text())["config"]) == cfg:
         why = f"this fabric's place and route has no Fmax ({PNR.relative_to(ROOT)})"
     core = json.loads(CORE_SYNTH.read_text())["default"]
+    routed = [s for s, f in core["fmax_mhz_by_seed"].items() if f is not None]
     return {"mhz": core["fmax_mhz"], "source": f"the core's Fmax ({CORE_SYNTH.relative_to(ROOT)}"
-            f" 'default', best of seeds {', '.join(core['fmax_mhz_by_seed'])}); {why}",
+            f" 'default', best of seeds {', '.join(routed)}); {why}",
             "fabric_pnr": False}
 
 
