@@ -328,15 +328,7 @@ def fire_rate(comp, model, tokens: int) -> float:
     drv.load(from_compiled(comp))
     res = drv.run(x, mode="pipelined")
     done = float(res.counters[:, Counter.SYN_OPS].sum()) / res.steps
-    full = 0
-    for core in comp.cores:
-        for rts in core.routes.values():
-            for r in rts:
-                if not r.host:
-                    dst = comp.cores[comp.cfg.core_index(r.x, r.y)]
-                    b, n, _ = dst.axons[r.target]
-                    full += sum(bin(syn.mask).count("1") for syn in dst.synapses[b:b + n])
-    return round(done / full, 3)
+    return round(done / resources.full_syn_ops(comp), 3)
 
 
 def rtl_cycles() -> dict:

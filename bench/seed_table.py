@@ -148,19 +148,6 @@ def compile_seed(model) -> dict:
     return fits
 
 
-def full_rows_per_step(comp) -> int:
-    """Synaptic operations of one step if every source spiked (ReLU zeros are not sent)."""
-    full = 0
-    for core in comp.cores:
-        for rts in core.routes.values():
-            for r in rts:
-                if not r.host:
-                    dst = comp.cores[comp.cfg.core_index(r.x, r.y)]
-                    b, n, _ = dst.axons[r.target]
-                    full += sum(bin(syn.mask).count("1") for syn in dst.synapses[b:b + n])
-    return full
-
-
 # -- RTL -------------------------------------------------------------------------------------
 
 def busy_cycles(tr, cfg: FabricConfig) -> np.ndarray:
@@ -238,7 +225,7 @@ def run_rtl(jobs: list[tuple[str, object, str]], model_of: dict, tokens: int,
                     "wall_s": round(wall, 1),
                 }
                 syn_step = float(res.counters[:, Counter.SYN_OPS].sum()) / res.steps
-                rec["fire_rate"] = round(syn_step / full_rows_per_step(comp), 3) \
+                rec["fire_rate"] = round(syn_step / resources.full_syn_ops(comp), 3) \
                     if schedule == "pipelined" else None
                 out[name] = rec
                 print(f"RTL {name}: {res.steps} steps, {rec['run_cycles_per_step']} RUN "

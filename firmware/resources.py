@@ -341,6 +341,21 @@ class StepEstimate:
     engine: str
 
 
+
+def full_syn_ops(comp) -> int:
+    """Synaptic operations of one step of ``comp`` if every source spiked (enabled lanes of
+    every synapse row a remote route reaches; host routes carry none): the denominator of a
+    measured fire rate."""
+    full = 0
+    for core in comp.cores:
+        for rts in core.routes.values():
+            for r in rts:
+                if not r.host:
+                    dst = comp.cores[comp.cfg.core_index(r.x, r.y)]
+                    b, n, _ = dst.axons[r.target]
+                    full += sum(bin(syn.mask).count("1") for syn in dst.synapses[b:b + n])
+    return full
+
 def step_cycles(comp, engine: str = "pipelined", overhead: int | None = None,
                 fire_rate: float | None = None) -> StepEstimate:
     """Estimate the cycles of ``comp`` (a :class:`~neuroloom.firmware.compiler.Compiled`) on
