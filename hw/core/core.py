@@ -146,7 +146,6 @@ class NeuronCore(wiring.Component):
         # next cycle): one flip-flop per memory (bank) instead of one state decode driving every
         # address multiplexer of the core.
         ca = cfgp.addr
-        idx, part = ca.index, ca.part
         wdata = cfgp.wdata
         nf = cfgp.i_flit.p
         na = cfg_addr_layout(cfg)(nf.addr)

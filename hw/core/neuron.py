@@ -489,21 +489,26 @@ class NeuronEngine(wiring.Component):
                 + [p2_regs[i * W:(i + 1) * W] for i in range(8)])
         cws = [p2_coef.word_select(i, cfg.coef_width) for i in range(8)]
 
-        def pick(onehot, values, name, shape):
-            out = Signal(shape, name=name)
-            acc = 0
-            for i, v in enumerate(values):
-                acc = acc | Mux(onehot[i], v, 0)
-            m.d.sync += out.eq(acc)
+        def orsel(*pairs):
+            """The value of the (one-hot) flag that is set, 0 if none: AND-OR gates."""
+            out = 0
+            for flag, v in pairs:
+                out = out | Mux(flag, v, 0)
             return out
 
-        dq2 = p2.dec
-        opa = pick(dq2.oh_a, srcs, "p3_opa", signed(W))
-        opa1 = pick(dq2.oh_a1, srcs, "p3_opa1", signed(W))
-        opb = pick(dq2.oh_b, srcs, "p3_opb", signed(W))
-        opd = pick(dq2.oh_d, srcs, "p3_opd", signed(W))
-        kq = [pick(sel, cws, f"p3_{n}", signed(cfg.coef_width))
-              for n, sel in (("k0", dq2.k_0), ("k1", dq2.k_1), ("l0", dq2.l_0), ("l1", dq2.l_1))]
+        def pick(onehot, values, name, shape):
+            """``orsel`` over ``values`` by the bits of ``onehot``, registered."""
+            out = Signal(shape, name=name)
+            m.d.sync += out.eq(orsel(*((onehot[i], v) for i, v in enumerate(values))))
+            return out
+
+        sel2 = p2.dec
+        opa = pick(sel2.oh_a, srcs, "p3_opa", signed(W))
+        opa1 = pick(sel2.oh_a1, srcs, "p3_opa1", signed(W))
+        opb = pick(sel2.oh_b, srcs, "p3_opb", signed(W))
+        opd = pick(sel2.oh_d, srcs, "p3_opd", signed(W))
+        kq = [pick(sel, cws, f"p3_{n}", signed(cfg.coef_width)) for n, sel in
+              (("k0", sel2.k_0), ("k1", sel2.k_1), ("l0", sel2.l_0), ("l1", sel2.l_1))]
         # the STATE registers' values after round 0's choice (write-back keeps them)
         pers = Signal(S * W, name="p3_pers")
         m.d.sync += pers.eq(Mux(p2.first, p2_state, p2_regs[:S * W]))
@@ -515,21 +520,15 @@ class NeuronEngine(wiring.Component):
         # -- P3: operand select into the datapath: at most four sources, one-hot ----------------
         ins = instr_layout()(p2.instr)
         mins = modes_instr_layout()(p2.instr)
-        dq = p2.dec
+        sel3 = p2.dec
         first = p2.first
         acc_eff = Mux(first, p2_acc, p2_misc.acc)
         pred_eff = p2_misc.pred & ~first
         pflag_eff = p2_misc.pflag & ~first
         pval_eff = Mux(first, 0, p2_misc.pval)
 
-        def orsel(*pairs):
-            out = 0
-            for flag, v in pairs:
-                out = out | Mux(flag, v, 0)
-            return out
-
-        a = orsel((dq.a_r, opa), (dq.a_as, p2_acc), (dq.a_am, p2_misc.acc))
-        b = orsel((dq.b_r, opb), (dq.b_as, p2_acc), (dq.b_am, p2_misc.acc))
+        a = orsel((sel3.a_r, opa), (sel3.a_as, p2_acc), (sel3.a_am, p2_misc.acc))
+        b = orsel((sel3.b_r, opb), (sel3.b_as, p2_acc), (sel3.b_am, p2_misc.acc))
         m.d.comb += [
             dp.op.eq(ins.op), dp.sh.eq(ins.sh), dp.so.eq(mins.so), dp.a.eq(a), dp.b.eq(b),
             dp.kc.eq(kq[0]), dp.pred.eq(pred_eff), dp.live.eq(p2.mlive),
@@ -540,10 +539,10 @@ class NeuronEngine(wiring.Component):
             mx = [xs(q, W).as_signed() for q in range(MODE_STATE)]
             mcv = [cs(q, cfg.coef_width).as_signed() for q in range(MODE_COEFS)]
             if i == 0:
-                a0 = orsel((dq.x0_m, mx[0]), (dq.x0_r, opa), (dq.x0_as, p2_acc),
-                           (dq.x0_am, p2_misc.acc))
-                a1 = orsel((dq.x1_m, mx[1]), (dq.x1_r, opa1))
-                ks = [Mux(dq.k_i, kq[q], mcv[q]) for q in range(4)] + [mcv[4], mcv[5]]
+                a0 = orsel((sel3.x0_m, mx[0]), (sel3.x0_r, opa), (sel3.x0_as, p2_acc),
+                           (sel3.x0_am, p2_misc.acc))
+                a1 = orsel((sel3.x1_m, mx[1]), (sel3.x1_r, opa1))
+                ks = [Mux(sel3.k_i, kq[q], mcv[q]) for q in range(4)] + [mcv[4], mcv[5]]
             else:
                 a0, a1, ks = mx[0], mx[1], mcv
             m.d.comb += [dp.x[i][0].eq(a0), dp.x[i][1].eq(a1)]
@@ -607,7 +606,7 @@ class NeuronEngine(wiring.Component):
         mi = em.op
         msat = sat_hw(msum, W)
         result = Signal(signed(W))
-        m.d.comb += result.eq(Mux(mi.f_re, re, 0) | Mux(mi.f_ms, msat, 0) | Mux(mi.f_sc, scalar, 0))
+        m.d.comb += result.eq(orsel((mi.f_re, re), (mi.f_ms, msat), (mi.f_sc, scalar)))
         write = mi.write
         pred_out = Mux(mi.f_cge, cge, em.pred)
         value = Mux(write, result, em.rd_old)
