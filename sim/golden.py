@@ -195,6 +195,11 @@ class GoldenFabric:
         self._xm = np.zeros((MODE_STATE, C * cfg.modes, batch),
                             dtype=np.int32 if cfg.state_width <= 32 else np.int64)
         self._mpos = np.arange(C * cfg.modes)
+        # rows that may be nonzero (neurons of _st/_acc, rows of _xm): what CLEAR has to zero.
+        # A step touches only the plan's neurons and mode rows (marked when the plan is built,
+        # and again after each CLEAR); a write marks its row
+        self._nz = np.zeros(C * N, dtype=bool)
+        self._xm_nz = np.zeros(C * cfg.modes, dtype=bool)
         self.mcoef = np.zeros((C * cfg.modes, MODE_COEFS), dtype=np.int64)
         self.counters = np.zeros((batch, C, len(Counter)), dtype=np.int64)
         self.t = 0
@@ -236,14 +241,17 @@ class GoldenFabric:
             self._plan = None
         elif mem == Mem.STATE:
             self._st[gid, part] = to_signed(value, cfg.state_width)
+            self._nz[gid] = True
         elif mem == Mem.COEF:
             self.coef[gid, part] = to_signed(value, cfg.coef_width)
             self._coefs_changed()
         elif mem == Mem.ACC:
             self._acc[part, gid] = to_signed(value, min(32, cfg.acc_width))
+            self._nz[gid] = True
         elif mem == Mem.MSTATE:
-            self._xm[part, self._mpos[core * cfg.modes + index], :] = to_signed(
-                value, cfg.state_width)
+            row = self._mpos[core * cfg.modes + index]
+            self._xm[part, row, :] = to_signed(value, cfg.state_width)
+            self._xm_nz[row] = True
         elif mem == Mem.MCOEF:
             self.mcoef[core * cfg.modes + index, part] = to_signed(value, cfg.coef_width)
             self._coefs_changed()
@@ -322,7 +330,17 @@ class GoldenFabric:
         """The execution plan of the loaded tables (built on first use after a table write)."""
         if self._plan is None:
             self._plan = self._build_plan()
+            self._mark_live(self._plan)
         return self._plan
+
+    def _mark_live(self, plan: Plan) -> None:
+        """Mark the rows steps of ``plan`` can make nonzero (see ``_nz``)."""
+        for k in plan.kernels:
+            self._nz[k.gid] = True
+            self._xm_nz[k.mbase:k.mbase + k.mid.size] = True
+        self._nz[plan.edges["dst"]] = True
+        for lanes in plan.axons.values():
+            self._nz[lanes[0]] = True
 
     def _build_plan(self) -> Plan:
         cfg = self.cfg
@@ -431,8 +449,10 @@ class GoldenFabric:
         free = pos < 0
         pos[free] = used + np.arange(int(free.sum()))
         glob = self._xm[:, self._mpos]                          # (2, entries, B) fabric order
+        nz = self._xm_nz[self._mpos]
         self._mpos = pos
         self._xm[:, pos] = glob
+        self._xm_nz[pos] = nz
 
     def _run(self, k: Kernel, rows: np.ndarray, pos: int) -> Run:
         return Run(encode_program(k.program), np.ascontiguousarray(k.sh[:, rows]),
@@ -495,6 +515,7 @@ class GoldenFabric:
         lanes = plan.axons.get((core, axon))
         if lanes is None:
             lanes = plan.axons[core, axon] = self._inject_lanes(core, axon)
+            self._nz[lanes[0]] = True
         udst, inv, w, s, moved = lanes
         contrib = rnd(p.reshape(-1, 1) * w, s)                             # (B or 1, lanes)
         if len(udst) < len(inv):
@@ -531,8 +552,7 @@ class GoldenFabric:
         # 2. integration: every spike, over every synapse edge of its routes, into acc[(t+1)%2];
         # 3. counters: per emitted spike what its routes move, and the neurons updated
         deliver(payload, emit, ph.eptr, ph.dsti, ph.w, ph.s, ph.dst, self._acc[nxt], A,
-                *ph.counts, self.counters)
-        self.counters[:, :, :len(ARCH_COUNTERS)] += ph.updates
+                *ph.counts, self.counters, ph.updates)
         self.t += 1
         host_ch = self._plan.host_ch
         hp = np.zeros((B, len(host_ch)), dtype=np.int64)
@@ -543,9 +563,14 @@ class GoldenFabric:
 
     def clear(self) -> None:
         """The host's CLEAR: zero every neuron register and accumulator, restart at step 0."""
-        self._st[:] = 0
-        self._xm[:] = 0
-        self._acc[:] = 0
+        n, x = np.flatnonzero(self._nz), np.flatnonzero(self._xm_nz)   # the rest are zero
+        self._st[n] = 0
+        self._acc[:, n] = 0
+        self._xm[:, x] = 0
+        self._nz[:] = False
+        self._xm_nz[:] = False
+        if self._plan is not None:
+            self._mark_live(self._plan)
         self.t = 0
 
     def arch_counters(self, sample: int = 0) -> np.ndarray:

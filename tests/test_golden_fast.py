@@ -82,7 +82,8 @@ def check_equal(fast: GoldenFabric, ref: ReferenceFabric, a, b, where: str):
                                       err_msg=f"{where}: {name}")
 
 
-@pytest.mark.parametrize("B", [1, 3])            # one sample runs the modes as the inner loop
+# one sample runs the modes as the inner loop; 37 = whole 8- and 4-lane vectors and a remainder
+@pytest.mark.parametrize("B", [1, 3, 37])
 @pytest.mark.parametrize("seed", range(6))
 def test_plan_equals_reference_on_random_images(seed, B):
     rng = np.random.default_rng(seed)
@@ -123,6 +124,38 @@ def test_plan_equals_reference_after_clear_and_batch_one():
     for t in range(5):
         fast.inject(3, 2, -77)
         ref.inject(3, 2, -77)
+        check_equal(fast, ref, fast.step(), ref.step(), f"after clear, step {t}")
+
+
+def test_clear_zeroes_rows_outside_the_plan():
+    """CLEAR zeroes every register, accumulator and mode entry, also those no step touches (only
+    written) and those of groups a table rewrite dropped."""
+    writes = random_image(4)
+    fast, ref = GoldenFabric(CFG, batch=5), ReferenceFabric(CFG, batch=5)
+    for f in (fast, ref):
+        f.load(writes)
+        for core in range(CFG.num_cores):         # the last neurons, mode entry: in no group
+            f.write(core, Mem.STATE, CFG.neurons - 1, 0, 0x123)
+            f.write(core, Mem.ACC, CFG.neurons - 2, 1, 0xFFFFFF00)
+            f.write(core, Mem.MSTATE, CFG.modes - 1, 1, 77)
+        for _ in range(3):
+            f.inject(0, 1, 1000)
+            f.step()
+        for core in range(CFG.num_cores):         # drop group 0 of every core
+            f.write(core, Mem.GROUP, 0, 0, 0)
+            f.write(core, Mem.GROUP, 0, 1, 0)
+        f.inject(1, 0, -500)
+        f.step()
+    assert fast.state.any() and fast.mstate.any() and fast.acc.any()
+    check_equal(fast, ref, fast.step(), ref.step(), "before clear")
+    for f in (fast, ref):
+        f.clear()
+    for name in ("state", "acc", "mstate"):
+        assert not getattr(ref, name).any()
+        np.testing.assert_array_equal(getattr(fast, name), getattr(ref, name), err_msg=name)
+    for t in range(3):
+        for f in (fast, ref):
+            f.inject(2, 1, [5000, -3, 0, 12, 7])
         check_equal(fast, ref, fast.step(), ref.step(), f"after clear, step {t}")
 
 
