@@ -44,7 +44,6 @@ import scipy.sparse as sp
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.coreconfig import ConfigError, Group
-from neuroloom.contract.fixed import rnd, wrap
 from neuroloom.contract.isa import Instr, decode
 from neuroloom.contract.layouts import (
     MODE_COEFS,
@@ -64,7 +63,7 @@ from neuroloom.contract.layouts import (
     unpack,
 )
 
-from .kernels import deliver, encode_program, run_kernel
+from .kernels import deliver, encode_program, inject_lanes, run_kernel
 
 __all__ = ["GoldenFabric", "StepResult", "Plan", "Kernel", "Phase"]
 
@@ -516,25 +515,17 @@ class GoldenFabric:
         if lanes is None:
             lanes = plan.axons[core, axon] = self._inject_lanes(core, axon)
             self._nz[lanes[0]] = True
-        udst, inv, w, s, moved = lanes
-        contrib = rnd(p.reshape(-1, 1) * w, s)                             # (B or 1, lanes)
-        if len(udst) < len(inv):
-            delta = np.zeros((len(contrib), len(udst)), dtype=np.int64)
-            np.add.at(delta, (slice(None), inv), contrib)
-            contrib = delta
-        buf = self._acc[self.t & 1]                                         # (neurons, B)
-        buf[udst] = wrap(buf[udst] + contrib.T, cfg.acc_width)
+        dst, w, s, moved = lanes
+        inject_lanes(np.broadcast_to(p.reshape(-1), (self.batch,)), dst, w, s,
+                     self._acc[self.t & 1], cfg.acc_width)
         self.counters[:, core] += moved
 
     def _inject_lanes(self, core: int, axon: int):
-        """(receiving neurons, lane -> neuron, weights, shifts, counters moved) of an axon."""
+        """(receiving neuron, weight, shift) of each lane of an axon, and the counters moved."""
         dst, w, s = (np.array(v, dtype=np.int64) for v in self._axon_lanes(core, axon))
-        udst, inv = np.unique(dst, return_inverse=True)      # rows may repeat a neuron
-        if len(udst) == len(dst):
-            udst, inv = dst, np.arange(len(dst))
         moved = np.zeros(len(Counter), dtype=np.int64)
         moved[Counter.SPIKES_RECEIVED], moved[Counter.SYN_OPS] = 1, len(dst)
-        return udst, inv, w, s, moved
+        return dst, w, s, moved
 
     def step(self) -> StepResult:
         """Run one step (the spec's execution model, section 7); returns its host outputs."""

@@ -33,7 +33,7 @@ from numba.extending import intrinsic
 
 from neuroloom.contract.layouts import Emit, Op, Operand
 
-__all__ = ["PROGRAM_FIELDS", "encode_program", "run_kernel", "deliver"]
+__all__ = ["PROGRAM_FIELDS", "encode_program", "run_kernel", "deliver", "inject_lanes"]
 
 #: columns of an encoded program (one row per instruction)
 PROGRAM_FIELDS = ("op", "rd", "ra", "rb", "ck", "cl", "emit")
@@ -274,3 +274,22 @@ def deliver(pay, emit, eptr, dsti, w, s, dst, acc, acc_width, cptr, ccol, cval, 
         g = dst[k]
         for b in range(B):
             acc[g, b] = ((acc[g, b] + delta[k, b] + half) & mask) - half
+
+
+@njit(cache=True, nogil=True)
+def inject_lanes(p, dst, w, s, acc, acc_width):
+    """A host spike over an axon's lanes: ``acc[dst[j]] = wrap(acc[dst[j]] + rnd(p * w[j], s[j]),
+    acc_width)`` for every lane j (lanes may repeat a neuron: each adds).
+
+    p : (B,) the payload of each sample; dst, w, s : (lanes,); acc : (neurons, B)
+    """
+    _wide_vectors()
+    B = acc.shape[1]
+    half = np.int64(1) << (acc_width - 1)
+    mask = (np.int64(1) << acc_width) - 1
+    for j in range(dst.shape[0]):
+        we, se = w[j], s[j]
+        re = (np.int64(1) << se) >> 1
+        a = acc[dst[j]]
+        for b in range(B):
+            a[b] = ((a[b] + ((_i32(p[b]) * _i32(we) + re) >> se) + half) & mask) - half
