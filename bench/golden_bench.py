@@ -13,20 +13,25 @@ shape: seed small H=64, N=32; seed large H=128, N=64. Per model, ``--rounds`` in
 
 Then batch 256: aggregate tokens/s and its ratio to the batch-1 rate (the batching gain). Golden
 runs ``--rounds`` times (median; sequences as long as the batch-1 runs' by default, so both pay
-the same pipeline fill per token), after every batch-1 round; float and ``qforward`` run once, on
-``--ref-batch-tokens`` tokens. Then where a golden step goes, at batch 1 and 256
-(``step_cpu_ms``): the process CPU milliseconds of each compiled loop of one pipelined
-steady-state step (every kernel, the delivery) and of the whole ``GoldenFabric.step``, averaged
-over repeated calls (CPU time, so that other jobs on the machine count less than in wall time).
+the same pipeline fill per token); float and ``qforward`` run once, on ``--ref-batch-tokens``
+tokens. Batch 1 and batch 256 of each model run in fresh processes of their own (runs earlier in
+a process change the speed of later ones, see :func:`run_part`). Then where a golden step goes,
+at batch 1 and 256 (``step_cpu_ms``): the process CPU milliseconds of each compiled loop of one
+pipelined steady-state step (every kernel, the delivery) and of the whole ``GoldenFabric.step``,
+averaged over repeated calls (CPU time, so that other jobs on the machine count less than in
+wall time).
 Results go to ``bench/results/golden.json``; a table is printed.
 
-Everything runs on one thread: BLAS (numpy float's products) is limited to one thread, because
-its idle threads spin on the other core and slowed every model measured in the same process
-(on the 2-core machine, seed small: numpy float 336 -> 89 us/token, golden 469 -> 201 with one
-BLAS thread).
+Every model runs on one thread: BLAS (numpy float's products) is limited to one thread
+(``--blas-threads``), because its idle threads spin on the other core and slowed every model
+measured in the same process (on the 2-core machine, seed small: numpy float 336 -> 89
+us/token, golden 469 -> 201 with one BLAS thread). Runs are timed in process CPU seconds
+(``--clock wall`` for wall seconds): with one thread the two agree on an otherwise idle machine,
+and on a shared one CPU time leaves out the time other jobs held the core.
 
     .venv/bin/python bench/golden_bench.py [--tokens 128] [--batch-tokens 128]
-        [--ref-batch-tokens 32] [--rounds 5] [--models small,large]
+        [--ref-batch-tokens 32] [--rounds 5] [--models small,large] [--clock cpu]
+        [--blas-threads 1]
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -64,10 +71,14 @@ def compile_smallest(q):
     raise SystemExit("the model fits none of the meshes tried")
 
 
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+clock = CLOCKS["cpu"]
+
+
 def timed(fn) -> float:
-    t0 = time.perf_counter()
+    t0 = clock()
     fn()
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 def step_breakdown(img, B: int, reps: int) -> dict:
@@ -95,49 +106,81 @@ def step_breakdown(img, B: int, reps: int) -> dict:
     return out
 
 
-def bench_model(name: str, args) -> dict:
+def setup(name: str, args):
     H, N = MODELS[name]
     q = random_qmodel(H, N, 4, d_in=1, classes=10, seed=0)
     fm = FloatModel.random(1, H, N, 4, 10, seed=0)
     img = compile_smallest(q)
     rng = np.random.default_rng(1)
-    K, B = args.tokens, 256
-    KB = K if args.batch_tokens is None else args.batch_tokens
-    x1 = rng.integers(-3000, 3000, (1, K, 1))
-    xb = rng.integers(-3000, 3000, (B, KB, 1))
-    xr = xb[:, :args.ref_batch_tokens]
+    x1 = rng.integers(-3000, 3000, (1, args.tokens, 1))
+    KB = args.tokens if args.batch_tokens is None else args.batch_tokens
+    xb = rng.integers(-3000, 3000, (256, KB, 1))
+    return q, fm, img, x1, xb
+
+
+def batch1(name: str, args) -> dict:
+    """Batch 1: ``--rounds`` interleaved rounds of float, qforward, golden; medians (us/token)."""
+    q, fm, img, x1, _ = setup(name, args)
+    K = x1.shape[1]
     gold1 = Driver(GoldenTransport(batch=1, max_batch=1))
     gold1.load(img)
     gold1.run(x1[:, :4])                                   # plan built, caches warm
-    ref = qforward(q, x1)
-    assert np.array_equal(gold1.run(x1).running, ref), "golden != qforward"
-    goldb = Driver(GoldenTransport(batch=B, max_batch=B))
-    goldb.load(img)
-    assert np.array_equal(goldb.run(xb[:, :8]).running[:3], qforward(q, xb[:3, :8])), \
-        "golden batch 256 != qforward"
+    assert np.array_equal(gold1.run(x1).running, qforward(q, x1)), "golden != qforward"
     per = {"float": [], "qforward": [], "golden": []}
     for _ in range(args.rounds):
         per["float"].append(timed(lambda: fm.forward_recurrent(x1.astype(np.float64))) / K)
         per["qforward"].append(timed(lambda: qforward(q, x1)) / K)
         per["golden"].append(timed(lambda: gold1.run(x1)) / K)
-    us = {k: 1e6 * statistics.median(v) for k, v in per.items()}
-    # after the batch-1 rounds: a batch-256 run leaves the next batch-1 runs slower for a while
-    # (measured: 200 -> 240-320 us/token), which would flatter the gain
+    return {"us": {k: 1e6 * statistics.median(v) for k, v in per.items()},
+            "cpu": step_breakdown(img, 1, 2000)}
+
+
+def batch256(name: str, args) -> dict:
+    """Batch 256: golden ``--rounds`` times (median), float and qforward once (tokens/s)."""
+    q, fm, img, _, xb = setup(name, args)
+    B, KB = xb.shape[:2]
+    xr = xb[:, :args.ref_batch_tokens]
+    goldb = Driver(GoldenTransport(batch=B, max_batch=B))
+    goldb.load(img)
+    assert np.array_equal(goldb.run(xb[:, :8]).running[:3], qforward(q, xb[:3, :8])), \
+        "golden batch 256 != qforward"
     per256 = [timed(lambda: goldb.run(xb)) / (B * KB) for _ in range(args.rounds)]
-    agg = {"float": B * xr.shape[1] / timed(lambda: fm.forward_recurrent(xr.astype(np.float64))),
-           "qforward": B * xr.shape[1] / timed(lambda: qforward(q, xr)),
-           "golden": 1 / statistics.median(per256)}
-    cpu = {f"batch {b}": step_breakdown(img, b, max(5, 2000 // b)) for b in (1, B)}
+    return {"agg": {"float": B * xr.shape[1] / timed(
+                        lambda: fm.forward_recurrent(xr.astype(np.float64))),
+                    "qforward": B * xr.shape[1] / timed(lambda: qforward(q, xr)),
+                    "golden": 1 / statistics.median(per256)},
+            "cpu": step_breakdown(img, B, 7), "tokens": {"golden": KB,
+                                                          "float, qforward": xr.shape[1]}}
+
+
+def bench_model(name: str, args) -> dict:
+    """Both batch sizes, each measured in a fresh process (:func:`run_part`)."""
+    one, many = run_part(name, "batch1", args), run_part(name, "batch256", args)
+    us, agg = one["us"], many["agg"]
+    H, N = MODELS[name]
+    _, _, img, _, _ = setup(name, args)
     return {
         "model": f"random_qmodel({H}, {N}, 4, d_in=1, classes=10, seed=0)",
-        "mesh": f"{img.cfg.mesh_w}x{img.cfg.mesh_h}", "tokens_batch1": K,
-        "tokens_batch256": {"golden": KB, "float, qforward": xr.shape[1]}, "rounds": args.rounds,
+        "mesh": f"{img.cfg.mesh_w}x{img.cfg.mesh_h}", "tokens_batch1": args.tokens,
+        "tokens_batch256": many["tokens"], "rounds": args.rounds,
         "us_per_token_batch1": {k: round(v, 1) for k, v in us.items()},
         "x_numpy_float_batch1": {k: round(v / us["float"], 2) for k, v in us.items()},
         "tokens_per_s_batch256": {k: round(v) for k, v in agg.items()},
         "batch256_gain": {k: round(agg[k] / (1e6 / us[k]), 2) for k in us},
-        "step_cpu_ms": cpu,
+        "step_cpu_ms": {"batch 1": one["cpu"], "batch 256": many["cpu"]},
     }
+
+
+def run_part(name: str, part: str, args) -> dict:
+    """``batch1`` or ``batch256`` of one model in a fresh process: runs earlier in a process
+    change the speed of later ones (measured: after a batch-256 run, golden batch 1 200 ->
+    240-350 us/token; after the batch-1 rounds, golden batch 256 12.7 -> 14-16 us per token and
+    sample), which would move the gain either way."""
+    argv = [sys.executable, __file__, "--part", f"{name}:{part}"] + [
+        f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+        if k not in ("part", "models") and v is not None]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main():
@@ -149,17 +192,28 @@ def main():
                     help="tokens per float and qforward batch-256 run")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--models", default="small,large")
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                    help="time runs in process CPU seconds (default) or wall seconds")
+    ap.add_argument("--blas-threads", type=int, default=1,
+                    help="BLAS threads (numpy float's products); more spin on the other core")
+    ap.add_argument("--part", help=argparse.SUPPRESS)    # MODEL:PART, its result on stdout
     args = ap.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
+    if args.part:
+        name, part = args.part.split(":")
+        with threadpool_limits(args.blas_threads):  # one: every model on one core (docstring)
+            print(json.dumps({"batch1": batch1, "batch256": batch256}[part](name, args)))
+        return
     load0 = [round(v, 2) for v in os.getloadavg()]
     rows = []
-    with threadpool_limits(1):                  # every model on one core (see the docstring)
-        for name in args.models.split(","):
-            rows.append({"name": name, **bench_model(name, args)})
-            print(f"{name}: done", flush=True)
+    for name in args.models.split(","):
+        rows.append({"name": name, **bench_model(name, args)})
+        print(f"{name}: done", flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-        "blas_threads": 1,
+        "blas_threads": args.blas_threads, "clock": args.clock,
         "load_average_at_start": load0,
         "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
         "python": platform.python_version(), "numpy": np.__version__, "results": rows},

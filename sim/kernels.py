@@ -14,15 +14,18 @@ the per-group interpreter it must equal bit for bit (``tests/support/golden_refe
 
 * :func:`deliver`: every spike over every synapse edge of its routes,
   ``acc[dst] = wrap(acc[dst] + sum_edges rnd(payload[src] * w, s), acc_width)``, and the
-  counters each emitted spike moves.
+  counters each emitted spike moves; :func:`inject_lanes`: a host spike over an axon's lanes.
 
 Arrays the loops touch per sample are batch-minor (the batch is the innermost, contiguous axis:
 registers (neurons, state_regs, B), accumulators (neurons, B), the mode state ``xm`` (2,
 entries, B), payloads and emit flags (neurons, B)), so the inner loop over the batch is a
-straight vector loop (with one sample, the loop over a neuron's modes is). Integer arithmetic
-only: every intermediate fits int64 (24-bit state x 16-bit coefficients, three terms: < 2**42;
-a sum of at most ``modes`` 24-bit terms). Compiled with numba on first use and cached beside
-this file.
+straight, branch-free vector loop (with one sample, the loop over a neuron's modes is), at 512
+bits where the CPU has AVX-512 (:func:`_wide_vectors`). Integer arithmetic only: every
+intermediate fits int64 (state <= 32 bits x coefficients <= 18 bits, three terms: < 2**51; a
+sum of at most ``modes`` state-width terms), and every state value fits int32, which lets the
+products be 32 x 32 -> 64-bit multiplies. Where ``|Re C'| + |Im C'|`` cannot carry a state
+value out of range, the output term's saturation is the identity and is skipped. Compiled with
+numba on first use and cached beside this file.
 """
 
 from __future__ import annotations
