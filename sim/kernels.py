@@ -59,8 +59,12 @@ def _wide_vectors(typingctx):
     vector width. On a CPU without 512-bit vectors the hint has no effect.
     """
     def codegen(context, builder, sig, args):
-        # a string attribute, which llvmlite's known-attribute check does not list
-        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        # a string attribute, which llvmlite's known-attribute check does not list (its
+        # attribute set is a set); should that change, the loops only run at LLVM's default
+        try:
+            set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        except TypeError:
+            pass
         return context.get_dummy_value()
     return types.none(), codegen
 
