@@ -10,7 +10,7 @@ from amaranth.sim import Simulator
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.layouts import FlitKind, flit_layout, unpack
-from neuroloom.hw.noc import PORT_NAMES, Port, Router, route_port
+from neuroloom.hw.noc import HOST_KINDS, PORT_NAMES, Port, Router, route_port
 
 CFG3 = FabricConfig(mesh_w=3, mesh_h=3)
 
@@ -169,24 +169,54 @@ def test_round_robin_is_fair():
         assert window == [0, 1, 2, 3, 4], f"grants {order[k:k + 5]} at {k} are not round-robin"
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_random_traffic_with_backpressure(seed):
-    """Random flits, idle and backpressure on every port: exactly once, in order, unaltered."""
-    cfg = FabricConfig(mesh_w=3, mesh_h=3, router_fifo_depth=2 + seed % 3)
-    dut = Router(cfg, 1, 1)
+#: Router port -> (dx, dy) to the neighbour behind it, and the neighbour's port facing back.
+NEIGHBOUR = {Port.NORTH: ((0, -1), Port.SOUTH), Port.SOUTH: ((0, 1), Port.NORTH),
+             Port.EAST: ((1, 0), Port.WEST), Port.WEST: ((-1, 0), Port.EAST)}
+
+
+def arrives_on(cfg, x, y, port, dx, dy, kind) -> bool:
+    """Whether a mesh of X-Y routers can deliver flit (dx, dy, kind) to input ``port`` of router
+    (x, y): from the core (Local) any flit; from the host (West of (0, 0)) the kinds it sends;
+    from a neighbour only a flit that the reference routing, run at the neighbour, sends here."""
+    if port == Port.LOCAL:
+        return True
+    (ox, oy), facing = NEIGHBOUR[port]
+    nx, ny = x + ox, y + oy
+    if (nx, ny) == (-1, 0):
+        return kind not in HOST_KINDS
+    if not (0 <= nx < cfg.mesh_w and 0 <= ny < cfg.mesh_h):
+        return False
+    return route_port(nx, ny, dx, dy, kind) == facing
+
+
+@pytest.mark.parametrize("seed, mesh, xy", [(1, 3, (1, 1)), (2, 3, (1, 1)), (3, 2, (0, 0)),
+                                            (4, 3, (2, 1))])
+def test_random_traffic_with_backpressure(seed, mesh, xy):
+    """Random X-Y-legal flits, idle and backpressure on every port: exactly once, in order,
+    unaltered, out of the port the reference routing names, ``misroute`` never high."""
+    cfg = FabricConfig(mesh_w=mesh, mesh_h=mesh, router_fifo_depth=2 + seed % 3)
+    x, y = xy
+    dut = Router(cfg, x, y)
     rng = random.Random(seed)
     per_input = 300
+    kinds = [FlitKind.SPIKE, FlitKind.CFG_WRITE, FlitKind.HOST_OUT]
+    ins = [p for p in Port if any(arrives_on(cfg, x, y, p, dx, dy, kind) for kind in kinds
+                                  for dx in range(mesh) for dy in range(mesh))]
     expected = {(i, o): deque() for i in Port for o in Port}
     received = []
-    sends = {}
-    for i in Port:
+    misrouted = []
+    sends = {i: [] for i in Port}
+    for i in ins:
         flits = []
         for n in range(per_input):
-            kind = rng.choice([FlitKind.SPIKE, FlitKind.CFG_WRITE, FlitKind.HOST_OUT])
-            dx, dy = rng.randrange(3), rng.randrange(3)
+            while True:
+                kind = rng.choice(kinds)
+                dx, dy = rng.randrange(mesh), rng.randrange(mesh)
+                if arrives_on(cfg, x, y, i, dx, dy, kind):
+                    break
             f = make_flit(cfg, dst_x=dx, dst_y=dy, kind=kind, addr=rng.randrange(1 << 20),
                           data=(int(i) << 16) | n)
-            expected[i, route_port(1, 1, dx, dy, kind)].append(bits(f))
+            expected[i, route_port(x, y, dx, dy, kind)].append(bits(f))
             flits.append(f)
         sends[i] = flits
 
@@ -218,13 +248,18 @@ def test_random_traffic_with_backpressure(seed):
         return testbench
 
     async def waiter(ctx):
-        total = per_input * len(Port)
-        for _ in range(40 * total):
-            await ctx.tick()
-            if len(received) == total:
-                break
+        total = per_input * len(ins)
+        quiet = 0                       # cycles since the last delivery (stuck: give up)
+        while len(received) < total and quiet < 400:
+            before = len(received)
+            *_, bad = await ctx.tick().sample(dut.misroute)
+            if bad:
+                misrouted.append(bad)
+            quiet = 0 if len(received) > before else quiet + 1
 
-    run(dut, waiter, *(producer(p) for p in Port), background=[consumer(p) for p in Port],
+    # producers in the background too: a flit stuck in the router must fail the checks below,
+    # not hang the producer behind it
+    run(dut, waiter, background=[*(producer(p) for p in Port), *(consumer(p) for p in Port)],
         deadline=None)
     layout = flit_layout(cfg)
     for port, payload in received:
@@ -235,6 +270,42 @@ def test_random_traffic_with_backpressure(seed):
         assert payload == head, f"{src.name}->{port.name}: got {payload:#x}, expected {head:#x}"
     left = {k: len(q) for k, q in expected.items() if q}
     assert not left, f"flits never delivered: {left}"
+    assert len(received) == per_input * len(ins) >= 3 * per_input
+    assert not misrouted, "misroute rose on X-Y-legal traffic"
+
+
+def test_illegal_turns_are_held_and_flagged():
+    """A U-turn (East in, East out) and a Y-to-X turn (North in, West out) are turns X-Y routing
+    never makes: each flit stays at the head of its input (with what follows it), ``misroute``
+    rises, and the router keeps serving its other inputs."""
+    dut = Router(CFG3, 1, 1)
+    log = {"out": [], "misroute": []}
+
+    async def testbench(ctx):
+        for link in dut.outputs():
+            ctx.set(link.ready, 1)
+        ctx.set(dut.o_east.ready, 0)       # the legal flits wait until the outputs are watched
+        await put(ctx, dut.i_east, make_flit(CFG3, dst_x=2, dst_y=1, data=1))      # U-turn
+        await put(ctx, dut.i_north, make_flit(CFG3, dst_x=0, dst_y=1, data=2))     # Y to X
+        await put(ctx, dut.i_east, make_flit(CFG3, dst_x=0, dst_y=1, data=3))      # behind it
+        await put(ctx, dut.i_north, make_flit(CFG3, dst_x=1, dst_y=2, data=4))     # behind it
+        for n in range(5, 9):                                                      # legal
+            await put(ctx, dut.i_west, make_flit(CFG3, dst_x=2, dst_y=1, data=n))
+        ctx.set(dut.o_east.ready, 1)
+        for _ in range(20):
+            sampled = await ctx.tick().sample(dut.misroute, *(
+                v for p in Port for v in (out_link(dut, p).valid, out_link(dut, p).payload)))
+            log["misroute"].append(sampled[2])
+            pairs = sampled[3:]
+            for p in Port:
+                if pairs[2 * p]:
+                    log["out"].append((p, pairs[2 * p + 1].data))
+        log["busy"] = ctx.get(dut.busy)
+
+    run(dut, testbench, deadline=None)
+    assert log["out"] == [(Port.EAST, n) for n in range(5, 9)], log["out"]
+    assert all(log["misroute"]), "misroute must stay high while the flits are held"
+    assert log["busy"] == 1
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

@@ -16,7 +16,9 @@ flip-flops (``docs/noc.md``):
   output stages). No combinational path runs from an ``o_*.ready`` to an ``i_*.ready``: a mesh
   of routers has no combinational loop.
 * **Output arbitration**: per connected output, a round-robin arbiter
-  (:class:`~.arbiter.RoundRobinOneHot`) over the registered requests; the winner is popped and
+  (:class:`~.arbiter.RoundRobinOneHot`) over the registered requests of the inputs X-Y routing
+  can bring to it (:func:`turn_allowed`: 2 for East/West, 4 for North/South, 5 for Local);
+  the winner is popped and
   its input index enters the output's grant stage. The output register then loads the flit from
   that input's LUT RAM (a mux with registered selects). ``valid`` and ``payload`` are that
   register, so they are stable until the transfer (stream rule 2). The flits of one input leave
@@ -26,7 +28,10 @@ flip-flops (``docs/noc.md``):
 A flit whose route leaves the mesh (an edge port without a neighbour, given ``cfg.mesh_w`` and
 ``cfg.mesh_h``) is a bug upstream: ``misroute`` rises and an ``Assert`` fires in simulation and
 formal verification. Such ports get no output stages (``valid = 0``), so the flit stays at the
-head of its FIFO and the barrier flags an overrun rather than losing it silently.
+head of its FIFO and the barrier flags an overrun rather than losing it silently. A flit that
+needs a turn :func:`turn_allowed` does not wire (a U-turn, Y to X: nothing a mesh of X-Y routers
+produces) is held the same way with ``misroute`` high (no ``Assert``: the accounting proof
+feeds any flit to any input and shows such flits stay counted); other inputs keep flowing.
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ from neuroloom.contract.layouts import FlitKind, flit_layout
 
 from .arbiter import RoundRobinOneHot
 
-__all__ = ["HOST_KINDS", "PORT_NAMES", "Port", "Router", "connected_ports", "route_port"]
+__all__ = ["HOST_KINDS", "PORT_NAMES", "Port", "Router", "connected_ports", "route_port",
+           "turn_allowed"]
 
 
 class Port(enum.IntEnum):
@@ -94,6 +100,36 @@ def connected_ports(cfg: FabricConfig, x: int, y: int) -> frozenset[Port]:
     return frozenset(ports)
 
 
+#: The port across the router from each side (a flit that keeps its direction leaves there).
+_OPPOSITE = {Port.NORTH: Port.SOUTH, Port.SOUTH: Port.NORTH, Port.EAST: Port.WEST,
+            Port.WEST: Port.EAST}
+
+
+def turn_allowed(cfg: FabricConfig, x: int, y: int, i: Port, o: Port) -> bool:
+    """Whether router (x, y) forwards flits from input ``i`` to output ``o`` at all.
+
+    Only the turns dimension-ordered routing can take get a path: both ports connected, and
+
+    * Local (the core) to any output, Local included (a flit a tile addresses to itself);
+    * East or West (travelling in X) to any output but the one it came in by;
+    * North or South (travelling in Y, so already in its column) straight on or to Local only,
+      except South to West at (0, 0): host-bound kinds leave there for the host link.
+
+    A flit that would need another turn (a U-turn, Y to X, an input that is tied off) cannot
+    come from a mesh of X-Y routers and is handled like a flit routed off the mesh: it stays at
+    the head of its FIFO and ``misroute`` rises.
+    """
+    connected = connected_ports(cfg, x, y)
+    if i not in connected or o not in connected:
+        return False
+    if i == Port.LOCAL:
+        return True
+    if i in (Port.EAST, Port.WEST):
+        return o != i
+    return o in (_OPPOSITE[i], Port.LOCAL) or (
+        (i, o) == (Port.SOUTH, Port.WEST) and (x, y) == (0, 0))
+
+
 class Router(wiring.Component):
     """Mesh router of tile (``x``, ``y``).
 
@@ -117,7 +153,8 @@ class Router(wiring.Component):
     busy : Out(1)
         Some flit is inside the router (FIFO, grant stage or output register).
     misroute : Out(1)
-        Some head is routed to a port with nothing behind it (a bug; also an ``Assert``).
+        Some head is routed to a port with nothing behind it (a bug; also an ``Assert``) or
+        needs a turn X-Y routing never makes (a bug upstream); it stays there.
 
     Raises
     ------
@@ -193,6 +230,9 @@ class Router(wiring.Component):
         depth = self._cfg.router_fifo_depth
         connected = connected_ports(self._cfg, self._x, self._y)
         outs = [o for o in Port if o in connected]        # outputs that get a register
+        # the inputs each output takes flits from (the turns X-Y routing makes)
+        sources = {o: [i for i in Port if turn_allowed(self._cfg, self._x, self._y, i, o)]
+                   for o in outs}
 
         # -- per input: LUT-RAM FIFO (async read at its head), occupancy credit, request -------
         # ``want[i]``: one-hot output of the flit at the head of input ``i``'s FIFO (zero when
@@ -229,16 +269,21 @@ class Router(wiring.Component):
         for o in outs:
             oname = PORT_NAMES[o]
             o_link = self.outputs()[o]
-            arbiter = m.submodules[f"arbiter_{oname}"] = RoundRobinOneHot(n)
+            srcs = sources[o]
+            arbiter = m.submodules[f"arbiter_{oname}"] = RoundRobinOneHot(len(srcs))
             a_valid = Signal(name=f"a_valid_{oname}")
+            # the grant stage's and the output register's source, one-hot over ``srcs`` (flip-
+            # flops), and the same by input number (``a_src``, ``o_src``: wires)
+            a_sel = Signal(len(srcs), name=f"a_sel_{oname}")
             a_src = Signal(n, name=f"a_src_{oname}")
             v = Signal(name=f"o_valid_{oname}")
-            src = o_src[o]
+            src = Signal(len(srcs), name=f"o_sel_{oname}")
+            m.d.comb += [a_src.eq(_by_input(a_sel, srcs)), o_src[o].eq(_by_input(src, srcs))]
             payload = Signal(layout, name=f"o_payload_{oname}")
             space = Signal(name=f"space_{oname}")          # stage A can load a grant
             move = Signal(name=f"move_{oname}")            # stage A -> output register
             m.d.comb += [
-                arbiter.requests.eq(Cat(req[i][o] for i in range(n))),
+                arbiter.requests.eq(Cat(req[i][o] for i in srcs)),
                 move.eq(a_valid & (~v | o_link.ready)),
                 space.eq(~a_valid | ~v | o_link.ready),
                 arbiter.advance.eq(space),
@@ -246,17 +291,19 @@ class Router(wiring.Component):
                 o_link.payload.eq(payload),
             ]
             with m.If(space):
-                m.d.sync += [a_valid.eq(arbiter.requests.any()), a_src.eq(arbiter.grant)]
+                # (``grant.any()`` rather than ``requests.any()``: equal, and ``a_valid`` then
+                # matches ``a_sel`` in every state of the arbiter, reachable or not)
+                m.d.sync += [a_valid.eq(arbiter.grant.any()), a_sel.eq(arbiter.grant)]
             selected = Signal(layout.size, name=f"select_{oname}")
             m.d.comb += selected.eq(functools.reduce(operator.or_, (
-                Mux(a_src[i], popped_flit[i].as_value(), 0) for i in range(n))))
+                Mux(a_sel[k], popped_flit[i].as_value(), 0) for k, i in enumerate(srcs))))
             with m.If(move):
-                m.d.sync += [v.eq(1), payload.eq(selected), src.eq(a_src)]
+                m.d.sync += [v.eq(1), payload.eq(selected), src.eq(a_sel)]
             with m.Elif(o_link.ready):
                 m.d.sync += [v.eq(0), src.eq(0)]
-            for i in range(n):
+            for k, i in enumerate(srcs):
                 popvia[i, o] = Signal(name=f"pop_{PORT_NAMES[i]}_to_{oname}")
-                m.d.comb += popvia[i, o].eq(arbiter.grant[i] & space)
+                m.d.comb += popvia[i, o].eq(arbiter.grant[k] & space)
                 pops[i].append(popvia[i, o])
         for o in Port:
             if o not in connected:
@@ -267,7 +314,8 @@ class Router(wiring.Component):
             m.d.comb += pop[i].eq(_any(pops[i]))
             # occupancy: flits of this input anywhere in the router (FIFO, output register)
             released = Signal(name=f"released_{name}")
-            m.d.comb += released.eq(_any(self.outputs()[o].ready & o_src[o][i] for o in outs))
+            m.d.comb += released.eq(_any(self.outputs()[o].ready & o_src[o][i] for o in outs
+                                         if (i, o) in popvia))
             occ_next = Signal(range(depth + 1), name=f"occ_next_{name}")
             m.d.comb += occ_next.eq(occ[i] + accept[i] - released)
             m.d.sync += [occ[i].eq(occ_next), ready[i].eq(occ_next < depth)]
@@ -343,12 +391,21 @@ class Router(wiring.Component):
 
         m.d.comb += self.busy.eq(_any(count != 0 for count in occ))
 
-        bad = Signal()
-        m.d.comb += bad.eq(_any(want[i][o] for i in range(n) for o in Port
-                                if o not in connected))
-        m.d.comb += self.misroute.eq(bad)
-        m.d.sync += Assert(~bad, f"router ({self._x},{self._y}): flit routed off the mesh")
+        # a head routed off the mesh (a bug upstream: Assert), or needing a turn X-Y routing
+        # never makes (cannot come from a mesh of these routers): ``misroute``; it stays there
+        off_mesh = Signal()
+        m.d.comb += [
+            off_mesh.eq(_any(want[i][o] for i in range(n) for o in Port if o not in connected)),
+            self.misroute.eq(_any(want[i][o] for i in range(n) for o in Port
+                                  if (i, o) not in popvia)),
+        ]
+        m.d.sync += Assert(~off_mesh, f"router ({self._x},{self._y}): flit routed off the mesh")
         return m
+
+
+def _by_input(bits, inputs):
+    """``bits`` (one per entry of ``inputs``) placed at their input numbers, zero elsewhere."""
+    return Cat(bits[inputs.index(i)] if i in inputs else Const(0, 1) for i in Port)
 
 
 def _any(values):

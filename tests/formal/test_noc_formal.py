@@ -3,11 +3,13 @@
 * :class:`RoundRobin` (k-induction, unbounded): ``valid`` iff some request; the grant is a
   requester; the grant is held while the output is stalled; a requester that keeps requesting
   waits at most ``n - 1`` transfers to others (fairness bound).
-* :class:`Router` (bounded model check from reset): inputs carry a (source port, sequence) tag;
-  every output transfer carries the next sequence number of its source (nothing dropped,
-  duplicated or reordered per input), no two outputs take the same source in one cycle, every
-  flit leaves by the port the routing function names, ``valid``/``payload`` are stable until
-  ``ready``, and no input ever has more than ``depth`` flits inside.
+* :class:`Router` (bounded model check from reset): inputs carry a (source port, sequence) tag
+  and only flits a mesh of X-Y routers can bring there (from a neighbour, a flit the reference
+  routing sends this way; from the core, any); every output transfer carries the next sequence
+  number of its source (nothing dropped, duplicated or reordered per input), no two outputs take
+  the same source in one cycle, every flit leaves by the port the routing function names,
+  ``valid``/``payload`` are stable until ``ready``, no input ever has more than ``depth`` flits
+  inside, and ``misroute`` never rises.
 
 The barrier never ending a step with a flit in flight is proven unbounded, in two parts that
 meet at the network's accounting contract: ``test_barrier_formal.py`` (the barrier against any
@@ -130,6 +132,7 @@ class RouterProperties(Elaboratable):
                 m.d.comb += Assume(link.payload.data[3:3 + s] == in_seq[i])
                 m.d.comb += Assume(link.payload.dst_x < cfg.mesh_w)
                 m.d.comb += Assume(link.payload.dst_y < cfg.mesh_h)
+                m.d.comb += Assume(_arrives(m, dut, Port(i), link.payload, f"arrives_{i}"))
             with m.If(link.valid & link.ready):
                 m.d.sync += in_seq[i].eq(in_seq[i] + 1)
             m.d.comb += Assert((in_seq[i] - out_seq[i])[:s] <= cfg.router_fifo_depth)
@@ -150,11 +153,39 @@ class RouterProperties(Elaboratable):
                     m.d.comb += Assert(seq == out_seq[i])
             with m.If(link.valid):
                 m.d.comb += Assert(src < n)
+        m.d.comb += Assert(~dut.misroute)
         for i in range(n):
             m.d.comb += Assert(sum(took[o][i] for o in range(n)) <= 1)
             with m.If(Cat(took[o][i] for o in range(n)).any()):
                 m.d.sync += out_seq[i].eq(out_seq[i] + 1)
         return m
+
+
+#: Router port -> (dx, dy) to the neighbour behind it, and the neighbour's port facing back.
+_NEIGHBOUR = {Port.NORTH: ((0, -1), Port.SOUTH), Port.SOUTH: ((0, 1), Port.NORTH),
+              Port.EAST: ((1, 0), Port.WEST), Port.WEST: ((-1, 0), Port.EAST)}
+
+
+def _arrives(m, dut, port, flit, name):
+    """1 when a mesh of X-Y routers can bring ``flit`` to input ``port`` of ``dut``: from the
+    core any flit, from a neighbour one that :func:`route_port` (the Python reference), run at
+    the neighbour, sends this way (the centre router of a 3 x 3 mesh: no host link)."""
+    ok = Signal(name=name)
+    if port == Port.LOCAL:
+        m.d.comb += ok.eq(1)
+        return ok
+    (ox, oy), facing = _NEIGHBOUR[port]
+    nx, ny = dut.x + ox, dut.y + oy
+    assert 0 <= nx < dut.cfg.mesh_w and 0 <= ny < dut.cfg.mesh_h, "a neighbour on every side"
+    with m.Switch(Cat(flit.dst_x, flit.dst_y, flit.kind)):
+        for dst_x in range(dut.cfg.mesh_w):
+            for dst_y in range(dut.cfg.mesh_h):
+                for kind in range(2 ** len(flit.kind)):
+                    if route_port(nx, ny, dst_x, dst_y, kind) == facing:
+                        with m.Case(dst_x | dst_y << len(flit.dst_x)
+                                    | kind << (len(flit.dst_x) + len(flit.dst_y))):
+                            m.d.comb += ok.eq(1)
+    return ok
 
 
 def _reference_route(m, dut, flit, name):
