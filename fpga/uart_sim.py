@@ -28,6 +28,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from neuroloom.contract.config import FabricConfig
+from neuroloom.hw.core.memories import poison_collisions
 from neuroloom.hw.verilog import to_verilog
 from neuroloom.sim import verilator
 from neuroloom.sim.cache import write_verilog
@@ -112,7 +113,9 @@ class UARTHarness(wiring.Component):
 def board_verilog(cfg: FabricConfig, divisor: int = SIM_DIVISOR) -> Path:
     """The Verilog of ``UARTHarness(UARTFabric(cfg))``: ``build/board/<digest>/board_tb.v``."""
     top = UARTHarness(UARTFabric(cfg, divisor, blink_cycles=1 << 12), divisor)
-    return write_verilog(to_verilog(top, TOPLEVEL), TOPLEVEL, kind="board")
+    with poison_collisions():        # a word read in a block-RAM collision is poisoned
+        text = to_verilog(top, TOPLEVEL)
+    return write_verilog(text, TOPLEVEL, kind="board")
 
 
 class VerilatorBoard:

@@ -22,6 +22,7 @@ from cocotb.triggers import FallingEdge, ReadOnly
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.layouts import FlitKind, Mem, cfg_addr_layout, flit_layout, pack, unpack
 from neuroloom.hw.core.core import NeuronCore
+from neuroloom.hw.core.memories import poison_collisions
 from neuroloom.hw.verilog import to_verilog
 
 from .cache import write_verilog
@@ -34,7 +35,9 @@ TOPLEVEL = "core"
 
 def write_core_verilog(cfg: FabricConfig, xy: tuple[int, int]) -> Path:
     """The Verilog of the core at ``xy`` of ``cfg``: ``build/core/<digest of the text>/core.v``."""
-    return write_verilog(to_verilog(NeuronCore(cfg, *xy), TOPLEVEL), TOPLEVEL, kind="core")
+    with poison_collisions():        # a word read in a block-RAM collision is poisoned
+        text = to_verilog(NeuronCore(cfg, *xy), TOPLEVEL)
+    return write_verilog(text, TOPLEVEL, kind="core")
 
 
 class CoreTimeout(AssertionError):

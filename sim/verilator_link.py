@@ -36,6 +36,7 @@ from pathlib import Path
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.hostproto import OUTPUT, FrameHeader, from_word
+from neuroloom.hw.core.memories import poison_collisions
 from neuroloom.hw.fabric import Fabric
 from neuroloom.hw.verilog import to_verilog
 
@@ -82,7 +83,9 @@ class ClockPlan:
 @lru_cache(maxsize=4)
 def _generate(cfg: FabricConfig) -> Path:
     top = GalsHarness(cfg, chunk=CHUNK) if cfg.gals else LinkHarness(Fabric(cfg), chunk=CHUNK)
-    path = write_verilog(to_verilog(top, TOPLEVEL), TOPLEVEL, kind="fabric")
+    with poison_collisions():        # a word read in a block-RAM collision is poisoned
+        text = to_verilog(top, TOPLEVEL)
+    path = write_verilog(text, TOPLEVEL, kind="fabric")
     (path.parent / "fabric.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     return path
 

@@ -22,6 +22,7 @@ from neuroloom.contract.layouts import (
 )
 from neuroloom.firmware.asm import load_program
 from neuroloom.hw.core.core import NeuronCore
+from neuroloom.hw.core.memories import poison_collisions
 from neuroloom.sim.golden import GoldenFabric
 from tests.support.channel import CHANNEL_CFG, corner, random_channel_core
 
@@ -98,7 +99,8 @@ def run_core(cc: CoreConfig, steps: int, seed: int):
                         want = golden.read(0, Mem.STATE, k, p)
                         assert await read(ctx, Mem.STATE, k, p) == want, f"STATE[{k}].{p}"
 
-    sim = Simulator(dut)
+    with poison_collisions():    # block-RAM collision reads poisoned (memories.py)
+        sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()

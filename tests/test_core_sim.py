@@ -17,6 +17,7 @@ from neuroloom.contract.layouts import (
     pack,
 )
 from neuroloom.hw.core.core import NeuronCore
+from neuroloom.hw.core.memories import poison_collisions
 from neuroloom.sim.golden import GoldenFabric
 from tests.support.core import SMALL
 
@@ -26,7 +27,8 @@ XY = (1, 0)
 
 def _run(bench):
     dut = NeuronCore(CFG, *XY)
-    sim = Simulator(dut)
+    with poison_collisions():    # block-RAM collision reads poisoned (memories.py)
+        sim = Simulator(dut)
     sim.add_clock(1e-8)
 
     async def testbench(ctx):

@@ -4,16 +4,42 @@ Every memory has one synchronous read port and one write port (simple dual port)
 the host writes in parts (32-bit parts of a struct word, one register of a neuron's state, one
 coefficient) is split into narrow sub-memories, one per part, each with its own write enable;
 reading returns the whole word.
+
+Read-write collisions. A DP16KD read at the address its other port writes in the same cycle
+returns an undefined word. A memory built with ``read_old=True`` promises the old word there, and
+Yosys emulates that in logic (a registered copy of the write data and an address compare on the
+read data's path: LUTs, flip-flops and, in the core, the critical path). The core's memories are
+built with ``read_old=False``: Yosys gets ``no_rw_check`` and maps the bare block RAM, and the
+core must never use a word read in a collision. Simulation checks that promise: a build inside
+:func:`poison_collisions` (every Verilator and Amaranth-simulator build of the project's tests and
+tools) returns the word with every bit inverted after a collision, so a design that used it would
+no longer equal the golden model. Synthesis and ``neuroloom generate`` build without it.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, unsigned
+import contextvars
+from contextlib import contextmanager
+
+from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PartedMemory"]
+__all__ = ["PartedMemory", "poison_collisions"]
+
+_POISON = contextvars.ContextVar("neuroloom_poison_collisions", default=False)
+
+
+@contextmanager
+def poison_collisions():
+    """Elaborations inside this block model an undefined collision read as a poisoned word (every
+    bit inverted) in memories built with ``read_old=False``. For simulation builds only."""
+    token = _POISON.set(True)
+    try:
+        yield
+    finally:
+        _POISON.reset(token)
 
 
 class PartedMemory(wiring.Component):
@@ -30,14 +56,18 @@ class PartedMemory(wiring.Component):
     r_addr, r_en : In; ``r_data`` (Out) is the word at ``r_addr`` one cycle after ``r_en``,
         held while ``r_en`` is low (synchronous, not transparent).
     w_addr, w_data : In; ``w_en`` (In, one bit per part) writes the enabled parts.
+
+    A read at the address written in the same cycle returns the old word if ``read_old``, and an
+    undefined word otherwise (see the module's docstring).
     """
 
-    def __init__(self, *, width: int, depth: int, part_width: int):
+    def __init__(self, *, width: int, depth: int, part_width: int, read_old: bool = True):
         if width < 1 or depth < 1 or part_width < 1:
             raise ValueError(f"PartedMemory: width={width!r}, depth={depth!r}, "
                              f"part_width={part_width!r} must be positive")
         self._width, self._depth, self._part_width = width, depth, part_width
         self._parts = -(-width // part_width)
+        self._read_old = read_old
         super().__init__({
             "r_addr": In(range(max(depth, 2))), "r_en": In(1), "r_data": Out(width),
             "w_addr": In(range(max(depth, 2))), "w_en": In(self._parts), "w_data": In(width),
@@ -49,15 +79,26 @@ class PartedMemory(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        attrs = {} if self._read_old else {"no_rw_check": 1}
+        poison = not self._read_old and _POISON.get()
         for p in range(self._parts):
             lo = p * self._part_width
             hi = min(self._width, lo + self._part_width)
-            mem = Memory(shape=unsigned(hi - lo), depth=self._depth, init=[])
+            mem = Memory(shape=unsigned(hi - lo), depth=self._depth, init=[], attrs=attrs)
             m.submodules[f"part{p}"] = mem
             rp = mem.read_port()
             wp = mem.write_port()
             m.d.comb += [
-                rp.addr.eq(self.r_addr), rp.en.eq(self.r_en), self.r_data[lo:hi].eq(rp.data),
+                rp.addr.eq(self.r_addr), rp.en.eq(self.r_en),
                 wp.addr.eq(self.w_addr), wp.en.eq(self.w_en[p]), wp.data.eq(self.w_data[lo:hi]),
             ]
+            if poison:
+                # the read taken in a cycle that writes its address returns the word inverted;
+                # held with the data while r_en is low
+                hit = Signal(name=f"collided{p}")
+                with m.If(self.r_en):
+                    m.d.sync += hit.eq(self.w_en[p] & (self.r_addr == self.w_addr))
+                m.d.comb += self.r_data[lo:hi].eq(rp.data ^ hit.replicate(hi - lo))
+            else:
+                m.d.comb += self.r_data[lo:hi].eq(rp.data)
         return m
