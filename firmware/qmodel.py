@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from neuroloom.contract.config import FabricConfig
-from neuroloom.contract.fixed import rnd, sat, wrap
+from neuroloom.contract.fixed import rnd, sat, smax, smin, wrap
 
 from .datasets import hold_final
 
@@ -182,71 +182,90 @@ def num_stages(model: QModel, mapping: str = DEFAULT_MAPPING) -> int:
     return 2 + per_layer * len(model.layers)
 
 
+#: synaptic terms (samples x outputs x inputs) held at once by ``_linear`` (a cache-sized slice)
+_TERM_ELEMS = 1 << 16
+
+
+def _term_dtype(v, Wq, half):
+    """int32 when every synaptic term ``v * w + half`` provably fits it (the default widths:
+    24-bit payloads times 8-bit weights), else int64: the same integers, int32 is faster."""
+    bound = (int(np.abs(v).max(initial=0)) * int(np.abs(Wq).max(initial=0))
+             + int(half.max(initial=0)))
+    return np.int32 if bound < (1 << 31) else np.int64
+
+
 def _linear(v, lin: QLinear, W: int, A: int):
-    """v (B, in) -> (B, out), exactly the 'linear' program fed by synapses (``B`` rows a
-    slice at a time: the per-synapse terms of a slice stay small)."""
+    """v (R, in) -> (R, out), exactly the 'linear' program fed by synapses: every term
+    ``rnd(v[i] * Wq[o, i], shift[i])`` rounded on its own, their modular sum, the bias. The
+    rows go a slice at a time (the terms of a slice stay in cache)."""
     n_out, n_in = lin.W.shape
-    Wq = lin.W[None].astype(np.int64)
-    sh = np.asarray(lin.shift, dtype=np.int64)[None, None, :]                  # (1, 1, in)
+    sh = np.asarray(lin.shift, dtype=np.int64)                                # (in,)
     half = (np.int64(1) << sh) >> 1
-    step = max(1, (1 << 18) // max(1, n_out * n_in))
+    dt = _term_dtype(v, lin.W, half)
+    vq, Wq, half, sh = (np.asarray(a).astype(dt) for a in (v, lin.W, half, sh))
+    step = max(1, _TERM_ELEMS // max(1, n_out * n_in))
     out = np.empty((v.shape[0], n_out), dtype=np.int64)
     for r in range(0, v.shape[0], step):
-        prod = v[r:r + step, None, :] * Wq                                    # rnd(v * w, sh)
-        prod += half
-        prod >>= sh
-        prod.sum(axis=2, out=out[r:r + step])
-    acc = sat(wrap(out, A), W)                                               # (B, out)
+        t = vq[r:r + step, None, :] * Wq                                      # (r, out, in)
+        t += half                                                             # rnd(v * w, sh)
+        t >>= sh
+        t.sum(axis=2, dtype=np.int64, out=out[r:r + step])                    # (r, out)
+    acc = sat(wrap(out, A), W)                                               # (R, out)
     return sat(acc + sat(lin.b.astype(np.int64) << lin.bias_shift, W), W)
 
 
-#: mode states (tokens x samples x modes x channels) held at once by the channel pass
-_CHUNK_ELEMS = 1 << 18
+#: mode states (tokens x samples x re/im x modes x channels) held at once by the channel pass
+_CHUNK_ELEMS = 1 << 16
 
 
-def _channel_layer(u, ly: QLayer, x, W: int, A: int):
+def _planes(a: np.ndarray) -> np.ndarray:
+    """(H, M, 2) coefficients -> (2, M, H) planes (mode-major, channels contiguous)."""
+    return np.ascontiguousarray(np.asarray(a, dtype=np.int64).transpose(2, 1, 0))
+
+
+def _channel_layer(u, ly: QLayer, W: int, A: int):
     """Channel neurons of one layer over a whole sequence, as the 'channel' program runs them
-    token after token: ``u`` (B, K, H) the biased inputs, ``x`` (B, M, H, 2) the mode state
-    (mode-major; updated); returns y (B, K, H).
+    token after token: ``u`` (B, K, H) the biased inputs; returns y (B, K, H).
 
-    Only the state update is sequential in the tokens; everything else (the input terms
+    The state of every mode of every channel is one array ``x`` (B, 2, M, H) (Re, Im), and the
+    complex product ``x * dA`` is one product with the planes ``P`` (2, 2, M, H)::
+
+        (xr, xi) * dA = xr * (dAr, dAi) + xi * (-dAi, dAr)
+
+    Only this state update is sequential in the tokens; everything else (the input terms
     ``u*dB`` with the rounding constant, the output terms ``Re(C' x)``, their sum ``Y``, bias
     and ReLU) is computed for a chunk of tokens at once. ``Y`` is summed exactly and wrapped
     once: the same value as the running modular sum of the MODES loop."""
     B, K, H = u.shape
-    lo, hi = -(1 << (W - 1)), (1 << (W - 1)) - 1
-    (ar, ai), (br, bi), (cr, cn) = (np.ascontiguousarray(np.moveaxis(a, -1, 0).transpose(0, 2, 1))
-                                     for a in (ly.dA, ly.dB, ly.C))          # (M, H) planes
+    M = ly.dA.shape[1]
+    lo, hi = smin(W), smax(W)
+    (ar, ai), dB, C = _planes(ly.dA), _planes(ly.dB), _planes(ly.C)         # (2, M, H) each
+    P = np.stack([np.stack([ar, ai]), np.stack([-ai, ar])])                  # (2, 2, M, H)
     half = (1 << ly.frac) >> 1
-    xr, xi = x[..., 0], x[..., 1]                                            # (B, M, H)
-    rb = sat(ly.relu_bias.astype(np.int64) << ly.relu_bias_shift, W)        # (H,)
-    y = np.empty((B, K, H), dtype=np.int64)
-    chunk = max(1, _CHUNK_ELEMS // (B * H * ar.shape[0]))
+    x = np.zeros((B, 2, M, H), dtype=np.int64)                               # mode states
+    prod = np.empty((B, 2, 2, M, H), dtype=np.int64)
+    Y = np.empty((K, B, H), dtype=np.int64)                                  # sum_m o[h, m]
+    chunk = max(1, _CHUNK_ELEMS // (B * 2 * M * H))
     for k0 in range(0, K, chunk):
-        uk = u[:, k0:k0 + chunk, None, :]                                    # (B, k, 1, H)
-        ur, ui = uk * br + half, uk * bi + half                              # (B, k, M, H)
-        sr, si = np.empty_like(ur), np.empty_like(ui)                        # states per token
-        for j in range(uk.shape[1]):
-            nr = xr * ar
-            nr -= xi * ai
-            nr += ur[:, j]
-            nr >>= ly.frac
-            ni = xr * ai
-            ni += xi * ar
-            ni += ui[:, j]
-            ni >>= ly.frac
-            np.minimum(np.maximum(nr, lo, out=nr), hi, out=sr[:, j])
-            np.minimum(np.maximum(ni, lo, out=ni), hi, out=si[:, j])
-            xr, xi = sr[:, j], si[:, j]
-        o = sr * cr                                                          # (B, k, M, H)
-        o += si * cn
+        uk = u[:, k0:k0 + chunk].transpose(1, 0, 2)[:, :, None, None, :]   # (k, B, 1, 1, H)
+        S = uk * dB                                                          # (k, B, 2, M, H)
+        S += half                                      # u*dB + rounding; becomes the states
+        for n in S:                                     # token after token: n (B, 2, M, H)
+            np.multiply(x[:, :, None], P, out=prod)                          # (B, 2, 2, M, H)
+            n += prod[:, 0]
+            n += prod[:, 1]                             # x*dA + u*dB + half
+            n >>= ly.frac
+            np.maximum(n, lo, out=n)                    # sat: the new state, kept in S
+            x = np.minimum(n, hi, out=n)
+        o = S[:, :, 0] * C[0]                                                # (k, B, M, H)
+        o += S[:, :, 1] * C[1]                                               # xr*Cr + xi*Cni
         o += (1 << ly.out_shift) >> 1                                        # rnd, sat
         o >>= ly.out_shift
         np.minimum(np.maximum(o, lo, out=o), hi, out=o)
-        Y = sat(wrap(o.sum(axis=2), A), W)                                   # (B, k, H)
-        y[:, k0:k0 + chunk] = np.maximum(sat(Y + rb, W), 0)
-    x[..., 0], x[..., 1] = xr, xi
-    return y
+        o.sum(axis=2, out=Y[k0:k0 + chunk])                                  # (k, B, H)
+    rb = sat(ly.relu_bias.astype(np.int64) << ly.relu_bias_shift, W)        # (H,)
+    y = np.maximum(sat(sat(wrap(Y, A), W) + rb, W), 0)                       # (K, B, H)
+    return y.transpose(1, 0, 2)
 
 
 def qforward(model: QModel, tokens: np.ndarray, cfg: FabricConfig | None = None,
@@ -300,13 +319,12 @@ def _qforward_channel(model: QModel, tokens: np.ndarray, cfg: FabricConfig) -> n
     v, lin = tokens, model.enc                                                # (B, K, d_in)
     for ly in model.layers:
         u = _linear(v.reshape(B * K, -1), lin, W, A).reshape(B, K, -1)        # (B, K, H)
-        x = np.zeros((B, ly.dA.shape[1], ly.dA.shape[0], 2), dtype=np.int64)  # (B, M, H, 2)
-        v, lin = _channel_layer(u, ly, x, W, A), ly.mix                       # y: (B, K, H)
+        v, lin = _channel_layer(u, ly, W, A), ly.mix                          # y: (B, K, H)
     z = _linear(v.reshape(B * K, -1), lin, W, A)                              # last mixing
     d = _linear(z, model.dec, W, A).reshape(B, K, -1)                         # (B, K, classes)
     out = np.empty_like(d)
     s = np.zeros((B, model.classes), dtype=np.int64)
     for k in range(K):                                                        # the integrator
-        s = sat(s + d[:, k], W)
-        out[:, k] = s
+        s = np.add(s, d[:, k], out=out[:, k])                                 # s = sat(s + d)
+        np.minimum(np.maximum(s, smin(W), out=s), smax(W), out=s)
     return out
