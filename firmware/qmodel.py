@@ -235,9 +235,14 @@ def _channel_layer(u, ly: QLayer, W: int, A: int):
     Only this state update is sequential in the tokens; everything else (the input terms
     ``u*dB`` with the rounding constant, the output terms ``Re(C' x)``, their sum ``Y``, bias
     and ReLU) is computed for a chunk of tokens at once. ``Y`` is summed exactly and wrapped
-    once: the same value as the running modular sum of the MODES loop."""
+    once: the same value as the running modular sum of the MODES loop. A large batch goes a
+    block of samples at a time, so that the states being updated stay in cache."""
     B, K, H = u.shape
     M = ly.dA.shape[1]
+    block = max(1, _CHUNK_ELEMS // (2 * M * H))         # samples whose states stay in cache
+    if B > block:                                        # (the samples are independent)
+        return np.concatenate([_channel_layer(u[b:b + block], ly, W, A)
+                               for b in range(0, B, block)])
     lo, hi = smin(W), smax(W)
     (ar, ai), dB, C = _planes(ly.dA), _planes(ly.dB), _planes(ly.C)         # (2, M, H) each
     P = np.stack([np.stack([ar, ai]), np.stack([-ai, ar])])                  # (2, 2, M, H)
