@@ -239,7 +239,7 @@ def _channel_layer(u, ly: QLayer, W: int, A: int):
     block of samples at a time, so that the states being updated stay in cache."""
     B, K, H = u.shape
     M = ly.dA.shape[1]
-    block = max(1, _CHUNK_ELEMS // (2 * M * H))         # samples whose states stay in cache
+    block = max(1, _CHUNK_ELEMS // max(1, 2 * M * H))         # samples whose states stay in cache
     if B > block:                                        # (the samples are independent)
         return np.concatenate([_channel_layer(u[b:b + block], ly, W, A)
                                for b in range(0, B, block)])
@@ -250,7 +250,7 @@ def _channel_layer(u, ly: QLayer, W: int, A: int):
     x = np.zeros((B, 2, M, H), dtype=np.int64)                               # mode states
     prod = np.empty((B, 2, 2, M, H), dtype=np.int64)
     Y = np.empty((K, B, H), dtype=np.int64)                                  # sum_m o[h, m]
-    chunk = max(1, _CHUNK_ELEMS // (B * 2 * M * H))
+    chunk = max(1, _CHUNK_ELEMS // max(1, B * 2 * M * H))
     for k0 in range(0, K, chunk):
         uk = u[:, k0:k0 + chunk].transpose(1, 0, 2)[:, :, None, None, :]   # (k, B, 1, 1, H)
         S = uk * dB                                                          # (k, B, 2, M, H)
