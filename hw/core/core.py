@@ -307,17 +307,22 @@ class NeuronCore(wiring.Component):
                                                             row(eng.ctx_addr)))),
                     mem.r_en.eq(a_re | Mux(mine, syn.acc_ren, eng.ctx_en)),
                 ]
+                # write data: one AND-OR level after the synapse engine's adder (the clears
+                # write zero: neither term is on)
+                use_cfg = wipe_n & a_we
+                use_syn = wipe_n & ~a_we & mine
+                m.d.comb += mem.w_data.eq(
+                    (wdata.as_signed() & use_cfg.replicate(A).as_signed())
+                    | (syn.acc_wdata[j] & use_syn.replicate(A).as_signed()))
                 with m.If(~wipe_n):
-                    m.d.comb += [mem.w_addr.eq(row(clr_cnt)), mem.w_data.eq(0),
+                    m.d.comb += [mem.w_addr.eq(row(clr_cnt)),
                                  mem.w_en.eq(bank(clr_cnt) == j)]
                 with m.Elif(a_we):
-                    m.d.comb += [mem.w_addr.eq(row(idx)), mem.w_data.eq(wdata.as_signed()),
-                                 mem.w_en.eq(1)]
+                    m.d.comb += [mem.w_addr.eq(row(idx)), mem.w_en.eq(1)]
                 with m.Elif(mine):
-                    m.d.comb += [mem.w_addr.eq(syn.acc_waddr), mem.w_data.eq(syn.acc_wdata[j]),
-                                 mem.w_en.eq(syn.acc_wen[j])]
+                    m.d.comb += [mem.w_addr.eq(syn.acc_waddr), mem.w_en.eq(syn.acc_wen[j])]
                 with m.Else():
-                    m.d.comb += [mem.w_addr.eq(row(eng.clr_addr)), mem.w_data.eq(0),
+                    m.d.comb += [mem.w_addr.eq(row(eng.clr_addr)),
                                  mem.w_en.eq(eng.clr_en & (bank(eng.clr_addr) == j))]
             # read data to the engines
         for j in range(L):
