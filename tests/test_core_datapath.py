@@ -67,7 +67,6 @@ def test_datapath_back_to_back_random_operations(lanes, widths):
                 op = ops[t]
                 for name in ("op", "a", "b", "kc", "pred", "sh", "so"):
                     ctx.set(getattr(dut, name), op[name])
-                ctx.set(dut.b_lanes, op["b"])     # the engine's lane copy of b
                 for i in range(lanes):
                     for q in range(2):
                         ctx.set(dut.x[i][q], op["x"][i][q])

@@ -124,9 +124,7 @@ class NeuronDatapath(wiring.Component):
     Interface attributes (inputs sampled every cycle)
     --------------------------------------------------
     op, sh, so : In, the instruction's opcode and shifts.
-    a, b : In(signed(state_width)), the scalar path's source operands.
-    b_lanes : In(signed(state_width)), ``b`` for the lanes' products (MODES' ``u``; don't care
-        for instructions whose result is scalar: a register of its own beside the multipliers).
+    a, b : In(signed(state_width)), scalar source operands (``b`` is also MODES' ``u``).
     kc : In(signed(coef_width)), ``C[ck]`` (LDC).
     pred : In(1), the predicate before the instruction (SEL).
     x : In(lanes x 2 x signed(state_width)), ``(a0, a1)`` per lane.
@@ -145,8 +143,7 @@ class NeuronDatapath(wiring.Component):
         W, CW = cfg.state_width, cfg.coef_width
         super().__init__({
             "op": In(unsigned(5)), "sh": In(unsigned(5)), "so": In(unsigned(5)),
-            "a": In(signed(W)), "b": In(signed(W)), "b_lanes": In(signed(W)),
-            "kc": In(signed(CW)), "pred": In(1),
+            "a": In(signed(W)), "b": In(signed(W)), "kc": In(signed(CW)), "pred": In(1),
             "x": In(data.ArrayLayout(data.ArrayLayout(signed(W), MODE_STATE), lanes)),
             "c": In(data.ArrayLayout(data.ArrayLayout(signed(CW), MODE_COEFS), lanes)),
             "live": In(lanes),
@@ -170,7 +167,6 @@ class NeuronDatapath(wiring.Component):
         sh = reg(m, self.sh, "e0_sh")
         so = reg(m, self.so, "e0_so")
         a, b = reg(m, self.a, "e0_a"), reg(m, self.b, "e0_b")
-        bl = reg(m, self.b_lanes, "e0_bl")
         kc, pred = reg(m, self.kc, "e0_kc"), reg(m, self.pred, "e0_pred")
         x = reg(m, self.x, "e0_x")
         c = reg(m, self.c, "e0_c")
@@ -218,7 +214,7 @@ class NeuronDatapath(wiring.Component):
             a0, a1 = x[i][0], x[i][1]
             k0, k1, l0, l1, cr, cn = (c[i][j] for j in range(MODE_COEFS))
             p = [_Product(m, u, v, f"l{i}_p{j}").value for j, (u, v) in
-                 enumerate(((a0, k0), (a1, k1), (bl, l0), (a0, k1), (a1, k0), (bl, l1)))]
+                 enumerate(((a0, k0), (a1, k1), (b, l0), (a0, k1), (a1, k0), (b, l1)))]
             re_a = reg(m, p[0] - p[1], f"l{i}_re_a", signed(PW))
             re_b = reg(m, p[2] + half_sh, f"l{i}_re_b", signed(PW))
             im_a = reg(m, p[3] + p[4], f"l{i}_im_a", signed(PW))

@@ -16,10 +16,7 @@ first step); the neuron pass of step t reads and clears buffer t & 1 = ~sbuf. Ea
 
 from __future__ import annotations
 
-import operator
-from functools import reduce
-
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,7 +36,7 @@ from neuroloom.contract.layouts import (
     synapse_layout,
 )
 
-from .alu import delay, reg
+from .alu import reg
 from .config_port import ConfigPort
 from .memories import PartedMemory
 from .neuron import NeuronEngine
@@ -112,7 +109,7 @@ class NeuronCore(wiring.Component):
         m.submodules.cfgp = cfgp = ConfigPort(cfg)
 
         def pm(name, width, depth, part_width):
-            mem = PartedMemory(width=width, depth=depth, part_width=part_width, read_old=False)
+            mem = PartedMemory(width=width, depth=depth, part_width=part_width)
             m.submodules[name] = mem
             return mem
 
@@ -307,22 +304,17 @@ class NeuronCore(wiring.Component):
                                                             row(eng.ctx_addr)))),
                     mem.r_en.eq(a_re | Mux(mine, syn.acc_ren, eng.ctx_en)),
                 ]
-                # write data: one AND-OR level after the synapse engine's adder (the clears
-                # write zero: neither term is on)
-                use_cfg = wipe_n & a_we
-                use_syn = wipe_n & ~a_we & mine
-                m.d.comb += mem.w_data.eq(
-                    (wdata.as_signed() & use_cfg.replicate(A).as_signed())
-                    | (syn.acc_wdata[j] & use_syn.replicate(A).as_signed()))
                 with m.If(~wipe_n):
-                    m.d.comb += [mem.w_addr.eq(row(clr_cnt)),
+                    m.d.comb += [mem.w_addr.eq(row(clr_cnt)), mem.w_data.eq(0),
                                  mem.w_en.eq(bank(clr_cnt) == j)]
                 with m.Elif(a_we):
-                    m.d.comb += [mem.w_addr.eq(row(idx)), mem.w_en.eq(1)]
+                    m.d.comb += [mem.w_addr.eq(row(idx)), mem.w_data.eq(wdata.as_signed()),
+                                 mem.w_en.eq(1)]
                 with m.Elif(mine):
-                    m.d.comb += [mem.w_addr.eq(syn.acc_waddr), mem.w_en.eq(syn.acc_wen[j])]
+                    m.d.comb += [mem.w_addr.eq(syn.acc_waddr), mem.w_data.eq(syn.acc_wdata[j]),
+                                 mem.w_en.eq(syn.acc_wen[j])]
                 with m.Else():
-                    m.d.comb += [mem.w_addr.eq(row(eng.clr_addr)),
+                    m.d.comb += [mem.w_addr.eq(row(eng.clr_addr)), mem.w_data.eq(0),
                                  mem.w_en.eq(eng.clr_en & (bank(eng.clr_addr) == j))]
             # read data to the engines
         for j in range(L):
@@ -348,58 +340,44 @@ class NeuronCore(wiring.Component):
             m.d.comb += eng.phase_reset[gi].eq(clearing | g_hit)
         m.d.comb += eng.groups.eq(groups)
 
-        # -- read data back to the config port -------------------------------------------------
-        # Three stages: every memory's read data is registered as it leaves the block RAM
-        # (READ), each source picks the addressed part of its word (READ2), and the port ORs
-        # the sources (READ3; ``ConfigPort`` waits for all three). Each source (memory, bank,
-        # the group descriptors, the counters) has its own read strobe, its own copy of the
-        # address (loaded by that strobe) and its own select two cycles later, and its result
-        # register is zero unless it answers: no address or memory decode of the port's
-        # registers fans out over the core.
+        # -- read data back to the config port (address held by the port) --------------------------
+        idx, part = ca.index, ca.part
+        # Three stages: every memory's read data is registered as it leaves the block RAM, then
+        # the addressed part of each memory, then the addressed memory is picked (``ConfigPort``
+        # waits for all three).
         def q(v, name):
             return reg(m, v, f"rdq_{name}")
+
+        bank_data = Array(q(acc[b][j].r_data, f"acc{b}_{j}") for b in range(2) for j in range(L))
+        gwords = Array(groups[gi].as_value() for gi in range(G))
+        cwords = Array(counters)
 
         def sext(v):
             return v.as_signed()
 
-        answers = []
-
-        def readback(name, mem_id, value, cond=1):
-            """One source of read data: ``value(index, part)``, 32 bits of its word."""
-            take = cfg_re(f"rb_{name}", mem_id, cond)          # READ0: the memory reads
-            a = Signal(cfg_addr_layout(cfg), name=f"rb_addr_{name}")
-            with m.If(take):
-                m.d.sync += a.eq(ca)
-            pick = delay(m, take, 2, f"rb_pick_{name}")         # READ2: its word is here
-            ans = Signal(32, name=f"rdp_{name}")
-            m.d.sync += ans.eq(Mux(pick, value(a.index, a.part), 0))
-            answers.append(ans)
-
-        for name, mem, mem_id in (("axon", axon, Mem.AXON), ("synapse", synm, Mem.SYNAPSE),
-                                  ("ridx", ridx, Mem.ROUTE_INDEX), ("route", routem, Mem.ROUTE),
-                                  ("ucode", ucode, Mem.UCODE)):
-            word = q(mem.r_data, name)
-            readback(name, mem_id, lambda i, p, word=word, n=mem.parts: _part(word, p, n))
-        st_word = q(state.r_data, "state")
-        readback("state", Mem.STATE, lambda i, p: sext(st_word.word_select(p, W)))
-        cf_word = q(coef.r_data, "coef")
-        readback("coef", Mem.COEF, lambda i, p: sext(cf_word.word_select(p, CW)))
-        for i in range(NL):
-            msw, mcw = q(mstate[i].r_data, f"mstate{i}"), q(mcoef[i].r_data, f"mcoef{i}")
-            readback(f"mstate{i}", Mem.MSTATE, lambda _, p, w=msw: sext(w.word_select(p[:1], W)),
-                     mbank(na.index) == i)
-            readback(f"mcoef{i}", Mem.MCOEF, lambda _, p, w=mcw: sext(w.word_select(p, CW)),
-                     mbank(na.index) == i)
-        for b in range(2):
-            for j in range(L):
-                aw = q(acc[b][j].r_data, f"acc{b}_{j}")
-                readback(f"acc{b}_{j}", Mem.ACC, lambda i, p, w=aw: w[:32],
-                         (na.part[0] == b) & (bank(na.index) == j))
-        gwords = Array(groups[gi].as_value() for gi in range(G))
-        readback("group", Mem.GROUP, lambda i, p: _part(gwords[i[:cfg.group_bits]], p, gparts))
-        cwords = Array(counters)
-        readback("counter", Mem.COUNTER, lambda i, p: cwords[i[:3]])
-        m.d.comb += cfgp.rdata.eq(reduce(operator.or_, answers))
+        cands = {
+            Mem.AXON: _part(q(axon.r_data, "axon"), part, axon.parts),
+            Mem.SYNAPSE: _part(q(synm.r_data, "synapse"), part, synm.parts),
+            Mem.STATE: sext(q(state.r_data, "state").word_select(part, W)),
+            Mem.COEF: sext(q(coef.r_data, "coef").word_select(part, CW)),
+            Mem.MSTATE: sext(Array(q(ms.r_data, f"mstate{i}") for i, ms in enumerate(mstate))
+                             [mbank(idx)].word_select(part[:1], W)),
+            Mem.MCOEF: sext(Array(q(mc.r_data, f"mcoef{i}") for i, mc in enumerate(mcoef))
+                            [mbank(idx)].word_select(part, CW)),
+            Mem.ROUTE_INDEX: _part(q(ridx.r_data, "ridx"), part, ridx.parts),
+            Mem.ROUTE: _part(q(routem.r_data, "route"), part, routem.parts),
+            Mem.UCODE: q(ucode.r_data, "ucode"),
+            Mem.GROUP: _part(gwords[idx[:cfg.group_bits]], part, gparts),
+            Mem.COUNTER: cwords[idx[:3]],
+            Mem.ACC: bank_data[Cat(bank(idx), part[0]) if lb else part[0]][:32],
+        }
+        rdata = Signal(32)
+        with m.Switch(ca.mem):
+            for mem_id, value in cands.items():
+                with m.Case(mem_id):
+                    m.d.comb += rdata.eq(reg(m, value, f"rdp_{mem_id.name.lower()}",
+                                             unsigned(32)))
+        m.d.comb += cfgp.rdata.eq(rdata)
 
         # -- registered flit ports: FIFOs on both sides, so the router sees ready, valid and
         # the payload straight from flip-flops --

@@ -8,12 +8,13 @@ reading returns the whole word.
 Read-write collisions. A DP16KD read at the address its other port writes in the same cycle
 returns an undefined word. A memory built with ``read_old=True`` promises the old word there, and
 Yosys emulates that in logic (a registered copy of the write data and an address compare on the
-read data's path: LUTs, flip-flops and, in the core, the critical path). The core's memories are
-built with ``read_old=False``: Yosys gets ``no_rw_check`` and maps the bare block RAM, and the
-core must never use a word read in a collision. Simulation checks that promise: a build inside
-:func:`poison_collisions` (every Verilator and Amaranth-simulator build of the project's tests and
-tools) returns the word with every bit inverted after a collision, so a design that used it would
-no longer equal the golden model. Synthesis and ``neuroloom generate`` build without it.
+read data's path: LUTs and flip-flops). With ``read_old=False`` Yosys gets ``no_rw_check`` and
+maps the bare block RAM, and the design must never use a word read in a collision. Simulation
+checks that promise: a build inside :func:`poison_collisions` (every Verilator and
+Amaranth-simulator build of the core in the project's tests and tools) returns the word with
+every bit inverted after a collision, so a design that used it would no longer equal the golden
+model. Synthesis and ``neuroloom generate`` build without it. The core uses the default
+(``read_old=True``) for now: docs/core.md says why.
 """
 
 from __future__ import annotations

@@ -87,15 +87,12 @@ def _dec_layout(cfg: FabricConfig) -> data.StructLayout:
     then register-file register ``0..7`` (later rounds); ``k_*``: one bit per coefficient.
     Flags (used in P3): ``*_r`` the selected register, ``*_as`` / ``*_am`` the ACC operand
     in round 0 / later, ``x0_m`` / ``x1_m`` the mode entry (MODES), ``k_i`` the
-    instruction's coefficients (not MODES). ``bl_*``: the ``b`` operand's selects for the
-    multiplier lanes, set only for MAD, CMAD and MODES (the scalar path keeps ``b_*``), so
-    the lanes' copy of ``b`` is a flip-flop of its own, near the multipliers."""
+    instruction's coefficients (not MODES)."""
     ns = cfg.state_regs + 8
     return data.StructLayout({
         "oh_a": ns, "oh_a1": ns, "oh_b": ns, "oh_d": ns,
         "k_0": 8, "k_1": 8, "l_0": 8, "l_1": 8,
         "a_r": 1, "a_as": 1, "a_am": 1, "b_r": 1, "b_as": 1, "b_am": 1,
-        "bl_r": 1, "bl_as": 1, "bl_am": 1,
         "x0_m": 1, "x0_r": 1, "x0_as": 1, "x0_am": 1, "x1_m": 1, "x1_r": 1, "k_i": 1,
     })
 
@@ -298,7 +295,6 @@ class NeuronEngine(wiring.Component):
         ra_r, ra_acc = cur.ra < 8, cur.ra == Operand.ACC
         rb_r, rb_acc = cur.rb < 8, cur.rb == Operand.ACC
         plain = ~c_modes & ~c_cmad
-        lane_op = c_modes | c_cmad | (cur.op == Op.MAD)
         m.d.sync += [
             dec.oh_a.eq(onehot(cur.ra[:3])), dec.oh_a1.eq(onehot((cur.ra[:3] + 1)[:3])),
             dec.oh_b.eq(onehot(cur.rb[:3])), dec.oh_d.eq(onehot(cur.rd)),
@@ -306,8 +302,6 @@ class NeuronEngine(wiring.Component):
             dec.l_0.eq(Const(1, 8) << cur.cl), dec.l_1.eq(Const(1, 8) << (cur.cl + 1)[:3]),
             dec.a_r.eq(ra_r), dec.a_as.eq(ra_acc & fr), dec.a_am.eq(ra_acc & ~fr),
             dec.b_r.eq(rb_r), dec.b_as.eq(rb_acc & fr), dec.b_am.eq(rb_acc & ~fr),
-            dec.bl_r.eq(rb_r & lane_op), dec.bl_as.eq(rb_acc & fr & lane_op),
-            dec.bl_am.eq(rb_acc & ~fr & lane_op),
             dec.x0_m.eq(c_modes), dec.x0_r.eq(~c_modes & ra_r),
             dec.x0_as.eq(plain & ra_acc & fr), dec.x0_am.eq(plain & ra_acc & ~fr),
             dec.x1_m.eq(c_modes), dec.x1_r.eq(c_cmad & ra_r), dec.k_i.eq(~c_modes),
@@ -473,21 +467,21 @@ class NeuronEngine(wiring.Component):
 
         # -- P2 -> P3: the accumulator's bank and saturation in a stage of their own (the block
         # RAM's clock-to-out leaves no room for them in P1); everything else waits one stage
-        # the bank is a one-hot select decoded at issue. Each bank saturates its own word (its
-        # "fits in W bits" test drives only that bank's bits: one LUT4 per bit takes the fit,
-        # the bit, the sign and the bank's select), and an OR across the banks picks the word.
+        # the bank is a one-hot select decoded at issue; each bank's "fits in W bits" test runs
+        # beside the select, so saturation adds one multiplexer after it
         NB = cfg.synapse_lanes
         A = cfg.acc_width
         lo_c, hi_c = Const(-(1 << (W - 1)), signed(W)), Const((1 << (W - 1)) - 1, signed(W))
-        sel_sat = 0
+        sel_v = 0
+        sel_fit = 0
         for bk in range(NB):
             v = p2_acc_raw[bk]
             top = v[W - 1:]
             fit = (top == 0) | (top == (1 << (A - W + 1)) - 1)
-            sat = Mux(fit, v[:W], Mux(v[A - 1], lo_c, hi_c))
-            sel_sat = sel_sat | (sat & p2.bank[bk].replicate(W))
+            sel_v = sel_v | Mux(p2.bank[bk], v, 0)
+            sel_fit = sel_fit | (p2.bank[bk] & fit)
         p3_acc = Signal(signed(W), name="p3_acc")
-        m.d.sync += p3_acc.eq(sel_sat)
+        m.d.sync += p3_acc.eq(Mux(sel_fit, sel_v[:W], Mux(sel_v[A - 1], lo_c, hi_c)))
         # Register-indexed operands are picked here, a stage ahead of operand select, by the
         # one-hot selects decoded at issue (round 0 folded in: STATE registers, else the
         # register file): AND-OR gates, each select flip-flop driving one operand's bits.
@@ -535,10 +529,8 @@ class NeuronEngine(wiring.Component):
 
         a = orsel((sel3.a_r, opa), (sel3.a_as, p2_acc), (sel3.a_am, p2_misc.acc))
         b = orsel((sel3.b_r, opb), (sel3.b_as, p2_acc), (sel3.b_am, p2_misc.acc))
-        b_lanes = orsel((sel3.bl_r, opb), (sel3.bl_as, p2_acc), (sel3.bl_am, p2_misc.acc))
         m.d.comb += [
             dp.op.eq(ins.op), dp.sh.eq(ins.sh), dp.so.eq(mins.so), dp.a.eq(a), dp.b.eq(b),
-            dp.b_lanes.eq(b_lanes),
             dp.kc.eq(kq[0]), dp.pred.eq(pred_eff), dp.live.eq(p2.mlive),
         ]
         for i in range(L):

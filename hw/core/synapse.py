@@ -180,13 +180,10 @@ class SynapseEngine(wiring.Component):
         m.d.comb += self.acc_waddr.eq(s4_row)
         m.d.sync += [fw1_valid.eq(s4_wen), fw1_row.eq(s4_row)]
         for j in range(L):
-            # the three candidate sums start from flip-flops side by side; the forwarding
-            # choice picks among them after the carry chains (not before)
-            sums = [(v + s4_delta[j])[:A] for v in (fw1_data[j], fw2_data[j], s4_old[j])]
+            old = Mux(hit_now[j], fw1_data[j], Mux(hit_prev[j], fw2_data[j], s4_old[j]))
             m.d.comb += [
                 s4_wen[j].eq(s4_valid & s4_mask[j]),
-                self.acc_wdata[j].eq(Mux(hit_now[j], sums[0],
-                                         Mux(hit_prev[j], sums[1], sums[2]))),
+                self.acc_wdata[j].eq((old + s4_delta[j])[:A]),
                 self.acc_wen[j].eq(s4_wen[j]),
             ]
             m.d.sync += [fw1_data[j].eq(self.acc_wdata[j]), fw2_data[j].eq(fw1_data[j])]
