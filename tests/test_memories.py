@@ -8,6 +8,7 @@ Yosys: ``read_old=False`` maps without the read-first emulation logic.
 """
 
 import random
+from contextlib import nullcontext
 
 import pytest
 from amaranth.sim import Simulator
@@ -16,6 +17,11 @@ from neuroloom.hw.core.memories import PartedMemory, poison_collisions
 from neuroloom.hw.verilog import to_verilog
 
 WIDTH, DEPTH, PART = 12, 8, 5                      # three parts: 5 + 5 + 2 bits
+
+
+def _part_mask(p: int) -> int:
+    """The bits of part ``p`` of a word."""
+    return ((1 << PART) - 1) << (PART * p) & ((1 << WIDTH) - 1)
 
 
 def _run(read_old: bool, poison: bool, cycles: int = 400, seed: int = 1):
@@ -39,24 +45,17 @@ def _run(read_old: bool, poison: bool, cycles: int = 400, seed: int = 1):
                 expect = words[r_addr]
                 if poison and not read_old and w_addr == r_addr and w_en:
                     # the parts written this cycle come back inverted
-                    mask = 0
-                    for p in range(3):
-                        if w_en >> p & 1:
-                            mask |= ((1 << PART) - 1) << (PART * p)
-                    expect ^= mask & ((1 << WIDTH) - 1)
+                    expect ^= sum(_part_mask(p) for p in range(3) if w_en >> p & 1)
                     seen["collisions"] += 1
             for p in range(3):
                 if w_en >> p & 1:
-                    m = ((1 << PART) - 1) << (PART * p) & ((1 << WIDTH) - 1)
+                    m = _part_mask(p)
                     words[w_addr] = (words[w_addr] & ~m) | (w_data & m)
             await ctx.tick()
             assert ctx.get(dut.r_data) == expect
             seen["reads"] += r_en
 
-    if poison:
-        with poison_collisions():
-            sim = Simulator(dut)
-    else:
+    with poison_collisions() if poison else nullcontext():
         sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
