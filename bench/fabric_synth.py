@@ -27,6 +27,7 @@ from neuroloom.contract.config import FabricConfig
 from neuroloom.fpga.ioring import IORing
 from neuroloom.fpga.synth import NextpnrError, figures_table, synthesize, yosys_cell_counts
 from neuroloom.hw.fabric import Fabric
+from neuroloom.hw.targets import ECP5
 from neuroloom.hw.verilog import to_verilog
 from neuroloom.sim.cache import build_dir
 
@@ -51,7 +52,7 @@ def synth_fabric(cfg: FabricConfig | str, *, seeds=(1,), freq: float = 100.0, pn
     out_dir = build_dir("synth", f"fabric-{name}") if name else None
     ring = IORing(Fabric(cfg))
     t0 = time.perf_counter()
-    verilog = to_verilog(ring, top, ports=ring.ports)
+    verilog = to_verilog(ring, top, ports=ring.ports, platform=ECP5)
     rec = {"config": cfg.to_dict(), "commit": _git("rev-parse", "--short", "HEAD"),
            "hw_dirty": bool(_git("status", "--porcelain", "--", "hw")),
            "verilog_seconds": round(time.perf_counter() - t0, 1), "seeds": list(seeds)}

@@ -39,6 +39,7 @@ from neuroloom.firmware import resources
 from neuroloom.fpga.synth import synthesize
 from neuroloom.hw.core.core import NeuronCore
 from neuroloom.hw.fabric import Fabric
+from neuroloom.hw.targets import ECP5
 from neuroloom.hw.verilog import to_verilog
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +86,7 @@ def synth(name: str) -> dict:
     top = "core" if kind == "core" else "fabric"
     design = NeuronCore(cfg, 0, 0) if kind == "core" else Fabric(cfg)
     t0 = time.perf_counter()
-    r = synthesize(to_verilog(design, top), top=top, pnr=False)
+    r = synthesize(to_verilog(design, top, platform=ECP5), top=top, pnr=False)
     dirty = _git("status", "--porcelain", "--", "hw")
     memories = yosys_memories(r.yosys_log.read_text(), top)
     return {"kind": kind, "config": cfg.to_dict(),

@@ -25,6 +25,7 @@ from neuroloom.fpga.ioring import CORE_CONFIGS as CONFIGS
 from neuroloom.fpga.ioring import IORing
 from neuroloom.fpga.synth import synthesize
 from neuroloom.hw.core.core import NeuronCore
+from neuroloom.hw.targets import ECP5
 from neuroloom.hw.verilog import to_verilog
 
 TOP = "core_ring"
@@ -204,7 +205,7 @@ def main(argv=None):
                     help="instead: every endpoint group whose estimate exceeds this (ns)")
     args = ap.parse_args(argv)
     ring = IORing(NeuronCore(CONFIGS[args.config], 0, 0))
-    result = synthesize(to_verilog(ring, TOP, ports=ring.ports), top=TOP, pnr=False)
+    result = synthesize(to_verilog(ring, TOP, ports=ring.ports, platform=ECP5), top=TOP, pnr=False)
     print(result.summary(), file=sys.stderr)
     module = json.loads((result.workdir / f"{TOP}.json").read_text())["modules"][TOP]
     if args.above is not None:

@@ -34,6 +34,7 @@ from neuroloom.hw.barrier import Barrier
 from neuroloom.hw.fabric import FabricShell
 from neuroloom.hw.hostlink import HostLink
 from neuroloom.hw.noc import Router
+from neuroloom.hw.targets import ECP5
 from neuroloom.hw.verilog import to_verilog
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -66,7 +67,7 @@ def critical_path(result) -> list[dict]:
 def synth_unit(name: str, *, seeds=(1, 2, 3), pnr: bool = True) -> dict:
     desc, factory, freq = UNITS[name]
     top = IORing(factory())
-    text = to_verilog(top, f"u_{name}", ports=top.ports)
+    text = to_verilog(top, f"u_{name}", ports=top.ports, platform=ECP5)
     result = synthesize(text, top=f"u_{name}", seeds=seeds, pnr=pnr,
                         frequency_mhz=freq)
     print(result.summary(), flush=True)

@@ -269,22 +269,26 @@ SLOTS = 32
 class EngineTiming:
     """Cycle costs of a neuron engine: ``step`` once per step on a core with an active group
     (step start, pipeline fill and drain, the last emissions), ``group`` per active group,
-    ``batch`` per batch, ``depth`` the issue-to-write-back latency (a round lasts at least
+    ``batch`` per batch, ``round`` per round (one instruction over a batch: the sequencer's
+    turn to the next one), ``depth`` the issue-to-write-back latency (a round lasts at least
     ``depth + 1`` cycles), ``pipelined``: False for the single-cycle engine (one cycle per
     instruction and neuron, one per mode entry, one more per neuron, no batches)."""
     step: int
     group: int
     batch: int
     depth: int
+    round: int = 0
     pipelined: bool = True
 
 
-#: ``pipelined``: the current core -- step + group and batch from the one-group steps of
-#: bench/results/core_cycles.json (58, 6), the split of the 58 (group 17) the one that keeps the
-#: steady-state RTL steps of cores with 2 and 5 groups closest (bench/resource_model.py --rtl,
-#: docs/resources.md); ``single-cycle``: the core the fabric RTL records of Nov 2026 ran on
+#: ``pipelined``: the current core -- step + group (71) and one cycle per round from the
+#: one-group steps of bench/results/core_cycles.json (a 256-neuron, 2-instruction pass: 8
+#: batches of 2 rounds, 599 cycles; a 32-neuron pass of 6 instructions with 32 modes: 1261),
+#: which leave nothing per batch; group = depth - 2 (a group starts on an empty pipeline), as
+#: the 17 of depth 19 that bench/resource_model.py --rtl fitted; ``single-cycle``: the core the
+#: fabric RTL records of Nov 2026 ran on
 ENGINES = {
-    "pipelined": EngineTiming(step=41, group=17, batch=6, depth=19),
+    "pipelined": EngineTiming(step=52, group=19, batch=0, depth=21, round=1),
     "single-cycle": EngineTiming(step=0, group=1, batch=0, depth=0, pipelined=False),
 }
 
@@ -307,8 +311,8 @@ def group_cycles(count: int, program: int, modes_instrs: int, modes: int, neuron
     total = engine.group
     for first in range(0, count, SLOTS):
         s = min(SLOTS, count - first)
-        total += engine.batch + scalar * max(s, engine.depth + 1)
-        total += modes_instrs * (s * rows + (engine.depth + 1 if s == 1 else 0))
+        total += engine.batch + scalar * (max(s, engine.depth + 1) + engine.round)
+        total += modes_instrs * (s * rows + (engine.depth + 1 if s == 1 else 0) + engine.round)
     return total
 
 

@@ -139,6 +139,19 @@ def test_generate_tiny(tmp_path, capsys):
     assert "1x1" in capsys.readouterr().out
 
 
+
+def test_generate_target_ecp5_uses_registered_mult18(tmp_path, capsys):
+    """--target ecp5: the multipliers are MULT18X18D blocks with their registers on; the
+    default (generic) Verilog has none, so any simulator reads it."""
+    paths = {t: tmp_path / f"{t}.v" for t in ("generic", "ecp5")}
+    for t, out in paths.items():
+        assert main(["generate", "--mesh", "1x1", *TINY, "--target", t, "-o", str(out)]) == 0
+    generic, ecp5 = (paths[t].read_text() for t in ("generic", "ecp5"))
+    assert "MULT18X18D" not in generic
+    blocks = ecp5.count("MULT18X18D ")
+    assert blocks > 0 and ecp5.count('.REG_OUTPUT_CLK("CLK0")') == blocks
+    assert ecp5.count('.REG_INPUTA_CLK("CLK0")') == blocks
+
 @pytest.mark.parametrize("argv,needle", [
     (["--mesh", "1x1", "--neurons", "6"], "multiple of synapse_lanes"),
     (["--mesh", "17x1"], "mesh_w=17"),

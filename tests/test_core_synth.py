@@ -1,6 +1,7 @@
 """Yosys synthesis of one small neuron core for ECP5 (no place-and-route: that is in bench/ and
-make test-slow): no latch, every memory maps to a RAM primitive (block RAM for the deep ones,
-LUT RAM for the small register files and FIFOs), and the multipliers map to MULT18X18D."""
+make test-slow), elaborated for ECP5 as the synthesis flows elaborate it: no latch, every memory
+maps to a RAM primitive (block RAM for the deep ones, LUT RAM for the small register files and
+FIFOs), and the multipliers are MULT18X18D blocks with their input and output registers on."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import re
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.fpga.synth import synthesize
-from neuroloom.sim.core_tb import TOPLEVEL, write_core_verilog
+from neuroloom.hw.core.core import NeuronCore
+from neuroloom.hw.targets import ECP5
+from neuroloom.hw.verilog import to_verilog
+from neuroloom.sim.core_tb import TOPLEVEL
 
 #: small, but with the deep memories deep enough that block RAM is the only sensible mapping
 CFG = FabricConfig(mesh_w=1, mesh_h=1, neurons=64, axons=64, synapse_rows=512, route_words=512,
@@ -39,7 +43,8 @@ def expected_memories(cfg: FabricConfig) -> dict[str, set[str]]:
 
 
 def test_small_core_synthesizes_clean():
-    r = synthesize(write_core_verilog(CFG, (0, 0)), top=TOPLEVEL, pnr=False)
+    text = to_verilog(NeuronCore(CFG, 0, 0), TOPLEVEL, platform=ECP5)
+    r = synthesize(text, top=TOPLEVEL, pnr=False)
     log = r.yosys_log.read_text()
     assert not r.latches, "latch in the core"
     mapped = dict(re.findall(r"mapping memory core\.(\S+) via \$__(\w+?)_\n", log))
@@ -52,3 +57,7 @@ def test_small_core_synthesizes_clean():
     # 8 products per neuron lane, each split into two partial products of <= 18 bits, and one
     # payload x weight product per synapse lane, likewise two partials (24-bit payloads)
     assert r.mult18x18d == 16 * CFG.neuron_lanes + 2 * CFG.synapse_lanes, r.cells
+    # every one of them the instantiated, registered block (Yosys maps a `*` without them)
+    dsps = re.findall(r"MULT18X18D #\((.*?)\) ", text, flags=re.S)
+    assert len(dsps) == r.mult18x18d
+    assert all('.REG_INPUTA_CLK("CLK0")' in d and '.REG_OUTPUT_CLK("CLK0")' in d for d in dsps)

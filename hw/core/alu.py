@@ -21,15 +21,16 @@ Latencies, counted in cycles from the inputs (registered at ``E0`` inside the co
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.layouts import MODE_COEFS, MODE_STATE, Op
+from neuroloom.hw.targets import is_ecp5
 
-__all__ = ["NeuronDatapath", "sat_hw", "rnd_hw", "reg", "delay", "ram_delay"]
+__all__ = ["Mul18", "NeuronDatapath", "sat_hw", "rnd_hw", "reg", "delay", "ram_delay"]
 
 #: widest multiplier operand that fits one MULT18X18D
 DSP_WIDTH = 18
@@ -103,18 +104,89 @@ def _half(m: Module, shift, width: int, name: str):
     return h
 
 
+class Mul18(wiring.Component):
+    """``p = a * k`` for operands of at most 18 bits, two cycles after ``a`` and ``k``: the
+    operands are registered, multiplied, and the product registered.
+
+    On ECP5 (:func:`~neuroloom.hw.targets.is_ecp5`) this is one ``MULT18X18D`` with its input
+    and output registers on: the multiply runs from register to register inside the block,
+    and the routes into and out of it carry no logic. Yosys maps a ``*`` to the block without
+    its registers, so the ~4 ns of multiplier logic then shares the cycle with both routes
+    (the core's critical path at 80-93 MHz). Elsewhere it is the same two registers around a
+    ``*``."""
+
+    def __init__(self, a_shape, k_shape):
+        self._a, self._k = a_shape, k_shape
+        assert a_shape.width <= DSP_WIDTH and k_shape.width <= DSP_WIDTH
+        width = a_shape.width + k_shape.width
+        super().__init__({"a": In(a_shape), "k": In(k_shape), "p": Out(signed(width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        if not is_ecp5(platform):
+            a, k = reg(m, self.a, "a"), reg(m, self.k, "k")
+            m.d.sync += self.p.eq(a * k)
+            return m
+        # operands extended to 18 bits as signed values (an unsigned one gets a zero on top,
+        # which its shape has room for: the caller passes unsigned parts of <= 17 bits)
+        a18, k18, p36 = Signal(18), Signal(18), Signal(36)
+        if not self._a.signed:
+            assert self._a.width < DSP_WIDTH
+        if not self._k.signed:
+            assert self._k.width < DSP_WIDTH
+        m.d.comb += [a18.eq(self.a), k18.eq(self.k)]       # sign- or zero-extended
+        ports = {f"i_A{i}": a18[i] for i in range(18)}
+        ports.update({f"i_B{i}": k18[i] for i in range(18)})
+        ports.update({f"i_C{i}": Const(0, 1) for i in range(18)})
+        ports.update({f"o_P{i}": p36[i] for i in range(36)})
+        clk = ClockSignal("sync")
+        m.submodules.dsp = Instance(
+            "MULT18X18D",
+            p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
+            p_REG_INPUTB_CLK="CLK0", p_REG_INPUTB_CE="CE0", p_REG_INPUTB_RST="RST0",
+            p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE",
+            p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST0",
+            p_CLK0_DIV="ENABLED", p_CLK1_DIV="ENABLED", p_CLK2_DIV="ENABLED",
+            p_CLK3_DIV="ENABLED", p_HIGHSPEED_CLK="NONE", p_GSR="DISABLED",
+            p_CAS_MATCH_REG="FALSE", p_SOURCEB_MODE="B_SHIFT", p_MULT_BYPASS="DISABLED",
+            p_RESETMODE="SYNC",
+            i_SIGNEDA=Const(1, 1), i_SIGNEDB=Const(1, 1),
+            i_SOURCEA=Const(0, 1), i_SOURCEB=Const(0, 1),
+            i_CLK0=clk, i_CLK1=Const(0, 1), i_CLK2=Const(0, 1), i_CLK3=Const(0, 1),
+            i_CE0=Const(1, 1), i_CE1=Const(0, 1), i_CE2=Const(0, 1), i_CE3=Const(0, 1),
+            i_RST0=Const(0, 1), i_RST1=Const(0, 1), i_RST2=Const(0, 1), i_RST3=Const(0, 1),
+            **ports)
+        m.d.comb += self.p.eq(p36[:len(self.p)].as_signed())
+        return m
+
+
 class _Product:
-    """A signed product in two registered stages: partial products, then their sum."""
+    """A signed product in three registered stages (``LAT`` cycles): the multipliers' own
+    operand copies, the partial products (:class:`Mul18`, each <= 18 x 18 bits), their sum.
+
+    The operand copies are the input registers of each ``MULT18X18D`` on ECP5 (flip-flops
+    elsewhere), so no route from the shared datapath inputs (which fan out to the scalar path
+    and up to four partial products) ends in the multiplier's logic."""
+
+    LAT = 3
 
     def __init__(self, m: Module, a, k, name: str):
         wa = len(a)
+        k = k.as_value() if hasattr(k, "as_value") else k
+        a = a.as_value() if hasattr(a, "as_value") else a
+
+        def mul(x, y, part):
+            unit = Mul18(x.shape(), y.shape())
+            m.submodules[f"{name}_{part}"] = unit
+            m.d.comb += [unit.a.eq(x), unit.k.eq(y)]
+            return unit.p
+
         if wa <= DSP_WIDTH:
-            hi = reg(m, a * k, f"{name}_p", signed(wa + len(k)))
-            self.value = reg(m, hi, name, signed(wa + len(k)))
+            self.value = reg(m, mul(a, k, "m"), name, signed(wa + len(k)))
             return
         s = wa - DSP_WIDTH
-        lo = reg(m, a[:s].as_unsigned() * k, f"{name}_lo", signed(s + len(k) + 1))
-        hi = reg(m, a[s:].as_signed() * k, f"{name}_hi", signed(DSP_WIDTH + len(k)))
+        lo = mul(a[:s].as_unsigned(), k, "lo")
+        hi = mul(a[s:].as_signed(), k, "hi")
         self.value = reg(m, (hi << s) + lo, name, signed(wa + len(k)))
 
 
@@ -136,7 +208,8 @@ class NeuronDatapath(wiring.Component):
     """
 
     LAT_SCALAR = 3
-    LAT_X = 6
+    #: products (``_Product.LAT``), the two sums, shift, saturate
+    LAT_X = _Product.LAT + 4
 
     def __init__(self, cfg: FabricConfig, lanes: int = 1):
         self._cfg, self._lanes = cfg, lanes
@@ -154,8 +227,8 @@ class NeuronDatapath(wiring.Component):
 
     @property
     def LAT_SUM(self) -> int:
-        # x (6) + projection product (2) + sum, round, shift, saturate (4) + lane adder tree
-        return self.LAT_X + 6 + (1 if self._lanes <= 4 else 2)
+        # x + projection product + sum, round, shift, saturate (4) + lane adder tree
+        return self.LAT_X + _Product.LAT + 4 + (1 if self._lanes <= 4 else 2)
 
     def elaborate(self, platform):
         cfg, L = self._cfg, self._lanes
@@ -203,12 +276,14 @@ class NeuronDatapath(wiring.Component):
                 m.d.sync += res2.eq(Mux(pred1, a1_, b1_))
         m.d.sync += [self.scalar.eq(sat_hw(res2, W)), self.cge.eq(reg(m, ge1, "s_ge2"))]
 
-        # -- lanes: complex product (E1, E2), sums (E3, E4), shift (E5), saturate (E6) ----------
+        # -- lanes: complex product (E1-E3), sums (E4, E5), shift (E6), saturate (E7) ----------
         PW = max(W + CW + 3, 34)
-        sh_d = delay(m, sh, 4, "sh")           # aligned with E4
-        so_d = delay(m, so, 9, "so")           # aligned with E9
-        half_sh = reg(m, _half(m, delay(m, sh, 1, "shh"), PW, "half_sh_c"), "half_sh")  # E2
-        live_d = delay(m, live, self.LAT_X + 6, "live")
+        Q = _Product.LAT
+        sh_d = delay(m, sh, Q + 2, "sh")                 # aligned with the sum re (E5)
+        so_d = delay(m, so, self.LAT_X + Q + 1, "so")    # aligned with the projection sum
+        half_sh = reg(m, _half(m, delay(m, sh, Q - 1, "shh"), PW, "half_sh_c"),
+                      "half_sh")                         # aligned with the products (E3)
+        live_d = delay(m, live, self.LAT_X + Q + 4, "live")
         terms = []
         for i in range(L):
             a0, a1 = x[i][0], x[i][1]
@@ -226,8 +301,8 @@ class NeuronDatapath(wiring.Component):
             re_r = reg(m, sat_hw(re_s, W), f"l{i}_re_r")
             im_r = reg(m, sat_hw(im_s, W), f"l{i}_im_r")
             m.d.comb += [self.x_out[i][0].eq(re_r), self.x_out[i][1].eq(im_r)]
-            # projection: E7, E8 products; E9 sum; E10 + half; E11 shift; E12 saturate
-            cr6, cn6 = (ram_delay(m, v, 6, f"l{i}_{n}").as_signed()
+            # projection: E8-E10 products; E11 sum; E12 + half; E13 shift; E14 saturate
+            cr6, cn6 = (ram_delay(m, v, self.LAT_X, f"l{i}_{n}").as_signed()
                         for v, n in ((cr, "cr"), (cn, "cn")))
             pr = _Product(m, re_r, cr6, f"l{i}_pr").value
             pi = _Product(m, im_r, cn6, f"l{i}_pi").value

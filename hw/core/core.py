@@ -290,13 +290,35 @@ class NeuronCore(wiring.Component):
         def row(v):
             return v[lb:]
 
+        # ``own`` changes only here (the step's start, a clear); every ACC memory and every
+        # lane's read-data multiplexer gets a private copy of it, which loads with ``own`` and
+        # in one more cycle of its own (``extra``, then reloading the value it has): the copies
+        # differ in their enables, so synthesis keeps them apart, and each sits by the ports it
+        # drives instead of one flip-flop fanning out over every ACC bank
+        own_load = Signal()
+        own_clear = Signal()
+        m.d.comb += [own_load.eq(self.step_start & ~clearing & ~eng.busy),
+                     own_clear.eq(self.clear & ~clearing)]
+
+        def own_copy(b, name, extra):
+            c = Signal(name=name, init=int(b == 0))
+            with m.If(own_clear):
+                m.d.sync += c.eq(b == 0)
+            with m.Elif(own_load):
+                m.d.sync += c.eq(self.step[0] ^ b)
+            with m.Elif(extra):
+                m.d.sync += c.eq(own[b])
+            return c
+
+        a_res = [[None] * L for _ in range(2)]
         for b in range(2):
             for j in range(L):
                 mem = acc[b][j]
-                mine = own[b]
                 a_we = cfg_we(f"acc{b}_{j}", Mem.ACC, cfg.neurons,
                               (na.part == b) & (bank(na.index) == j))
                 a_re = cfg_re(f"acc{b}_{j}", Mem.ACC, (na.part[0] == b) & (bank(na.index) == j))
+                a_res[b][j] = a_re
+                mine = own_copy(b, f"own{b}_acc{j}", a_re)
                 idx, _ = local_addr(f"acc{b}_{j}", (na.mem == Mem.ACC) & (na.part[0] == b)
                                     & (bank(na.index) == j))
                 m.d.comb += [
@@ -318,9 +340,10 @@ class NeuronCore(wiring.Component):
                                  mem.w_en.eq(eng.clr_en & (bank(eng.clr_addr) == j))]
             # read data to the engines
         for j in range(L):
+            sel = own_copy(0, f"own0_rd{j}", a_res[0][j] | a_res[1][j])
             m.d.comb += [
-                syn.acc_rdata[j].eq(Mux(own[0], acc[0][j].r_data, acc[1][j].r_data)),
-                eng.acc_data[j].eq(Mux(own[0], acc[1][j].r_data, acc[0][j].r_data)),
+                syn.acc_rdata[j].eq(Mux(sel, acc[0][j].r_data, acc[1][j].r_data)),
+                eng.acc_data[j].eq(Mux(sel, acc[1][j].r_data, acc[0][j].r_data)),
             ]
 
         # GROUP descriptors (flip-flops) and counters: written by config.
@@ -472,9 +495,9 @@ class NeuronCore(wiring.Component):
             eng.step.eq(self.step),
             eng.start.eq(self.step_start & ~clearing),
         ]
-        with m.If(self.step_start & ~clearing & ~eng.busy):
+        with m.If(own_load):
             m.d.sync += [own[0].eq(self.step[0]), own[1].eq(~self.step[0])]
-        with m.If(self.clear & ~clearing):
+        with m.If(own_clear):
             m.d.sync += [clearing.eq(1), wipe_n.eq(0), clr_cnt.eq(0), own[0].eq(1), own[1].eq(0)]
         with m.If(clearing):
             m.d.sync += clr_cnt.eq(clr_cnt + 1)

@@ -138,7 +138,7 @@ class NeuronEngine(wiring.Component):
     #: slots per batch (register files); more than DEPTH keeps full batches stall-free
     SLOTS = 32
     #: emission FIFO depth
-    EMIT_DEPTH = 16
+    EMIT_DEPTH = 32
 
     def __init__(self, cfg: FabricConfig, slots: int = SLOTS):
         self._cfg, self._slots = cfg, slots

@@ -21,7 +21,7 @@ other without bubbles: one row (``popcount(mask)`` synaptic ops) per cycle.
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -137,13 +137,15 @@ class SynapseEngine(wiring.Component):
         with m.If(s1r_valid):
             m.d.comb += self.ops.eq(sum(s1r_syn.mask[j] for j in range(L)))
 
-        # -- P1, P2: products (one MULT18X18D partial per lane and part, then their sum) --
+        # -- P0, P1, P2: products (the multipliers' operand copies, one MULT18X18D partial per
+        # lane and part, then their sum) --
+        Q = _Product.LAT
         prods = [_Product(m, s1r_payload, s1r_syn.weights[j], f"prod{j}").value
                  for j in range(L)]
-        s2_valid = delay(m, s1r_valid, 2, "s2_valid")
-        s2_row = delay(m, s1r_syn.row, 2, "s2_row")
-        s2_mask = delay(m, s1r_syn.mask & s1r_valid.replicate(L), 2, "s2_mask")
-        s2_shift = delay(m, s1r_shift, 2, "s2_shift")
+        s2_valid = delay(m, s1r_valid, Q, "s2_valid")
+        s2_row = delay(m, s1r_syn.row, Q, "s2_row")
+        s2_mask = delay(m, s1r_syn.mask & s1r_valid.replicate(L), Q, "s2_mask")
+        s2_shift = delay(m, s1r_shift, Q, "s2_shift")
 
         # -- S2: accumulator read at the row; product + half --
         m.d.comb += [self.acc_raddr.eq(s2_row), self.acc_ren.eq(s2_valid)]
@@ -188,6 +190,7 @@ class SynapseEngine(wiring.Component):
             ]
             m.d.sync += [fw1_data[j].eq(self.acc_wdata[j]), fw2_data[j].eq(fw1_data[j])]
 
+        in_products = [delay(m, s1r_valid, d, f"p{d}_valid") for d in range(1, Q)]
         m.d.comb += self.busy.eq(a_valid | b_valid | it_busy | s1_valid | s1r_valid | s2_valid
-                                 | delay(m, s1r_valid, 1, "p1_valid") | s3_valid | s4_valid)
+                                 | Cat(*in_products).any() | s3_valid | s4_valid)
         return m

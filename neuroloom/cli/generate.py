@@ -12,6 +12,7 @@ from amaranth.hdl import Shape
 from neuroloom.contract import hostproto
 from neuroloom.contract.config import FabricConfig
 from neuroloom.hw.fabric import Fabric
+from neuroloom.hw.targets import ECP5
 from neuroloom.hw.verilog import to_verilog
 
 from . import options
@@ -25,6 +26,11 @@ def add_arguments(parser) -> None:
                         help="Verilog file to write (fabric.v); the JSON description goes beside "
                              "it (fabric.json), which --fabric of the other commands reads")
     parser.add_argument("--top", default="fabric", help="top module name (default fabric)")
+    parser.add_argument("--target", choices=("generic", "ecp5"), default="generic",
+                        help="generic: portable RTL for any simulator or synthesis tool "
+                             "(default); ecp5: for Yosys synth_ecp5, the multipliers as "
+                             "MULT18X18D blocks with their registers on (faster on ECP5; a "
+                             "simulator then needs a MULT18X18D model)")
     options.add_fabric_options(parser, "The fabric to generate; a mesh is required (--mesh, "
                                "--mesh-w and --mesh-h, or --fabric)")
 
@@ -45,7 +51,7 @@ def run(args) -> int:
         raise FileNotFoundError(2, "No such file or directory", str(out.parent))
     t0 = time.perf_counter()
     fabric = Fabric(cfg)
-    text = to_verilog(fabric, args.top)
+    text = to_verilog(fabric, args.top, platform=ECP5 if args.target == "ecp5" else None)
     js = out.with_suffix(".json")
     for path, content in ((out, text), (js, json.dumps(
             fabric_description(fabric, cfg, args.top, out.name), indent=2) + "\n")):
