@@ -20,12 +20,15 @@ Arrays the loops touch per sample are batch-minor (the batch is the innermost, c
 registers (neurons, state_regs, B), accumulators (neurons, B), the mode state ``xm`` (2,
 entries, B), payloads and emit flags (neurons, B)), so the inner loop over the batch is a
 straight, branch-free vector loop (with one sample, the loop over a neuron's modes is), at 512
-bits where the CPU has AVX-512 (:func:`_wide_vectors`). Integer arithmetic only: every
-intermediate fits int64 (state <= 32 bits x coefficients <= 18 bits, three terms: < 2**51; a
-sum of at most ``modes`` state-width terms), and every state value fits int32, which lets the
-products be 32 x 32 -> 64-bit multiplies. Where ``|Re C'| + |Im C'|`` cannot carry a state
-value out of range, the output term's saturation is the identity and is skipped. Compiled with
-numba on first use and cached beside this file.
+bits where the CPU has AVX-512 (:func:`_wide_vectors`). Integer arithmetic, except a batch's
+mode loop: every intermediate fits int64 (state <= 32 bits x coefficients <= 18 bits, three
+terms: < 2**51; a sum of at most ``modes`` state-width terms), and every state value fits int32,
+which lets the products be 32 x 32 -> 64-bit multiplies. The mode loop of a batch
+(:func:`_modes_batch`) computes the same integers in float64, exactly (the argument is in its
+docstring; ``tests/test_golden_modes_edges.py`` checks the widest configuration): vector float
+multiply-adds are cheaper than 64-bit integer products and shifts. Where ``|Re C'| + |Im C'|``
+cannot carry a state value out of range, the output term's saturation is the identity and is
+skipped. Compiled with numba on first use and cached beside this file.
 """
 
 from __future__ import annotations
@@ -76,6 +79,67 @@ def _i32(v):
     return np.int64(np.int32(v))
 
 
+#: 1.5 * 2**52: for a float64 w with |w| < 2**51, (w + _RINT) - _RINT is w rounded to the nearest
+#: integer (ties to even), exactly (the sum's unit in the last place is 1)
+_RINT = 1.5 * 2.0 ** 52
+
+
+@njit(inline="always")
+def _scale(s):
+    """(2**-s, the offset that turns rounding to nearest into the spec's rounding shift).
+
+    For an integer v and shift s in 0..31, ``(v + ((1 << s) >> 1)) >> s`` (round half up) is
+    ``rint(v * 2**-s + off)`` with ``off = 2**-(s + 1)`` (0 for s = 0): v * 2**-s is a multiple of
+    2**-s, so adding 2**-(s + 1) moves it strictly inside the interval that rounds to the
+    floor of ``v * 2**-s + 1/2``."""
+    k = 1.0 / np.float64(np.int64(1) << s)
+    return k, (0.5 * k if s > 0 else 0.0)
+
+
+@njit(nogil=True, fastmath={"contract"})
+def _modes_batch(xm, e0, c, u, s, t, lo, hi, width, y):
+    """``MODES`` over a neuron's mode entries ``e0 ..`` for a batch (B > 1), in float64.
+
+    Exact, for every configuration the contract accepts (state_width <= 32, coef_width <= 18,
+    shifts 0..31, at most 2**14 modes): every product of a state value and a coefficient is
+    < 2**48 in magnitude, the three-term sums < 2**50; scaled by 2**-s and offset by 2**-(s + 1)
+    (:func:`_scale`) they are multiples of 2**-(s + 1) below 2**(51 - s), i.e. fewer than 52
+    significant bits, so every multiply-add (fused or not) is exact and rounding to the nearest
+    integer (``_RINT``) gives the spec's rounding shift. Saturation is a clamp to integer bounds
+    before that rounding (both are monotonic). The output sum has at most 2**14 terms of at most
+    2**31: exact. ``y`` (B,) float64 receives the sum (before the wrap).
+    """
+    _wide_vectors()
+    B, M = xm.shape[2], c.shape[0]
+    k, off = _scale(s)
+    kt, offt = _scale(t)
+    flo, fhi = np.float64(lo), np.float64(hi)
+    for b in range(B):
+        y[b] = 0.0
+    for m in range(M):
+        ar, ai, br, bi = c[m, 0] * k, c[m, 1] * k, c[m, 2] * k, c[m, 3] * k
+        nai, cr, cn = -ai, c[m, 4] * kt, c[m, 5] * kt
+        # the output term saturates only if |Re C'| + |Im C'| can carry a state-width value
+        # past the range: else the clamp is the identity, skipped
+        free = ((abs(np.int64(c[m, 4])) + abs(np.int64(c[m, 5]))) << (width - 1)) + (
+            (np.int64(1) << t) >> 1) < (np.int64(1) << (width - 1 + t))
+        xr, xi = xm[0, e0 + m], xm[1, e0 + m]
+        if free:
+            for b in range(B):
+                r0, i0 = np.float64(xr[b]), np.float64(xi[b])
+                r1 = (min(max(r0 * ar + (i0 * nai + (u[b] * br + off)), flo), fhi) + _RINT) - _RINT
+                i1 = (min(max(r0 * ai + (i0 * ar + (u[b] * bi + off)), flo), fhi) + _RINT) - _RINT
+                xr[b], xi[b] = r1, i1
+                y[b] += ((r1 * cr + (i1 * cn + offt)) + _RINT) - _RINT
+        else:
+            for b in range(B):
+                r0, i0 = np.float64(xr[b]), np.float64(xi[b])
+                r1 = (min(max(r0 * ar + (i0 * nai + (u[b] * br + off)), flo), fhi) + _RINT) - _RINT
+                i1 = (min(max(r0 * ai + (i0 * ar + (u[b] * bi + off)), flo), fhi) + _RINT) - _RINT
+                xr[b], xi[b] = r1, i1
+                y[b] += (min(max(r1 * cr + (i1 * cn + offt), flo), fhi) + _RINT) - _RINT
+
+
 def encode_program(program) -> np.ndarray:
     """(instructions, 7) int64: the fields :data:`PROGRAM_FIELDS` of each instruction (source
     operand codes past ``ZERO`` read zero, as ``ZERO``)."""
@@ -83,6 +147,32 @@ def encode_program(program) -> np.ndarray:
                  dtype=np.int64).reshape(-1, len(PROGRAM_FIELDS))
     p[:, 2:4] = np.minimum(p[:, 2:4], _ZERO)
     return p
+
+
+@njit(cache=True, nogil=True)
+def _registers(prog):
+    """(load, wrote): bool each, indexed by register (R0..R7; the rows past R7 only keep a
+    ``CMAD`` to R7, which ``Instr.check`` refuses, in bounds): the registers an encoded program
+    reads before it writes them (a straight-line program: every other register it reads, it
+    wrote first) and those it writes. A neuron's run loads only the first and stores back only
+    the second."""
+    load = np.zeros(_ZERO + 1, dtype=np.bool_)
+    wrote = np.zeros(_ZERO + 1, dtype=np.bool_)
+    for j in range(prog.shape[0]):
+        op, rd, ra, rb, em = prog[j, 0], prog[j, 1], prog[j, 2], prog[j, 3], prog[j, 6]
+        two = op == _MAD or op == _ADD or op == _SUB or op == _MAX or op == _MIN or \
+            op == _CGE or op == _SEL or op == _CMAD
+        for r, reads in ((ra, two or op == _SHR), (rb, two or op == _MODES),
+                         (ra + 1, op == _CMAD and ra != _ZERO)):
+            if reads and r < 8 and not wrote[r]:
+                load[r] = True
+        if op == _CMAD:
+            wrote[rd] = wrote[rd + 1] = True
+        elif op != _NOP and op != _CGE and (two or op == _LDC or op == _SHR or op == _MODES):
+            wrote[rd] = True
+        if em != 0 and not wrote[rd]:     # an emitting instruction sends R[rd]
+            load[rd] = True
+    return load, wrote
 
 
 @njit(cache=True, nogil=True)
@@ -109,18 +199,20 @@ def run_kernel(prog, sh, so, gid, mrow, mc, state, acc, coef, xm, width, acc_wid
     hi = (np.int64(1) << (width - 1)) - 1
     half_a = np.int64(1) << (acc_width - 1)
     mask_a = (np.int64(1) << acc_width) - 1
+    load, wrote = _registers(prog)
     # R0..R7, then ACC (sat(acc)) and ZERO: a source operand code is a row
     regs = np.zeros((_ZERO + 1, B), dtype=np.int64)
-    y = np.empty(B, dtype=np.int64)
-    u = np.empty(B, dtype=xm.dtype)       # the MODES input, as narrow as the mode state
+    y = np.empty(B, dtype=np.float64)     # the MODES output sum (exact, see _modes_batch)
+    u = np.empty(B, dtype=np.float64)     # the MODES input
     pred = np.zeros(B, dtype=np.bool_)
     fired = np.zeros(B, dtype=np.bool_)
     spike = np.zeros(B, dtype=np.int64)
     for i in range(gid.shape[0]):
         g = gid[i]
-        for k in range(8):
-            for b in range(B):
-                regs[k, b] = state[g, k, b] if k < S else 0
+        for k in range(8):                # the registers the program reads before writing
+            if load[k]:
+                for b in range(B):
+                    regs[k, b] = state[g, k, b] if k < S else 0
         for b in range(B):
             regs[_ACC, b] = min(max(acc[g, b], lo), hi)
             acc[g, b] = 0
@@ -172,13 +264,10 @@ def run_kernel(prog, sh, so, gid, mrow, mc, state, acc, coef, xm, width, acc_wid
                     regs[rd, b] = regs[ra, b] if pred[b] else regs[rb, b]
             elif op == _MODES:
                 t = so[j, i]
-                rt = (np.int64(1) << t) >> 1
                 e0, c = mrow[i], mc[i]
-                for b in range(B):
-                    y[b] = 0
-                    u[b] = regs[rb, b]
                 if B == 1:                    # one sample: the loop over the modes is inner
-                    u0, y0 = np.int64(u[0]), np.int64(0)
+                    rt = (np.int64(1) << t) >> 1
+                    u0, y0 = regs[rb, 0], np.int64(0)
                     for m in range(M):
                         r0, i0 = np.int64(xm[0, e0 + m, 0]), np.int64(xm[1, e0 + m, 0])
                         ar, ai, br, bi, cr, cn = (np.int64(c[m, 0]), np.int64(c[m, 1]),
@@ -188,41 +277,23 @@ def run_kernel(prog, sh, so, gid, mrow, mc, state, acc, coef, xm, width, acc_wid
                         i1 = min(max((r0 * ai + i0 * ar + u0 * bi + rs) >> s, lo), hi)
                         xm[0, e0 + m, 0], xm[1, e0 + m, 0] = r1, i1
                         y0 += min(max((r1 * cr + i1 * cn + rt) >> t, lo), hi)
-                    y[0] = y0
-                for m in range(M if B > 1 else 0):
-                    ar, ai, br, bi, cr, cn = (np.int64(c[m, 0]), np.int64(c[m, 1]),
-                                              np.int64(c[m, 2]), np.int64(c[m, 3]),
-                                              np.int64(c[m, 4]), np.int64(c[m, 5]))
-                    xr, xi = xm[0, e0 + m], xm[1, e0 + m]
-                    # the output term saturates only if |Re C'| + |Im C'| can carry a
-                    # state-width value past the range: else sat() is the identity, skipped
-                    free = ((abs(cr) + abs(cn)) << (width - 1)) + rt < (np.int64(1) << (
-                        width - 1 + t))
-                    # every state value fits int32 (state_width <= 32): _i32 is exact
-                    if free:
-                        for b in range(B):
-                            r0, i0, ub = _i32(xr[b]), _i32(xi[b]), _i32(u[b])
-                            r1 = _i32(min(max((r0 * ar - i0 * ai + ub * br + rs) >> s, lo), hi))
-                            i1 = _i32(min(max((r0 * ai + i0 * ar + ub * bi + rs) >> s, lo), hi))
-                            xr[b], xi[b] = r1, i1
-                            y[b] += (r1 * cr + i1 * cn + rt) >> t
-                    else:
-                        for b in range(B):
-                            r0, i0, ub = _i32(xr[b]), _i32(xi[b]), _i32(u[b])
-                            r1 = _i32(min(max((r0 * ar - i0 * ai + ub * br + rs) >> s, lo), hi))
-                            i1 = _i32(min(max((r0 * ai + i0 * ar + ub * bi + rs) >> s, lo), hi))
-                            xr[b], xi[b] = r1, i1
-                            y[b] += min(max((r1 * cr + i1 * cn + rt) >> t, lo), hi)
-                for b in range(B):
-                    regs[rd, b] = min(max(((y[b] + half_a) & mask_a) - half_a, lo), hi)
+                    regs[rd, 0] = min(max(((y0 + half_a) & mask_a) - half_a, lo), hi)
+                else:
+                    for b in range(B):
+                        u[b] = regs[rb, b]
+                    _modes_batch(xm, e0, c, u, s, t, lo, hi, width, y)
+                    for b in range(B):
+                        regs[rd, b] = min(max(((np.int64(y[b]) + half_a) & mask_a) - half_a,
+                                              lo), hi)
             if em != 0:                   # the pending spike: (condition, R[rd]) as of now
                 for b in range(B):
                     spike[b] = regs[rd, b]
                     fired[b] = True if em == _ALWAYS else (
                         regs[rd, b] != 0 if em == _NONZERO else pred[b])
-        for k in range(S):
-            for b in range(B):
-                state[g, k, b] = regs[k, b]
+        for k in range(S):                # the registers the program wrote
+            if wrote[k]:
+                for b in range(B):
+                    state[g, k, b] = regs[k, b]
         for b in range(B):
             emit[pos + i, b] = fired[b]
             pay[pos + i, b] = spike[b] if fired[b] else 0

@@ -7,14 +7,15 @@ registers, accumulators, mode state and counters equal, and after configuration 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.contract.coreconfig import CoreConfig, Group, Route, Synapse
-from neuroloom.contract.isa import encode
-from neuroloom.contract.layouts import MODE_COEFS, MODE_STATE, Mem
+from neuroloom.contract.isa import Instr, encode
+from neuroloom.contract.layouts import MODE_COEFS, MODE_STATE, Emit, Mem, Op, Operand
 from neuroloom.sim.golden import GoldenFabric
 from tests.support.channel import corner, random_channel_core
 from tests.support.core import random_core_config, random_program
@@ -188,3 +189,54 @@ def test_interleaved_schedules_of_one_kernel_gather_their_mode_state():
         for f in (fast, ref):
             f.inject(0, 0, [1000 * (t + 1), -777])
         check_equal(fast, ref, fast.step(), ref.step(), f"step {t}")
+
+
+#: one program per opcode, each reading persistent registers it has not written (the kernel
+#: loads only those, and stores back only the registers a program writes)
+OPERAND_PROGRAMS = [
+    [Instr(Op.MAD, rd=3, ra=1, ck=0, rb=2, cl=1, sh=2, emit=Emit.ALWAYS)],
+    [Instr(Op.CMAD, rd=1, ra=0, ck=0, rb=3, cl=2, sh=3, emit=Emit.ALWAYS)],
+    [Instr(Op.CMAD, rd=2, ra=Operand.ZERO, ck=4, rb=1, cl=6, sh=1), Instr(Op.ADD, rd=0, ra=3,
+                                                                         rb=2, emit=Emit.ALWAYS)],
+    [Instr(Op.ADD, rd=0, ra=2, rb=3, emit=Emit.NONZERO)],
+    [Instr(Op.SUB, rd=3, ra=1, rb=0, emit=Emit.ALWAYS)],
+    [Instr(Op.MAX, rd=2, ra=3, rb=Operand.ACC, emit=Emit.ALWAYS)],
+    [Instr(Op.MIN, rd=1, ra=Operand.ACC, rb=0, emit=Emit.ALWAYS)],
+    [Instr(Op.SHR, rd=0, ra=3, sh=4, emit=Emit.ALWAYS)],
+    [Instr(Op.CGE, ra=1, rb=2), Instr(Op.SEL, rd=3, ra=0, rb=2, emit=Emit.IF_P)],
+    [Instr(Op.NOP), Instr(Op.LDC, rd=1, ck=5, sh=3), Instr(Op.SEL, rd=2, ra=1, rb=3,
+                                                           emit=Emit.ALWAYS)],
+    [Instr(Op.MODES, rd=0, rb=2, sh=14, so=14, emit=Emit.ALWAYS)],
+    [Instr(Op.ADD, rd=6, ra=6, rb=1), Instr(Op.MAX, rd=0, ra=6, rb=7, emit=Emit.ALWAYS)],
+]
+
+
+@pytest.mark.parametrize("B", [1, 3])
+def test_every_opcode_reads_the_registers_it_did_not_write(B):
+    cfg = FabricConfig(mesh_w=1, mesh_h=1, neurons=32, axons=4, synapse_rows=16,
+                       route_words=32, ucode_depth=64, groups=len(OPERAND_PROGRAMS), modes=8)
+    rng = random.Random(11)
+    cc = CoreConfig(cfg)
+    for g, prog in enumerate(OPERAND_PROGRAMS):
+        prog = prog[:-1] + [replace(prog[-1], last=True)]
+        M = 2 if prog[0].op == Op.MODES else 0
+        cc.groups.append(Group(2 * g, 2, cc.add_program([encode(i) for i in prog]), 1, 0,
+                               mode_base=0, modes=M))
+        for k in (2 * g, 2 * g + 1):            # nonzero, and far from saturating
+            cc.coef[k] = [rng.choice([-1, 1]) * rng.randint(1, 5000) for _ in range(cfg.coefs)]
+            cc.state[k] = [rng.choice([-1, 1]) * rng.randint(1, 5000)
+                           for _ in range(cfg.state_regs)]
+            cc.routes[k] = [Route(host=True, target=k)]
+    for e in range(4):
+        cc.mcoef[e] = [corner(rng, cfg.coef_width) for _ in range(MODE_COEFS)]
+        cc.mstate[e] = [corner(rng, cfg.state_width) for _ in range(MODE_STATE)]
+    n = 2 * len(OPERAND_PROGRAMS)
+    cc.add_axon([Synapse(r, 0b1111, (5, -7, 100, -128)) for r in range(n // 4)], 0)
+    writes = [(0,) + w for w in cc.writes()]
+    fast, ref = GoldenFabric(cfg, batch=B), ReferenceFabric(cfg, batch=B)
+    fast.load(writes)
+    ref.load(writes)
+    for t in range(3):
+        for f in (fast, ref):
+            f.inject(0, 0, [1000 * (t + 1) - 3000 * b for b in range(B)])
+        check_equal(fast, ref, fast.step(), ref.step(), f"B {B} step {t}")
