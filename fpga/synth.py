@@ -36,6 +36,7 @@ import re
 import subprocess
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from neuroloom.sim.cache import build_dir, config_hash, text_digest
@@ -377,7 +378,8 @@ def synthesize(design: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
                bitstream: bool = False, lpf: str | os.PathLike | None = None,
                nextpnr_args: Sequence[str] = DEFAULT_NEXTPNR_ARGS,
                out_dir: str | os.PathLike | None = None, reuse: bool = True,
-               timeout: float | None = None, language: str | None = None) -> SynthResult:
+               timeout: float | None = None, language: str | None = None,
+               jobs: int = 1) -> SynthResult:
     """Synthesize ``design`` for ECP5 and, by default, place and route it once per seed.
 
     Parameters
@@ -397,6 +399,9 @@ def synthesize(design: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
     language : ``"verilog"`` (Amaranth's :func:`~neuroloom.hw.verilog.to_verilog`) or
         ``"rtlil"`` (``amaranth.back.rtlil``, what an Amaranth platform's build plan holds);
         default: ``"rtlil"`` for a ``.il`` file, else ``"verilog"``
+    jobs : seeds placed and routed at once (nextpnr-ecp5 under YoWASP runs on one thread, so
+        ``jobs=2`` halves the wall time of two seeds on a 2-core machine; each run needs ~1-2 GB
+        of memory for an 85k part). Results do not depend on it.
 
     Raises :class:`YosysError` / :class:`NextpnrError` when a tool fails,
     :class:`~neuroloom.sim.toolchain.ToolNotFoundError` when one is missing, ``ValueError``
@@ -420,6 +425,8 @@ def synthesize(design: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
     seeds = tuple(int(s) for s in (seeds if pnr else ()))
     if pnr and not seeds:
         raise ValueError("pnr=True needs at least one seed")
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
     lpf_text = Path(lpf).read_text() if lpf is not None else None
     key = config_hash({"flow": _FLOW_VERSION, "design": text_digest(text),
                        "language": language, "top": top,
@@ -447,9 +454,13 @@ def synthesize(design: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
     cells = yosys_cell_counts(log)
     latches = "Latch inferred for signal" in log or any("LATCH" in k.upper() for k in cells)
 
-    runs = tuple(_place_and_route(workdir, top, part, frequency_mhz, s,
-                                  "pins.lpf" if lpf_text is not None else None, nextpnr_args,
-                                  timeout) for s in seeds)
+    def pnr_seed(seed: int) -> PnrRun:
+        return _place_and_route(workdir, top, part, frequency_mhz, seed,
+                                "pins.lpf" if lpf_text is not None else None, nextpnr_args,
+                                timeout)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(seeds)))) as pool:
+        runs = tuple(pool.map(pnr_seed, seeds))     # in seed order; each run its own process
     utilization = {}
     if runs:
         report = json.loads(runs[0].report.read_text())

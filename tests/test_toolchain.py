@@ -177,8 +177,9 @@ def test_smoke_failure_is_reported():
         run_cocotb(TOP, [src], __name__, src.parent / "verilator", extra_env={BREAK_ENV: "1"})
 
 
-def test_smoke_synth_ecp5():
-    """The one ECP5 flow end to end: synthesis, two seeds of place-and-route, a bitstream."""
+def test_smoke_synth_ecp5(tmp_path):
+    """The one ECP5 flow end to end: synthesis, two seeds of place-and-route, a bitstream; the
+    seeds run at once (``jobs=2``) give the same figures, reported in the order asked."""
     src = write_smoke_verilog()
     r = synthesize(src, top=TOP, seeds=(1, 2), bitstream=True)
     assert "End of script" in r.yosys_log.read_text()
@@ -193,6 +194,9 @@ def test_smoke_synth_ecp5():
     assert r.utilization["TRELLIS_FF"]["used"] == r.ff
     assert r.bitstream is not None and r.bitstream.stat().st_size > 1000
     assert synthesize(src, top=TOP, seeds=(1, 2), bitstream=True) == r, "cached result differs"
+    both = synthesize(src, top=TOP, seeds=(2, 1), jobs=2, out_dir=tmp_path)
+    assert [run.seed for run in both.runs] == [2, 1]
+    assert both.fmax_by_seed == r.fmax_by_seed, (both.fmax_by_seed, r.fmax_by_seed)
 
 
 def test_synth_reads_rtlil_and_checks_options():
@@ -209,3 +213,5 @@ def test_synth_reads_rtlil_and_checks_options():
         synthesize(text, top=TOP, language="vhdl")
     with pytest.raises(ValueError, match="speed grade 5 must be 6, 7 or 8"):
         synthesize(text, top=TOP, part=dataclasses.replace(ULX3S_85F, speed=5))
+    with pytest.raises(ValueError, match="jobs must be at least 1, not 0"):
+        synthesize(text, top=TOP, jobs=0)
