@@ -505,12 +505,17 @@ class NeuronCore(wiring.Component):
                 m.d.sync += [clearing.eq(0), wipe_n.eq(1)]
 
         # -- counters --
+        # BUSY_CYCLES counts ``~idle`` registered: one cycle late, the same totals once the core
+        # has been idle a cycle (as it is before any counter read), and the 32-bit increment
+        # starts at a flip-flop instead of the core's whole busy tree
+        busy_q = Signal()
+        m.d.sync += busy_q.eq(~self.idle)
         incs = {
             Counter.NEURON_UPDATES: eng.updated,
             Counter.SYN_OPS: syn.ops,
             Counter.SPIKES_SENT: route.sent,
             Counter.SPIKES_RECEIVED: syn.received,
-            Counter.BUSY_CYCLES: ~self.idle,
+            Counter.BUSY_CYCLES: busy_q,
         }
         for c in Counter:
             with m.If(cfg_we(f"counter{c.value}", Mem.COUNTER, len(Counter), na.index == c)):

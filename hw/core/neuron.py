@@ -265,8 +265,18 @@ class NeuronEngine(wiring.Component):
         fresh = ~is_modes | ~mstarted
         group_end = cur.last & last_batch
         # registered, with one entry of margin: at most one reservation is made per cycle
+        # ``emit_n`` = ``emitq.level``, counted here from the FIFO's handshakes (its own level is
+        # an adder over two of its flip-flops); ``emit_nz`` = ``emit_n != 0``, registered from
+        # the next count, so the engine's ``busy`` -- which fans out to the core's idle, step
+        # start and ACC ownership -- starts at two flip-flops instead of the FIFO's ready
+        emit_n = Signal(range(self.EMIT_DEPTH + 1))
+        emit_n_next = Signal.like(emit_n)
+        emit_nz = Signal()
+        m.d.comb += emit_n_next.eq(emit_n + (emitq.w_en & emitq.w_rdy)
+                                   - (emitq.r_en & emitq.r_rdy))
+        m.d.sync += [emit_n.eq(emit_n_next), emit_nz.eq(emit_n_next != 0)]
         credit_ok = Signal()
-        m.d.sync += credit_ok.eq(emitq.level + inflight_emit + 1 < self.EMIT_DEPTH)
+        m.d.sync += credit_ok.eq(emit_n + inflight_emit + 1 < self.EMIT_DEPTH)
         issuing = Signal()
         in_issue = Signal()                     # the FSM is in ISSUE (one flip-flop, no decode)
         can = (~fresh | ~wait_j) & (~(cur.last & final) | credit_ok)
@@ -452,7 +462,7 @@ class NeuronEngine(wiring.Component):
         with m.If(st["DRAIN"]):
             with m.If(empty):
                 go("DRAIN", "IDLE")
-        m.d.comb += self.busy.eq(~st["IDLE"] | (emitq.level != 0))
+        m.d.comb += self.busy.eq(~st["IDLE"] | emit_nz)
 
         # -- P1: register files (asynchronous) and memories (synchronous) read -----------------
         m.d.comb += [rf_regs_r.addr.eq(p1.slot), rf_misc_r.addr.eq(p1.slot)]
