@@ -78,13 +78,18 @@ def main(argv=None):
     args = ap.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "core_synth.json"
-    recorded = json.loads(out.read_text()) if out.is_file() else {}
-    if "config" in recorded:        # the single-configuration format of earlier runs
-        recorded = {}
+
+    def load() -> dict:
+        recorded = json.loads(out.read_text()) if out.is_file() else {}
+        return {} if "config" in recorded else recorded  # "config": an earlier run's format
+
+    recorded = load()
     for name in args.config:
-        recorded[name] = synth_core(CONFIGS[name], pnr=not args.no_pnr, seeds=tuple(args.seeds),
-                                    freq=args.freq, router2=args.router2, jobs=args.jobs,
-                                    tmg_ripup=args.tmg_ripup)
+        rec = synth_core(CONFIGS[name], pnr=not args.no_pnr, seeds=tuple(args.seeds),
+                         freq=args.freq, router2=args.router2, jobs=args.jobs,
+                         tmg_ripup=args.tmg_ripup)
+        recorded = load()       # read again: another run may have recorded meanwhile
+        recorded[name] = rec
         out.write_text(json.dumps(recorded, indent=2) + "\n")
     print("\n" + figures_table(recorded, "config"))
     print(f"results: {out}")

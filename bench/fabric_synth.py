@@ -4,6 +4,7 @@ inside :class:`neuroloom.fpga.ioring.IORing` (registered serial I/O, so every pa
 register to register); writes ``bench/results/fabric_synth.json`` and prints a table.
 
     .venv/bin/python bench/fabric_synth.py [--mesh 1x1 2x2] [--seeds 1 2 3] [--freq 100]
+                                           [--router2] [--tmg-ripup] [--jobs 2]
     .venv/bin/python bench/fabric_synth.py --fabric f.json --name seed [--seeds 1]
 
 Default cores (``FabricConfig`` defaults but the mesh). ``--fabric FILE`` places and routes
@@ -25,7 +26,8 @@ from pathlib import Path
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.fpga.ioring import IORing
-from neuroloom.fpga.synth import NextpnrError, figures_table, synthesize, yosys_cell_counts
+from neuroloom.fpga.synth import (DEFAULT_NEXTPNR_ARGS, NextpnrError, figures_table, synthesize,
+                                   yosys_cell_counts)
 from neuroloom.hw.fabric import Fabric
 from neuroloom.hw.targets import ECP5
 from neuroloom.hw.verilog import to_verilog
@@ -41,11 +43,13 @@ def _git(*args) -> str:
 
 
 def synth_fabric(cfg: FabricConfig | str, *, seeds=(1,), freq: float = 100.0, pnr: bool = True,
-                 name: str | None = None) -> dict:
+                 name: str | None = None, router2: bool = False, tmg_ripup: bool = False,
+                 jobs: int = 1) -> dict:
     """Synthesize (and place and route) ``cfg`` (a FabricConfig, or a mesh 'WxH' of default
     cores) in an IORing; the figures as a dict. With ``name`` the run's folder is
     ``build/synth/fabric-<name>`` and a tool failure is recorded (``"error"``) instead of
-    raised."""
+    raised. ``router2`` / ``tmg_ripup``: nextpnr's router2 and its timing-driven rip-up;
+    ``jobs``: seeds placed and routed at once."""
     if isinstance(cfg, str):
         cfg = FabricConfig.parse_mesh(cfg)
     top = f"fabric_{name or f'{cfg.mesh_w}x{cfg.mesh_h}'}"
@@ -56,10 +60,13 @@ def synth_fabric(cfg: FabricConfig | str, *, seeds=(1,), freq: float = 100.0, pn
     rec = {"config": cfg.to_dict(), "commit": _git("rev-parse", "--short", "HEAD"),
            "hw_dirty": bool(_git("status", "--porcelain", "--", "hw")),
            "verilog_seconds": round(time.perf_counter() - t0, 1), "seeds": list(seeds)}
+    extra = (*DEFAULT_NEXTPNR_ARGS, *(("--tmg-ripup",) if tmg_ripup else ()),
+             *(("--router", "router2") if router2 else ()))
+    rec["nextpnr_args"] = list(extra)
     print(f"{top}: Verilog in {rec['verilog_seconds']} s; synthesizing ...", flush=True)
     try:
         result = synthesize(verilog, top=top, pnr=pnr, seeds=seeds, frequency_mhz=freq,
-                            out_dir=out_dir)
+                            out_dir=out_dir, nextpnr_args=extra, jobs=jobs)
     except NextpnrError as e:
         if name is None:
             raise
@@ -96,7 +103,18 @@ def main(argv=None):
                     help="nextpnr seeds, one place-and-route each (default: 1 2 3; at most 5)")
     ap.add_argument("--freq", type=float, default=100.0, help="target clock, MHz (default 100)")
     ap.add_argument("--no-pnr", action="store_true", help="synthesis and cell counts only")
+    ap.add_argument("--router2", action="store_true",
+                    help="nextpnr's router2 (much faster than the default on a congested fabric)")
+    ap.add_argument("--tmg-ripup", action="store_true",
+                    help="nextpnr's timing-driven rip-up in the router (slower routing, higher "
+                         "Fmax)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="seeds placed and routed at once (nextpnr runs on one thread; ~2-4 GB "
+                         "of memory each; default 1)")
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error("--jobs must be at least 1")
+    opts = dict(router2=args.router2, tmg_ripup=args.tmg_ripup, jobs=args.jobs)
     if len(args.seeds) > 5:
         ap.error("at most 5 seeds")
     RESULTS.mkdir(exist_ok=True)
@@ -105,7 +123,7 @@ def main(argv=None):
         cfg = FabricConfig.from_dict(data.get("config", data))
         out = RESULTS / f"fabric_{args.name}_synth.json"
         rec = synth_fabric(cfg, seeds=tuple(args.seeds), freq=args.freq, pnr=not args.no_pnr,
-                           name=args.name)
+                           name=args.name, **opts)
         rec["fabric_file"] = str(args.fabric)
         out.write_text(json.dumps(rec, indent=2) + "\n")
         if "error" not in rec:
@@ -115,7 +133,7 @@ def main(argv=None):
     recorded = json.loads(OUT.read_text()) if OUT.is_file() else {}
     for mesh in args.mesh:
         recorded[mesh] = synth_fabric(mesh, seeds=tuple(args.seeds), freq=args.freq,
-                                      pnr=not args.no_pnr)
+                                      pnr=not args.no_pnr, **opts)
         OUT.write_text(json.dumps(recorded, indent=2) + "\n")
     print("\n" + figures_table(recorded, "mesh"))
     print(f"results: {OUT}")
