@@ -255,6 +255,23 @@ def test_config_words_read_back_and_clear():
     assert fabric.t == 0 and fabric.read(0, Mem.STATE, 3, 0) == 0
 
 
+def test_an_axon_without_synapses_after_a_full_synapse_memory_encodes():
+    """Every synapse row taken, then an axon with none: its block is empty, so the AXON word
+    holds base 0 (the next free row, one past the memory, does not fit the field) and a spike
+    on it reaches no neuron."""
+    cfg = FabricConfig(mesh_w=1, mesh_h=1, neurons=8, synapse_rows=2, axons=4)
+    cc = CoreConfig(cfg)
+    cc.groups.append(Group(0, 8, cc.add_program(load_program("integrator")), 1, 0))
+    full = cc.add_axon([Synapse(0, 0b1111, (1, 2, 3, 4)), Synapse(1, 0b1111, (5, 6, 7, 8))], 0)
+    empty = cc.add_axon([], 0)
+    assert cc.axons[full] == (0, 2, 0) and cc.axons[empty] == (0, 0, 0)
+    fabric = GoldenFabric(cfg)
+    fabric.load([(0,) + w for w in cc.writes()])
+    fabric.inject(0, empty, 100)
+    fabric.step()
+    assert fabric.read(0, Mem.COUNTER, Counter.SYN_OPS, 0) == 0
+
+
 def test_accumulator_wraps_modulo_and_saturates_on_read():
     cfg = FabricConfig(mesh_w=1, mesh_h=1)
     cc = CoreConfig(cfg)

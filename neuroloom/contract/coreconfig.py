@@ -109,8 +109,10 @@ class CoreConfig:
         return pc
 
     def add_axon(self, synapses: list[Synapse], shift: int) -> int:
-        """Append an axon whose synapse block is ``synapses``; returns the axon index."""
-        base = len(self.synapses)
+        """Append an axon whose synapse block is ``synapses``; returns the axon index. An axon
+        without synapses has base 0 (its base is never read, and the next free row may be one
+        past the synapse memory, which the AXON word's base field cannot hold)."""
+        base = len(self.synapses) if synapses else 0
         self.synapses.extend(synapses)
         self.axons.append((base, len(synapses), shift))
         return len(self.axons) - 1
