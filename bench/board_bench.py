@@ -4,6 +4,7 @@ ecppack); records mesh, requested clock, Fmax per seed, resources, bitstream siz
 time in ``bench/results/board.json``.
 
     .venv/bin/python bench/board_bench.py [--mesh 1x1] [--clock MHZ] [--seeds 1 2] [-o DIR]
+                                          [--tmg-ripup]
 
 A 1x1 fabric of default cores takes ~15-40 minutes on a 2-core machine (per seed ~10-30). The
 flow's results are cached in the output folder: a second call with the same design, clock and
@@ -32,6 +33,8 @@ def main(argv=None):
     ap.add_argument("--clock", type=float, default=DEFAULT_CLOCK_MHZ,
                     help=f"fabric clock in MHz (default {DEFAULT_CLOCK_MHZ:g}, the board build's)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--tmg-ripup", action="store_true",
+                    help="nextpnr's timing-driven rip-up (slower routing, higher Fmax)")
     ap.add_argument("-o", "--out", default="build/board-bench")
     ap.add_argument("--name", default="board", help="results file bench/results/NAME.json")
     ap.add_argument("--results", default=str(RESULTS), help="folder of the results file")
@@ -40,7 +43,8 @@ def main(argv=None):
     cfg = dataclasses.replace(FabricConfig(), mesh_w=w, mesh_h=h)
     t0 = time.perf_counter()
     done = build(args.board, cfg, clock_mhz=args.clock, seeds=args.seeds, out_dir=args.out,
-                 check_timing=False, log=lambda line: print(line, flush=True))
+                 check_timing=False, tmg_ripup=args.tmg_ripup,
+                 log=lambda line: print(line, flush=True))
     call = round(time.perf_counter() - t0, 1)
     # the tools' own times travel with a cached flow result; this call's time does not
     tools = round(done.synth.synth_seconds + sum(r.seconds for r in done.synth.runs), 1)

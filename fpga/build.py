@@ -94,6 +94,7 @@ class BoardBuild:
     out_dir: Path
     seconds: float
     router: str = "router2"
+    tmg_ripup: bool = False
 
     @property
     def bitstream(self) -> Path | None:
@@ -146,7 +147,7 @@ class BoardBuild:
                 "uart_fmax_mhz_by_seed": {str(k): v for k, v in self.uart_fmax_by_seed.items()},
                 "pnr_seconds_by_seed": {str(r.seed): r.seconds for r in self.synth.runs},
                 "synth_seconds": self.synth.synth_seconds, "build_seconds": self.seconds,
-                "nextpnr_router": self.router,
+                "nextpnr_router": self.router, "nextpnr_tmg_ripup": self.tmg_ripup,
                 "bitstream": str(bit) if bit else None,
                 "bitstream_bytes": bit.stat().st_size if bit and bit.is_file() else None,
                 "out_dir": str(self.out_dir)}
@@ -199,7 +200,7 @@ def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_C
           seeds: Sequence[int] = (1,), out_dir: str | os.PathLike = "build/board",
           baud: int | None = None, step_budget: int = 0, check_timing: bool = True,
           log: Callable[[str], None] = print, timeout: float | None = None,
-          router: str = ROUTERS[0]) -> BoardBuild:
+          router: str = ROUTERS[0], tmg_ripup: bool = False) -> BoardBuild:
     """Build a bitstream of a ``cfg`` fabric for ``board`` (module docstring).
 
     Parameters
@@ -215,6 +216,9 @@ def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_C
     log : called with one progress line per stage
     timeout : seconds per tool run (None: no limit)
     router : nextpnr's router (:data:`ROUTERS`)
+    tmg_ripup : nextpnr's timing-driven rip-up in the router (``--tmg-ripup``): routing takes
+        longer (router2 keeps ripping up failing arcs, up to 1,500 iterations) for a higher Fmax
+        (a default core: best of 5 seeds 90.7 -> 99.4 MHz)
 
     Raises
     ------
@@ -245,14 +249,17 @@ def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_C
     log(f"      {out / 'top.v'} ({len(verilog) // 1024} KiB), {out / 'top.lpf'} "
         f"({time.perf_counter() - t0:.0f} s)")
 
-    log(f"[2/3] synthesize + place & route: Yosys synth_ecp5, nextpnr-ecp5 ({router}) seeds "
-        f"{', '.join(map(str, seeds))} at {clock_mhz:g} MHz, ecppack (minutes; logs in {out})")
+    ripup = ", timing-driven rip-up" if tmg_ripup else ""
+    log(f"[2/3] synthesize + place & route: Yosys synth_ecp5, nextpnr-ecp5 ({router}{ripup}) "
+        f"seeds {', '.join(map(str, seeds))} at {clock_mhz:g} MHz, ecppack (minutes; logs in "
+        f"{out})")
     part = Part(device=b.nextpnr_device, package=b.package, speed=b.speed)
     try:
         result = synthesize(verilog, top="top", part=part, frequency_mhz=pll.f_out_mhz,
                             seeds=seeds, bitstream=True, lpf=out / "top.lpf", out_dir=out,
                             timeout=timeout,
-                            nextpnr_args=(*DEFAULT_NEXTPNR_ARGS, "--router", router))
+                            nextpnr_args=(*DEFAULT_NEXTPNR_ARGS, "--router", router,
+                                          *(("--tmg-ripup",) if tmg_ripup else ())))
     except NextpnrError as e:
         fit = _fit_error(e, b, cfg)
         if fit is not None:
@@ -264,7 +271,7 @@ def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_C
                       pll={**dataclasses.asdict(pll), "f_out_mhz": pll.f_out_mhz,
                            "f_vco_mhz": pll.f_vco_mhz, "f_os_mhz": pll.f_os_mhz},
                       synth=result, out_dir=out, seconds=round(time.perf_counter() - t0, 1),
-                      router=router)
+                      router=router, tmg_ripup=tmg_ripup)
     table = done.table()
     log("[3/3] report:\n" + table)
     (out / "report.txt").write_text(table + "\n")

@@ -165,14 +165,17 @@ def test_uart_fabric_answers_status_and_bad_frames_over_its_lines(fabric_period)
 
 
 # -- the build flow (tools replaced by a stand-in; the real build is the slow test below) -------
-def fake_synthesize(fmax_by_seed, fail=None, uart_fmax=None):
+def fake_synthesize(fmax_by_seed, fail=None, uart_fmax=None, calls=None):
     """``uart_fmax``: write nextpnr reports with the fabric clock (constrained to the requested
-    clock) and the UART clock (60 MHz) apart, as a two-clock board top gives them."""
+    clock) and the UART clock (60 MHz) apart, as a two-clock board top gives them. ``calls``:
+    a list that gets each call's nextpnr options."""
     from neuroloom.fpga.synth import NextpnrError, PnrRun, SynthResult
 
     def synthesize(verilog, *, top, part, frequency_mhz, seeds, bitstream, lpf, out_dir,
                    timeout, nextpnr_args):
-        assert nextpnr_args[-2] == "--router", nextpnr_args
+        assert "--router" in nextpnr_args, nextpnr_args
+        if calls is not None:
+            calls.append(list(nextpnr_args))
         if fail:
             raise NextpnrError(fail)
         out = Path(out_dir)
@@ -216,7 +219,20 @@ def test_build_reports_resources_fmax_and_keeps_files(tmp_path, monkeypatch):
     assert figures["fmax_mhz_by_seed"] == {"1": 61.3, "2": 48.0}
     assert figures["resources"]["DP16KD"] == {"used": 40, "available": 208}
     assert figures["bitstream_bytes"] == 4096
-    assert figures["nextpnr_router"] == "router2"
+    assert figures["nextpnr_router"] == "router2" and figures["nextpnr_tmg_ripup"] is False
+
+
+def test_build_passes_timing_driven_ripup_to_nextpnr(tmp_path, monkeypatch):
+    import neuroloom.fpga.build as fb
+    calls = []
+    monkeypatch.setattr(fb, "synthesize", fake_synthesize({1: 61.3}, calls=calls))
+    fb.build("ulx3s-85f", SMALL, clock_mhz=50, out_dir=tmp_path / "a", log=lambda s: None)
+    done = fb.build("ulx3s-85f", SMALL, clock_mhz=50, out_dir=tmp_path / "b",
+                    log=lambda s: None, tmg_ripup=True)
+    assert "--tmg-ripup" not in calls[0] and "--tmg-ripup" in calls[1]
+    assert calls[1][calls[1].index("--router") + 1] == "router2"
+    assert json.loads((tmp_path / "b" / "build.json").read_text())["nextpnr_tmg_ripup"] is True
+    assert done.tmg_ripup
 
 
 def test_build_that_misses_the_clock_names_a_clock_that_works(tmp_path, monkeypatch):
@@ -312,6 +328,12 @@ def test_cli_fpga_build_prints_stages_table_and_bitstream(tmp_path, monkeypatch,
     assert "63.8   meets" in err and "45.0   MISSES" in err
     assert main(["fpga", "build", "-o", str(tmp_path)]) == 1
     assert "give the mesh" in capsys.readouterr().err
+    calls = []
+    monkeypatch.setattr(fb, "synthesize", fake_synthesize({1: 63.8}, calls=calls))
+    assert main(["fpga", "build", "--mesh", "1x1", "--neurons", "16", "--axons", "16",
+                 "--synapse-rows", "32", "--route-words", "16", "--modes", "16", "--tmg-ripup",
+                 "-o", str(tmp_path / "r")]) == 0
+    assert "--tmg-ripup" in calls[0] and "timing-driven rip-up" in capsys.readouterr().err
     monkeypatch.setattr(fb, "synthesize", fake_synthesize({1: 20.0}))
     assert main(["fpga", "build", "--mesh", "1x1", "--clock", "50", "-o", str(tmp_path)]) == 1
     assert "below the 50 MHz clock; build with --clock 18.75" in capsys.readouterr().err

@@ -44,6 +44,9 @@ def add_arguments(parser) -> None:
     b.add_argument("--router", choices=ROUTERS, default=ROUTERS[0],
                    help=f"nextpnr's router (default {ROUTERS[0]}: router1 stalls on a congested "
                         f"fabric)")
+    b.add_argument("--tmg-ripup", action="store_true",
+                   help="nextpnr's timing-driven rip-up in the router: slower routing (up to "
+                        "~40 minutes a seed for one core), higher Fmax")
     b.add_argument("--no-timing-check", action="store_true",
                    help="keep a build that misses the clock (exit 0)")
     b.add_argument("-o", "--output", required=True, metavar="DIR",
@@ -88,7 +91,7 @@ def _build(args) -> int:
         done = build(args.board, req.config(), clock_mhz=args.clock,
                      seeds=range(1, args.seeds + 1), out_dir=out, baud=args.baud,
                      step_budget=args.step_budget, check_timing=not args.no_timing_check,
-                     router=args.router,
+                     router=args.router, tmg_ripup=args.tmg_ripup,
                      log=lambda line: print(line, file=sys.stderr, flush=True))
     except BuildError as e:
         raise CLIError(str(e)) from None
