@@ -22,8 +22,8 @@ Hazards (``docs/core.md`` has the argument in full):
   issue of round 0), every issue reads COEF, MODES issues read and (``LAT_X`` later) write back
   MSTATE/MCOEF rows that no other issue of the pass touches; the last round writes STATE and
   reads ROUTE_INDEX. Groups may overlap, so a new group starts only when the pipeline is empty.
-* **emissions**: the pending spike leaves at write-back into a FIFO; an issue that can emit
-  reserves FIFO space first (``credit``), so write-back never waits.
+* **emissions**: the pending spike leaves a cycle after write-back (registered) into a FIFO;
+  an issue that can emit reserves FIFO space first (``credit``), so write-back never waits.
 """
 
 from __future__ import annotations
@@ -265,16 +265,22 @@ class NeuronEngine(wiring.Component):
         fresh = ~is_modes | ~mstarted
         group_end = cur.last & last_batch
         # registered, with one entry of margin: at most one reservation is made per cycle
-        # ``emit_n`` = ``emitq.level``, counted here from the FIFO's handshakes (its own level is
-        # an adder over two of its flip-flops); ``emit_nz`` = ``emit_n != 0``, registered from
-        # the next count, so the engine's ``busy`` -- which fans out to the core's idle, step
-        # start and ACC ownership -- starts at two flip-flops instead of the FIFO's ready
+        # The write-back's spike enters the FIFO a cycle later, from flip-flops (``ew_valid``,
+        # ``ew_data``): the write-back stage sits far from the FIFO. ``emit_n`` = ``emitq.level``,
+        # counted here from the FIFO's handshakes (its own level is an adder over two of its
+        # flip-flops); ``emit_nz`` = ``emit_n != 0``, registered from the next count without an
+        # adder, so the engine's ``busy`` -- which fans out to the core's idle, step start and
+        # ACC ownership -- is an OR of flip-flops instead of a path from the FIFO's ready
+        ew_valid = Signal()
+        ew_data = Signal(emission_layout(cfg).size)
         emit_n = Signal(range(self.EMIT_DEPTH + 1))
-        emit_n_next = Signal.like(emit_n)
         emit_nz = Signal()
-        m.d.comb += emit_n_next.eq(emit_n + (emitq.w_en & emitq.w_rdy)
-                                   - (emitq.r_en & emitq.r_rdy))
-        m.d.sync += [emit_n.eq(emit_n_next), emit_nz.eq(emit_n_next != 0)]
+        r_fire = emitq.r_en & emitq.r_rdy
+        m.d.comb += [emitq.w_en.eq(ew_valid), emitq.w_data.eq(ew_data)]
+        m.d.sync += [
+            emit_n.eq(emit_n + ew_valid - r_fire),      # ew_valid: w_rdy by the credits
+            emit_nz.eq(ew_valid | ~((emit_n == 0) | ((emit_n == 1) & r_fire))),
+        ]
         credit_ok = Signal()
         m.d.sync += credit_ok.eq(emit_n + inflight_emit + 1 < self.EMIT_DEPTH)
         issuing = Signal()
@@ -462,7 +468,7 @@ class NeuronEngine(wiring.Component):
         with m.If(st["DRAIN"]):
             with m.If(empty):
                 go("DRAIN", "IDLE")
-        m.d.comb += self.busy.eq(~st["IDLE"] | emit_nz)
+        m.d.comb += self.busy.eq(~st["IDLE"] | emit_nz | ew_valid)
 
         # -- P1: register files (asynchronous) and memories (synchronous) read -----------------
         m.d.comb += [rf_regs_r.addr.eq(p1.slot), rf_misc_r.addr.eq(p1.slot)]
@@ -658,12 +664,17 @@ class NeuronEngine(wiring.Component):
         with m.If(done):
             m.d.comb += busy_clr.eq(Const(1, K) << wb.op.slot)
         fire = done & wb.op.last
+        # the spike (and the return of the reservation) a cycle after write-back, registered
+        fire_q = Signal()
+        m.d.sync += [
+            fire_q.eq(fire),
+            ew_valid.eq(fire & wb.misc.pflag & (wb.ri.count != 0)),
+            ew_data.eq(Cat(wb.misc.pval, wb.ri.base, wb.ri.count)),
+        ]
         m.d.comb += [
-            emit_out.eq(fire),
+            emit_out.eq(fire_q),
             self.wb_addr.eq(wb.op.n), self.wb_en.eq(fire), self.updated.eq(fire),
             self.wb_data.eq(wb.regs.as_value()[:S * W]),
-            emitq.w_en.eq(fire & wb.misc.pflag & (wb.ri.count != 0)),
-            emitq.w_data.eq(Cat(wb.misc.pval, wb.ri.base, wb.ri.count)),
         ]
         m.d.comb += [
             self.emission.valid.eq(emitq.r_rdy),
