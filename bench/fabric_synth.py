@@ -26,8 +26,13 @@ from pathlib import Path
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.fpga.ioring import IORing
-from neuroloom.fpga.synth import (DEFAULT_NEXTPNR_ARGS, NextpnrError, figures_table, synthesize,
-                                   yosys_cell_counts)
+from neuroloom.fpga.synth import (
+    DEFAULT_NEXTPNR_ARGS,
+    NextpnrError,
+    figures_table,
+    synthesize,
+    yosys_cell_counts,
+)
 from neuroloom.hw.fabric import Fabric
 from neuroloom.hw.targets import ECP5
 from neuroloom.hw.verilog import to_verilog
