@@ -402,6 +402,18 @@ class NeuronEngine(wiring.Component):
         left = Signal.like(rem)
         left_one, left_big = Signal(), Signal()
         m.d.sync += [left.eq(rem - r), left_one.eq(rem - r == 1), left_big.eq(rem - r > K)]
+        # the batch's mode range from flip-flops, for the next round's restart in TURN
+        # (batch_mptr and gmodes only change in LOAD and TURN, and TURN always follows an ISSUE
+        # cycle, so these are a cycle late at most and never read then)
+        bm_end, bm_last, bm_last_n = (Signal.like(mend) for _ in range(3))
+        bm_rows, bm_one_row = Signal.like(rows_left), Signal()
+        bm_last_c = batch_mptr + gmodes - 1
+        m.d.sync += [
+            bm_end.eq(batch_mptr + gmodes), bm_last.eq(bm_last_c),
+            bm_last_n.eq(batch_mptr + (gmodes << 1) - 1),
+            bm_rows.eq(rows(batch_mptr, bm_last_c)),
+            bm_one_row.eq((batch_mptr >> LB) == (bm_last_c >> LB)),
+        ]
 
         with m.If(st["IDLE"]):
             with m.If(self.start):
@@ -460,11 +472,9 @@ class NeuronEngine(wiring.Component):
                 with m.Else():
                     start_round(r == 1)
                     m.d.sync += [first_round.eq(0), n_cur.eq(nb),
-                                 mslot.eq(batch_mptr),
-                                 mend.eq(batch_mptr + gmodes),
-                                 mlast.eq(batch_mptr + gmodes - 1),
-                                 mlast_n.eq(batch_mptr + (gmodes << 1) - 1)]
-                    slot_start(batch_mptr, batch_mptr + gmodes - 1)
+                                 mslot.eq(batch_mptr), mend.eq(bm_end), mlast.eq(bm_last),
+                                 mlast_n.eq(bm_last_n),
+                                 rows_left.eq(bm_rows), on_last.eq(bm_one_row)]
         with m.If(st["DRAIN"]):
             with m.If(empty):
                 go("DRAIN", "IDLE")
