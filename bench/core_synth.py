@@ -75,7 +75,12 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=1,
                     help="seeds placed and routed at once (nextpnr runs on one thread; ~2 GB "
                          "of memory each; default 1)")
+    ap.add_argument("--name", metavar="KEY",
+                    help="record under this key instead of the configuration's name (one "
+                         "--config only): e.g. a second netlist measured beside the recorded one")
     args = ap.parse_args(argv)
+    if args.name and len(args.config) != 1:
+        ap.error("--name records one configuration: give one --config")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "core_synth.json"
 
@@ -89,7 +94,7 @@ def main(argv=None):
                          freq=args.freq, router2=args.router2, jobs=args.jobs,
                          tmg_ripup=args.tmg_ripup)
         recorded = load()       # read again: another run may have recorded meanwhile
-        recorded[name] = rec
+        recorded[args.name or name] = rec
         out.write_text(json.dumps(recorded, indent=2) + "\n")
     print("\n" + figures_table(recorded, "config"))
     print(f"results: {out}")
