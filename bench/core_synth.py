@@ -25,7 +25,7 @@ from pathlib import Path
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.fpga.ioring import CORE_CONFIGS, IORing
-from neuroloom.fpga.synth import DEFAULT_NEXTPNR_ARGS, figures_table, synthesize
+from neuroloom.fpga.synth import add_pnr_arguments, figures_table, nextpnr_options, synthesize
 from neuroloom.hw.core.core import NeuronCore
 from neuroloom.hw.targets import ECP5
 from neuroloom.hw.verilog import to_verilog
@@ -40,8 +40,7 @@ def synth_core(cfg: FabricConfig, *, pnr: bool = True, seeds=(1,), freq: float =
     """Figures of the core at (0, 0) of ``cfg`` (see ``SynthResult.figures``), its config and
     the critical path of the best seed (cell to cell, with the logic/routing split)."""
     ring = IORing(NeuronCore(cfg, 0, 0))
-    extra = (*DEFAULT_NEXTPNR_ARGS, *(("--tmg-ripup",) if tmg_ripup else ()),
-             *(("--router", "router2") if router2 else ()))
+    extra = nextpnr_options(router2=router2, tmg_ripup=tmg_ripup)
     result = synthesize(to_verilog(ring, TOP, ports=ring.ports, platform=ECP5), top=TOP, pnr=pnr,
                         seeds=seeds, frequency_mhz=freq, nextpnr_args=extra, jobs=jobs)
     print(result.summary(), flush=True)
@@ -67,14 +66,7 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
                     help="nextpnr seeds, one place-and-route each (default: 1 2 3)")
     ap.add_argument("--freq", type=float, default=100.0, help="target clock, MHz (default 100)")
-    ap.add_argument("--router2", action="store_true",
-                    help="nextpnr's router2 (much faster than the default on a congested core)")
-    ap.add_argument("--tmg-ripup", action="store_true",
-                    help="nextpnr's timing-driven rip-up in the router (slower routing; on the "
-                         "default core seed 1 went from 84.1 to 96.5 MHz)")
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="seeds placed and routed at once (nextpnr runs on one thread; ~2 GB "
-                         "of memory each; default 1)")
+    add_pnr_arguments(ap, "core")
     ap.add_argument("--name", metavar="KEY",
                     help="record under this key instead of the configuration's name (one "
                          "--config only): e.g. a second netlist measured beside the recorded one")

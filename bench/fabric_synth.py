@@ -27,9 +27,10 @@ from pathlib import Path
 from neuroloom.contract.config import FabricConfig
 from neuroloom.fpga.ioring import IORing
 from neuroloom.fpga.synth import (
-    DEFAULT_NEXTPNR_ARGS,
     NextpnrError,
+    add_pnr_arguments,
     figures_table,
+    nextpnr_options,
     synthesize,
     yosys_cell_counts,
 )
@@ -65,8 +66,7 @@ def synth_fabric(cfg: FabricConfig | str, *, seeds=(1,), freq: float = 100.0, pn
     rec = {"config": cfg.to_dict(), "commit": _git("rev-parse", "--short", "HEAD"),
            "hw_dirty": bool(_git("status", "--porcelain", "--", "hw")),
            "verilog_seconds": round(time.perf_counter() - t0, 1), "seeds": list(seeds)}
-    extra = (*DEFAULT_NEXTPNR_ARGS, *(("--tmg-ripup",) if tmg_ripup else ()),
-             *(("--router", "router2") if router2 else ()))
+    extra = nextpnr_options(router2=router2, tmg_ripup=tmg_ripup)
     rec["nextpnr_args"] = list(extra)
     print(f"{top}: Verilog in {rec['verilog_seconds']} s; synthesizing ...", flush=True)
     try:
@@ -108,14 +108,7 @@ def main(argv=None):
                     help="nextpnr seeds, one place-and-route each (default: 1 2 3; at most 5)")
     ap.add_argument("--freq", type=float, default=100.0, help="target clock, MHz (default 100)")
     ap.add_argument("--no-pnr", action="store_true", help="synthesis and cell counts only")
-    ap.add_argument("--router2", action="store_true",
-                    help="nextpnr's router2 (much faster than the default on a congested fabric)")
-    ap.add_argument("--tmg-ripup", action="store_true",
-                    help="nextpnr's timing-driven rip-up in the router (slower routing, higher "
-                         "Fmax)")
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="seeds placed and routed at once (nextpnr runs on one thread; ~2-4 GB "
-                         "of memory each; default 1)")
+    add_pnr_arguments(ap, "fabric")
     args = ap.parse_args(argv)
     if args.jobs < 1:
         ap.error("--jobs must be at least 1")
