@@ -110,8 +110,6 @@ def main(argv=None):
     ap.add_argument("--no-pnr", action="store_true", help="synthesis and cell counts only")
     add_pnr_arguments(ap, "fabric")
     args = ap.parse_args(argv)
-    if args.jobs < 1:
-        ap.error("--jobs must be at least 1")
     opts = dict(router2=args.router2, tmg_ripup=args.tmg_ripup, jobs=args.jobs)
     if len(args.seeds) > 5:
         ap.error("at most 5 seeds")

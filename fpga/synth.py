@@ -381,14 +381,22 @@ def nextpnr_options(*, router2: bool = False, tmg_ripup: bool = False) -> tuple[
             *(("--router", "router2") if router2 else ()))
 
 
+def _jobs(text: str) -> int:
+    import argparse
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least 1")
+    return int(text)
+
+
 def add_pnr_arguments(ap, what: str = "design") -> None:
-    """``--router2``, ``--tmg-ripup`` and ``--jobs`` on a synthesis bench's argparse parser."""
+    """``--router2``, ``--tmg-ripup`` and ``--jobs`` (at least 1) on a synthesis bench's
+    argparse parser."""
     ap.add_argument("--router2", action="store_true",
                     help=f"nextpnr's router2 (much faster than the default on a congested {what})")
     ap.add_argument("--tmg-ripup", action="store_true",
                     help="nextpnr's timing-driven rip-up in the router (slower routing, higher "
                          "Fmax; on the default core seed 1 went from 84.1 to 96.5 MHz)")
-    ap.add_argument("--jobs", type=int, default=1,
+    ap.add_argument("--jobs", type=_jobs, default=1,
                     help="seeds placed and routed at once (nextpnr runs on one thread; ~2-4 GB "
                          "of memory each; default 1)")
 

@@ -264,7 +264,6 @@ class NeuronEngine(wiring.Component):
         final = ~is_modes | on_last | gm0
         fresh = ~is_modes | ~mstarted
         group_end = cur.last & last_batch
-        # registered, with one entry of margin: at most one reservation is made per cycle
         # The write-back's spike enters the FIFO a cycle later, from flip-flops (``ew_valid``,
         # ``ew_data``): the write-back stage sits far from the FIFO. ``emit_n`` = ``emitq.level``,
         # counted here from the FIFO's handshakes (its own level is an adder over two of its
@@ -281,6 +280,7 @@ class NeuronEngine(wiring.Component):
             emit_n.eq(emit_n + ew_valid - r_fire),      # ew_valid: w_rdy by the credits
             emit_nz.eq(ew_valid | ~((emit_n == 0) | ((emit_n == 1) & r_fire))),
         ]
+        # registered, with one entry of margin: at most one reservation is made per cycle
         credit_ok = Signal()
         m.d.sync += credit_ok.eq(emit_n + inflight_emit + 1 < self.EMIT_DEPTH)
         issuing = Signal()
