@@ -108,8 +108,9 @@ class NeuronCore(wiring.Component):
         m.submodules.route = route = RouteUnit(cfg, self._x, self._y)
         m.submodules.cfgp = cfgp = ConfigPort(cfg)
 
-        def pm(name, width, depth, part_width):
-            mem = PartedMemory(width=width, depth=depth, part_width=part_width)
+        def pm(name, width, depth, part_width, read_old=True):
+            mem = PartedMemory(width=width, depth=depth, part_width=part_width,
+                               read_old=read_old)
             m.submodules[name] = mem
             return mem
 
@@ -124,8 +125,13 @@ class NeuronCore(wiring.Component):
         nlb = (NL - 1).bit_length()
         mrows = cfg.modes // NL
         mstate = [pm(f"mstate{i}", MODE_STATE * W, mrows, W) for i in range(NL)]
-        mcoef = [pm(f"mcoef{i}", MODE_COEFS * CW, mrows, CW) for i in range(NL)]
-        acc = [[pm(f"acc{b}_{j}", A, rows, A) for j in range(L)] for b in range(2)]
+        # MCOEF is written only by config accesses, which need a quiescent core: never read in
+        # the cycle it is written, so no read-old logic on the mode address's fan-out
+        mcoef = [pm(f"mcoef{i}", MODE_COEFS * CW, mrows, CW, read_old=False) for i in range(NL)]
+        # ACC words read in the cycle they are written are never used (docs/core.md): the bare
+        # block RAM, no read-old logic between it and the register that takes its word
+        acc = [[pm(f"acc{b}_{j}", A, rows, A, read_old=False) for j in range(L)]
+               for b in range(2)]
 
         groups = Signal(data.ArrayLayout(group_layout(cfg), G))
         counters = [Signal(32, name=f"counter_{c.name.lower()}") for c in Counter]
@@ -339,12 +345,16 @@ class NeuronCore(wiring.Component):
                     m.d.comb += [mem.w_addr.eq(row(eng.clr_addr)), mem.w_data.eq(0),
                                  mem.w_en.eq(eng.clr_en & (bank(eng.clr_addr) == j))]
             # read data to the engines
+        # Every ACC word is registered as it leaves its block RAM, with nothing between (a
+        # DP16KD's clock-to-out is 5.8 ns); the engines pick their buffer's word after the
+        # register, with the select registered beside it (the synapse engine's buffer is 0 when
+        # ``sel``, the neuron engine's is then 1). The config port reads the same registers.
+        acc_q = [[reg(m, acc[b][j].r_data, f"acc_q{b}_{j}") for j in range(L)] for b in range(2)]
         for j in range(L):
             sel = own_copy(0, f"own0_rd{j}", a_res[0][j] | a_res[1][j])
-            m.d.comb += [
-                syn.acc_rdata[j].eq(Mux(sel, acc[0][j].r_data, acc[1][j].r_data)),
-                eng.acc_data[j].eq(Mux(sel, acc[1][j].r_data, acc[0][j].r_data)),
-            ]
+            m.d.comb += [syn.acc_sel[j].eq(sel), eng.acc_sel[j].eq(~sel)]
+            for b in range(2):
+                m.d.comb += [syn.acc_q[b][j].eq(acc_q[b][j]), eng.acc_q[b][j].eq(acc_q[b][j])]
 
         # GROUP descriptors (flip-flops) and counters: written by config.
         gsize = group_layout(cfg).size
@@ -371,7 +381,7 @@ class NeuronCore(wiring.Component):
         def q(v, name):
             return reg(m, v, f"rdq_{name}")
 
-        bank_data = Array(q(acc[b][j].r_data, f"acc{b}_{j}") for b in range(2) for j in range(L))
+        bank_data = Array(acc_q[b][j] for b in range(2) for j in range(L))
         gwords = Array(groups[gi].as_value() for gi in range(G))
         cwords = Array(counters)
 

@@ -124,7 +124,10 @@ class NeuronEngine(wiring.Component):
     ucode_addr, ucode_en : Out; ``ucode_data`` In (32): microcode read port.
     ctx_addr, ctx_en : Out; read port address of STATE, COEF and the accumulator (bank
         ``ctx_addr % synapse_lanes``, row ``ctx_addr // synapse_lanes`` of this step's buffer).
-    state_data, coef_data, acc_data : In, their read data (``acc_data``: one word per bank).
+    state_data, coef_data : In, their read data (the cycle after ``ctx_en``).
+    acc_q : In(2 x synapse_lanes words), every accumulator bank of both buffers, registered as it
+        left the block RAM (two cycles after ``ctx_en``); ``acc_sel`` : In(synapse_lanes), the
+        cycle before: lane j's read went to buffer 0 if set, else buffer 1.
     ri_addr, ri_en : Out; ``ri_data`` In: ROUTE_INDEX read port.
     wb_addr, wb_en, wb_data : Out, STATE write-back (all registers).
     clr_addr, clr_en : Out, clear one accumulator word of this step's buffer.
@@ -151,7 +154,9 @@ class NeuronEngine(wiring.Component):
             "ucode_addr": Out(cfg.pc_bits), "ucode_en": Out(1), "ucode_data": In(32),
             "ctx_addr": Out(cfg.neuron_bits), "ctx_en": Out(1),
             "state_data": In(S * W), "coef_data": In(cfg.coefs * CW),
-            "acc_data": In(data.ArrayLayout(signed(cfg.acc_width), cfg.synapse_lanes)),
+            "acc_q": In(data.ArrayLayout(data.ArrayLayout(signed(cfg.acc_width),
+                                                          cfg.synapse_lanes), 2)),
+            "acc_sel": In(cfg.synapse_lanes),
             "ri_addr": Out(cfg.neuron_bits), "ri_en": Out(1),
             "ri_data": In(route_index_layout(cfg)),
             "wb_addr": Out(cfg.neuron_bits), "wb_en": Out(1), "wb_data": Out(S * W),
@@ -487,7 +492,10 @@ class NeuronEngine(wiring.Component):
         p2_misc = reg(m, rf_misc_r.data, "p2_misc")
         p2_state = reg(m, self.state_data, "p2_state")
         p2_coef = reg(m, self.coef_data, "p2_coef")
-        p2_acc_raw = reg(m, self.acc_data, "p2_acc_raw")
+        # the accumulator words are registered by the core (nothing between block RAM and
+        # flip-flop); the one-hot of buffer and bank is registered here beside them
+        NB = cfg.synapse_lanes
+        p2_accsel = reg(m, Cat(p1.bank & self.acc_sel, p1.bank & ~self.acc_sel), "p2_accsel")
         p2_mstate = reg(m, self.mstate_data, "p2_mstate")
         p2_mcoef = reg(m, self.mcoef_data, "p2_mcoef")
 
@@ -495,17 +503,16 @@ class NeuronEngine(wiring.Component):
         # RAM's clock-to-out leaves no room for them in P1); everything else waits one stage
         # the bank is a one-hot select decoded at issue; each bank's "fits in W bits" test runs
         # beside the select, so saturation adds one multiplexer after it
-        NB = cfg.synapse_lanes
         A = cfg.acc_width
         lo_c, hi_c = Const(-(1 << (W - 1)), signed(W)), Const((1 << (W - 1)) - 1, signed(W))
         sel_v = 0
         sel_fit = 0
-        for bk in range(NB):
-            v = p2_acc_raw[bk]
+        for bk in range(2 * NB):
+            v = self.acc_q[bk // NB][bk % NB]
             top = v[W - 1:]
             fit = (top == 0) | (top == (1 << (A - W + 1)) - 1)
-            sel_v = sel_v | Mux(p2.bank[bk], v, 0)
-            sel_fit = sel_fit | (p2.bank[bk] & fit)
+            sel_v = sel_v | Mux(p2_accsel[bk], v, 0)
+            sel_fit = sel_fit | (p2_accsel[bk] & fit)
         p3_acc = Signal(signed(W), name="p3_acc")
         m.d.sync += p3_acc.eq(Mux(sel_fit, sel_v[:W], Mux(sel_v[A - 1], lo_c, hi_c)))
         # Register-indexed operands are picked here, a stage ahead of operand select, by the

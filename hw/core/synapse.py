@@ -9,19 +9,23 @@ Pipeline (no stalls after the axon lookup; every stage advances every cycle)::
     P1, P2   payload x weight[j] per lane (partial products, then their sum)
     S2       accumulator read issued in every lane's bank (bank j holds neurons row*lanes + j);
              product + rounding half
-    S3       accumulator word registered; delta = (product + half) >> shift
+    S3       accumulator words leave the block RAMs into the core's registers (both buffers'
+             banks, nothing between RAM and flip-flop); delta = (product + half) >> shift;
+             which word S4 adds to is decided (one-hot)
     S4       acc += delta (modulo 2^acc_width), written back if mask[j]
 
 The accumulator read of S2 does not see the writes of S4 in its own cycle and the next, so S4
 forwards the newest of the last two written values when the rows match (read-modify-write
-hazard of back-to-back rows on one neuron; the row compares happen in S3). The iterator takes
-the next spike in the cycle it issues the last row of the current one, so rows follow each
-other without bubbles: one row (``popcount(mask)`` synaptic ops) per cycle.
+hazard of back-to-back rows on one neuron; the row compares happen in S3); otherwise it takes
+the registered word of this engine's buffer (``acc_sel``). A read in the cycle its row is
+written is therefore never used, and the accumulator memories need no read-old logic. The
+iterator takes the next spike in the cycle it issues the last row of the current one, so rows
+follow each other without bubbles: one row (``popcount(mask)`` synaptic ops) per cycle.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -47,7 +51,10 @@ class SynapseEngine(wiring.Component):
     busy : Out(1), a spike is somewhere in the pipeline.
     axon_addr, axon_en : Out; ``axon_data`` In(axon_layout): AXON read port.
     syn_addr, syn_en : Out; ``syn_data`` In(synapse_layout): SYNAPSE read port.
-    acc_raddr, acc_ren : Out; ``acc_rdata`` In(lanes words): accumulator read, all banks.
+    acc_raddr, acc_ren : Out; accumulator read, all banks of this engine's buffer.
+    acc_q : In(2 x lanes words), every bank of both buffers, registered as it left the block
+        RAM (two cycles after ``acc_ren``); ``acc_sel`` : In(lanes), the cycle before: lane j's
+        read went to buffer 0 if set, else buffer 1.
     acc_waddr, acc_wdata, acc_wen : Out, accumulator write (one enable per bank).
     received : Out(1), a spike entered the row iterator (SPIKES_RECEIVED).
     ops : Out, enabled lanes of the row in S1 (SYN_OPS).
@@ -64,7 +71,8 @@ class SynapseEngine(wiring.Component):
             "syn_addr": Out(cfg.syn_addr_bits), "syn_en": Out(1),
             "syn_data": In(synapse_layout(cfg)),
             "acc_raddr": Out(range(rows)), "acc_ren": Out(1),
-            "acc_rdata": In(data.ArrayLayout(signed(A), L)),
+            "acc_q": In(data.ArrayLayout(data.ArrayLayout(signed(A), L), 2)),
+            "acc_sel": In(L),
             "acc_waddr": Out(range(rows)), "acc_wen": Out(L),
             "acc_wdata": Out(data.ArrayLayout(signed(A), L)),
             "received": Out(1), "ops": Out(range(L + 1)),
@@ -159,7 +167,7 @@ class SynapseEngine(wiring.Component):
         s3_sum = [reg(m, prods[j] + half.as_signed(), f"s3_sum{j}", signed(HW + 1))
                   for j in range(L)]
 
-        # -- S3: accumulator word registered, delta shifted, forwarding decided --
+        # -- S3: accumulator words registered (by the core), delta shifted, forwarding decided --
         # The S2 read does not see the writes of its own cycle and the next one (S4 of the two
         # rows ahead): fw1 is last cycle's write, fw2 the one before; S3 compares rows now and
         # S4 picks the newest of them.
@@ -168,24 +176,33 @@ class SynapseEngine(wiring.Component):
         s4_mask = reg(m, s3_mask, "s4_mask")
         s4_delta = [reg(m, (s3_sum[j] >> s3_shift), f"s4_delta{j}", signed(HW + 1))
                     for j in range(L)]
-        s4_old = [reg(m, self.acc_rdata[j], f"s4_old{j}") for j in range(L)]
         fw1_valid = Signal(L)
         fw1_row = Signal.like(s2_row)
         fw1_data = [Signal(signed(A), name=f"fw1_data{j}") for j in range(L)]
         fw2_data = [Signal(signed(A), name=f"fw2_data{j}") for j in range(L)]
         s4_wen = Signal(L)
-        # a row being written now (S4) is the newest value the row in S3 will need
-        hit_now = [reg(m, s4_wen[j] & (s4_row == s3_row), f"hit_now{j}") for j in range(L)]
-        hit_prev = [reg(m, fw1_valid[j] & (fw1_row == s3_row), f"hit_prev{j}") for j in range(L)]
+        # the word S4 adds to, one-hot: a row being written now (S4) is the newest value the
+        # row in S3 will need, then the one written last cycle, then the block RAM's word
+        use_fw1, use_fw2, use_q0, use_q1 = [], [], [], []
+        for j in range(L):
+            now = s4_wen[j] & (s4_row == s3_row)
+            prev = fw1_valid[j] & (fw1_row == s3_row)
+            ram = ~now & ~prev
+            use_fw1.append(reg(m, now, f"use_fw1_{j}"))
+            use_fw2.append(reg(m, ~now & prev, f"use_fw2_{j}"))
+            use_q0.append(reg(m, ram & self.acc_sel[j], f"use_q0_{j}"))
+            use_q1.append(reg(m, ram & ~self.acc_sel[j], f"use_q1_{j}"))
 
         # -- S4: add and write back --
         m.d.comb += self.acc_waddr.eq(s4_row)
         m.d.sync += [fw1_valid.eq(s4_wen), fw1_row.eq(s4_row)]
         for j in range(L):
-            old = Mux(hit_now[j], fw1_data[j], Mux(hit_prev[j], fw2_data[j], s4_old[j]))
+            old = ((fw1_data[j] & use_fw1[j].replicate(A)) | (fw2_data[j] & use_fw2[j].replicate(A))
+                   | (self.acc_q[0][j] & use_q0[j].replicate(A))
+                   | (self.acc_q[1][j] & use_q1[j].replicate(A)))
             m.d.comb += [
                 s4_wen[j].eq(s4_valid & s4_mask[j]),
-                self.acc_wdata[j].eq((old + s4_delta[j])[:A]),
+                self.acc_wdata[j].eq((old.as_signed() + s4_delta[j])[:A]),
                 self.acc_wen[j].eq(s4_wen[j]),
             ]
             m.d.sync += [fw1_data[j].eq(self.acc_wdata[j]), fw2_data[j].eq(fw1_data[j])]
