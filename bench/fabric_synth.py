@@ -126,10 +126,14 @@ def main(argv=None):
             print("\n" + figures_table({args.name: rec}, "fabric"))
         print(f"results: {out}")
         return 0 if rec.get("fits") is not False else 1
-    recorded = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    recorded = {}
     for mesh in args.mesh:
-        recorded[mesh] = synth_fabric(mesh, seeds=tuple(args.seeds), freq=args.freq,
-                                      pnr=not args.no_pnr, **opts)
+        rec = synth_fabric(mesh, seeds=tuple(args.seeds), freq=args.freq,
+                           pnr=not args.no_pnr, **opts)
+        # the record is read again just before writing: another run (another mesh) may have
+        # written its entry while this one placed and routed
+        recorded = json.loads(OUT.read_text()) if OUT.is_file() else {}
+        recorded[mesh] = rec
         OUT.write_text(json.dumps(recorded, indent=2) + "\n")
     print("\n" + figures_table(recorded, "mesh"))
     print(f"results: {OUT}")
