@@ -154,6 +154,9 @@ class HostLink(wiring.Component):
         tile_ok = (t_in.x < cfg.mesh_w) & (t_in.y < cfg.mesh_h)
         cfg_ok = self._cfg_addr_ok(m, cfg_addr_layout(cfg)(t_in.addr))
         target_ok = tile_ok & Mux(op == Cmd.INJECT, t_in.addr < cfg.axons, cfg_ok)
+        target_ok_q = Signal()                      # registered: VALIDATE_CHECK acts on it
+        m.d.sync += target_ok_q.eq(target_ok)
+        bad = Signal()                              # CHECK found an error (code in ``err``)
 
         # saturate an INJECT payload to the state width, sign-extended into flit data
         vs = val.as_signed()
@@ -225,23 +228,28 @@ class HostLink(wiring.Component):
                     with m.If(self.s_axis.payload.last):
                         m.d.sync += chk_ok.eq(total == word)
                         m.next = "CHECK"
+            # The frame's checks are decided in CHECK and registered (``bad`` and the error
+            # code), and acted on in DECIDE: the length/count compares and the priority of the
+            # errors do not sit in front of the response header's and the FSM's flip-flops.
             with m.State("CHECK"):
                 pairs_bad = is_pairs & length[0]
                 shape_bad = pairs_bad | (no_payload & (length != 0)) | \
                     ((op == Cmd.RUN) & (length != 1))
                 m.d.sync += [items.eq(Mux(is_pairs, length >> 1, length)), item.eq(0),
-                             idx.eq(1), count.eq(0), total.eq(0), overflow.eq(0)]
+                             idx.eq(1), count.eq(0), total.eq(0), overflow.eq(0), bad.eq(1)]
                 with m.If(overflow | (count < 2) | (count - 2 != length)):
                     m.d.sync += err.eq(ErrorCode.BAD_LENGTH)
-                    respond(Opcode.ERROR, 2, seq)
                 with m.Elif(~chk_ok):
                     m.d.sync += err.eq(ErrorCode.BAD_CHECKSUM)
-                    respond(Opcode.ERROR, 2, seq)
                 with m.Elif(~known):
                     m.d.sync += err.eq(ErrorCode.BAD_OPCODE)
-                    respond(Opcode.ERROR, 2, seq)
                 with m.Elif(shape_bad):
                     m.d.sync += err.eq(ErrorCode.BAD_LENGTH)
+                with m.Else():
+                    m.d.sync += bad.eq(0)
+                m.next = "DECIDE"
+            with m.State("DECIDE"):
+                with m.If(bad):
                     respond(Opcode.ERROR, 2, seq)
                 with m.Elif(is_pairs | (op == Cmd.READ)):
                     m.next = "VALIDATE_ADDR"
@@ -256,9 +264,11 @@ class HostLink(wiring.Component):
                     m.d.comb += rd.addr.eq(idx)
                     m.next = "VALIDATE_WAIT"
             with m.State("VALIDATE_WAIT"):
+                m.next = "VALIDATE_TEST"
+            with m.State("VALIDATE_TEST"):          # the target's checks on ``rdq``, registered
                 m.next = "VALIDATE_CHECK"
             with m.State("VALIDATE_CHECK"):
-                with m.If(~target_ok):
+                with m.If(~target_ok_q):
                     m.d.sync += err.eq(ErrorCode.BAD_ADDRESS)
                     respond(Opcode.ERROR, 2, seq)
                 with m.Else():
