@@ -12,13 +12,15 @@ Pipeline (no stalls after the axon lookup; every stage advances every cycle)::
     S3       accumulator words leave the block RAMs into the core's registers (both buffers'
              banks, nothing between RAM and flip-flop); delta = (product + half) >> shift;
              which word S4 adds to is decided (one-hot)
-    S4       acc += delta (modulo 2^acc_width), written back if mask[j]
+    S4       acc + delta (modulo 2^acc_width)
+    S5       the sum registered and written back if mask[j]
 
-The accumulator read of S2 does not see the writes of S4 in its own cycle and the next, so S4
-forwards the newest of the last two written values when the rows match (read-modify-write
-hazard of back-to-back rows on one neuron; the row compares happen in S3); otherwise it takes
-the registered word of this engine's buffer (``acc_sel``). A read in the cycle its row is
-written is therefore never used, and the accumulator memories need no read-old logic. The
+The accumulator read of S2 does not see the writes (S5) of the three rows ahead of it (in its
+own cycle and the next two), so S4 forwards the newest of those three sums when the rows match
+(read-modify-write hazard of back-to-back rows on one neuron; the row compares happen in S3);
+otherwise it takes the registered word of this engine's buffer (``acc_sel``). A read in the
+cycle its row is written is therefore never used, and the accumulator memories need no
+read-old logic. The
 iterator takes the next spike in the cycle it issues the last row of the current one, so rows
 follow each other without bubbles: one row (``popcount(mask)`` synaptic ops) per cycle.
 """
@@ -168,46 +170,54 @@ class SynapseEngine(wiring.Component):
                   for j in range(L)]
 
         # -- S3: accumulator words registered (by the core), delta shifted, forwarding decided --
-        # The S2 read does not see the writes of its own cycle and the next one (S4 of the two
-        # rows ahead): fw1 is last cycle's write, fw2 the one before; S3 compares rows now and
-        # S4 picks the newest of them.
+        # The S2 read at cycle t sees the block RAM as written before t; the rows one, two and
+        # three ahead write it at t + 2, t + 1 and t (S5). Their new words, newest first: the
+        # S5 register (w1), last cycle's S5 word (w2), the one before (w3). S3 compares its row
+        # with those rows while they are in S4, S5 and w2, and registers a one-hot choice.
         s4_valid = reg(m, s3_valid, "s4_valid")
         s4_row = reg(m, s3_row, "s4_row")
         s4_mask = reg(m, s3_mask, "s4_mask")
         s4_delta = [reg(m, (s3_sum[j] >> s3_shift), f"s4_delta{j}", signed(HW + 1))
                     for j in range(L)]
-        fw1_valid = Signal(L)
-        fw1_row = Signal.like(s2_row)
-        fw1_data = [Signal(signed(A), name=f"fw1_data{j}") for j in range(L)]
-        fw2_data = [Signal(signed(A), name=f"fw2_data{j}") for j in range(L)]
         s4_wen = Signal(L)
-        # the word S4 adds to, one-hot: a row being written now (S4) is the newest value the
-        # row in S3 will need, then the one written last cycle, then the block RAM's word
-        use_fw1, use_fw2, use_q0, use_q1 = [], [], [], []
+        s5_wen = Signal(L)
+        s5_row = Signal.like(s2_row)
+        s5_data = [Signal(signed(A), name=f"s5_data{j}") for j in range(L)]
+        w2_valid = Signal(L)
+        w2_row = Signal.like(s2_row)
+        w2_data = [Signal(signed(A), name=f"w2_data{j}") for j in range(L)]
+        w3_data = [Signal(signed(A), name=f"w3_data{j}") for j in range(L)]
+        use_w1, use_w2, use_w3, use_q0, use_q1 = [], [], [], [], []
         for j in range(L):
-            now = s4_wen[j] & (s4_row == s3_row)
-            prev = fw1_valid[j] & (fw1_row == s3_row)
-            ram = ~now & ~prev
-            use_fw1.append(reg(m, now, f"use_fw1_{j}"))
-            use_fw2.append(reg(m, ~now & prev, f"use_fw2_{j}"))
+            k1 = s4_wen[j] & (s4_row == s3_row)
+            k2 = s5_wen[j] & (s5_row == s3_row)
+            k3 = w2_valid[j] & (w2_row == s3_row)
+            ram = ~k1 & ~k2 & ~k3
+            use_w1.append(reg(m, k1, f"use_w1_{j}"))
+            use_w2.append(reg(m, ~k1 & k2, f"use_w2_{j}"))
+            use_w3.append(reg(m, ~k1 & ~k2 & k3, f"use_w3_{j}"))
             use_q0.append(reg(m, ram & self.acc_sel[j], f"use_q0_{j}"))
             use_q1.append(reg(m, ram & ~self.acc_sel[j], f"use_q1_{j}"))
 
-        # -- S4: add and write back --
-        m.d.comb += self.acc_waddr.eq(s4_row)
-        m.d.sync += [fw1_valid.eq(s4_wen), fw1_row.eq(s4_row)]
+        # -- S4: add; S5: the write registered (nothing between the adder and the block RAM's
+        # input but this register and the core's write multiplexer) --
+        m.d.sync += [s5_wen.eq(s4_wen), s5_row.eq(s4_row),
+                     w2_valid.eq(s5_wen), w2_row.eq(s5_row)]
+        m.d.comb += self.acc_waddr.eq(s5_row)
         for j in range(L):
-            old = ((fw1_data[j] & use_fw1[j].replicate(A)) | (fw2_data[j] & use_fw2[j].replicate(A))
+            old = ((s5_data[j] & use_w1[j].replicate(A)) | (w2_data[j] & use_w2[j].replicate(A))
+                   | (w3_data[j] & use_w3[j].replicate(A))
                    | (self.acc_q[0][j] & use_q0[j].replicate(A))
                    | (self.acc_q[1][j] & use_q1[j].replicate(A)))
             m.d.comb += [
                 s4_wen[j].eq(s4_valid & s4_mask[j]),
-                self.acc_wdata[j].eq((old.as_signed() + s4_delta[j])[:A]),
-                self.acc_wen[j].eq(s4_wen[j]),
+                self.acc_wdata[j].eq(s5_data[j]),
+                self.acc_wen[j].eq(s5_wen[j]),
             ]
-            m.d.sync += [fw1_data[j].eq(self.acc_wdata[j]), fw2_data[j].eq(fw1_data[j])]
+            m.d.sync += [s5_data[j].eq((old.as_signed() + s4_delta[j])[:A]),
+                         w2_data[j].eq(s5_data[j]), w3_data[j].eq(w2_data[j])]
 
         in_products = [delay(m, s1r_valid, d, f"p{d}_valid") for d in range(1, Q)]
         m.d.comb += self.busy.eq(a_valid | b_valid | it_busy | s1_valid | s1r_valid | s2_valid
-                                 | Cat(*in_products).any() | s3_valid | s4_valid)
+                                 | Cat(*in_products).any() | s3_valid | s4_valid | s5_wen.any())
         return m
