@@ -109,8 +109,9 @@ def test_back_to_back_rows_on_one_neuron_and_idle():
             await _send(ctx, dut, FlitKind.CFG_WRITE, pack(A, mem=mem, index=index, part=part),
                         value)
             golden.write(core, mem, index, part, value)
-        # the last write leaves the core's input FIFO and takes effect within a few cycles
-        for _ in range(NeuronCore.PORT_DEPTH + 3):
+        # the last write leaves the core's input FIFO and takes effect within a few cycles;
+        # ``idle`` is registered (one cycle after the core went quiet)
+        for _ in range(NeuronCore.PORT_DEPTH + 4):
             await ctx.tick()
         assert ctx.get(dut.idle)
         for payload in (1000, -77, 8388607):

@@ -485,8 +485,6 @@ class NeuronCore(wiring.Component):
         work = (syn.busy | sp_valid | eng.busy | route.busy | cfgp.busy | clearing
                 | (outq.level != 0))
         busy = work | (inq.level != 0)
-        accepted = Signal()
-        m.d.sync += accepted.eq(self.i_flit.valid & self.i_flit.ready)
         # the config port may start when the rest of the core is quiescent. Registered: nothing
         # worked last cycle and nothing could have started work since (a spike taken, a step, a
         # clear, a flit sent) -- then nothing works now; the port knows its own state. Keeps
@@ -499,8 +497,16 @@ class NeuronCore(wiring.Component):
             kick_q.eq(sp_take | self.step_start | self.clear
                       | (out.valid & out.ready)),
         ]
+        # ``idle`` from a flip-flop (the OR of every busy flag in the core fanned out to the
+        # barrier and the host link's FSM was the 1x1 fabric's critical path): idle now if
+        # nothing was busy last cycle and nothing started work then (a flit taken, a step, a
+        # clear). One cycle later than the combinational form when the core goes idle, never
+        # earlier.
+        idle_q = Signal()
+        m.d.sync += idle_q.eq(~busy & ~(self.i_flit.valid & self.i_flit.ready)
+                              & ~self.step_start & ~self.clear)
         m.d.comb += [
-            self.idle.eq(~busy & ~accepted),
+            self.idle.eq(idle_q),
             cfgp.allow.eq(~work_q & ~kick_q),
             eng.step.eq(self.step),
             eng.start.eq(self.step_start & ~clearing),
