@@ -344,7 +344,6 @@ class NeuronCore(wiring.Component):
                 with m.Else():
                     m.d.comb += [mem.w_addr.eq(row(eng.clr_addr)), mem.w_data.eq(0),
                                  mem.w_en.eq(eng.clr_en & (bank(eng.clr_addr) == j))]
-            # read data to the engines
         # Every ACC word is registered as it leaves its block RAM, with nothing between (a
         # DP16KD's clock-to-out is 5.8 ns); the engines pick their buffer's word after the
         # register, with the select registered beside it (the synapse engine's buffer is 0 when

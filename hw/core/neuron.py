@@ -501,8 +501,8 @@ class NeuronEngine(wiring.Component):
 
         # -- P2 -> P3: the accumulator's bank and saturation in a stage of their own (the block
         # RAM's clock-to-out leaves no room for them in P1); everything else waits one stage
-        # the bank is a one-hot select decoded at issue; each bank's "fits in W bits" test runs
-        # beside the select, so saturation adds one multiplexer after it
+        # the buffer x bank one-hot (``p2_accsel``) was registered at P1; each word's "fits in
+        # W bits" test runs beside the select, so saturation adds one multiplexer after it
         A = cfg.acc_width
         lo_c, hi_c = Const(-(1 << (W - 1)), signed(W)), Const((1 << (W - 1)) - 1, signed(W))
         sel_v = 0

@@ -20,9 +20,9 @@ own cycle and the next two), so S4 forwards the newest of those three sums when 
 (read-modify-write hazard of back-to-back rows on one neuron; the row compares happen in S3);
 otherwise it takes the registered word of this engine's buffer (``acc_sel``). A read in the
 cycle its row is written is therefore never used, and the accumulator memories need no
-read-old logic. The
-iterator takes the next spike in the cycle it issues the last row of the current one, so rows
-follow each other without bubbles: one row (``popcount(mask)`` synaptic ops) per cycle.
+read-old logic. The iterator takes the next spike in the cycle it issues the last row of the
+current one, so rows follow each other without bubbles: one row (``popcount(mask)`` synaptic
+ops) per cycle.
 """
 
 from __future__ import annotations
