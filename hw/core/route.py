@@ -1,8 +1,10 @@
 """Route unit: expands a neuron's emission into one spike per route word (multicast).
 
 For an emission ``(payload, base, count)`` it reads ROUTE[base .. base+count-1], one word per
-cycle, into a ``DEPTH``-entry output FIFO (registered output; a read issues only when the FIFO
-has room for it, so the block-RAM output never drives the flit ports). A route word becomes
+cycle; each word is registered as it leaves the block RAM (on a dense core ROUTE is several
+cascaded DP16KD whose output mux is most of a cycle) and then enters a ``DEPTH``-entry output
+FIFO (registered output; a read issues only when the FIFO has room for it, so the block-RAM
+output never drives the flit ports). A route word becomes
 
 * a HOST_OUT flit (``host=1``): dst (0, 0), addr = channel ``target``, data = payload;
 * a loopback spike (the core's own tile): to the synapse engine, never leaving the core;
@@ -43,8 +45,9 @@ class RouteUnit(wiring.Component):
     busy : Out(1); sent : Out(1), one route word fired (SPIKES_SENT).
     """
 
-    #: output FIFO entries (4 sustains one route word per cycle with the registered room check)
-    DEPTH = 4
+    #: output FIFO entries (5 sustains one route word per cycle with the registered room check
+    #: and two words in flight: the block-RAM read and the register after it)
+    DEPTH = 5
 
     def __init__(self, cfg: FabricConfig, x: int, y: int):
         if not (0 <= x < cfg.mesh_w and 0 <= y < cfg.mesh_h):
@@ -70,26 +73,30 @@ class RouteUnit(wiring.Component):
         it_rem = Signal(cfg.route_count_bits)
         it_payload = Signal(signed(W))
 
-        # route words land in a small FIFO (registered block-RAM read, registered output);
-        # a read issues only when the FIFO has room for it
+        # route words are registered as they leave the block RAM (data_q), then land in a small
+        # FIFO (registered output); a read issues only when the FIFO has room for it
         entry = data.StructLayout({"route": route_layout(cfg), "payload": signed(W)})
         m.submodules.outq = outq = fifo.SyncFIFOBuffered(width=entry.size, depth=self.DEPTH)
-        inflight = Signal()
+        inflight = Signal()                     # the block RAM is reading a word this cycle
         inflight_payload = Signal(signed(W))
+        inflight2 = Signal()                    # data_q holds a word for the FIFO
+        data_q = Signal(entry.size)
         # room for one more word, registered with one entry of margin (the word read last
         # cycle may still be landing): sustains a word per cycle while the consumer takes them
         room = Signal()
-        m.d.sync += room.eq(outq.level + inflight + 1 < self.DEPTH)
+        m.d.sync += room.eq(outq.level + inflight + inflight2 + 1 < self.DEPTH)
         it_last = Signal()                      # it_rem == 1
         issue = it_busy & room
         load = self.i_emit.valid & (~it_busy | (issue & it_last))
-        m.d.sync += [inflight.eq(issue), inflight_payload.eq(it_payload)]
+        m.d.sync += [inflight.eq(issue), inflight_payload.eq(it_payload),
+                     inflight2.eq(inflight),
+                     data_q.eq(Cat(self.route_data.as_value(), inflight_payload))]
         m.d.comb += [
-            outq.w_en.eq(inflight),
-            outq.w_data.eq(Cat(self.route_data.as_value(), inflight_payload)),
+            outq.w_en.eq(inflight2),
+            outq.w_data.eq(data_q),
             self.i_emit.ready.eq(~it_busy | (issue & it_last)),
             self.route_addr.eq(it_ptr), self.route_en.eq(issue),
-            self.busy.eq(it_busy | inflight | (outq.level != 0)),
+            self.busy.eq(it_busy | inflight | inflight2 | (outq.level != 0)),
         ]
         with m.If(issue):
             m.d.sync += [it_ptr.eq(it_ptr + 1), it_rem.eq(it_rem - 1), it_last.eq(it_rem == 2)]
