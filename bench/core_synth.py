@@ -25,12 +25,19 @@ from pathlib import Path
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.fpga.ioring import CORE_CONFIGS, IORing
-from neuroloom.fpga.synth import add_pnr_arguments, figures_table, nextpnr_options, synthesize
+from neuroloom.fpga.synth import (
+    add_pnr_arguments,
+    figures_table,
+    nextpnr_options,
+    source_revision,
+    synthesize,
+)
 from neuroloom.hw.core.core import NeuronCore
 from neuroloom.hw.targets import ECP5
 from neuroloom.hw.verilog import to_verilog
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
 TOP = "core_ring"
 CONFIGS = CORE_CONFIGS
 
@@ -39,12 +46,13 @@ def synth_core(cfg: FabricConfig, *, pnr: bool = True, seeds=(1,), freq: float =
                router2: bool = False, jobs: int = 1, tmg_ripup: bool = False) -> dict:
     """Figures of the core at (0, 0) of ``cfg`` (see ``SynthResult.figures``), its config and
     the critical path of the best seed (cell to cell, with the logic/routing split)."""
+    rev = source_revision(ROOT)
     ring = IORing(NeuronCore(cfg, 0, 0))
     extra = nextpnr_options(router2=router2, tmg_ripup=tmg_ripup)
     result = synthesize(to_verilog(ring, TOP, ports=ring.ports, platform=ECP5), top=TOP, pnr=pnr,
                         seeds=seeds, frequency_mhz=freq, nextpnr_args=extra, jobs=jobs)
     print(result.summary(), flush=True)
-    out = {"config": cfg.to_dict(), **result.figures(),
+    out = {"config": cfg.to_dict(), **rev, **result.figures(),
            "nextpnr_router": "router2" if router2 else "router1", "nextpnr_args": list(extra)}
     best = result.best
     if best is not None and best.critical_path:

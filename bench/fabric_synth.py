@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from neuroloom.fpga.synth import (
     add_pnr_arguments,
     figures_table,
     nextpnr_options,
+    source_revision,
     synthesize,
     yosys_cell_counts,
 )
@@ -42,10 +42,6 @@ from neuroloom.sim.cache import build_dir
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 OUT = RESULTS / "fabric_synth.json"
-
-
-def _git(*args) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
 
 def synth_fabric(cfg: FabricConfig | str, *, seeds=(1,), freq: float = 100.0, pnr: bool = True,
@@ -63,8 +59,7 @@ def synth_fabric(cfg: FabricConfig | str, *, seeds=(1,), freq: float = 100.0, pn
     ring = IORing(Fabric(cfg))
     t0 = time.perf_counter()
     verilog = to_verilog(ring, top, ports=ring.ports, platform=ECP5)
-    rec = {"config": cfg.to_dict(), "commit": _git("rev-parse", "--short", "HEAD"),
-           "hw_dirty": bool(_git("status", "--porcelain", "--", "hw")),
+    rec = {"config": cfg.to_dict(), **source_revision(ROOT),
            "verilog_seconds": round(time.perf_counter() - t0, 1), "seeds": list(seeds)}
     extra = nextpnr_options(router2=router2, tmg_ripup=tmg_ripup)
     rec["nextpnr_args"] = list(extra)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import numpy as np
 
 from neuroloom.contract.config import FabricConfig
 from neuroloom.firmware import resources
-from neuroloom.fpga.synth import synthesize
+from neuroloom.fpga.synth import source_revision, synthesize
 from neuroloom.hw.core.core import NeuronCore
 from neuroloom.hw.fabric import Fabric
 from neuroloom.hw.targets import ECP5
@@ -77,24 +76,19 @@ CELLS = ("LUT4", "TRELLIS_FF", "CCU2C", "TRELLIS_DPR16X4", "DP16KD", "MULT18X18D
          "L6MUX21")
 
 
-def _git(*args) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-
 def synth(name: str) -> dict:
     kind, cfg = CONFIGS[name]
     top = "core" if kind == "core" else "fabric"
     design = NeuronCore(cfg, 0, 0) if kind == "core" else Fabric(cfg)
     t0 = time.perf_counter()
+    rev = source_revision(ROOT)
     r = synthesize(to_verilog(design, top, platform=ECP5), top=top, pnr=False)
-    dirty = _git("status", "--porcelain", "--", "hw")
     memories = yosys_memories(r.yosys_log.read_text(), top)
     return {"kind": kind, "config": cfg.to_dict(),
             "cells": {c: r.cells.get(c, 0) for c in CELLS}, "latches": r.latches,
             "memories": memories,
             "synth_seconds": r.synth_seconds, "wall_seconds": round(time.perf_counter() - t0, 1),
-            "commit": _git("rev-parse", "--short", "HEAD"),
-            "hw_dirty": bool(dirty), "workdir": str(r.workdir.relative_to(ROOT))}
+            **rev, "workdir": str(r.workdir.relative_to(ROOT))}
 
 
 def synth_memory(depth: int, width: int) -> dict:
@@ -300,8 +294,7 @@ def rtl_seed() -> dict:
     comp = fit.compiled
     out = {"model": "random_qmodel(64, 32, 4, d_in=1, classes=10, seed=0)",
            "fabric": comp.cfg.to_dict(), "packing": fit.packing, "tokens": RTL_TOKENS,
-           "commit": _git("rev-parse", "--short", "HEAD"),
-           "hw_dirty": bool(_git("status", "--porcelain", "--", "hw"))}
+           **source_revision(ROOT)}
     out["golden_fire_rate"] = rate = fire_rate(comp, model, RTL_TOKENS)
     est = resources.step_cycles(comp, fire_rate=rate)
     out["estimate_with_fire_rate"] = {"pipelined_per_step": est.pipelined,
@@ -343,8 +336,7 @@ def rtl_cycles() -> dict:
     packings = {"fill": dict(), "fill, cycle budget 400": dict(cycle_budget=400, row_budget=256),
                 "spread": dict(packing="spread")}
     out = {"fabric": RTL_FABRIC.to_dict(), "model": "random_qmodel(16, 7, 3, d_in=1, classes=4, "
-           "seed=11)", "tokens": RTL_TOKENS, "commit": _git("rev-parse", "--short", "HEAD"),
-           "hw_dirty": bool(_git("status", "--porcelain", "--", "hw"))}
+           "seed=11)", "tokens": RTL_TOKENS, **source_revision(ROOT)}
     out.update(_rtl_runs(RTL_FABRIC, model, {name: compile_model(model, RTL_FABRIC, **kw)
                                              for name, kw in packings.items()}, RTL_TOKENS))
     return out

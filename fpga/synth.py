@@ -46,6 +46,7 @@ __all__ = [
     "ULX3S_85F",
     "add_pnr_arguments",
     "nextpnr_options",
+    "source_revision",
     "NextpnrError",
     "Part",
     "PathStep",
@@ -373,6 +374,20 @@ _READERS = {"verilog": (".v", "read_verilog -sv"), "rtlil": (".il", "read_rtlil"
 #: nextpnr options always passed after the flow's own: the heap placer's per-cell timeout
 #: aborts placement of core-sized designs on slow machines; 0 disables it
 DEFAULT_NEXTPNR_ARGS = ("--placer-heap-cell-placement-timeout", "0")
+
+
+def source_revision(root: str | os.PathLike) -> dict:
+    """Where a measurement's design came from: ``{"commit": short HEAD of the git checkout at
+    ``root`` ("" outside git), "hw_dirty": whether ``hw/`` has uncommitted changes}``. Take it
+    when the design is elaborated, not when the (long) run ends."""
+    def git(*args) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True,
+                                  text=True).stdout.strip()
+        except OSError:                         # no git on the machine
+            return ""
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "hw_dirty": bool(git("status", "--porcelain", "--", "hw"))}
 
 
 def nextpnr_options(*, router2: bool = False, tmg_ripup: bool = False) -> tuple[str, ...]:
