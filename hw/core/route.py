@@ -81,8 +81,9 @@ class RouteUnit(wiring.Component):
         inflight_payload = Signal(signed(W))
         inflight2 = Signal()                    # data_q holds a word for the FIFO
         data_q = Signal(entry.size)
-        # room for one more word, registered with one entry of margin (the word read last
-        # cycle may still be landing): sustains a word per cycle while the consumer takes them
+        # room for one more word, registered: the FIFO's level, the two words in flight (block
+        # RAM read, data_q) and one entry of margin for the word issued in the cycle the room was
+        # registered; sustains a word per cycle while the consumer takes them
         room = Signal()
         m.d.sync += room.eq(outq.level + inflight + inflight2 + 1 < self.DEPTH)
         it_last = Signal()                      # it_rem == 1
