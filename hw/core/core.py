@@ -374,9 +374,10 @@ class NeuronCore(wiring.Component):
 
         # -- read data back to the config port (address held by the port) --------------------------
         idx, part = ca.index, ca.part
-        # Three stages: every memory's read data is registered as it leaves the block RAM, then
-        # the addressed part of each memory, then the addressed memory is picked (``ConfigPort``
-        # waits for all three).
+        # Three stages: every memory's read data is registered as it leaves the block RAM (the
+        # GROUP descriptors and counters, flip-flops spread over the engine, as the addressed
+        # one is picked), then the addressed part of each memory, then the addressed memory is
+        # picked (``ConfigPort`` waits for all three).
         def q(v, name):
             return reg(m, v, f"rdq_{name}")
 
@@ -399,8 +400,8 @@ class NeuronCore(wiring.Component):
             Mem.ROUTE_INDEX: _part(q(ridx.r_data, "ridx"), part, ridx.parts),
             Mem.ROUTE: _part(q(routem.r_data, "route"), part, routem.parts),
             Mem.UCODE: q(ucode.r_data, "ucode"),
-            Mem.GROUP: _part(gwords[idx[:cfg.group_bits]], part, gparts),
-            Mem.COUNTER: cwords[idx[:3]],
+            Mem.GROUP: _part(q(gwords[idx[:cfg.group_bits]], "group"), part, gparts),
+            Mem.COUNTER: q(cwords[idx[:3]], "counter"),
             Mem.ACC: bank_data[Cat(bank(idx), part[0]) if lb else part[0]][:32],
         }
         rdata = Signal(32)

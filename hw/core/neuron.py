@@ -499,22 +499,15 @@ class NeuronEngine(wiring.Component):
         p2_mstate = reg(m, self.mstate_data, "p2_mstate")
         p2_mcoef = reg(m, self.mcoef_data, "p2_mcoef")
 
-        # -- P2 -> P3: the accumulator's bank and saturation in a stage of their own (the block
-        # RAM's clock-to-out leaves no room for them in P1); everything else waits one stage
-        # the buffer x bank one-hot (``p2_accsel``) was registered at P1; each word's "fits in
-        # W bits" test runs beside the select, so saturation adds one multiplexer after it
-        A = cfg.acc_width
-        lo_c, hi_c = Const(-(1 << (W - 1)), signed(W)), Const((1 << (W - 1)) - 1, signed(W))
-        sel_v = 0
-        sel_fit = 0
-        for bk in range(2 * NB):
-            v = self.acc_q[bk // NB][bk % NB]
-            top = v[W - 1:]
-            fit = (top == 0) | (top == (1 << (A - W + 1)) - 1)
-            sel_v = sel_v | Mux(p2_accsel[bk], v, 0)
-            sel_fit = sel_fit | (p2_accsel[bk] & fit)
-        p3_acc = Signal(signed(W), name="p3_acc")
-        m.d.sync += p3_acc.eq(Mux(sel_fit, sel_v[:W], Mux(sel_v[A - 1], lo_c, hi_c)))
+        # -- P2 -> P3: every accumulator word saturated to W bits on its way into a register of
+        # the engine's own (``acc_q`` sits by its block RAM, shared with the synapse engine and
+        # the config read-back; the route from there to the datapath was a critical path with
+        # the pick after it); the buffer x bank one-hot (``p2_accsel``, registered at P1) goes
+        # along, and the word is picked in P3, in front of operand select
+        NA = 2 * NB
+        p3_accw = [reg(m, sat_hw(self.acc_q[bk // NB][bk % NB], W), f"p3_accw{bk}", signed(W))
+                   for bk in range(NA)]
+        p3_accsel = reg(m, p2_accsel, "p3_accsel")
         # Register-indexed operands are picked here, a stage ahead of operand select, by the
         # one-hot selects decoded at issue (round 0 folded in: STATE registers, else the
         # register file): AND-OR gates, each select flip-flop driving one operand's bits.
@@ -548,7 +541,12 @@ class NeuronEngine(wiring.Component):
         p2 = reg(m, p2, "p3")
         p2_misc = reg(m, p2_misc, "p3_misc")
         p2_mstate, p2_mcoef = reg(m, p2_mstate, "p3_mstate"), reg(m, p2_mcoef, "p3_mcoef")
-        p2_acc = p3_acc
+        # the ACC word of this step's buffer and the neuron's bank (saturated): AND-OR
+        p2_acc = Signal(signed(W), name="p3_acc")
+        acc_or = 0
+        for bk in range(NA):
+            acc_or = acc_or | Mux(p3_accsel[bk], p3_accw[bk], 0)
+        m.d.comb += p2_acc.eq(acc_or)
 
         # -- P3: operand select into the datapath: at most four sources, one-hot ----------------
         ins = instr_layout()(p2.instr)
