@@ -178,7 +178,7 @@ class NeuronEngine(wiring.Component):
     def depth(self) -> int:
         """Cycles from an issue to its write-back (the earliest re-issue of its slot is one
         cycle later)."""
-        return 4 + NeuronDatapath(self._cfg, self._cfg.neuron_lanes).LAT_SUM + 2
+        return 5 + NeuronDatapath(self._cfg, self._cfg.neuron_lanes).LAT_SUM + 2
 
     def elaborate(self, platform):
         cfg, K = self._cfg, self._slots
@@ -293,19 +293,22 @@ class NeuronEngine(wiring.Component):
         can = (~fresh | ~wait_j) & (~(cur.last & final) | credit_ok)
         m.d.comb += issuing.eq(in_issue & can)
 
-        p1 = Signal(OPL)
+        p0 = Signal(OPL, name="p0")
         # Only ``valid`` and the clear depend on the issue decision: the fields, the read
         # addresses and the read enables do not (reads have no side effects, the data of a cycle
         # without an issue is never used), so the decision does not reach the block RAMs.
         m.d.sync += [
-            p1.valid.eq(issuing),
-            p1.slot.eq(j), p1.n.eq(n_cur), p1.first.eq(first_round), p1.last.eq(cur.last),
-            p1.final.eq(final), p1.mfirst.eq(is_modes & ~mstarted),
-            p1.instr.eq(cur.as_value()), p1.mrow.eq(mrow), p1.mlive.eq(mlive),
-            p1.bank.eq(Const(1, cfg.synapse_lanes) << n_cur[:ab] if ab else 1),
+            p0.valid.eq(issuing),
+            p0.slot.eq(j), p0.n.eq(n_cur), p0.first.eq(first_round), p0.last.eq(cur.last),
+            p0.final.eq(final), p0.mfirst.eq(is_modes & ~mstarted),
+            p0.instr.eq(cur.as_value()), p0.mrow.eq(mrow), p0.mlive.eq(mlive),
+            p0.bank.eq(Const(1, cfg.synapse_lanes) << n_cur[:ab] if ab else 1),
         ]
+        # the block RAMs read a cycle later, at addresses registered beside ``p0`` (the
+        # sequencer's flip-flops stay by the sequencer; these copies sit by the memories)
+        p1 = reg(m, p0, "p1")
         # operand selects decoded from this round's instruction (a flip-flop) and round 0
-        dec = p1.dec
+        dec = p0.dec
         fr = first_round
 
         def onehot(code):
@@ -327,12 +330,14 @@ class NeuronEngine(wiring.Component):
             dec.x0_as.eq(plain & ra_acc & fr), dec.x0_am.eq(plain & ra_acc & ~fr),
             dec.x1_m.eq(c_modes), dec.x1_r.eq(c_cmad & ra_r), dec.k_i.eq(~c_modes),
         ]
-        m.d.comb += [self.ctx_addr.eq(n_cur), self.ctx_en.eq(1),
-                     self.mode_addr.eq(mrow), self.mode_en.eq(1)]
-        # the ACC word is cleared the cycle after its last read (registered write)
-        clr_addr = Signal.like(self.clr_addr)
-        clr_en = Signal()
-        m.d.sync += [clr_addr.eq(n_cur), clr_en.eq(issuing & first_round & final)]
+        ctx_q = reg(m, n_cur, "ctx_q")
+        mrow_q = reg(m, mrow, "mrow_q")
+        m.d.comb += [self.ctx_addr.eq(ctx_q), self.ctx_en.eq(1),
+                     self.mode_addr.eq(mrow_q), self.mode_en.eq(1)]
+        # the ACC word is cleared the cycle after its last read (``ctx_q``): written from
+        # flip-flops two cycles after the issue
+        clr_addr = delay(m, n_cur, 2, "clr_addr")
+        clr_en = delay(m, issuing & first_round & final, 2, "clr_en")
         m.d.comb += [self.clr_addr.eq(clr_addr), self.clr_en.eq(clr_en)]
 
         busy_set = Signal(K)
