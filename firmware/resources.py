@@ -281,14 +281,14 @@ class EngineTiming:
     pipelined: bool = True
 
 
-#: ``pipelined``: the current core -- step + group (71) and one cycle per round from the
+#: ``pipelined``: the current core -- step + group (74) and one cycle per round from the
 #: one-group steps of bench/results/core_cycles.json (a 256-neuron, 2-instruction pass: 8
-#: batches of 2 rounds, 599 cycles; a 32-neuron pass of 6 instructions with 32 modes: 1261),
+#: batches of 2 rounds, 602 cycles; a 32-neuron pass of 6 instructions with 32 modes: 1264),
 #: which leave nothing per batch; group = depth - 2 (a group starts on an empty pipeline), as
 #: the 17 of depth 19 that bench/resource_model.py --rtl fitted; ``single-cycle``: the core the
 #: fabric RTL records of Nov 2026 ran on
 ENGINES = {
-    "pipelined": EngineTiming(step=52, group=19, batch=0, depth=21, round=1),
+    "pipelined": EngineTiming(step=54, group=20, batch=0, depth=22, round=1),
     "single-cycle": EngineTiming(step=0, group=1, batch=0, depth=0, pipelined=False),
 }
 
