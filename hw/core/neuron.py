@@ -548,10 +548,7 @@ class NeuronEngine(wiring.Component):
         p2_mstate, p2_mcoef = reg(m, p2_mstate, "p3_mstate"), reg(m, p2_mcoef, "p3_mcoef")
         # the ACC word of this step's buffer and the neuron's bank (saturated): AND-OR
         p2_acc = Signal(signed(W), name="p3_acc")
-        acc_or = 0
-        for bk in range(NA):
-            acc_or = acc_or | Mux(p3_accsel[bk], p3_accw[bk], 0)
-        m.d.comb += p2_acc.eq(acc_or)
+        m.d.comb += p2_acc.eq(orsel(*((p3_accsel[bk], p3_accw[bk]) for bk in range(NA))))
 
         # -- P3: operand select into the datapath: at most four sources, one-hot ----------------
         ins = instr_layout()(p2.instr)
