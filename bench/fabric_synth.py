@@ -4,13 +4,15 @@ inside :class:`neuroloom.fpga.ioring.IORing` (registered serial I/O, so every pa
 register to register); writes ``bench/results/fabric_synth.json`` and prints a table.
 
     .venv/bin/python bench/fabric_synth.py [--mesh 1x1 2x2] [--seeds 1 2 3] [--freq 100]
-                                           [--router2] [--tmg-ripup] [--jobs 2]
+                                           [--router2] [--tmg-ripup] [--jobs 2] [--name KEY]
     .venv/bin/python bench/fabric_synth.py --fabric f.json --name seed [--seeds 1]
 
 Default cores (``FabricConfig`` defaults but the mesh). ``--fabric FILE`` places and routes
 the fabric a fabric.json describes instead (e.g. ``neuroloom compile MODEL --board ulx3s-85f
 --fabric-out f.json``); its result goes to ``bench/results/fabric_<name>_synth.json``,
-including a failure to fit or to route (the tool's message and the cell counts). On a 2-core
+including a failure to fit or to route (the tool's message and the cell counts). With one
+``--mesh``, ``--name KEY`` records the run under KEY instead of the mesh (a second netlist
+measured beside the recorded one). On a 2-core
 machine a 1x1 fabric takes ~10 minutes of synthesis and ~15-30 minutes of place-and-route per
 seed, a 2x2 about four times that. Results are cached on the Verilog text and the options
 (``neuroloom.fpga.synth``).
@@ -96,9 +98,10 @@ def main(argv=None):
     ap.add_argument("--mesh", nargs="+", default=["1x1"], help="meshes (default: 1x1)")
     ap.add_argument("--fabric", metavar="FILE",
                     help="a fabric.json (its 'config'): place and route that fabric instead")
-    ap.add_argument("--name", default="seed",
+    ap.add_argument("--name", default=None,
                     help="with --fabric: the result's name, bench/results/fabric_NAME_synth.json "
-                         "(default seed)")
+                         "(default seed); with one --mesh: record under this key instead of "
+                         "the mesh")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
                     help="nextpnr seeds, one place-and-route each (default: 1 2 3; at most 5)")
     ap.add_argument("--freq", type=float, default=100.0, help="target clock, MHz (default 100)")
@@ -108,8 +111,11 @@ def main(argv=None):
     opts = dict(router2=args.router2, tmg_ripup=args.tmg_ripup, jobs=args.jobs)
     if len(args.seeds) > 5:
         ap.error("at most 5 seeds")
+    if args.name is not None and not args.fabric and len(args.mesh) != 1:
+        ap.error("--name with meshes needs exactly one --mesh")
     RESULTS.mkdir(exist_ok=True)
     if args.fabric:
+        args.name = args.name or "seed"
         data = json.loads(Path(args.fabric).read_text())
         cfg = FabricConfig.from_dict(data.get("config", data))
         out = RESULTS / f"fabric_{args.name}_synth.json"
@@ -128,7 +134,7 @@ def main(argv=None):
         # the record is read again just before writing: another run (another mesh) may have
         # written its entry while this one placed and routed
         recorded = json.loads(OUT.read_text()) if OUT.is_file() else {}
-        recorded[mesh] = rec
+        recorded[args.name or mesh] = rec
         OUT.write_text(json.dumps(recorded, indent=2) + "\n")
     print("\n" + figures_table(recorded, "mesh"))
     print(f"results: {OUT}")
