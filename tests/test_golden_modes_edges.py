@@ -3,7 +3,9 @@
 (``tests/support/golden_reference.py``, int64 numpy): mode states and inputs on both saturation
 bounds, coefficients of the largest magnitude, values whose rounding is an exact tie. A batch
 runs the mode loop of :mod:`neuroloom.sim.kernels` in float64 (exact by the argument of its
-``_modes_batch``), one sample in int64: both must equal the interpreter bit for bit."""
+``_modes_batch``), one sample in int64: both must equal the interpreter bit for bit. The
+emitted payloads (both bounds of 32 bits) reach 9-bit weights of both bounds at synapse shifts
+0 to 31: the delivery's biased logical shift (``deliver``) on its widest products."""
 
 from __future__ import annotations
 
@@ -70,7 +72,7 @@ def edge_core(rng: random.Random, xy) -> CoreConfig:
     for _ in range(3):                         # weights of 9 bits: the inputs saturate
         cc.add_axon([Synapse(row, (1 << L) - 1,
                              tuple(rng.choice([-256, 255, 1, -1]) for _ in range(L)))
-                     for row in range(-(-n // L))], rng.choice([0, 8]))
+                     for row in range(-(-n // L))], rng.choice([0, 8, 30, 31]))
     for k in range(n):
         cc.routes[k] = [Route(host=True, target=k), Route(xy[0], xy[1], rng.randrange(3))]
     return cc
