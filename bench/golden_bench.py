@@ -12,14 +12,17 @@ shape: seed small H=64, N=32; seed large H=128, N=64. Per model, ``--rounds`` in
   fill steps included), what ``neuroloom eval`` runs.
 
 Then batch 256: aggregate tokens/s and its ratio to the batch-1 rate (the batching gain). Golden
-runs ``--rounds`` times (median; sequences as long as the batch-1 runs' by default, so both pay
-the same pipeline fill per token); float and ``qforward`` run once, on ``--ref-batch-tokens``
-tokens. Batch 1 and batch 256 of each model run in fresh processes of their own (runs earlier in
-a process change the speed of later ones, see :func:`run_part`). Then where a golden step goes,
-at batch 1 and 256 (``step_cpu_ms``): the process CPU milliseconds of each compiled loop of one
-pipelined steady-state step (every kernel, the delivery) and of the whole ``GoldenFabric.step``,
-averaged over repeated calls (CPU time, so that other jobs on the machine count less than in
-wall time).
+runs the 256 sequences two ways, interleaved: all 256 side by side, and in blocks of 64 side by
+side one block after the other (``golden, blocks of 64``: what ``neuroloom eval`` does with its
+default ``--batch 64``; a block's mode state stays in the cache from step to step, 256 samples'
+does not), each ``--rounds`` times (median; sequences as long as the batch-1 runs' by default,
+so both pay the same pipeline fill per token); float and ``qforward`` run once, on
+``--ref-batch-tokens`` tokens. Batch 1 and batch 256 of each model run in fresh processes of
+their own (runs earlier in a process change the speed of later ones, see :func:`run_part`). Then
+where a golden step goes, at batch 1 and 256 (``step_cpu_ms``): the process CPU milliseconds of
+each compiled loop of one pipelined steady-state step (every kernel, the delivery) and of the
+whole ``GoldenFabric.step``, averaged over repeated calls (CPU time, so that other jobs on the
+machine count less than in wall time).
 Results go to ``bench/results/golden.json``; a table is printed.
 
 Every model runs on one thread: BLAS (numpy float's products) is limited to one thread
@@ -58,6 +61,9 @@ from neuroloom.sim.kernels import deliver, run_kernel
 from neuroloom.sim.transports import GoldenTransport
 
 RESULTS = Path(__file__).parent / "results" / "golden.json"
+#: `neuroloom eval`'s default batch: 256 sequences also run as blocks of this many side by side
+BLOCK = 64
+BLOCKED = f"golden, blocks of {BLOCK}"
 MODELS = {"small": (64, 32), "large": (128, 64)}
 MESHES = ("1x1", "2x2", "3x3", "4x3", "4x4", "6x6", "8x8", "12x12", "16x16")
 
@@ -156,13 +162,22 @@ def batch256(name: str, args) -> dict:
     xr = xb[:, :args.ref_batch_tokens]
     goldb = Driver(GoldenTransport(batch=B, max_batch=B))
     goldb.load(img)
-    assert np.array_equal(goldb.run(xb[:, :8]).running[:3], qforward(q, xb[:3, :8])), \
-        "golden batch 256 != qforward"
-    per256 = [timed(lambda: goldb.run(xb)) / (B * KB) for _ in range(args.rounds)]
+    # the same 256 sequences in blocks of BLOCK side by side (the driver runs block after
+    # block), as `neuroloom eval` runs them by default (--batch 64)
+    goldk = Driver(GoldenTransport(batch=BLOCK, max_batch=BLOCK))
+    goldk.load(img)
+    ref = qforward(q, xb[:, :8])
+    for d in (goldb, goldk):
+        assert np.array_equal(d.run(xb[:, :8]).running, ref), "golden batch 256 != qforward"
+    per256, perk = [], []
+    for _ in range(args.rounds):                           # interleaved
+        per256.append(timed(lambda: goldb.run(xb)) / (B * KB))
+        perk.append(timed(lambda: goldk.run(xb)) / (B * KB))
     return {"agg": {"float": B * xr.shape[1] / timed(
                         lambda: fm.forward_recurrent(xr.astype(np.float64))),
                     "qforward": B * xr.shape[1] / timed(lambda: qforward(q, xr)),
-                    "golden": 1 / statistics.median(per256)},
+                    "golden": 1 / statistics.median(per256),
+                    BLOCKED: 1 / statistics.median(perk)},
             "cpu": step_breakdown(img, B, 7), "tokens": {"golden": KB,
                                                           "float, qforward": xr.shape[1]}}
 
@@ -180,7 +195,7 @@ def bench_model(name: str, args) -> dict:
         "us_per_token_batch1": {k: round(v, 1) for k, v in us.items()},
         "x_numpy_float_batch1": {k: round(v / us["float"], 2) for k, v in us.items()},
         "tokens_per_s_batch256": {k: round(v) for k, v in agg.items()},
-        "batch256_gain": {k: round(agg[k] / (1e6 / us[k]), 2) for k in us},
+        "batch256_gain": {k: round(agg[k] / (1e6 / us[k.split(",")[0]]), 2) for k in agg},
         "step_cpu_ms": {"batch 1": one["cpu"], "batch 256": many["cpu"]},
     }
 
@@ -233,7 +248,8 @@ def main():
         "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
         "python": platform.python_version(), "numpy": np.__version__, "results": rows},
         indent=2) + "\n")
-    print(f"{'model':>6} {'':>10} {'float':>10} {'qforward':>10} {'golden':>10}")
+    print(f"{'model':>6} {'':>10} {'float':>10} {'qforward':>10} {'golden':>10} "
+          f"{f'golden {BLOCK}s':>10}")
     for r in rows:
         u, x, a, g = (r["us_per_token_batch1"], r["x_numpy_float_batch1"],
                       r["tokens_per_s_batch256"], r["batch256_gain"])
