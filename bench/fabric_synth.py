@@ -5,6 +5,7 @@ register to register); writes ``bench/results/fabric_synth.json`` and prints a t
 
     .venv/bin/python bench/fabric_synth.py [--mesh 1x1 2x2] [--seeds 1 2 3] [--freq 100]
                                            [--router2] [--tmg-ripup] [--jobs 2] [--name KEY]
+                                           [--seed-minutes 90]
     .venv/bin/python bench/fabric_synth.py --fabric f.json --name seed [--seeds 1]
 
 Default cores (``FabricConfig`` defaults but the mesh). ``--fabric FILE`` places and routes
@@ -48,7 +49,7 @@ OUT = RESULTS / "fabric_synth.json"
 
 def synth_fabric(cfg: FabricConfig | str, *, seeds=(1,), freq: float = 100.0, pnr: bool = True,
                  name: str | None = None, router2: bool = False, tmg_ripup: bool = False,
-                 jobs: int = 1) -> dict:
+                 jobs: int = 1, seed_minutes: float | None = None) -> dict:
     """Synthesize (and place and route) ``cfg`` (a FabricConfig, or a mesh 'WxH' of default
     cores) in an IORing; the figures as a dict. With ``name`` the run's folder is
     ``build/synth/fabric-<name>`` and a tool failure is recorded (``"error"``) instead of
@@ -68,7 +69,8 @@ def synth_fabric(cfg: FabricConfig | str, *, seeds=(1,), freq: float = 100.0, pn
     print(f"{top}: Verilog in {rec['verilog_seconds']} s; synthesizing ...", flush=True)
     try:
         result = synthesize(verilog, top=top, pnr=pnr, seeds=seeds, frequency_mhz=freq,
-                            out_dir=out_dir, nextpnr_args=extra, jobs=jobs)
+                            out_dir=out_dir, nextpnr_args=extra, jobs=jobs,
+                            seed_timeout=seed_minutes and 60 * seed_minutes)
     except NextpnrError as e:
         if name is None:
             raise
@@ -108,7 +110,8 @@ def main(argv=None):
     ap.add_argument("--no-pnr", action="store_true", help="synthesis and cell counts only")
     add_pnr_arguments(ap, "fabric")
     args = ap.parse_args(argv)
-    opts = dict(router2=args.router2, tmg_ripup=args.tmg_ripup, jobs=args.jobs)
+    opts = dict(router2=args.router2, tmg_ripup=args.tmg_ripup, jobs=args.jobs,
+                seed_minutes=args.seed_minutes)
     if len(args.seeds) > 5:
         ap.error("at most 5 seeds")
     if args.name is not None and not args.fabric and len(args.mesh) != 1:

@@ -117,6 +117,8 @@ class PnrRun:
     critical_path : the steps of the critical path of the slowest clock
     log, report : nextpnr's log and JSON report
     seconds : wall time of the run
+    unfinished : why the run has no Fmax ("" when it finished): a run stopped at the seed's
+        time budget, with the router's last state and the post-placement estimate
     """
 
     seed: int
@@ -125,6 +127,7 @@ class PnrRun:
     log: Path
     report: Path
     seconds: float
+    unfinished: str = ""
 
     @property
     def fmax(self) -> float | None:
@@ -204,7 +207,10 @@ class SynthResult:
                 "fmax_mhz_by_seed": {str(k): v for k, v in self.fmax_by_seed.items()},
                 "fmax_mhz": best.fmax if best else None,
                 "critical_path_ns": round(best.critical_path_ns, 3) if best else None,
-                "pnr_seconds_by_seed": {str(r.seed): r.seconds for r in self.runs}}
+                "pnr_seconds_by_seed": {str(r.seed): r.seconds for r in self.runs},
+                **({"unfinished_by_seed": {str(r.seed): r.unfinished for r in self.runs
+                                           if r.unfinished}}
+                   if any(r.unfinished for r in self.runs) else {})}
 
     def to_dict(self) -> dict:
         """A JSON-able description (paths as strings), as stored in ``result.json``."""
@@ -214,7 +220,8 @@ class SynthResult:
     def from_dict(cls, d: dict) -> SynthResult:
         runs = tuple(PnrRun(seed=r["seed"], fmax_mhz=dict(r["fmax_mhz"]),
                             critical_path=tuple(PathStep(**s) for s in r["critical_path"]),
-                            log=Path(r["log"]), report=Path(r["report"]), seconds=r["seconds"])
+                            log=Path(r["log"]), report=Path(r["report"]), seconds=r["seconds"],
+                            unfinished=r.get("unfinished", ""))
                      for r in d["runs"])
         return cls(top=d["top"], part=Part(**d["part"]), frequency_mhz=d["frequency_mhz"],
                    workdir=Path(d["workdir"]), cells=dict(d["cells"]), latches=d["latches"],
@@ -231,6 +238,8 @@ class SynthResult:
             seeds = ", ".join(f"seed {s}: {'-' if f is None else f'{f:.1f}'}"
                               for s, f in self.fmax_by_seed.items())
             lines.append(f"Fmax (MHz, target {self.frequency_mhz:g}): {seeds}")
+            lines += [f"seed {r.seed} not finished: {r.unfinished}"
+                      for r in self.runs if r.unfinished]
             best = self.best
             if best is not None and best.critical_path:
                 ends = f"{best.critical_path[0].from_cell} -> {best.critical_path[-1].to_cell}"
@@ -332,8 +341,28 @@ def _critical_path(report: dict, slowest_clock: str | None) -> tuple[PathStep, .
                  for s in paths[0].get("path", []))
 
 
+def stopped_run_state(log: str) -> str:
+    """What a nextpnr log says of a run stopped before it finished: the post-placement Fmax
+    estimate and the router's last iteration (router2's overused wires)."""
+    said = []
+    placed = log.split("Routing globals")[0]         # timing reported before routing
+    est = re.findall(r"Max frequency for clock '[^']*': ([\d.]+) MHz", placed)
+    if est:
+        said.append(f"post-placement estimate {float(est[-1]):.1f} MHz")
+    it = re.findall(r"iter=(\d+) wires=\d+ overused=(\d+)", log)
+    if it:
+        said.append(f"router2 at iteration {it[-1][0]} with {int(it[-1][1]):,} overused wires")
+    else:
+        arcs = re.findall(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|", log,
+                          re.M)
+        if arcs:
+            said.append(f"router1 with {int(arcs[-1][1]):,} arcs left")
+    return "; ".join(said) or "stopped before placement ended"
+
+
 def _place_and_route(workdir: Path, top: str, part: Part, frequency_mhz: float, seed: int,
-                     lpf: str | None, extra: Sequence[str], timeout: float | None) -> PnrRun:
+                     lpf: str | None, extra: Sequence[str], timeout: float | None,
+                     seed_timeout: float | None = None) -> PnrRun:
     sub = f"seed{seed}"
     (workdir / sub).mkdir(exist_ok=True)
     log, report = f"{sub}/nextpnr.log", f"{sub}/report.json"
@@ -342,7 +371,19 @@ def _place_and_route(workdir: Path, top: str, part: Part, frequency_mhz: float, 
            "--textcfg", f"{sub}/{top}.config", "--timing-allow-fail", "-l", log,
            *(["--lpf", lpf] if lpf else []), *extra]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    if seed_timeout is not None:
+        try:
+            proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True,
+                                  timeout=seed_timeout)
+        except subprocess.TimeoutExpired:       # (the process is killed)
+            text = (workdir / log).read_text(errors="replace") if (workdir / log).is_file() \
+                else ""
+            return PnrRun(seed=seed, fmax_mhz={}, critical_path=(), log=workdir / log,
+                          report=workdir / report, seconds=round(time.perf_counter() - t0, 1),
+                          unfinished=f"stopped at its budget of {seed_timeout / 60:g} min: "
+                                     + stopped_run_state(text))
+    else:
+        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
     seconds = round(time.perf_counter() - t0, 1)
     if proc.returncode != 0:
         text = (workdir / log).read_text(errors="replace") if (workdir / log).is_file() else ""
@@ -403,9 +444,20 @@ def _jobs(text: str) -> int:
     return int(text)
 
 
+def _minutes(text: str) -> float:
+    import argparse
+    try:
+        v = float(text)
+    except ValueError:
+        v = 0.0
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number of minutes")
+    return v
+
+
 def add_pnr_arguments(ap, what: str = "design") -> None:
-    """``--router2``, ``--tmg-ripup`` and ``--jobs`` (at least 1) on a synthesis bench's
-    argparse parser."""
+    """``--router2``, ``--tmg-ripup``, ``--jobs`` (at least 1) and ``--seed-minutes`` on a
+    synthesis bench's argparse parser."""
     ap.add_argument("--router2", action="store_true",
                     help=f"nextpnr's router2 (much faster than the default on a congested {what})")
     ap.add_argument("--tmg-ripup", action="store_true",
@@ -414,6 +466,10 @@ def add_pnr_arguments(ap, what: str = "design") -> None:
     ap.add_argument("--jobs", type=_jobs, default=1,
                     help="seeds placed and routed at once (nextpnr runs on one thread; ~2-4 GB "
                          "of memory each; default 1)")
+    ap.add_argument("--seed-minutes", type=_minutes, metavar="MIN",
+                    help="stop a seed's place-and-route after MIN minutes and record it as not "
+                         "finished, with the router's last state (router2 can diverge); the "
+                         "other seeds still count. Default: no limit")
 
 
 def synthesize(design: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
@@ -422,7 +478,7 @@ def synthesize(design: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
                nextpnr_args: Sequence[str] = DEFAULT_NEXTPNR_ARGS,
                out_dir: str | os.PathLike | None = None, reuse: bool = True,
                timeout: float | None = None, language: str | None = None,
-               jobs: int = 1) -> SynthResult:
+               jobs: int = 1, seed_timeout: float | None = None) -> SynthResult:
     """Synthesize ``design`` for ECP5 and, by default, place and route it once per seed.
 
     Parameters
@@ -445,6 +501,8 @@ def synthesize(design: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
     jobs : seeds placed and routed at once (nextpnr-ecp5 under YoWASP runs on one thread, so
         ``jobs=2`` halves the wall time of two seeds on a 2-core machine; each run needs ~1-2 GB
         of memory for an 85k part). Results do not depend on it.
+    seed_timeout : wall seconds per nextpnr run; a run past it is stopped and kept as an
+        unfinished seed (``PnrRun.unfinished``), not raised (None: no limit)
 
     Raises :class:`YosysError` / :class:`NextpnrError` when a tool fails,
     :class:`~neuroloom.sim.toolchain.ToolNotFoundError` when one is missing, ``ValueError``
@@ -475,7 +533,8 @@ def synthesize(design: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
                        "language": language, "top": top,
                        "part": part, "freq": frequency_mhz, "seeds": seeds, "pnr": pnr,
                        "bitstream": bitstream, "lpf": lpf_text and text_digest(lpf_text),
-                       "nextpnr_args": list(nextpnr_args), "tools": _tool_versions()})
+                       "nextpnr_args": list(nextpnr_args), "tools": _tool_versions(),
+                       **({"seed_timeout": seed_timeout} if seed_timeout is not None else {})})
     workdir = (Path(out_dir) if out_dir is not None else build_dir("synth", key)).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     stored = workdir / _RESULT_NAME
@@ -500,13 +559,14 @@ def synthesize(design: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
     def pnr_seed(seed: int) -> PnrRun:
         return _place_and_route(workdir, top, part, frequency_mhz, seed,
                                 "pins.lpf" if lpf_text is not None else None, nextpnr_args,
-                                timeout)
+                                timeout, seed_timeout)
 
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(seeds)))) as pool:
         runs = tuple(pool.map(pnr_seed, seeds))     # in seed order; each run its own process
     utilization = {}
-    if runs:
-        report = json.loads(runs[0].report.read_text())
+    finished = [r for r in runs if not r.unfinished]
+    if finished:
+        report = json.loads(finished[0].report.read_text())
         utilization = {k: {"used": int(v["used"]), "available": int(v["available"])}
                        for k, v in report.get("utilization", {}).items()}
     result = SynthResult(top=top, part=part, frequency_mhz=frequency_mhz, workdir=workdir,
@@ -514,6 +574,9 @@ def synthesize(design: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
                          synth_seconds=synth_seconds, runs=runs, utilization=utilization)
     if bitstream:
         best = result.best
+        if best.fmax is None and best.unfinished:
+            raise NextpnrError(f"no seed finished within its time budget in {workdir}: "
+                               + "; ".join(f"seed {r.seed}: {r.unfinished}" for r in runs))
         proc = subprocess.run([require_tool("yowasp-ecppack"), "--compress",
                                f"seed{best.seed}/{top}.config", f"{top}.bit"], cwd=workdir,
                               capture_output=True, text=True, timeout=timeout)

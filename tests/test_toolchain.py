@@ -215,3 +215,41 @@ def test_synth_reads_rtlil_and_checks_options():
         synthesize(text, top=TOP, part=dataclasses.replace(ULX3S_85F, speed=5))
     with pytest.raises(ValueError, match="jobs must be at least 1, not 0"):
         synthesize(text, top=TOP, jobs=0)
+
+
+def test_a_seed_past_its_time_budget_is_kept_as_unfinished(tmp_path):
+    """A seed stopped at ``seed_timeout`` is a run without Fmax that says why (the router can
+    diverge for hours); the result is still returned, cached and reported, and a bitstream of
+    it is refused with the reason."""
+    from neuroloom.fpga.synth import NextpnrError
+
+    src = write_smoke_verilog()
+    r = synthesize(src, top=TOP, seeds=(1,), seed_timeout=0.01, out_dir=tmp_path)
+    (run,) = r.runs
+    assert run.fmax is None and run.unfinished.startswith("stopped at its budget of"), run
+    fig = r.figures()
+    assert fig["fmax_mhz"] is None and fig["fmax_mhz_by_seed"] == {"1": None}, fig
+    assert fig["unfinished_by_seed"] == {"1": run.unfinished}, fig
+    assert "seed 1 not finished: stopped" in r.summary()
+    again = synthesize(src, top=TOP, seeds=(1,), seed_timeout=0.01, out_dir=tmp_path)
+    assert again == r, "cached unfinished result differs"
+    with pytest.raises(NextpnrError, match="no seed finished within its time budget"):
+        synthesize(src, top=TOP, seeds=(1,), seed_timeout=0.01, bitstream=True,
+                   out_dir=tmp_path / "bit")
+
+
+def test_a_stopped_runs_log_gives_the_placement_estimate_and_router_state():
+    from neuroloom.fpga.synth import stopped_run_state
+
+    placed = "Info: Max frequency for clock 'clk': 93.62 MHz (FAIL at 105.00 MHz)\n"
+    routed = "Info: Routing globals...\nInfo: Max frequency for clock 'clk': 99.00 MHz\n"
+    r2 = ("Info:     iter=32 wires=319354 overused=2581 overuse=2606 tmgfail=17 archfail=NA\n"
+          "Info:     iter=33 wires=319360 overused=2805 overuse=2830 tmgfail=19 archfail=NA\n")
+    assert stopped_run_state(placed + routed + r2) == (
+        "post-placement estimate 93.6 MHz; router2 at iteration 33 with 2,805 overused wires")
+    r1 = ("Info:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| batch(sec) total|\n"
+          "Info:       1000 |        0       1000 |    0  1000 |    295473|       4.31  4.31|\n")
+    assert stopped_run_state(placed + r1) == (
+        "post-placement estimate 93.6 MHz; router1 with 295,473 arcs left")
+    assert stopped_run_state("Info: Creating initial analytic placement\n") == \
+        "stopped before placement ended"
