@@ -54,6 +54,14 @@ def synth_core(cfg: FabricConfig, *, pnr: bool = True, seeds=(1,), freq: float =
                         seeds=seeds, frequency_mhz=freq, nextpnr_args=extra, jobs=jobs,
                         seed_timeout=seed_minutes and 60 * seed_minutes)
     print(result.summary(), flush=True)
+    return core_record(cfg, rev, result, extra)
+
+
+def core_record(cfg: FabricConfig, rev: dict, result, extra) -> dict:
+    """The record of one configuration: its config, the source revision ``rev``, the
+    figures of ``result`` (a ``SynthResult``), the nextpnr options ``extra`` and the best
+    seed's critical path."""
+    router2 = "router2" in extra
     out = {"config": cfg.to_dict(), **rev, **result.figures(),
            "nextpnr_router": "router2" if router2 else "router1", "nextpnr_args": list(extra)}
     best = result.best

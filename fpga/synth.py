@@ -390,11 +390,17 @@ def _place_and_route(workdir: Path, top: str, part: Part, frequency_mhz: float, 
         tail = "\n".join((text or proc.stderr).splitlines()[-30:])
         raise NextpnrError(f"nextpnr-ecp5 failed (exit {proc.returncode}) for {top}, seed "
                            f"{seed}; log {workdir / log}:\n{tail}")
-    data = json.loads((workdir / report).read_text())
+    return finished_run(workdir, seed, seconds)
+
+
+def finished_run(workdir: Path, seed: int, seconds: float) -> PnrRun:
+    """The :class:`PnrRun` of a finished nextpnr run of ``seed`` in ``workdir`` (its report)."""
+    sub = Path(workdir) / f"seed{seed}"
+    data = json.loads((sub / "report.json").read_text())
     fmax = {clk: float(v["achieved"]) for clk, v in data.get("fmax", {}).items()}
     slowest = min(fmax, key=fmax.get) if fmax else None
     return PnrRun(seed=seed, fmax_mhz=fmax, critical_path=_critical_path(data, slowest),
-                  log=workdir / log, report=workdir / report, seconds=seconds)
+                  log=sub / "nextpnr.log", report=sub / "report.json", seconds=seconds)
 
 
 # -- the flow --------------------------------------------------------------------------------
