@@ -371,19 +371,17 @@ def _place_and_route(workdir: Path, top: str, part: Part, frequency_mhz: float, 
            "--textcfg", f"{sub}/{top}.config", "--timing-allow-fail", "-l", log,
            *(["--lpf", lpf] if lpf else []), *extra]
     t0 = time.perf_counter()
-    if seed_timeout is not None:
-        try:
-            proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True,
-                                  timeout=seed_timeout)
-        except subprocess.TimeoutExpired:       # (the process is killed)
-            text = (workdir / log).read_text(errors="replace") if (workdir / log).is_file() \
-                else ""
-            return PnrRun(seed=seed, fmax_mhz={}, critical_path=(), log=workdir / log,
-                          report=workdir / report, seconds=round(time.perf_counter() - t0, 1),
-                          unfinished=f"stopped at its budget of {seed_timeout / 60:g} min: "
-                                     + stopped_run_state(text))
-    else:
-        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    try:
+        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True,
+                              timeout=timeout if seed_timeout is None else seed_timeout)
+    except subprocess.TimeoutExpired:           # (the process is killed)
+        if seed_timeout is None:
+            raise
+        text = (workdir / log).read_text(errors="replace") if (workdir / log).is_file() else ""
+        return PnrRun(seed=seed, fmax_mhz={}, critical_path=(), log=workdir / log,
+                      report=workdir / report, seconds=round(time.perf_counter() - t0, 1),
+                      unfinished=f"stopped at its budget of {seed_timeout / 60:g} min: "
+                                 + stopped_run_state(text))
     seconds = round(time.perf_counter() - t0, 1)
     if proc.returncode != 0:
         text = (workdir / log).read_text(errors="replace") if (workdir / log).is_file() else ""
