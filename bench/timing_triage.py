@@ -2,8 +2,10 @@
 a place-and-route's half hour: which register-to-register paths are deep, and through what.
 
     .venv/bin/python bench/timing_triage.py [--config quick|default|dense] [--paths 15]
+    .venv/bin/python bench/timing_triage.py --mesh 1x1 [--above 9]
 
-Synthesizes the core in its I/O ring (``neuroloom.fpga.synth.synthesize``, ``pnr=False``,
+Synthesizes the core (or, with ``--mesh``, a fabric of default cores with its barrier and host
+link, what ``bench/fabric_synth.py`` places and routes) in its I/O ring (``neuroloom.fpga.synth.synthesize``, ``pnr=False``,
 cached), then walks the netlist with fixed delay guesses: LUT4 0.45 ns, PFUMX/L6MUX 0.3 ns,
 CCU2C 0.5 ns in and 0.06 ns per carry step, MULT18X18D 4.2 ns, DP16KD 5.8 ns clock-to-out,
 LUT-RAM read 0.6 ns, and a route per net of ``0.7 + 0.45 log2(fanout)`` ns (none on carry
@@ -21,10 +23,12 @@ import re
 import sys
 from collections import defaultdict
 
+from neuroloom.contract.config import FabricConfig
 from neuroloom.fpga.ioring import CORE_CONFIGS as CONFIGS
 from neuroloom.fpga.ioring import IORing
 from neuroloom.fpga.synth import synthesize
 from neuroloom.hw.core.core import NeuronCore
+from neuroloom.hw.fabric import Fabric
 from neuroloom.hw.targets import ECP5
 from neuroloom.hw.verilog import to_verilog
 
@@ -200,14 +204,21 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", choices=sorted(CONFIGS), default="quick",
                     help="core configuration (bench/core_synth.py CONFIGS; default quick)")
+    ap.add_argument("--mesh", metavar="WxH", default=None,
+                    help="instead of one core: a fabric of default cores (e.g. 1x1)")
     ap.add_argument("--paths", type=int, default=15, help="distinct endpoints to print")
     ap.add_argument("--above", type=float, default=None,
                     help="instead: every endpoint group whose estimate exceeds this (ns)")
     args = ap.parse_args(argv)
-    ring = IORing(NeuronCore(CONFIGS[args.config], 0, 0))
-    result = synthesize(to_verilog(ring, TOP, ports=ring.ports, platform=ECP5), top=TOP, pnr=False)
+    if args.mesh is not None:
+        top = f"fabric_{args.mesh}"
+        ring = IORing(Fabric(FabricConfig.parse_mesh(args.mesh)))
+    else:
+        top = TOP
+        ring = IORing(NeuronCore(CONFIGS[args.config], 0, 0))
+    result = synthesize(to_verilog(ring, top, ports=ring.ports, platform=ECP5), top=top, pnr=False)
     print(result.summary(), file=sys.stderr)
-    module = json.loads((result.workdir / f"{TOP}.json").read_text())["modules"][TOP]
+    module = json.loads((result.workdir / f"{top}.json").read_text())["modules"][top]
     if args.above is not None:
         overview(Netlist(module), args.above)
     else:

@@ -211,11 +211,37 @@ class HostLink(wiring.Component):
             with m.Case(Opcode.OUTPUT):
                 m.d.comb += resp_word.eq(Mux(word_i == 0, out_tag.as_value(), out_value))
 
-        m.d.comb += self.o_flit.payload.eq(out_flit)
+        # Flits to and from the mesh pass through one register each way, so that the FSM's state
+        # decode reaches neither router (0, 0) nor, through the handshakes, the barrier's
+        # accounting (in the 1x1 fabric that chain, link state -> west input -> injection
+        # count -> step end, was the longest path). Out: the FSM hands a flit over only into
+        # the empty register (``o_full``); a RUN waits until it has left (``quiet`` counts only
+        # the mesh). In: the register takes a flit whenever empty (``i_full``), with the step
+        # number of that cycle (``i_step``: the step the flit left the mesh in, what an OUTPUT
+        # frame is tagged with); the FSM consumes it (``i_take``) in the states that used to
+        # accept flits. Host-link flits are at most one every two cycles either way.
+        o_full = Signal()
+        o_flit = Signal(flit_layout(cfg))
+        m.d.comb += [self.o_flit.valid.eq(o_full), self.o_flit.payload.eq(o_flit)]
+        with m.If(self.o_flit.ready):
+            m.d.sync += o_full.eq(0)
+        i_full = Signal()
+        i_flit = Signal(flit_layout(cfg))
+        i_step = Signal.like(self.step)
+        i_take = Signal()
+        m.d.comb += self.i_flit.ready.eq(~i_full)
+        with m.If(self.i_flit.valid & ~i_full):
+            m.d.sync += [i_full.eq(1), i_flit.eq(self.i_flit.payload), i_step.eq(self.step)]
+        with m.If(i_take):
+            m.d.sync += i_full.eq(0)
 
+        # ``clear`` and ``run_start`` are one-cycle pulses from flip-flops (set by the FSM, low
+        # again the next cycle): the FSM's decode does not reach every core's clear logic, the
+        # fabric counters or the barrier's step logic
+        m.d.sync += [self.clear.eq(0), self.run_start.eq(0)]
         with m.FSM(name="link"):
             with m.State("RECV"):
-                m.d.comb += [self.s_axis.ready.eq(1), self.i_flit.ready.eq(1)]   # drop strays
+                m.d.comb += [self.s_axis.ready.eq(1), i_take.eq(i_full)]   # drop strays
                 with m.If(self.s_axis.valid):
                     word = self.s_axis.payload.data
                     m.d.comb += [wr.addr.eq(count), wr.data.eq(word),
@@ -285,9 +311,10 @@ class HostLink(wiring.Component):
                     with m.Case(Cmd.RUN):
                         m.d.comb += rd.addr.eq(1)
                         m.next = "RUN_READ"
-                    with m.Case(Cmd.CLEAR):
-                        m.d.comb += self.clear.eq(1)
-                        m.next = "CLEAR_DELAY"
+                    with m.Case(Cmd.CLEAR):         # after the last flit sent has left
+                        with m.If(~o_full):
+                            m.d.sync += self.clear.eq(1)
+                            m.next = "CLEAR_DELAY"
                     with m.Case(Cmd.COUNTERS):
                         respond(Opcode.COUNTERS_RESP, NUM_FABRIC_COUNTERS, seq)
                     with m.Default():      # STATUS
@@ -313,10 +340,10 @@ class HostLink(wiring.Component):
                              out_flit.addr.eq(tgt.addr),
                              out_flit.kind.eq(Mux(op == Cmd.INJECT, FlitKind.SPIKE,
                                                   FlitKind.CFG_WRITE)),
-                             out_flit.data.eq(Mux(op == Cmd.INJECT, sat_val, val)),
-                             self.o_flit.valid.eq(1)]
-                with m.If(self.o_flit.ready):
-                    m.d.sync += [item.eq(item + 1), idx.eq(idx + 2)]
+                             out_flit.data.eq(Mux(op == Cmd.INJECT, sat_val, val))]
+                with m.If(~o_full):
+                    m.d.sync += [o_full.eq(1), o_flit.eq(out_flit),
+                                 item.eq(item + 1), idx.eq(idx + 2)]
                     m.next = "PAIR_T"
             # -- READ: one request at a time, answers streamed in target order ------------------
             with m.State("READ_HDR"):
@@ -334,14 +361,14 @@ class HostLink(wiring.Component):
                 m.next = "READ_SEND"
             with m.State("READ_SEND"):
                 m.d.comb += [out_flit.dst_x.eq(tgt.x), out_flit.dst_y.eq(tgt.y),
-                             out_flit.addr.eq(tgt.addr), out_flit.kind.eq(FlitKind.CFG_READ),
-                             self.o_flit.valid.eq(1)]
-                with m.If(self.o_flit.ready):
+                             out_flit.addr.eq(tgt.addr), out_flit.kind.eq(FlitKind.CFG_READ)]
+                with m.If(~o_full):
+                    m.d.sync += [o_full.eq(1), o_flit.eq(out_flit)]
                     m.next = "READ_WAIT"
             with m.State("READ_WAIT"):
-                m.d.comb += self.i_flit.ready.eq(1)
-                with m.If(self.i_flit.valid & (self.i_flit.payload.kind == FlitKind.READ_RESP)):
-                    m.d.sync += val.eq(self.i_flit.payload.data)
+                m.d.comb += i_take.eq(i_full)
+                with m.If(i_full & (i_flit.kind == FlitKind.READ_RESP)):
+                    m.d.sync += val.eq(i_flit.data)
                     m.next = "READ_TX_T"
             with m.State("READ_TX_T"):
                 tx(tgt.as_value(), "READ_TX_V")
@@ -356,18 +383,20 @@ class HostLink(wiring.Component):
                 m.d.sync += [self.run_steps.eq(rdq), started.eq(0)]
                 m.next = "RUN_QUIET"
             with m.State("RUN_QUIET"):
-                with m.If(self.quiet):
+                with m.If(self.quiet & ~o_full):
                     m.next = "RUN_START"
             with m.State("RUN_START"):
-                m.d.comb += self.run_start.eq(1)
+                m.d.sync += self.run_start.eq(1)
+                m.next = "RUN_STARTED"
+            with m.State("RUN_STARTED"):           # the barrier sees the pulse in this cycle
                 m.next = "RUN_WAIT"
             with m.State("RUN_WAIT"):
-                m.d.comb += self.i_flit.ready.eq(1)
+                m.d.comb += i_take.eq(i_full)
                 m.d.sync += started.eq(1)
-                with m.If(self.i_flit.valid & (self.i_flit.payload.kind == FlitKind.HOST_OUT)):
-                    m.d.sync += [out_tag.step.eq(self.step),
-                                 out_tag.channel.eq(self.i_flit.payload.addr),
-                                 out_value.eq(self.i_flit.payload.data),
+                with m.If(i_full & (i_flit.kind == FlitKind.HOST_OUT)):
+                    m.d.sync += [out_tag.step.eq(i_step),
+                                 out_tag.channel.eq(i_flit.addr),
+                                 out_value.eq(i_flit.data),
                                  resp.opcode.eq(Opcode.OUTPUT), resp.seq.eq(0),
                                  resp.length.eq(2), word_i.eq(0)]
                     m.next = "OUT_HDR"
@@ -384,7 +413,9 @@ class HostLink(wiring.Component):
             with m.State("OUT_CHK"):
                 tx(tx_check, "RUN_WAIT", last=True)
             # -- CLEAR ---------------------------------------------------------------------------
-            with m.State("CLEAR_DELAY"):       # cores lower cores_idle the cycle after clear
+            with m.State("CLEAR_DELAY"):       # the cores and the barrier see ``clear`` now
+                m.next = "CLEAR_DELAY2"
+            with m.State("CLEAR_DELAY2"):      # cores lower cores_idle the cycle after clear
                 m.next = "CLEAR_WAIT"
             with m.State("CLEAR_WAIT"):
                 with m.If(self.cores_idle & ~self.running):
