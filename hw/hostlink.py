@@ -12,7 +12,7 @@ cores and the barrier. Every command gets exactly one response frame (or an ERRO
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Assert, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -133,7 +133,9 @@ class HostLink(wiring.Component):
         word_i = Signal.like(resp.length, name="word_i")
         # checksum of the response words sent so far: the word of the last handshake waits one
         # cycle in ``tx_pend`` before it is added, so the response-word mux and the 32-bit adder
-        # are in different cycles; the checksum word sent is ``tx_sum + tx_pend``
+        # are in different cycles. A checksum word is sent two cycles or more after the last
+        # word's handshake (a state without a handshake between), when ``tx_pend`` is 0 and
+        # ``tx_sum`` the whole sum: the adder is not in front of ``m_axis``
         tx_sum = Signal(WORD_BITS)
         tx_pend = Signal(WORD_BITS)
         tx_check = Signal(WORD_BITS)
@@ -208,8 +210,11 @@ class HostLink(wiring.Component):
                 m.d.comb += resp_word.eq(status_words)
             with m.Case(Opcode.COUNTERS_RESP):
                 m.d.comb += resp_word.eq(counter_word)
-            with m.Case(Opcode.OUTPUT):
-                m.d.comb += resp_word.eq(Mux(word_i == 0, out_tag.as_value(), out_value))
+        # the payload word ``word_i`` of a generic response, registered: RESP_W sends it a
+        # cycle after ``word_i`` (or ``resp``) last changed, so the word muxes end here and not
+        # at ``m_axis`` (live values, the step and the counters, are a cycle old)
+        resp_word_q = Signal(WORD_BITS)
+        m.d.sync += resp_word_q.eq(resp_word)
 
         # Flits to and from the mesh pass through one register each way, so that the FSM's state
         # decode reaches neither router (0, 0) nor, through the handshakes, the barrier's
@@ -398,20 +403,21 @@ class HostLink(wiring.Component):
                                  out_tag.channel.eq(i_flit.addr),
                                  out_value.eq(i_flit.data),
                                  resp.opcode.eq(Opcode.OUTPUT), resp.seq.eq(0),
-                                 resp.length.eq(2), word_i.eq(0)]
+                                 resp.length.eq(2)]
                     m.next = "OUT_HDR"
                 with m.Elif(started & ~self.running):
                     respond(Opcode.RUN_RESP, 1, seq)
             with m.State("OUT_HDR"):
-                tx(header_word, "OUT_W")
-            with m.State("OUT_W"):
-                tx(resp_word, "OUT_W")
-                with m.If(self.m_axis.ready):
-                    m.d.sync += word_i.eq(word_i + 1)
-                    with m.If(word_i == 1):
-                        m.next = "OUT_CHK"
+                tx(header_word, "OUT_TAG")
+            with m.State("OUT_TAG"):
+                tx(out_tag.as_value(), "OUT_VALUE")
+            with m.State("OUT_VALUE"):
+                tx(out_value, "OUT_GAP")
+            with m.State("OUT_GAP"):           # ``tx_sum`` takes in the last word
+                m.next = "OUT_CHK"
             with m.State("OUT_CHK"):
-                tx(tx_check, "RUN_WAIT", last=True)
+                m.d.sync += Assert(tx_pend == 0, "host link: checksum sent before complete")
+                tx(tx_sum, "RUN_WAIT", last=True)
             # -- CLEAR ---------------------------------------------------------------------------
             with m.State("CLEAR_DELAY"):       # the cores and the barrier see ``clear`` now
                 m.next = "CLEAR_DELAY2"
@@ -423,13 +429,16 @@ class HostLink(wiring.Component):
             # -- generic response: header, resp.length words of resp_word, checksum ---------------
             with m.State("RESP_HDR"):
                 tx(header_word, "RESP_W")
-            with m.State("RESP_W"):
+            with m.State("RESP_W"):          # no handshake when done: READ_T neither
                 with m.If(word_i == resp.length):
                     m.next = "RESP_CHK"
                 with m.Else():
                     with m.If(self.m_axis.ready):
                         m.d.sync += word_i.eq(word_i + 1)
-                    tx(resp_word, "RESP_W")
+                    tx(resp_word_q, "RESP_W_NEXT")
+            with m.State("RESP_W_NEXT"):     # ``resp_word_q`` follows ``word_i``
+                m.next = "RESP_W"
             with m.State("RESP_CHK"):
-                tx(tx_check, "RECV", last=True)
+                m.d.sync += Assert(tx_pend == 0, "host link: checksum sent before complete")
+                tx(tx_sum, "RECV", last=True)
         return m
