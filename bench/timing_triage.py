@@ -5,8 +5,8 @@ a place-and-route's half hour: which register-to-register paths are deep, and th
     .venv/bin/python bench/timing_triage.py --mesh 1x1 [--above 9]
 
 Synthesizes the core (or, with ``--mesh``, a fabric of default cores with its barrier and host
-link, what ``bench/fabric_synth.py`` places and routes) in its I/O ring (``neuroloom.fpga.synth.synthesize``, ``pnr=False``,
-cached), then walks the netlist with fixed delay guesses: LUT4 0.45 ns, PFUMX/L6MUX 0.3 ns,
+link, what ``bench/fabric_synth.py`` places and routes) in its I/O ring
+(``neuroloom.fpga.synth.synthesize``, ``pnr=False``, cached), then walks the netlist with fixed delay guesses: LUT4 0.45 ns, PFUMX/L6MUX 0.3 ns,
 CCU2C 0.5 ns in and 0.06 ns per carry step, MULT18X18D 4.2 ns, DP16KD 5.8 ns clock-to-out,
 LUT-RAM read 0.6 ns, and a route per net of ``0.7 + 0.45 log2(fanout)`` ns (none on carry
 chains). These are guesses, not nextpnr's timing model: the figures rank paths, they are not
