@@ -1,4 +1,4 @@
-"""Rough static timing triage of a neuron core from its Yosys netlist, in a minute instead of
+"""Rough static timing triage of a neuron core (or a fabric) from its Yosys netlist, in a minute instead of
 a place-and-route's half hour: which register-to-register paths are deep, and through what.
 
     .venv/bin/python bench/timing_triage.py [--config quick|default|dense] [--paths 15]
@@ -6,10 +6,10 @@ a place-and-route's half hour: which register-to-register paths are deep, and th
 
 Synthesizes the core (or, with ``--mesh``, a fabric of default cores with its barrier and host
 link, what ``bench/fabric_synth.py`` places and routes) in its I/O ring
-(``neuroloom.fpga.synth.synthesize``, ``pnr=False``, cached), then walks the netlist with fixed delay guesses: LUT4 0.45 ns, PFUMX/L6MUX 0.3 ns,
-CCU2C 0.5 ns in and 0.06 ns per carry step, MULT18X18D 4.2 ns, DP16KD 5.8 ns clock-to-out,
-LUT-RAM read 0.6 ns, and a route per net of ``0.7 + 0.45 log2(fanout)`` ns (none on carry
-chains). These are guesses, not nextpnr's timing model: the figures rank paths, they are not
+(``neuroloom.fpga.synth.synthesize``, ``pnr=False``, cached), then walks the netlist with fixed
+delay guesses: LUT4 0.45 ns, PFUMX/L6MUX 0.3 ns, CCU2C 0.5 ns in and 0.06 ns per carry step,
+MULT18X18D 4.2 ns, DP16KD 5.8 ns clock-to-out, LUT-RAM read 0.6 ns, and a route per net of
+``0.7 + 0.45 log2(fanout)`` ns (none on carry chains). These are guesses, not nextpnr's timing model: the figures rank paths, they are not
 an Fmax. Measured once against nextpnr (quick core, seed 1, router2): nextpnr's critical path
 was 0.79 of this estimate. Confirm every fix with ``bench/core_synth.py``.
 """
