@@ -1,5 +1,6 @@
-"""Rough static timing triage of a neuron core (or a fabric) from its Yosys netlist, in a minute instead of
-a place-and-route's half hour: which register-to-register paths are deep, and through what.
+"""Rough static timing triage of a neuron core (or a fabric) from its Yosys netlist, in a minute
+instead of a place-and-route's half hour: which register-to-register paths are deep, and through
+what.
 
     .venv/bin/python bench/timing_triage.py [--config quick|default|dense] [--paths 15]
     .venv/bin/python bench/timing_triage.py --mesh 1x1 [--above 9]
@@ -9,9 +10,11 @@ link, what ``bench/fabric_synth.py`` places and routes) in its I/O ring
 (``neuroloom.fpga.synth.synthesize``, ``pnr=False``, cached), then walks the netlist with fixed
 delay guesses: LUT4 0.45 ns, PFUMX/L6MUX 0.3 ns, CCU2C 0.5 ns in and 0.06 ns per carry step,
 MULT18X18D 4.2 ns, DP16KD 5.8 ns clock-to-out, LUT-RAM read 0.6 ns, and a route per net of
-``0.7 + 0.45 log2(fanout)`` ns (none on carry chains). These are guesses, not nextpnr's timing model: the figures rank paths, they are not
-an Fmax. Measured once against nextpnr (quick core, seed 1, router2): nextpnr's critical path
-was 0.79 of this estimate. Confirm every fix with ``bench/core_synth.py``.
+``0.7 + 0.45 log2(fanout)`` ns (none on carry chains). These are guesses, not nextpnr's timing
+model: the figures rank paths, they are not an Fmax. Measured once against nextpnr (quick core,
+seed 1, router2): nextpnr's critical path was 0.79 of this estimate; the host link's
+multiplexer-heavy paths it overestimates more (about 20 ns estimated for a 9.5 ns path).
+Confirm every fix with ``bench/core_synth.py`` / ``bench/fabric_synth.py``.
 """
 
 from __future__ import annotations
