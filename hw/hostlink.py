@@ -166,11 +166,24 @@ class HostLink(wiring.Component):
         sat_val = Mux(vs > hi, Const(hi, WORD_BITS),
                       Mux(vs < lo, Const(lo % (1 << WORD_BITS), WORD_BITS), val))
 
+        # ``m_axis`` from an output register (valid, data, last from flip-flops): the FSM's
+        # response-word multiplexer ends at it, not at whatever takes the stream (in the 1x1
+        # fabric, the link's state -> that multiplexer -> the consumer's register was the
+        # critical path). The register takes a word whenever it is empty or its word leaves in
+        # this cycle (``tx_ready``), so the words still stream at one per cycle.
+        tx_valid = Signal()
+        tx_word = Signal(WORD_BITS)
+        tx_last = Signal()
+        tx_ready = Signal()
+        m.d.comb += tx_ready.eq(~self.m_axis.valid | self.m_axis.ready)
+        with m.If(tx_ready):
+            m.d.sync += [self.m_axis.valid.eq(tx_valid), self.m_axis.payload.data.eq(tx_word),
+                         self.m_axis.payload.last.eq(tx_last)]
+
         def tx(word, nxt, last=False):
             """Drive one response word; go to ``nxt`` when accepted."""
-            m.d.comb += [self.m_axis.valid.eq(1), self.m_axis.payload.data.eq(word),
-                         self.m_axis.payload.last.eq(last)]
-            with m.If(self.m_axis.ready):
+            m.d.comb += [tx_valid.eq(1), tx_word.eq(word), tx_last.eq(last)]
+            with m.If(tx_ready):
                 m.d.sync += tx_pend.eq(word)
                 if last:
                     m.d.sync += [tx_sum.eq(0), tx_pend.eq(0)]
@@ -378,7 +391,7 @@ class HostLink(wiring.Component):
             with m.State("READ_TX_T"):
                 tx(tgt.as_value(), "READ_TX_V")
             with m.State("READ_TX_V"):
-                with m.If(self.m_axis.ready):
+                with m.If(tx_ready):
                     m.d.sync += [item.eq(item + 1), idx.eq(idx + 1)]
                 tx(val, "READ_T")
             # -- RUN: drive the barrier, forward host outputs --------------------------------------
@@ -433,7 +446,7 @@ class HostLink(wiring.Component):
                 with m.If(word_i == resp.length):
                     m.next = "RESP_CHK"
                 with m.Else():
-                    with m.If(self.m_axis.ready):
+                    with m.If(tx_ready):
                         m.d.sync += word_i.eq(word_i + 1)
                     tx(resp_word_q, "RESP_W_NEXT")
             with m.State("RESP_W_NEXT"):     # ``resp_word_q`` follows ``word_i``
