@@ -343,15 +343,21 @@ def _critical_path(report: dict, slowest_clock: str | None) -> tuple[PathStep, .
 
 def stopped_run_state(log: str) -> str:
     """What a nextpnr log says of a run stopped before it finished: the post-placement Fmax
-    estimate and the router's last iteration (router2's overused wires)."""
+    estimate and the router's last iteration (router2's overused wires and arcs failing
+    timing)."""
     said = []
     placed = log.split("Routing globals")[0]         # timing reported before routing
     est = re.findall(r"Max frequency for clock '[^']*': ([\d.]+) MHz", placed)
     if est:
         said.append(f"post-placement estimate {float(est[-1]):.1f} MHz")
-    it = re.findall(r"iter=(\d+) wires=\d+ overused=(\d+)", log)
+    it = re.findall(r"iter=(\d+) wires=\d+ overused=(\d+)(?: overuse=\d+ tmgfail=(\d+))?", log)
     if it:
-        said.append(f"router2 at iteration {it[-1][0]} with {int(it[-1][1]):,} overused wires")
+        n, over, fail = it[-1]
+        # with --tmg-ripup router2 goes on while any arc fails the target, up to its iteration
+        # cap: overused 0 with a few failing arcs is a legal routing short of --freq, not
+        # congestion
+        said.append(f"router2 at iteration {n} with {int(over):,} overused wires"
+                    + (f" and {int(fail):,} arcs failing the target" if fail else ""))
     else:
         arcs = re.findall(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|", log,
                           re.M)

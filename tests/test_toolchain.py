@@ -246,7 +246,8 @@ def test_a_stopped_runs_log_gives_the_placement_estimate_and_router_state():
     r2 = ("Info:     iter=32 wires=319354 overused=2581 overuse=2606 tmgfail=17 archfail=NA\n"
           "Info:     iter=33 wires=319360 overused=2805 overuse=2830 tmgfail=19 archfail=NA\n")
     assert stopped_run_state(placed + routed + r2) == (
-        "post-placement estimate 93.6 MHz; router2 at iteration 33 with 2,805 overused wires")
+        "post-placement estimate 93.6 MHz; router2 at iteration 33 with 2,805 overused wires "
+        "and 19 arcs failing the target")
     r1 = ("Info:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| batch(sec) total|\n"
           "Info:       1000 |        0       1000 |    0  1000 |    295473|       4.31  4.31|\n")
     assert stopped_run_state(placed + r1) == (
