@@ -43,6 +43,7 @@ from neuroloom.contract.layouts import (
     route_layout,
     synapse_layout,
 )
+from neuroloom.contract.memmap import MemoryMap, map_memory, packs_parts
 
 __all__ = ["CORE_COEFS", "CORE_FEATURES", "ENGINES", "FITTED", "SHELL_COEFS", "SHELL_FEATURES",
            "MemoryMap", "Resources", "StepEstimate", "core_features", "core_memories",
@@ -50,75 +51,23 @@ __all__ = ["CORE_COEFS", "CORE_FEATURES", "ENGINES", "FITTED", "SHELL_COEFS", "S
            "shell_features",
            "shell_resources", "step_cycles"]
 
-# -- memories: Yosys' choice, repeated -------------------------------------------------------------
+# -- memories ----------------------------------------------------------------------------------
 
-#: Yosys memory_libmap's weights (passes/memory/memory_libmap.cc)
-_FACTOR_MUX = _FACTOR_DEMUX = 0.5
-_FACTOR_EMU = 2
-#: (name, cost, address bits, data widths, allowed base-width indices, emulation score):
-#: DPR16X4 is asynchronous (the read register is free, one point for the unshared read port);
-#: a block RAM's non-transparent read port costs read-first + transparency emulation (3 + 3)
-#: and the unshared read port (1). PDPW16KD writes 36 bits only: base widths 9 and up.
-_RAMS = (
-    ("TRELLIS_DPR16X4", 4, 4, (4,), (0,), 1),
-    ("DP16KD", 128, 14, (1, 2, 4, 9, 18), (0, 1, 2, 3, 4), 7),
-    ("PDPW16KD", 128, 14, (1, 2, 4, 9, 18, 36), (3, 4, 5), 7),
-)
-_BYTE = {"TRELLIS_DPR16X4": 0, "DP16KD": 9, "PDPW16KD": 9}
-
-
-@dataclasses.dataclass(frozen=True)
-class MemoryMap:
-    """How Yosys maps one ``depth`` x ``width`` memory: ``primitive`` (``TRELLIS_DPR16X4``,
-    ``DP16KD``, ``PDPW16KD`` -- built from a DP16KD --, or ``FF``), ``units`` of it, the
-    ``cost`` Yosys compared."""
-    primitive: str
-    units: int
-    cost: float
-
-    @property
-    def block(self) -> bool:
-        return self.primitive in ("DP16KD", "PDPW16KD")
-
-
-def map_memory(depth: int, width: int) -> MemoryMap:
-    """The primitive and unit count Yosys picks for a ``depth`` x ``width`` memory with one
-    synchronous, non-transparent read port (with enable) and one write port with one enable
-    (``PartedMemory``'s sub-memories, the core's FIFOs): the cheapest configuration by
-    memory_libmap's cost, ties to the first (LUT RAM, DP16KD, PDPW16KD), the flip-flop
-    fallback (``width * depth``) only when strictly cheaper."""
-    if depth < 1 or width < 1:
-        raise ValueError(f"memory {depth!r} x {width!r}: depth and width must be positive")
-    best = MemoryMap("FF", 0, float(width * depth))
-    best_int = width * depth                   # Yosys keeps the fallback's cost as an int
-    for name, unit_cost, abits, dbits, bases, emu in _RAMS:
-        cand = None
-        for b in bases:
-            unit = dbits[b]
-            byte = _BYTE[name]
-            eb = unit if byte == 0 or byte > unit else byte
-            swizzle = -(-width // eb) * eb
-            mult_a = -(-depth // (1 << (abits - b)))
-            units = -(-(mult_a * swizzle) // unit)
-            cost = (unit_cost * units + _FACTOR_MUX * (mult_a - 1) * width
-                    + _FACTOR_DEMUX * (mult_a if mult_a != 1 else 0) + _FACTOR_EMU * emu)
-            if cand is None or int(cost) < int(cand.cost):
-                cand = MemoryMap(name, units, cost)
-        if cand.cost < best_int:
-            best, best_int = cand, int(cand.cost)
-    return best
-
-
-def core_memories(cfg: FabricConfig) -> list[tuple[str, int, int]]:
-    """Every sub-memory of a neuron core as ``(name, depth, width)``, named as Yosys names them
-    (``hw/core/core.py``: one sub-memory per written part, banks for neuron and synapse lanes)."""
+def core_memories(cfg: FabricConfig) -> list[tuple[str, int, int, int | None]]:
+    """Every memory of a neuron core as ``(name, depth, width, granularity)``, named as Yosys
+    names them (``hw/core/core.py``, ``hw/core/memories.py``: a word of equal parts deep enough
+    for block RAM is one memory written with the parts' granularity, any other one sub-memory
+    per written part, granularity None; banks for neuron and synapse lanes)."""
     W, CW, A, NL, SL = (cfg.state_width, cfg.coef_width, cfg.acc_width, cfg.neuron_lanes,
                         cfg.synapse_lanes)
     mems = []
 
     def parted(name, width, depth, part):
+        if packs_parts(width, depth, part):
+            mems.append((f"{name}.mem", depth, width, part))
+            return
         for p in range(-(-width // part)):
-            mems.append((f"{name}.part{p}", depth, min(part, width - p * part)))
+            mems.append((f"{name}.part{p}", depth, min(part, width - p * part), None))
 
     parted("axon", axon_layout(cfg).size, cfg.axons, 32)
     parted("synapse", synapse_layout(cfg).size, cfg.synapse_rows, 32)
@@ -183,8 +132,8 @@ def core_features(cfg: FabricConfig) -> tuple[float, ...]:
     memories in LUT RAM (``(blocks of 16 words - 1) * width``: Yosys selects among the 16-word
     LUT-RAM blocks in logic)."""
     lut_mux = 0
-    for _, depth, width in core_memories(cfg):
-        if map_memory(depth, width).primitive == "TRELLIS_DPR16X4":
+    for _, depth, width, gran in core_memories(cfg):
+        if map_memory(depth, width, gran).primitive == "TRELLIS_DPR16X4":
             lut_mux += (-(-depth // 16) - 1) * width
     return (1.0, cfg.neuron_lanes, cfg.synapse_lanes, lut_mux)
 
@@ -231,8 +180,8 @@ def core_resources(cfg: FabricConfig) -> Resources:
     """One neuron core of ``cfg`` (exact DP16KD, MULT18X18D; fitted LUT4, FF, CCU2C; LUT RAM
     exact for the core memories plus the fitted rest)."""
     blocks = lut_ram = 0
-    for _, depth, width in core_memories(cfg):
-        mm = map_memory(depth, width)
+    for _, depth, width, gran in core_memories(cfg):
+        mm = map_memory(depth, width, gran)
         if mm.block:
             blocks += mm.units
         elif mm.primitive == "TRELLIS_DPR16X4":

@@ -25,9 +25,12 @@ LUT = {"TRELLIS_DPR16X4"}
 def expected_memories(cfg: FabricConfig) -> dict[str, set[str]]:
     """Every memory of the core by its Yosys name, and the primitives it may map to."""
     mems = {f"synapse.part{p}": BLOCK for p in range(2)}
-    mems.update({f"mstate{i}.part{p}": BLOCK for i in range(cfg.neuron_lanes) for p in range(2)})
-    mems.update({f"mcoef{i}.part{p}": BLOCK for i in range(cfg.neuron_lanes) for p in range(6)})
+    # the mode banks' equal parts (2 x 24-bit state, 6 x 16-bit coefficients), deep enough for
+    # block RAM: one memory each, written part by part, its parts in the block RAM's byte lanes
+    mems.update({f"mstate{i}.mem": BLOCK for i in range(cfg.neuron_lanes)})
+    mems.update({f"mcoef{i}.mem": BLOCK for i in range(cfg.neuron_lanes)})
     mems["route_mem.part0"] = BLOCK
+    # 64 words: split into one sub-memory per register / coefficient, each in LUT RAM or a block
     shallow = BLOCK | LUT
     mems.update({f"state.part{p}": shallow for p in range(cfg.state_regs)})
     mems.update({f"coef.part{p}": shallow for p in range(cfg.coefs)})

@@ -16,24 +16,32 @@ from amaranth.sim import Simulator
 from neuroloom.hw.core.memories import PartedMemory, poison_collisions
 from neuroloom.hw.verilog import to_verilog
 
-WIDTH, DEPTH, PART = 12, 8, 5                      # three parts: 5 + 5 + 2 bits
+WIDTH, DEPTH, PART = 12, 8, 5                      # three parts: 5 + 5 + 2 bits, split
+#: (depth, part width, built packed): three unequal parts are three sub-memories; three equal
+#: parts of a memory deep enough for block RAM (each 512 x 4 part alone would be one) are one
+#: memory with a write granularity
+SHAPES = [(DEPTH, PART, False), (512, 4, True)]
 
 
-def _part_mask(p: int) -> int:
+def _part_mask(p: int, part: int = PART) -> int:
     """The bits of part ``p`` of a word."""
-    return ((1 << PART) - 1) << (PART * p) & ((1 << WIDTH) - 1)
+    return ((1 << part) - 1) << (part * p) & ((1 << WIDTH) - 1)
 
 
-def _run(read_old: bool, poison: bool, cycles: int = 400, seed: int = 1):
+def _run(read_old: bool, poison: bool, cycles: int = 400, seed: int = 1, depth: int = DEPTH,
+         part: int = PART, packed: bool = False):
     """Drive random reads and writes (many colliding) and compare every read with a model."""
-    dut = PartedMemory(width=WIDTH, depth=DEPTH, part_width=PART, read_old=read_old)
+    dut = PartedMemory(width=WIDTH, depth=depth, part_width=part, read_old=read_old)
+    assert dut.parts == 3 and dut.packed == packed
     rng = random.Random(seed)
-    ops = [(rng.randrange(DEPTH), rng.random() < 0.8, rng.randrange(DEPTH),
+    # addresses from a window of 8 so that reads and writes collide often at any depth
+    base = rng.randrange(depth - 7)
+    ops = [(base + rng.randrange(8), rng.random() < 0.8, base + rng.randrange(8),
             rng.randrange(8), rng.randrange(1 << WIDTH)) for _ in range(cycles)]
     seen = {"collisions": 0, "reads": 0}
 
     async def bench(ctx):
-        words = [0] * DEPTH
+        words = [0] * depth
         expect = 0
         for r_addr, r_en, w_addr, w_en, w_data in ops:
             ctx.set(dut.r_addr, r_addr)
@@ -45,11 +53,11 @@ def _run(read_old: bool, poison: bool, cycles: int = 400, seed: int = 1):
                 expect = words[r_addr]
                 if poison and not read_old and w_addr == r_addr and w_en:
                     # the parts written this cycle come back inverted
-                    expect ^= sum(_part_mask(p) for p in range(3) if w_en >> p & 1)
+                    expect ^= sum(_part_mask(p, part) for p in range(3) if w_en >> p & 1)
                     seen["collisions"] += 1
             for p in range(3):
                 if w_en >> p & 1:
-                    m = _part_mask(p)
+                    m = _part_mask(p, part)
                     words[w_addr] = (words[w_addr] & ~m) | (w_data & m)
             await ctx.tick()
             assert ctx.get(dut.r_data) == expect
@@ -63,10 +71,11 @@ def _run(read_old: bool, poison: bool, cycles: int = 400, seed: int = 1):
     return seen
 
 
+@pytest.mark.parametrize("depth, part, packed", SHAPES, ids=["split", "packed"])
 @pytest.mark.parametrize("read_old, poison", [(True, False), (True, True), (False, False),
                                                (False, True)])
-def test_reads_match_the_model(read_old, poison):
-    seen = _run(read_old, poison)
+def test_reads_match_the_model(read_old, poison, depth, part, packed):
+    seen = _run(read_old, poison, depth=depth, part=part, packed=packed)
     assert seen["reads"] > 250
     if poison and not read_old:
         assert seen["collisions"] > 20, "the random traffic must collide"
@@ -125,3 +134,22 @@ def test_yosys_maps_read_old_false_without_emulation():
     assert logs[False][1].get("DP16KD", 0) == 1
     assert logs[False][1].get("TRELLIS_FF", 0) == 0
     assert logs[False][1].get("LUT4", 0) == 0
+
+
+def test_yosys_packs_equal_parts_into_byte_lanes():
+    """Eight 256 x 16 coefficients: one memory written 16 bits at a time, which Yosys lays into
+    four 36-bit PDPW16KD (each part in two 9-bit bytes) instead of eight 18-bit blocks; the
+    resource model counts the same."""
+    from neuroloom.firmware.resources import map_memory
+    from neuroloom.fpga.synth import synthesize
+
+    design = PartedMemory(width=128, depth=256, part_width=16, read_old=False)
+    assert design.packed
+    r = synthesize(to_verilog(design, "mem"), top="mem", pnr=False)
+    assert "mapping memory mem.mem via $__PDPW16KD_" in r.yosys_log.read_text()
+    assert r.cells.get("DP16KD", 0) == 4
+    assert r.cells.get("LUT4", 0) == 0
+    packed = map_memory(256, 128, 16)
+    assert (packed.primitive, packed.units) == ("PDPW16KD", 4)
+    # split, the same word would be eight sub-memories of one block each
+    assert (map_memory(256, 16).primitive, map_memory(256, 16).units) == ("DP16KD", 1)

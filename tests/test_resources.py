@@ -55,7 +55,8 @@ def test_lut4_within_15_percent_of_yosys(name):
 def test_every_core_memory_maps_as_yosys_mapped_it(name):
     rec = MEASURED[name]
     cfg = FabricConfig.from_dict(rec["config"])
-    ours = {m: resources.map_memory(d, w).primitive for m, d, w in resources.core_memories(cfg)}
+    ours = {m: resources.map_memory(d, w, g).primitive
+            for m, d, w, g in resources.core_memories(cfg)}
     yosys = {m: p for m, p in rec["memories"].items() if m in ours}
     assert set(yosys) == set(ours), sorted(set(yosys) ^ set(ours))
     assert ours == yosys, {m: (ours[m], yosys[m]) for m in ours if ours[m] != yosys[m]}

@@ -2,8 +2,14 @@
 
 Every memory has one synchronous read port and one write port (simple dual port). A word that
 the host writes in parts (32-bit parts of a struct word, one register of a neuron's state, one
-coefficient) is split into narrow sub-memories, one per part, each with its own write enable;
-reading returns the whole word.
+coefficient) has one write enable per part. When the parts are of equal width and the memory is
+deep enough for block RAM (``neuroloom.contract.memmap.packs_parts``), the word is one memory
+whose write port has that granularity, and Yosys packs the parts side by side into the block
+RAM's byte lanes (a DP16KD byte is 9 bits: a 16-bit part takes 18 bits, a 24-bit part 27): eight
+256 x 16 coefficients fill four 36-bit PDPW16KD instead of eight block RAMs, two 1024 x 24
+mode-state registers three 18-bit DP16KD instead of four. Otherwise (unequal parts, or a shallow
+memory that maps to LUT RAM) the word is split into narrow sub-memories, one per part. Reading
+returns the whole word either way.
 
 Read-write collisions. A DP16KD read at the address its other port writes in the same cycle
 returns an undefined word. A memory built with ``read_old=True`` promises the old word there, and
@@ -22,10 +28,12 @@ from __future__ import annotations
 import contextvars
 from contextlib import contextmanager
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+from neuroloom.contract.memmap import packs_parts
 
 __all__ = ["PartedMemory", "poison_collisions"]
 
@@ -78,10 +86,37 @@ class PartedMemory(wiring.Component):
     def parts(self) -> int:
         return self._parts
 
+    @property
+    def packed(self) -> bool:
+        """One memory with a write granularity of ``part_width``, rather than one sub-memory
+        per part (:func:`~neuroloom.contract.memmap.packs_parts`)."""
+        return packs_parts(self._width, self._depth, self._part_width)
+
     def elaborate(self, platform):
         m = Module()
         attrs = {} if self._read_old else {"no_rw_check": 1}
         poison = not self._read_old and _POISON.get()
+        if self.packed:
+            mem = Memory(shape=unsigned(self._width), depth=self._depth, init=[], attrs=attrs)
+            m.submodules.mem = mem
+            rp = mem.read_port()
+            wp = mem.write_port(granularity=self._part_width)
+            m.d.comb += [
+                rp.addr.eq(self.r_addr), rp.en.eq(self.r_en),
+                wp.addr.eq(self.w_addr), wp.en.eq(self.w_en), wp.data.eq(self.w_data),
+            ]
+            if poison:
+                # the parts written in the cycle a read takes their address return inverted;
+                # held with the data while r_en is low
+                hit = Signal(self._parts, name="collided")
+                with m.If(self.r_en):
+                    m.d.sync += hit.eq(self.w_en & (self.r_addr == self.w_addr)
+                                       .replicate(self._parts))
+                mask = Cat(*(hit[p].replicate(self._part_width) for p in range(self._parts)))
+                m.d.comb += self.r_data.eq(rp.data ^ mask)
+            else:
+                m.d.comb += self.r_data.eq(rp.data)
+            return m
         for p in range(self._parts):
             lo = p * self._part_width
             hi = min(self._width, lo + self._part_width)
