@@ -112,16 +112,16 @@ SHELL_FEATURES = ("1", "cores")
 #: JSON); TRELLIS_DPR16X4 is the fitted *rest* beside the exactly counted core memories (register
 #: files and FIFOs)
 CORE_COEFS = {
-    "LUT4": (3499.9, 1578.75, 983.195, 0.2711),
-    "TRELLIS_FF": (3777.02, 2203.8, 691.587, -0.2575),
-    "CCU2C": (322.466, 353.187, 62.8912, -0.016),
-    "TRELLIS_DPR16X4": (239.293, 9.8396, 1.8977, -0.0017),
+    "LUT4": (3906.01, 1502.03, 1003.89, 0.471),
+    "TRELLIS_FF": (4891.61, 1651.07, 544.035, -0.1088),
+    "CCU2C": (234.405, 338.307, 73.2278, -0.0263),
+    "TRELLIS_DPR16X4": (247.428, 11.0332, 3.4932, -0.0025),
 }
 SHELL_COEFS = {
-    "LUT4": (424, 925.714),
-    "TRELLIS_FF": (495, 381.714),
-    "CCU2C": (262.5, -17.7857),
-    "TRELLIS_DPR16X4": (-40, 68),
+    "LUT4": (642, 560.714),
+    "TRELLIS_FF": (715.5, 359.786),
+    "CCU2C": (249, -2.4286),
+    "TRELLIS_DPR16X4": (-38, 65.4286),
 }
 
 
