@@ -488,7 +488,8 @@ def synthesize(design: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
                nextpnr_args: Sequence[str] = DEFAULT_NEXTPNR_ARGS,
                out_dir: str | os.PathLike | None = None, reuse: bool = True,
                timeout: float | None = None, language: str | None = None,
-               jobs: int = 1, seed_timeout: float | None = None) -> SynthResult:
+               jobs: int = 1, seed_timeout: float | None = None,
+               floorplan=None) -> SynthResult:
     """Synthesize ``design`` for ECP5 and, by default, place and route it once per seed.
 
     Parameters
@@ -513,6 +514,11 @@ def synthesize(design: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
         of memory for an 85k part). Results do not depend on it.
     seed_timeout : wall seconds per nextpnr run; a run past it is stopped and kept as an
         unfinished seed (``PnrRun.unfinished``), not raised (None: no limit)
+    floorplan : pins cells to sites between Yosys and nextpnr: an object with ``key()`` (a
+        JSON-able dict, part of the cache key) and ``apply(netlist, top)`` (sets the ``BEL``
+        attributes of a Yosys JSON netlist, returns ``{cell: bel}``), e.g.
+        :class:`neuroloom.fpga.floorplan.CoreFloorplan`; the pins are kept in
+        ``floorplan.json`` beside the netlist (None: nextpnr places everything)
 
     Raises :class:`YosysError` / :class:`NextpnrError` when a tool fails,
     :class:`~neuroloom.sim.toolchain.ToolNotFoundError` when one is missing, ``ValueError``
@@ -544,7 +550,8 @@ def synthesize(design: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
                        "part": part, "freq": frequency_mhz, "seeds": seeds, "pnr": pnr,
                        "bitstream": bitstream, "lpf": lpf_text and text_digest(lpf_text),
                        "nextpnr_args": list(nextpnr_args), "tools": _tool_versions(),
-                       **({"seed_timeout": seed_timeout} if seed_timeout is not None else {})})
+                       **({"seed_timeout": seed_timeout} if seed_timeout is not None else {}),
+                       **({"floorplan": floorplan.key()} if floorplan is not None else {})})
     workdir = (Path(out_dir) if out_dir is not None else build_dir("synth", key)).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     stored = workdir / _RESULT_NAME
@@ -565,6 +572,12 @@ def synthesize(design: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
     synth_seconds = round(time.perf_counter() - t0, 1)
     cells = yosys_cell_counts(log)
     latches = "Latch inferred for signal" in log or any("LATCH" in k.upper() for k in cells)
+    if floorplan is not None and pnr:
+        netlist_path = workdir / f"{top}.json"
+        netlist = json.loads(netlist_path.read_text())
+        pins = floorplan.apply(netlist, top)
+        netlist_path.write_text(json.dumps(netlist))
+        (workdir / "floorplan.json").write_text(json.dumps(pins, indent=1, sort_keys=True))
 
     def pnr_seed(seed: int) -> PnrRun:
         return _place_and_route(workdir, top, part, frequency_mhz, seed,
