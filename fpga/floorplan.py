@@ -40,6 +40,10 @@ _MULT_SLOT = (0, 1, 4, 5)
 
 #: parts whose die the table describes (nextpnr-ecp5 ``--85k`` and ``--um5g-85k``)
 _DEVICES = ("85k", "um5g-85k")
+#: the die's tile grid (X 0..125, Y 0..94, the I/O ring on its edge): a core's share of the die
+#: is a rectangle of it, since its logic spreads over the whole rectangle, not just the rows of
+#: hard blocks
+_DIE = (126, 95)
 
 _CORE = re.compile(r"(?:^|\.)core_(\d+)_(\d+)\.")
 
@@ -81,13 +85,10 @@ class CoreFloorplan:
         return {"floorplan": "cores", "version": self.VERSION, "mesh": [self.mesh_w, self.mesh_h],
                 "device": self.device}
 
-    def centre(self, sites: list[tuple[int, int, str]], x: int, y: int) -> tuple[float, float]:
-        """The centre of core ``(x, y)``'s rectangle within the span of ``sites``."""
-        xs = [s[0] for s in sites]
-        ys = [s[1] for s in sites]
-        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-        return (x0 + (x + 0.5) * (x1 - x0) / self.mesh_w,
-                y0 + (y + 0.5) * (y1 - y0) / self.mesh_h)
+    def centre(self, x: int, y: int) -> tuple[float, float]:
+        """The centre of core ``(x, y)``'s rectangle of the die (tile coordinates)."""
+        w, h = _DIE
+        return (x + 0.5) * w / self.mesh_w, (y + 0.5) * h / self.mesh_h
 
     def pins(self, cells: dict[str, str]) -> dict[str, str]:
         """``{cell name: BEL}`` for the cores' hard blocks among ``cells`` (``{name: type}``,
@@ -111,7 +112,7 @@ class CoreFloorplan:
                 raise FloorplanError(f"the cores have {need} {kind} cells, the die "
                                      f"{len(all_sites)} sites")
             free = set(all_sites)
-            centre = {c: self.centre(all_sites, *c) for c in by_core}
+            centre = {c: self.centre(*c) for c in by_core}
             got: dict[tuple[int, int], list[tuple[int, int, str]]] = {c: [] for c in by_core}
             order = sorted(by_core)
             while any(len(got[c]) < len(by_core[c]) for c in order):
