@@ -4,11 +4,14 @@ many cycles a compiled model's step takes, without running Yosys or a simulator.
 Resources (``docs/resources.md``):
 
 * **block RAM (DP16KD) and LUT RAM (TRELLIS_DPR16X4) of the core memories: exact.** Every core
-  memory is a set of narrow sub-memories (``hw/core/memories.py``: one per written part, one
-  synchronous read port, one write port); :func:`map_memory` repeats Yosys' choice for each
-  (``memory_libmap`` with ``lattice/lutrams_trellis.txt`` and ``brams_16kd.txt``: the cheapest
-  of LUT RAM, DP16KD and PDPW16KD by Yosys' own cost formula, where a block RAM pays the
-  read-first emulation of a non-transparent read port) and counts its primitives.
+  memory (``hw/core/memories.py``: one synchronous read port, one write port) is one memory
+  written in parts of equal width or a set of narrow sub-memories, one per written part, by the
+  rule the gateware uses (``neuroloom.contract.memmap.packs_parts``); :func:`map_memory`
+  (``neuroloom/contract/memmap.py``) repeats Yosys' choice for each (``memory_libmap`` with
+  ``lattice/lutrams_trellis.txt`` and ``brams_16kd.txt``: the cheapest of LUT RAM, DP16KD and
+  PDPW16KD by Yosys' own cost formula, where a block RAM pays the read-first emulation of a
+  non-transparent read port and holds each written part in whole 9-bit bytes) and counts its
+  primitives.
 * **MULT18X18D: exact** -- every product of the neuron datapath (8 per neuron lane) and of the
   synapse engine (1 per synapse lane), each split into 18x18 partial products.
 * **LUT4, TRELLIS_FF, CCU2C and the rest of the LUT RAM: linear in structural features**
