@@ -96,45 +96,32 @@ class PartedMemory(wiring.Component):
         m = Module()
         attrs = {} if self._read_old else {"no_rw_check": 1}
         poison = not self._read_old and _POISON.get()
-        if self.packed:
-            mem = Memory(shape=unsigned(self._width), depth=self._depth, init=[], attrs=attrs)
-            m.submodules.mem = mem
+        P = self._part_width
+        # (name, first part, parts): the whole word in one memory written part by part, or one
+        # memory per part
+        mems = ([("mem", 0, self._parts)] if self.packed else
+                [(f"part{p}", p, 1) for p in range(self._parts)])
+        for name, p0, n in mems:
+            lo, hi = p0 * P, min(self._width, (p0 + n) * P)
+            mem = Memory(shape=unsigned(hi - lo), depth=self._depth, init=[], attrs=attrs)
+            m.submodules[name] = mem
             rp = mem.read_port()
-            wp = mem.write_port(granularity=self._part_width)
+            wp = mem.write_port(granularity=P if n > 1 else None)
             m.d.comb += [
                 rp.addr.eq(self.r_addr), rp.en.eq(self.r_en),
-                wp.addr.eq(self.w_addr), wp.en.eq(self.w_en), wp.data.eq(self.w_data),
+                wp.addr.eq(self.w_addr), wp.en.eq(self.w_en[p0:p0 + n]),
+                wp.data.eq(self.w_data[lo:hi]),
             ]
             if poison:
                 # the parts written in the cycle a read takes their address return inverted;
                 # held with the data while r_en is low
-                hit = Signal(self._parts, name="collided")
+                hit = Signal(n, name=f"collided{'' if n > 1 else p0}")
                 with m.If(self.r_en):
-                    m.d.sync += hit.eq(self.w_en & (self.r_addr == self.w_addr)
-                                       .replicate(self._parts))
-                mask = Cat(*(hit[p].replicate(self._part_width) for p in range(self._parts)))
-                m.d.comb += self.r_data.eq(rp.data ^ mask)
-            else:
-                m.d.comb += self.r_data.eq(rp.data)
-            return m
-        for p in range(self._parts):
-            lo = p * self._part_width
-            hi = min(self._width, lo + self._part_width)
-            mem = Memory(shape=unsigned(hi - lo), depth=self._depth, init=[], attrs=attrs)
-            m.submodules[f"part{p}"] = mem
-            rp = mem.read_port()
-            wp = mem.write_port()
-            m.d.comb += [
-                rp.addr.eq(self.r_addr), rp.en.eq(self.r_en),
-                wp.addr.eq(self.w_addr), wp.en.eq(self.w_en[p]), wp.data.eq(self.w_data[lo:hi]),
-            ]
-            if poison:
-                # the read taken in a cycle that writes its address returns the word inverted;
-                # held with the data while r_en is low
-                hit = Signal(name=f"collided{p}")
-                with m.If(self.r_en):
-                    m.d.sync += hit.eq(self.w_en[p] & (self.r_addr == self.w_addr))
-                m.d.comb += self.r_data[lo:hi].eq(rp.data ^ hit.replicate(hi - lo))
+                    m.d.sync += hit.eq(self.w_en[p0:p0 + n]
+                                       & (self.r_addr == self.w_addr).replicate(n))
+                mask = Cat(*(hit[i].replicate(min(hi, lo + (i + 1) * P) - (lo + i * P))
+                             for i in range(n)))
+                m.d.comb += self.r_data[lo:hi].eq(rp.data ^ mask)
             else:
                 m.d.comb += self.r_data[lo:hi].eq(rp.data)
         return m
