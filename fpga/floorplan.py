@@ -7,10 +7,12 @@ blocks over the whole die's block-RAM and DSP rows, pulling the core's logic apa
 (docs/core.md, "The 2x2 fabric"). YoWASP's nextpnr has no Python for region constraints, but it
 honours a cell's ``BEL`` attribute: :class:`CoreFloorplan` gives every DP16KD and MULT18X18D of
 core ``(x, y)`` a site near the centre of that core's share of the die -- the die cut into
-``mesh_w`` x ``mesh_h`` rectangles, mesh x left to right, mesh y top to bottom -- taking
-sites nearest the centres in turn, core by core, so no core's blocks straddle another's. The
+``mesh_w`` x ``mesh_h`` rectangles, mesh x left to right, mesh y top to bottom -- the cores
+taking the free site nearest their centre in turn, so none is left with only the far ones. The
 rest (logic, the host link's buffer) is left to the placer, which now sees each core's blocks
-as anchors in one place. :func:`neuroloom.fpga.synth.synthesize` applies it between Yosys and
+as anchors in one place. On the 2x2 this shortens placement and its wire length a lot, but
+router2 has not yet converged on the pinned placements (docs/core.md, "The 2x2 fabric, packed
+and floorplanned"). :func:`neuroloom.fpga.synth.synthesize` applies it between Yosys and
 nextpnr (``floorplan=``); ``bench/fabric_synth.py --floorplan`` measures it.
 
 The sites are those of the LFE5U-85F / LFE5UM5G-85F die, read from nextpnr-ecp5 0.11's placement
