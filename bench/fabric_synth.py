@@ -5,7 +5,7 @@ register to register); writes ``bench/results/fabric_synth.json`` and prints a t
 
     .venv/bin/python bench/fabric_synth.py [--mesh 1x1 2x2] [--seeds 1 2 3] [--freq 100]
                                            [--router2] [--tmg-ripup] [--jobs 2] [--name KEY]
-                                           [--seed-minutes 90] [--floorplan]
+                                           [--seed-minutes 90] [--floorplan [spread]]
     .venv/bin/python bench/fabric_synth.py --fabric f.json --name seed [--seeds 1]
 
 Default cores (``FabricConfig`` defaults but the mesh). ``--fabric FILE`` places and routes
@@ -51,13 +51,14 @@ OUT = RESULTS / "fabric_synth.json"
 def synth_fabric(cfg: FabricConfig | str, *, seeds=(1,), freq: float = 100.0, pnr: bool = True,
                  name: str | None = None, router2: bool = False, tmg_ripup: bool = False,
                  jobs: int = 1, seed_minutes: float | None = None,
-                 floorplan: bool = False) -> dict:
+                 floorplan: bool | str = False) -> dict:
     """Synthesize (and place and route) ``cfg`` (a FabricConfig, or a mesh 'WxH' of default
     cores) in an IORing; the figures as a dict. With ``name`` the run's folder is
     ``build/synth/fabric-<name>`` and a tool failure is recorded (``"error"``) instead of
     raised. ``router2`` / ``tmg_ripup``: nextpnr's router2 and its timing-driven rip-up;
     ``jobs``: seeds placed and routed at once; ``floorplan``: each core's block RAMs and
-    multipliers pinned near its share of the die (``neuroloom.fpga.floorplan``)."""
+    multipliers pinned in its share of the die (``neuroloom.fpga.floorplan``; True or
+    ``"centre"``, or ``"spread"``: the rule)."""
     if isinstance(cfg, str):
         cfg = FabricConfig.parse_mesh(cfg)
     top = f"fabric_{name or f'{cfg.mesh_w}x{cfg.mesh_h}'}"
@@ -69,7 +70,9 @@ def synth_fabric(cfg: FabricConfig | str, *, seeds=(1,), freq: float = 100.0, pn
            "verilog_seconds": round(time.perf_counter() - t0, 1), "seeds": list(seeds)}
     extra = nextpnr_options(router2=router2, tmg_ripup=tmg_ripup)
     rec["nextpnr_args"] = list(extra)
-    plan = CoreFloorplan(cfg.mesh_w, cfg.mesh_h) if floorplan else None
+    plan = (CoreFloorplan(cfg.mesh_w, cfg.mesh_h,
+                          rule="centre" if floorplan is True else floorplan)
+            if floorplan else None)
     if plan is not None:
         rec["floorplan"] = plan.key()
     print(f"{top}: Verilog in {rec['verilog_seconds']} s; synthesizing ...", flush=True)
@@ -116,12 +119,13 @@ def main(argv=None):
     ap.add_argument("--freq", type=float, default=100.0, help="target clock, MHz (default 100)")
     ap.add_argument("--no-pnr", action="store_true", help="synthesis and cell counts only")
     add_pnr_arguments(ap, "fabric")
-    ap.add_argument("--floorplan", action="store_true",
-                    help="pin each core's block RAMs and multipliers near its share of the die "
-                         "(neuroloom.fpga.floorplan; the placer then keeps each core together)")
+    ap.add_argument("--floorplan", nargs="?", const="centre", choices=CoreFloorplan.RULES,
+                    help="pin each core's block RAMs and multipliers in its share of the die "
+                         "(neuroloom.fpga.floorplan; the placer then keeps each core together): "
+                         "near its centre (the default rule) or spread over it")
     args = ap.parse_args(argv)
     opts = dict(router2=args.router2, tmg_ripup=args.tmg_ripup, jobs=args.jobs,
-                seed_minutes=args.seed_minutes, floorplan=args.floorplan)
+                seed_minutes=args.seed_minutes, floorplan=args.floorplan or False)
     if len(args.seeds) > 5:
         ap.error("at most 5 seeds")
     if args.name is not None and not args.fabric and len(args.mesh) != 1:

@@ -67,30 +67,49 @@ def hard_bels(device: str = "85k") -> dict[str, list[tuple[int, int, str]]]:
 
 @dataclasses.dataclass(frozen=True)
 class CoreFloorplan:
-    """Pin each core's DP16KD and MULT18X18D near the centre of its ``1 / (mesh_w * mesh_h)``
-    of the die. Cells are found by their Yosys names (``...core_X_Y....``)."""
+    """Pin each core's DP16KD and MULT18X18D in its ``1 / (mesh_w * mesh_h)`` of the die. Cells
+    are found by their Yosys names (``...core_X_Y....``).
+
+    ``rule``: ``"centre"`` (the free sites nearest the rectangle's centre, cores in turn) or
+    ``"spread"`` (the core's blocks of each type spread evenly over the sites inside its
+    rectangle, in name order over the sites sorted by row then column: a memory's blocks stay
+    side by side, and the rows' input wires are shared by fewer blocks at once)."""
 
     mesh_w: int
     mesh_h: int
     device: str = "85k"
+    rule: str = "centre"
 
-    #: bumped when the placement rule changes (part of the synthesis cache key)
+    #: bumped when a placement rule changes (part of the synthesis cache key)
     VERSION = 1
+    RULES = ("centre", "spread")
 
     def __post_init__(self):
         if self.mesh_w < 1 or self.mesh_h < 1:
             raise FloorplanError(f"mesh {self.mesh_w}x{self.mesh_h}: both sides must be >= 1")
+        if self.rule not in self.RULES:
+            raise FloorplanError(f"unknown floorplan rule {self.rule!r} "
+                                 f"(known: {', '.join(self.RULES)})")
         hard_bels(self.device)
 
     def key(self) -> dict:
         """What the pins depend on besides the netlist (for a cache key)."""
-        return {"floorplan": "cores", "version": self.VERSION, "mesh": [self.mesh_w, self.mesh_h],
-                "device": self.device}
+        key = {"floorplan": "cores", "version": self.VERSION,
+               "mesh": [self.mesh_w, self.mesh_h], "device": self.device}
+        if self.rule != "centre":                # (the keys of earlier centre runs stay)
+            key["rule"] = self.rule
+        return key
 
     def centre(self, x: int, y: int) -> tuple[float, float]:
         """The centre of core ``(x, y)``'s rectangle of the die (tile coordinates)."""
         w, h = _DIE
         return (x + 0.5) * w / self.mesh_w, (y + 0.5) * h / self.mesh_h
+
+    def inside(self, x: int, y: int, site: tuple[int, int, str]) -> bool:
+        """Whether ``site`` lies in core ``(x, y)``'s rectangle of the die."""
+        w, h = _DIE
+        return (x * w / self.mesh_w <= site[0] < (x + 1) * w / self.mesh_w
+                and y * h / self.mesh_h <= site[1] < (y + 1) * h / self.mesh_h)
 
     def pins(self, cells: dict[str, str]) -> dict[str, str]:
         """``{cell name: BEL}`` for the cores' hard blocks among ``cells`` (``{name: type}``,
@@ -113,6 +132,17 @@ class CoreFloorplan:
             if need > len(all_sites):
                 raise FloorplanError(f"the cores have {need} {kind} cells, the die "
                                      f"{len(all_sites)} sites")
+            if self.rule == "spread":
+                for c, names in sorted(by_core.items()):
+                    own = sorted((s for s in all_sites if self.inside(*c, s)),
+                                 key=lambda s: (s[1], s[0]))
+                    if len(own) < len(names):
+                        raise FloorplanError(
+                            f"core {c} has {len(names)} {kind} cells and its rectangle of the "
+                            f"die {len(own)} sites: use the 'centre' rule")
+                    pins.update((n, own[i * len(own) // len(names)][2])
+                                for i, n in enumerate(sorted(names)))
+                continue
             free = set(all_sites)
             centre = {c: self.centre(*c) for c in by_core}
             got: dict[tuple[int, int], list[tuple[int, int, str]]] = {c: [] for c in by_core}

@@ -54,6 +54,31 @@ def test_2x2_cores_get_their_own_quarter():
             assert (y < 58) == (cy == 0), (name, bel)
 
 
+def test_spread_rule_spreads_each_core_over_its_rectangle():
+    cells = _fabric_cells(2, 2)
+    plan = CoreFloorplan(2, 2, rule="spread")
+    pins = plan.pins(cells)
+    assert set(pins) == {n for n, t in cells.items() if "core_" in n and t != "LUT4"}
+    assert len(set(pins.values())) == len(pins)
+    sites = {s[2]: s for v in hard_bels().values() for s in v}
+    for name, bel in pins.items():
+        cx, cy = map(int, re.search(r"core_(\d+)_(\d+)", name).groups())
+        assert plan.inside(cx, cy, sites[bel]), (name, bel)
+    # 31 block RAMs over the 52 sites of core (0, 0)'s quarter (rows 22 and 46, x < 63):
+    # every other site or so, in name order, the first at the first site
+    own = sorted((pins[n] for n in cells if n.startswith("dut.core_0_0.m")),
+                 key=lambda b: (_xy(b)[1], _xy(b)[0]))
+    assert [_xy(b) for b in own][:3] == [(4, 22), (6, 22), (10, 22)]
+    assert {_xy(b)[1] for b in own} == {22, 46}
+    assert plan.key()["rule"] == "spread" and "rule" not in CoreFloorplan(2, 2).key()
+    # the bottom half has one multiplier row (y 58): 27 of its sites left of x 63
+    with pytest.raises(FloorplanError, match=r"core \(0, 1\) has 30 MULT18X18D cells and its "
+                                             r"rectangle of the die 27 sites"):
+        plan.pins(_fabric_cells(2, 2, brams=1, mults=30))
+    with pytest.raises(FloorplanError, match="unknown floorplan rule 'tight'"):
+        CoreFloorplan(2, 2, rule="tight")
+
+
 def test_apply_sets_bel_attributes_in_a_yosys_netlist():
     cells = _fabric_cells(1, 2, brams=3, mults=2)
     netlist = {"modules": {"top": {"cells": {n: {"type": t, "attributes": {}}
