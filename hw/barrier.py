@@ -22,9 +22,18 @@ steps remain, ``step_start`` pulses in the same cycle for the next step. ``step_
 rises two cycles after the last flit of the step is delivered (the barrier latency;
 ``docs/noc.md``).
 
-Protocol for cores: a core that has work in a step must lower ``done`` no later than the cycle
-after ``step_start`` (the barrier ignores ``done`` in the step's first cycle), and must keep it
-low until that work and its flits have left the core. ``hold`` lets another agent (the host link
+Protocol for cores: a core that has work in a step must lower ``done`` no later than
+``settle`` cycles after ``step_start`` (the barrier ignores ``done`` in the step's first
+``settle`` cycles; ``settle = 1``: the cycle after), and must keep it low until that work and
+its flits have left the core. A fabric whose ``step_start`` reaches the cores through a
+register stage (``FabricShell``) sets ``settle = 2``.
+
+Ports whose ``inject_fire`` / ``eject_fire`` arrive one cycle late (registered near their tile,
+``FabricShell``) keep the rule exact as long as a flit injected in cycle ``t`` leaves the network
+in ``t + 1`` at the earliest (the NoC's contract C1, ``tests/formal/test_barrier_formal.py``):
+the count then lags the network by those ports' last cycle, a flit ejected into such a port in
+cycle ``t - 1`` is impossible when the count is 0 and no (late) injection shows in cycle ``t``,
+and the count never goes below zero (proven there). ``hold`` lets another agent (the host link
 streaming a token in) keep the step open.
 
 ``overrun`` (sticky until ``start`` or ``clear``) rises when a step is not finished within
@@ -65,6 +74,9 @@ class Barrier(wiring.Component):
         Width of the in-flight counter (must hold every flit the network can buffer).
     step_bits : int
         Width of the step number and of the ``steps`` / ``budget`` inputs.
+    settle : int
+        Cycles from ``step_start`` in which ``done`` is ignored (>= 1): one more than the
+        register stages between ``step_start`` and the cores.
 
     Interface attributes
     --------------------
@@ -102,13 +114,13 @@ class Barrier(wiring.Component):
     Raises
     ------
     ValueError
-        If ``cores`` or ``ports`` is not a positive integer, or a width is below 2.
+        If ``cores``, ``ports`` or ``settle`` is not a positive integer, or a width is below 2.
     """
 
     def __init__(self, cores: int, ports: int | None = None, *, count_bits: int = 16,
-                 step_bits: int = 32):
+                 step_bits: int = 32, settle: int = 1):
         ports = cores + 1 if ports is None else ports
-        for name, value in (("cores", cores), ("ports", ports)):
+        for name, value in (("cores", cores), ("ports", ports), ("settle", settle)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"Barrier {name}={value!r} must be a positive integer")
         for name, value in (("count_bits", count_bits), ("step_bits", step_bits)):
@@ -118,6 +130,7 @@ class Barrier(wiring.Component):
         self._ports = ports
         self._count_bits = count_bits
         self._step_bits = step_bits
+        self._settle = settle
         super().__init__({
             "done": In(cores),
             "inject_fire": In(ports),
@@ -153,6 +166,10 @@ class Barrier(wiring.Component):
     def step_bits(self) -> int:
         return self._step_bits
 
+    @property
+    def settle(self) -> int:
+        return self._settle
+
     def elaborate(self, platform):
         m = Module()
 
@@ -175,7 +192,8 @@ class Barrier(wiring.Component):
         m.d.comb += quiet.eq(self.done.all() & ~self.hold & (self.in_flight == 0) &
                              (injected == 0))
         finish = Signal()
-        m.d.comb += finish.eq(self.running & (age != 0) & quiet)
+        settled = (age != 0) if self._settle == 1 else (age >= self._settle)
+        m.d.comb += finish.eq(self.running & settled & quiet)
 
         m.d.sync += [
             self.step_start.eq(0),

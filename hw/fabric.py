@@ -45,7 +45,15 @@ class FabricShell(wiring.Component):
     tile_in : In(flit stream).array(num_cores), core ``k``'s flits into the network
     tile_out : Out(flit stream).array(num_cores), the network's flits to core ``k``
     tile_idle : In(num_cores), core ``k`` is idle (``NeuronCore.idle``: the barrier's ``done``)
-    step : Out(16), step_start : Out(1), clear : Out(1), what every core receives
+    step : Out(16), step_start : Out(1), clear : Out(1), what every core receives, through one
+        register per core (:class:`Fabric`: the broadcast from the barrier and the host link
+        to the far cores is a net across the die, not the start of a core's logic)
+
+    Timing: every core sees ``step_start`` and ``clear`` a cycle after the barrier and the host
+    link drive them, so the barrier ignores ``done`` for two cycles (``Barrier(settle=2)``);
+    the cores' ``inject_fire`` / ``eject_fire`` reach the barrier's count through a register
+    each (the host link's, beside the barrier, directly), exact by the barrier's rule for late
+    ports (``hw/barrier.py``).
     """
 
     def __init__(self, cfg: FabricConfig, *, step_budget: int = 0):
@@ -77,7 +85,7 @@ class FabricShell(wiring.Component):
         cfg = self._cfg
         C = cfg.num_cores
         m.submodules.mesh = mesh = Mesh(cfg)
-        m.submodules.barrier = barrier = Barrier(C, C + 1)
+        m.submodules.barrier = barrier = Barrier(C, C + 1, settle=2)
         m.submodules.link = link = HostLink(cfg)
         for i in range(C):
             connect(m, core=wiring.flipped(self.tile_in[i]), mesh=mesh.tile_in[i])
@@ -88,10 +96,14 @@ class FabricShell(wiring.Component):
                      self.clear.eq(link.clear)]
 
         all_idle = self.tile_idle.all()
+        # the cores' handshake pulses, a cycle late: from each tile to the barrier a register
+        # to register net (the host link's port sits beside the barrier)
+        inject_q, eject_q = Signal(C, name="core_inject_q"), Signal(C, name="core_eject_q")
+        m.d.sync += [inject_q.eq(mesh.inject_fire[:C]), eject_q.eq(mesh.eject_fire[:C])]
         m.d.comb += [
             barrier.done.eq(self.tile_idle),
-            barrier.inject_fire.eq(mesh.inject_fire),
-            barrier.eject_fire.eq(mesh.eject_fire),
+            barrier.inject_fire.eq(Cat(inject_q, mesh.inject_fire[C])),
+            barrier.eject_fire.eq(Cat(eject_q, mesh.eject_fire[C])),
             barrier.start.eq(link.run_start),
             barrier.steps.eq(link.run_steps),
             barrier.budget.eq(self._budget),
@@ -205,8 +217,12 @@ class Fabric(wiring.Component):
             cores.append(core)
             connect(m, core=core.o_flit, shell=shell.tile_in[i])
             connect(m, shell=shell.tile_out[i], core=core.i_flit)
-            m.d.comb += [core.step.eq(shell.step), core.step_start.eq(shell.step_start),
-                         core.clear.eq(shell.clear)]
+            # the broadcast through a register per core (FabricShell: the barrier settles 2)
+            step = Signal(16, name=f"step_{x}_{y}")
+            start, clear = Signal(name=f"step_start_{x}_{y}"), Signal(name=f"clear_{x}_{y}")
+            m.d.sync += [step.eq(shell.step), start.eq(shell.step_start),
+                         clear.eq(shell.clear)]
+            m.d.comb += [core.step.eq(step), core.step_start.eq(start), core.clear.eq(clear)]
         m.d.comb += shell.tile_idle.eq(Cat(core.idle for core in cores))
         for name in ("s_axis_tdata", "s_axis_tvalid", "s_axis_tlast", "m_axis_tready"):
             m.d.comb += getattr(shell, name).eq(getattr(self, name))

@@ -432,9 +432,11 @@ class HostLink(wiring.Component):
                 m.d.sync += Assert(tx_pend == 0, "host link: checksum sent before complete")
                 tx(tx_sum, "RUN_WAIT", last=True)
             # -- CLEAR ---------------------------------------------------------------------------
-            with m.State("CLEAR_DELAY"):       # the cores and the barrier see ``clear`` now
+            with m.State("CLEAR_DELAY"):       # the barrier sees ``clear`` now
                 m.next = "CLEAR_DELAY2"
-            with m.State("CLEAR_DELAY2"):      # cores lower cores_idle the cycle after clear
+            # the cores see it now (through the fabric's register per core) and lower
+            # ``cores_idle`` the cycle after
+            with m.State("CLEAR_DELAY2"):
                 m.next = "CLEAR_WAIT"
             with m.State("CLEAR_WAIT"):
                 with m.If(self.cores_idle & ~self.running):

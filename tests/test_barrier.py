@@ -12,7 +12,8 @@ from neuroloom.hw.barrier import Barrier
 class BarrierModel:
     """The barrier's specification, one call per clock cycle (see ``hw/barrier.py``)."""
 
-    def __init__(self):
+    def __init__(self, settle=1):
+        self.settle = settle
         self.in_flight = self.step = self.remaining = self.age = self.step_cycles = 0
         self.running = self.step_start = self.step_done = self.overrun = 0
 
@@ -25,7 +26,7 @@ class BarrierModel:
               clear=0, abort=0):
         nxt = self.in_flight + injected - ejected
         assert nxt >= 0, "model: more ejections than flits in flight"
-        finish = (self.running and self.age != 0 and all_done and not hold
+        finish = (self.running and self.age >= self.settle and all_done and not hold
                   and self.in_flight == 0 and injected == 0)
         self.step_start = self.step_done = 0
         running, age = self.running, self.age
@@ -61,7 +62,7 @@ def popcount_bits(k, width):
 
 def run_against_model(dut, stimulus, cycles):
     """Drive ``stimulus(cycle, model) -> inputs`` and compare every output every cycle."""
-    model = BarrierModel()
+    model = BarrierModel(settle=dut.settle)
     log = []
 
     async def testbench(ctx):
@@ -133,6 +134,16 @@ def test_done_is_ignored_in_the_first_cycle_of_a_step():
     assert log[-1]["step_cycles"] == 2
 
 
+def test_settle_2_ignores_done_for_two_cycles():
+    """The fabric's barrier (its cores see ``step_start`` through a register)."""
+    dut = Barrier(cores=1, settle=2)
+    log = run_against_model(dut, lambda c, m: dict(done=1, start=int(c == 0), steps=3), 14)
+    starts = [c for c, o in enumerate(log) if o["step_start"]]
+    dones = [c for c, o in enumerate(log) if o["step_done"]]
+    assert starts == [0, 3, 6] and dones == [3, 6, 9], (starts, dones)
+    assert log[-1]["step_cycles"] == 3
+
+
 def test_hold_overrun_abort_clear():
     dut = Barrier(cores=1)
 
@@ -153,7 +164,7 @@ def test_random_against_model(seed):
     rng = random.Random(seed)
     random.seed(seed)
     cores = rng.choice([1, 4, 15])
-    dut = Barrier(cores=cores)
+    dut = Barrier(cores=cores, settle=1 + seed % 2)
     ports = cores + 1
     state = {"pending": 0, "work": [0] * cores}
 
@@ -187,5 +198,7 @@ def test_constructor_checks_arguments():
         Barrier(cores=0)
     with pytest.raises(ValueError, match="Barrier count_bits=1 must be an integer >= 2"):
         Barrier(cores=2, count_bits=1)
+    with pytest.raises(ValueError, match="Barrier settle=0 must be a positive integer"):
+        Barrier(cores=2, settle=0)
     b = Barrier(cores=3)
     assert (b.cores, b.ports, b.count_bits, b.step_bits) == (3, 4, 16, 32)

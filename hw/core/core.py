@@ -16,7 +16,7 @@ first step); the neuron pass of step t reads and clears buffer t & 1 = ~sbuf. Ea
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Assert, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -505,6 +505,9 @@ class NeuronCore(wiring.Component):
         idle_q = Signal()
         m.d.sync += idle_q.eq(~busy & ~(self.i_flit.valid & self.i_flit.ready)
                               & ~self.step_start & ~self.clear)
+        # what the fabric's barrier relies on when it counts this core's flits a cycle late
+        # (hw/barrier.py, contract C4 of tests/formal/test_barrier_formal.py)
+        m.d.sync += Assert(~(idle_q & self.o_flit.valid), "core: a flit offered while idle")
         m.d.comb += [
             self.idle.eq(idle_q),
             cfgp.allow.eq(~work_q & ~kick_q),
