@@ -1,4 +1,5 @@
-"""ECP5 clocking: the ``EHXPLLL`` dividers for a wanted clock, and the PLL as a component.
+"""ECP5 clocking: the ``EHXPLLL`` dividers for a wanted clock, and the PLL as a component; a
+domain's reset on the global network (:func:`global_reset`).
 
 :func:`pll_params` searches the dividers the way Lattice's and Trellis' ``ecppll`` do:
 ``f_out = f_in / CLKI_DIV * CLKFB_DIV`` (feedback from CLKOP), with the phase detector input
@@ -10,11 +11,13 @@ CLKOS_DIV`` (:meth:`PLLParams.with_clkos`; the board tops clock their UART from 
 
 import dataclasses
 
-from amaranth.hdl import Instance, Module, Signal
+from amaranth.hdl import Instance, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PLLParams", "pll_configs", "pll_params", "EHXPLLL"]
+from neuroloom.hw.targets import is_ecp5
+
+__all__ = ["PLLParams", "pll_configs", "pll_params", "EHXPLLL", "global_reset"]
 
 PFD_MHZ = (3.125, 400.0)
 VCO_MHZ = (400.0, 800.0)
@@ -175,3 +178,18 @@ class EHXPLLL(wiring.Component):
             o_CLKOP=self.clk_out, o_LOCK=self.locked, **clkos,
         )
         return m
+
+
+def global_reset(m: Module, domain: str, reset, platform) -> None:
+    """Drive ``domain``'s reset from ``reset`` (a flip-flop's output, clocked by the domain's
+    clock: the reset's path is then register to register) through a ``DCCA`` on ECP5, so that
+    it reaches the flip-flops on a global network (nextpnr-ecp5 promotes only clocks by itself:
+    the reset of a 2x2 fabric, 33,052 flip-flop LSR pins, was otherwise routed over general
+    wires, the largest single source of router2's congestion). Elsewhere (simulation) directly.
+    """
+    if is_ecp5(platform):
+        glb = Signal(name=f"{domain}_rst_global")
+        m.submodules[f"{domain}_rst_dcca"] = Instance("DCCA", i_CLKI=reset, i_CE=1, o_CLKO=glb)
+        m.d.comb += ResetSignal(domain).eq(glb)
+    else:
+        m.d.comb += ResetSignal(domain).eq(reset)

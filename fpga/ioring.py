@@ -6,15 +6,18 @@ unregistered pins leave paths unconstrained. :class:`IORing` wraps it: every inp
 from a flip-flop of a shift chain fed by one pin (``si``), every output bit goes into a
 flip-flop of a loadable shift register read out on one pin (``so``). The unit sees registered
 inputs and drives registered outputs (what a neighbour built from registers gives it), nothing
-can be optimized away, and every path measured is register to register.
+can be optimized away, and every path measured is register to register. The reset pin goes
+through a flip-flop and, on ECP5, onto a global network (:func:`neuroloom.fpga.ecp5.global_reset`,
+as on the boards), so the reset is a register-to-register path too and takes no general routing.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Elaboratable, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 
 from neuroloom.contract.config import FabricConfig
+from neuroloom.fpga.ecp5 import global_reset
 
 __all__ = ["IORing", "CORE_CONFIGS", "serial_ring"]
 
@@ -34,21 +37,29 @@ CORE_CONFIGS = {
 class IORing(Elaboratable):
     """Registered, serialized I/O around a :class:`wiring.Component` (see the module docstring).
 
-    Ports: ``si`` (serial in), ``load`` (capture the outputs), ``so`` (serial out).
+    Ports: ``clk``, ``rst`` (the ``sync`` domain's clock and synchronous reset), ``si`` (serial
+    in), ``load`` (capture the outputs), ``so`` (serial out).
     """
 
     def __init__(self, dut: wiring.Component):
         self.dut = dut
+        self.clk = Signal()
+        self.rst = Signal()
         self.si = Signal()
         self.load = Signal()
         self.so = Signal()
 
     @property
     def ports(self) -> list[Signal]:
-        return [self.si, self.load, self.so]
+        return [self.clk, self.rst, self.si, self.load, self.so]
 
     def elaborate(self, platform):
         m = Module()
+        m.domains.sync = ClockDomain("sync")
+        m.d.comb += ClockSignal("sync").eq(self.clk)
+        rst_q = Signal(reset_less=True)             # the reset pin, registered
+        m.d.sync += rst_q.eq(self.rst)
+        global_reset(m, "sync", rst_q, platform)
         m.submodules.dut = dut = self.dut
         serial_ring(m, dut, self.si, self.load, self.so)
         return m

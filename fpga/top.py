@@ -19,7 +19,15 @@ RUN), 4 host-link error (a damaged frame or UART fault, or an ERROR frame answer
 
 import dataclasses
 
-from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Elaboratable, Module, Signal
+from amaranth.hdl import (
+    ClockDomain,
+    ClockSignal,
+    DomainRenamer,
+    Elaboratable,
+    Module,
+    ResetSignal,
+    Signal,
+)
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import PulseSynchronizer, ResetSynchronizer
 from amaranth.lib.fifo import AsyncFIFO
@@ -30,7 +38,7 @@ from neuroloom.contract.hostproto import ERROR, FrameHeader
 from neuroloom.hw.fabric import Fabric
 from neuroloom.hw.hostlink import axis_layout
 
-from .ecp5 import EHXPLLL, PLLParams, pll_configs, pll_params
+from .ecp5 import EHXPLLL, PLLParams, global_reset, pll_configs, pll_params
 from .uart import MIN_DIVISOR, UARTHostBridge, uart_divisor, uart_margin
 
 __all__ = ["UARTFabric", "BoardTop", "ClockPlan", "clock_plan", "NUM_LEDS", "LED_NAMES",
@@ -284,7 +292,12 @@ class BoardTop(Elaboratable):
         if board.reset is not None:
             button = pin("i", platform.request(*board.reset, dir="-"), "reset_button")
             reset = reset | button.i
-        m.submodules.reset_sync = ResetSynchronizer(reset, domain="sync")
+        # the fabric's reset (every flip-flop's) on a global network: the synchronizer in a
+        # domain of its own on the same clock, its output through a DCCA (global_reset)
+        m.domains.sync_rst = ClockDomain("sync_rst")
+        m.d.comb += ClockSignal("sync_rst").eq(pll.clk_out)
+        m.submodules.reset_sync = ResetSynchronizer(reset, domain="sync_rst")
+        global_reset(m, "sync", ResetSignal("sync_rst"), platform)
         m.submodules.reset_uart = ResetSynchronizer(reset, domain=UART_DOMAIN)
 
         m.submodules.fabric = top = UARTFabric(

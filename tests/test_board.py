@@ -103,6 +103,7 @@ def test_board_top_elaborates_to_verilog_and_pins(name):
     assert '.CLKOS_ENABLE("ENABLED")' in verilog
     assert "cmd_cdc" in verilog and "resp_cdc" in verilog, "no clock-domain crossing"
     assert "reset_uart" in verilog and "reset_sync" in verilog
+    assert "DCCA" in verilog and "sync_rst_dcca" in verilog, "the fabric's reset not on a global"
     if name == "ulx3s-85f":       # FT231X: FPGA rx on M1, tx on L4 (the ULX3S schematic)
         assert 'LOCATE COMP "uart_0__rx__io" SITE "M1"' in lpf
         assert 'LOCATE COMP "uart_0__tx__io" SITE "L4"' in lpf
@@ -451,3 +452,30 @@ def test_the_default_board_clock_is_one_the_recorded_default_build_met():
     assert max(record["fmax_mhz_by_seed"].values()) >= DEFAULT_CLOCK_MHZ
     assert record["meets_clock"] and record["uart_meets_clock"]
     assert record["fabric"] == {**FabricConfig().to_dict(), "mesh_w": 1, "mesh_h": 1}
+
+
+def test_the_reset_reaches_the_flip_flops_on_a_global_on_ecp5():
+    """IORing (the synthesis benches) and the board top drive the ``sync`` reset through a DCCA
+    on ECP5 (nextpnr promotes only clocks), from a flip-flop; in simulation directly."""
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from neuroloom.fpga.ioring import IORing
+    from neuroloom.hw.targets import ECP5
+    from neuroloom.hw.verilog import to_verilog
+
+    class Reg(wiring.Component):
+        i: In(4)
+        o: Out(4)
+
+        def elaborate(self, platform):
+            from amaranth.hdl import Module
+            m = Module()
+            m.d.sync += self.o.eq(self.i)
+            return m
+
+    for platform, dcca in ((ECP5, 1), (None, 0)):
+        ring = IORing(Reg())
+        text = to_verilog(ring, "ring", ports=ring.ports, platform=platform)
+        assert len(re.findall(r"\bDCCA\b", text)) == dcca, platform
+    # (the board top: test_board_top_elaborates_to_verilog_and_pins)
