@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from neuroloom.sim.cache import build_dir, config_hash, text_digest
+from neuroloom.sim.cache import build_dir, config_hash, file_lock, text_digest
 from neuroloom.sim.toolchain import require_tool
 
 __all__ = [
@@ -554,6 +554,19 @@ def synthesize(design: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
                        **({"floorplan": floorplan.key()} if floorplan is not None else {})})
     workdir = (Path(out_dir) if out_dir is not None else build_dir("synth", key)).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    # one run per folder at a time: a second process asking for the same run waits and then
+    # reads the first one's result (two runs once raced on result.json)
+    with file_lock(workdir / ".lock"):
+        return _synthesize_in(workdir, key, text, language, top, part, frequency_mhz, seeds, pnr,
+                              bitstream, lpf_text, nextpnr_args, reuse, timeout, jobs,
+                              seed_timeout, floorplan)
+
+
+def _synthesize_in(workdir: Path, key: str, text: str, language: str, top: str, part: Part,
+                   frequency_mhz: float, seeds: tuple, pnr: bool, bitstream: bool,
+                   lpf_text: str | None, nextpnr_args, reuse: bool, timeout, jobs: int,
+                   seed_timeout, floorplan) -> SynthResult:
+    """:func:`synthesize` in its folder, under its lock."""
     stored = workdir / _RESULT_NAME
     if reuse and stored.is_file():
         saved = json.loads(stored.read_text())

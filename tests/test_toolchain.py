@@ -254,3 +254,25 @@ def test_a_stopped_runs_log_gives_the_placement_estimate_and_router_state():
         "post-placement estimate 93.6 MHz; router1 with 295,473 arcs left")
     assert stopped_run_state("Info: Creating initial analytic placement\n") == \
         "stopped before placement ended"
+
+
+def test_synth_runs_in_one_folder_one_at_a_time(tmp_path):
+    """A run waits while another holds its folder's lock, then does its work (two processes
+    asking for the same run once raced on result.json)."""
+    import threading
+    import time
+
+    from neuroloom.sim.cache import file_lock
+
+    src = write_smoke_verilog()
+    out = {}
+    with file_lock(tmp_path / ".lock"):
+        t = threading.Thread(target=lambda: out.setdefault(
+            "r", synthesize(src, top=TOP, pnr=False, out_dir=tmp_path)))
+        t.start()
+        t.join(5.0)
+        released = time.time()
+    t.join(120)
+    assert out["r"].ff == 2 * WIDTH + 1 and (tmp_path / "result.json").is_file()
+    # the design file is written just before Yosys starts: after the lock was released
+    assert (tmp_path / f"{TOP}.v").stat().st_mtime >= released - 0.01, "ran beside the lock"
