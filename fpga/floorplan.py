@@ -6,9 +6,11 @@ DP16KD, 96 of 156 MULT18X18D) and nextpnr's analytic placer, left alone, spreads
 blocks over the whole die's block-RAM and DSP rows, pulling the core's logic apart with them
 (docs/core.md, "The 2x2 fabric"). YoWASP's nextpnr has no Python for region constraints, but it
 honours a cell's ``BEL`` attribute: :class:`CoreFloorplan` gives every DP16KD and MULT18X18D of
-core ``(x, y)`` a site near the centre of that core's share of the die -- the die cut into
-``mesh_w`` x ``mesh_h`` rectangles, mesh x left to right, mesh y top to bottom -- the cores
-taking the free site nearest their centre in turn, so none is left with only the far ones. The
+core ``(x, y)`` a site in that core's share of the die -- the die cut into ``mesh_w`` x
+``mesh_h`` rectangles, mesh x left to right, mesh y top to bottom -- by one of two rules:
+``centre``, the free site nearest the rectangle's centre, the cores in turn, so none is left
+with only the far ones; ``spread``, the core's blocks spread evenly over its rectangle's sites
+(fewer blocks side by side in a row, whose input wires router2 found the most congested). The
 rest (logic, the host link's buffer) is left to the placer, which now sees each core's blocks
 as anchors in one place. On the 2x2 this shortens placement and its wire length a lot, but
 router2 has not yet converged on the pinned placements (docs/core.md, "The 2x2 fabric, packed
