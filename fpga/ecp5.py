@@ -185,7 +185,8 @@ def global_reset(m: Module, domain: str, reset, platform) -> None:
     clock: the reset's path is then register to register) through a ``DCCA`` on ECP5, so that
     it reaches the flip-flops on a global network (nextpnr-ecp5 promotes only clocks by itself:
     the reset of a 2x2 fabric, 33,052 flip-flop LSR pins, was otherwise routed over general
-    wires, the largest single source of router2's congestion). Elsewhere (simulation) directly.
+    wires, router2's most congested net in its first iteration). Elsewhere (simulation)
+    directly.
     """
     if is_ecp5(platform):
         glb = Signal(name=f"{domain}_rst_global")

@@ -30,10 +30,11 @@ register stage (``FabricShell``) sets ``settle = 2``.
 
 Ports whose ``inject_fire`` / ``eject_fire`` arrive one cycle late (registered near their tile,
 ``FabricShell``) keep the rule exact as long as a flit injected in cycle ``t`` leaves the network
-in ``t + 1`` at the earliest (the NoC's contract C1, ``tests/formal/test_barrier_formal.py``):
-the count then lags the network by those ports' last cycle, a flit ejected into such a port in
-cycle ``t - 1`` is impossible when the count is 0 and no (late) injection shows in cycle ``t``,
-and the count never goes below zero (proven there). ``hold`` lets another agent (the host link
+in ``t + 1`` at the earliest (the NoC's contract C1, ``tests/formal/test_barrier_formal.py``)
+and a core that is ``done`` offers no flit in that cycle (C4, asserted in the core): the count
+then lags the network by those ports' last cycle, a flit ejected into such a port in cycle
+``t - 1`` is impossible when the count is 0 and no (late) injection shows in cycle ``t``, and
+the count never goes below zero (proven there). ``hold`` lets another agent (the host link
 streaming a token in) keep the step open.
 
 ``overrun`` (sticky until ``start`` or ``clear``) rises when a step is not finished within
@@ -192,8 +193,7 @@ class Barrier(wiring.Component):
         m.d.comb += quiet.eq(self.done.all() & ~self.hold & (self.in_flight == 0) &
                              (injected == 0))
         finish = Signal()
-        settled = (age != 0) if self._settle == 1 else (age >= self._settle)
-        m.d.comb += finish.eq(self.running & settled & quiet)
+        m.d.comb += finish.eq(self.running & (age >= self._settle) & quiet)
 
         m.d.sync += [
             self.step_start.eq(0),
