@@ -51,14 +51,14 @@ OUT = RESULTS / "fabric_synth.json"
 def synth_fabric(cfg: FabricConfig | str, *, seeds=(1,), freq: float = 100.0, pnr: bool = True,
                  name: str | None = None, router2: bool = False, tmg_ripup: bool = False,
                  jobs: int = 1, seed_minutes: float | None = None,
-                 floorplan: bool | str = False) -> dict:
+                 floorplan: str | None = None) -> dict:
     """Synthesize (and place and route) ``cfg`` (a FabricConfig, or a mesh 'WxH' of default
     cores) in an IORing; the figures as a dict. With ``name`` the run's folder is
     ``build/synth/fabric-<name>`` and a tool failure is recorded (``"error"``) instead of
     raised. ``router2`` / ``tmg_ripup``: nextpnr's router2 and its timing-driven rip-up;
     ``jobs``: seeds placed and routed at once; ``floorplan``: each core's block RAMs and
-    multipliers pinned in its share of the die (``neuroloom.fpga.floorplan``; True or
-    ``"centre"``, or ``"spread"``: the rule)."""
+    multipliers pinned in its share of the die by that rule (``"centre"`` or ``"spread"``,
+    ``neuroloom.fpga.floorplan``; None: not pinned)."""
     if isinstance(cfg, str):
         cfg = FabricConfig.parse_mesh(cfg)
     top = f"fabric_{name or f'{cfg.mesh_w}x{cfg.mesh_h}'}"
@@ -70,9 +70,7 @@ def synth_fabric(cfg: FabricConfig | str, *, seeds=(1,), freq: float = 100.0, pn
            "verilog_seconds": round(time.perf_counter() - t0, 1), "seeds": list(seeds)}
     extra = nextpnr_options(router2=router2, tmg_ripup=tmg_ripup)
     rec["nextpnr_args"] = list(extra)
-    plan = (CoreFloorplan(cfg.mesh_w, cfg.mesh_h,
-                          rule="centre" if floorplan is True else floorplan)
-            if floorplan else None)
+    plan = CoreFloorplan(cfg.mesh_w, cfg.mesh_h, rule=floorplan) if floorplan else None
     if plan is not None:
         rec["floorplan"] = plan.key()
     print(f"{top}: Verilog in {rec['verilog_seconds']} s; synthesizing ...", flush=True)
@@ -125,7 +123,7 @@ def main(argv=None):
                          "near its centre (the default rule) or spread over it")
     args = ap.parse_args(argv)
     opts = dict(router2=args.router2, tmg_ripup=args.tmg_ripup, jobs=args.jobs,
-                seed_minutes=args.seed_minutes, floorplan=args.floorplan or False)
+                seed_minutes=args.seed_minutes, floorplan=args.floorplan)
     if len(args.seeds) > 5:
         ap.error("at most 5 seeds")
     if args.name is not None and not args.fabric and len(args.mesh) != 1:
