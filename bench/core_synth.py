@@ -6,6 +6,7 @@ the LFE5U-85F-6BG381C, ``--85k --package CABGA381 --speed 6``, every seed report
     .venv/bin/python bench/core_synth.py [--config default dense quick] [--seeds 1 2 3]
                                          [--freq 100] [--router2] [--tmg-ripup] [--jobs 2]
                                          [--no-pnr] [--seed-minutes 60]
+                                         [--placer static]
 
 Configurations: ``neuroloom.fpga.ioring.CORE_CONFIGS`` (``default``, ``dense``, ``quick``).
 On a 2-core machine synthesis of a default core takes ~5 minutes and place-and-route
@@ -44,12 +45,12 @@ CONFIGS = CORE_CONFIGS
 
 def synth_core(cfg: FabricConfig, *, pnr: bool = True, seeds=(1,), freq: float = 100.0,
                router2: bool = False, jobs: int = 1, tmg_ripup: bool = False,
-               seed_minutes: float | None = None) -> dict:
+               seed_minutes: float | None = None, placer: str | None = None) -> dict:
     """Figures of the core at (0, 0) of ``cfg`` (see ``SynthResult.figures``), its config and
     the critical path of the best seed (cell to cell, with the logic/routing split)."""
     rev = source_revision(ROOT)
     ring = IORing(NeuronCore(cfg, 0, 0))
-    extra = nextpnr_options(router2=router2, tmg_ripup=tmg_ripup)
+    extra = nextpnr_options(router2=router2, tmg_ripup=tmg_ripup, placer=placer)
     result = synthesize(to_verilog(ring, TOP, ports=ring.ports, platform=ECP5), top=TOP, pnr=pnr,
                         seeds=seeds, frequency_mhz=freq, nextpnr_args=extra, jobs=jobs,
                         seed_timeout=seed_minutes and 60 * seed_minutes)
@@ -102,7 +103,8 @@ def main(argv=None):
     for name in args.config:
         rec = synth_core(CONFIGS[name], pnr=not args.no_pnr, seeds=tuple(args.seeds),
                          freq=args.freq, router2=args.router2, jobs=args.jobs,
-                         tmg_ripup=args.tmg_ripup, seed_minutes=args.seed_minutes)
+                         tmg_ripup=args.tmg_ripup, seed_minutes=args.seed_minutes,
+                         placer=args.placer)
         recorded = load()       # read again: another run may have recorded meanwhile
         recorded[args.name or name] = rec
         out.write_text(json.dumps(recorded, indent=2) + "\n")

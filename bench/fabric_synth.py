@@ -6,6 +6,7 @@ register to register); writes ``bench/results/fabric_synth.json`` and prints a t
     .venv/bin/python bench/fabric_synth.py [--mesh 1x1 2x2] [--seeds 1 2 3] [--freq 100]
                                            [--router2] [--tmg-ripup] [--jobs 2] [--name KEY]
                                            [--seed-minutes 90] [--floorplan [spread]]
+                                           [--placer static]
     .venv/bin/python bench/fabric_synth.py --fabric f.json --name seed [--seeds 1]
 
 Default cores (``FabricConfig`` defaults but the mesh). ``--fabric FILE`` places and routes
@@ -51,11 +52,12 @@ OUT = RESULTS / "fabric_synth.json"
 def synth_fabric(cfg: FabricConfig | str, *, seeds=(1,), freq: float = 100.0, pnr: bool = True,
                  name: str | None = None, router2: bool = False, tmg_ripup: bool = False,
                  jobs: int = 1, seed_minutes: float | None = None,
-                 floorplan: str | None = None) -> dict:
+                 floorplan: str | None = None, placer: str | None = None) -> dict:
     """Synthesize (and place and route) ``cfg`` (a FabricConfig, or a mesh 'WxH' of default
     cores) in an IORing; the figures as a dict. With ``name`` the run's folder is
     ``build/synth/fabric-<name>`` and a tool failure is recorded (``"error"``) instead of
     raised. ``router2`` / ``tmg_ripup``: nextpnr's router2 and its timing-driven rip-up;
+    ``placer``: nextpnr's placer (``fpga.synth.PLACERS``; None: its default);
     ``jobs``: seeds placed and routed at once; ``floorplan``: each core's block RAMs and
     multipliers pinned in its share of the die by that rule (``"centre"`` or ``"spread"``,
     ``neuroloom.fpga.floorplan``; None: not pinned)."""
@@ -68,7 +70,7 @@ def synth_fabric(cfg: FabricConfig | str, *, seeds=(1,), freq: float = 100.0, pn
     verilog = to_verilog(ring, top, ports=ring.ports, platform=ECP5)
     rec = {"config": cfg.to_dict(), **source_revision(ROOT),
            "verilog_seconds": round(time.perf_counter() - t0, 1), "seeds": list(seeds)}
-    extra = nextpnr_options(router2=router2, tmg_ripup=tmg_ripup)
+    extra = nextpnr_options(router2=router2, tmg_ripup=tmg_ripup, placer=placer)
     rec["nextpnr_args"] = list(extra)
     plan = CoreFloorplan(cfg.mesh_w, cfg.mesh_h, rule=floorplan) if floorplan else None
     if plan is not None:
@@ -123,7 +125,7 @@ def main(argv=None):
                          "near its centre (the default rule) or spread over it")
     args = ap.parse_args(argv)
     opts = dict(router2=args.router2, tmg_ripup=args.tmg_ripup, jobs=args.jobs,
-                seed_minutes=args.seed_minutes, floorplan=args.floorplan)
+                seed_minutes=args.seed_minutes, floorplan=args.floorplan, placer=args.placer)
     if len(args.seeds) > 5:
         ap.error("at most 5 seeds")
     if args.name is not None and not args.fabric and len(args.mesh) != 1:

@@ -46,6 +46,7 @@ __all__ = [
     "ULX3S_85F",
     "add_pnr_arguments",
     "nextpnr_options",
+    "PLACERS",
     "source_revision",
     "NextpnrError",
     "Part",
@@ -441,10 +442,20 @@ def source_revision(root: str | os.PathLike) -> dict:
             "hw_dirty": bool(git("status", "--porcelain", "--", "hw"))}
 
 
-def nextpnr_options(*, router2: bool = False, tmg_ripup: bool = False) -> tuple[str, ...]:
-    """:data:`DEFAULT_NEXTPNR_ARGS` plus nextpnr's router2 and its timing-driven rip-up."""
+#: nextpnr-ecp5's placers: ``heap`` (analytic, its default) and ``static`` (electrostatic: slower
+#: to place, but spreads dense logic; on the 2x2 fabric the only placement router2 routed)
+PLACERS = ("heap", "static")
+
+
+def nextpnr_options(*, router2: bool = False, tmg_ripup: bool = False,
+                    placer: str | None = None) -> tuple[str, ...]:
+    """:data:`DEFAULT_NEXTPNR_ARGS` plus nextpnr's router2, its timing-driven rip-up and a
+    placer of :data:`PLACERS` (None: nextpnr's default, no option passed)."""
+    if placer is not None and placer not in PLACERS:
+        raise ValueError(f"unknown nextpnr placer {placer!r} (known: {', '.join(PLACERS)})")
     return (*DEFAULT_NEXTPNR_ARGS, *(("--tmg-ripup",) if tmg_ripup else ()),
-            *(("--router", "router2") if router2 else ()))
+            *(("--router", "router2") if router2 else ()),
+            *(("--placer", placer) if placer is not None else ()))
 
 
 def _jobs(text: str) -> int:
@@ -466,13 +477,16 @@ def _minutes(text: str) -> float:
 
 
 def add_pnr_arguments(ap, what: str = "design") -> None:
-    """``--router2``, ``--tmg-ripup``, ``--jobs`` (at least 1) and ``--seed-minutes`` on a
-    synthesis bench's argparse parser."""
+    """``--router2``, ``--tmg-ripup``, ``--placer``, ``--jobs`` (at least 1) and
+    ``--seed-minutes`` on a synthesis bench's argparse parser."""
     ap.add_argument("--router2", action="store_true",
                     help=f"nextpnr's router2 (much faster than the default on a congested {what})")
     ap.add_argument("--tmg-ripup", action="store_true",
                     help="nextpnr's timing-driven rip-up in the router (slower routing, higher "
                          "Fmax; on the default core seed 1 went from 84.1 to 96.5 MHz)")
+    ap.add_argument("--placer", choices=PLACERS, default=None,
+                    help="nextpnr's placer (default: nextpnr's own, heap); static spreads "
+                         "dense logic and places slower (the 2x2 fabric routes only with it)")
     ap.add_argument("--jobs", type=_jobs, default=1,
                     help="seeds placed and routed at once (nextpnr runs on one thread; ~2-4 GB "
                          "of memory each; default 1)")

@@ -217,6 +217,32 @@ def test_synth_reads_rtlil_and_checks_options():
         synthesize(text, top=TOP, jobs=0)
 
 
+def test_the_static_placer_is_an_option_of_the_flow_and_the_benches(tmp_path):
+    """``placer="static"`` reaches nextpnr (its log says which placer ran) and gives a routed
+    result; the benches' ``--placer`` takes only nextpnr's placers; no option: nextpnr's own."""
+    import argparse
+
+    from neuroloom.fpga.synth import PLACERS, add_pnr_arguments, nextpnr_options
+
+    assert "--placer" not in nextpnr_options(router2=True)
+    opts = nextpnr_options(router2=True, placer="static")
+    assert opts[-2:] == ("--placer", "static") and "router2" in opts
+    with pytest.raises(ValueError, match="unknown nextpnr placer 'sa'"):
+        nextpnr_options(placer="sa")
+    ap = argparse.ArgumentParser()
+    add_pnr_arguments(ap, "fabric")
+    assert ap.parse_args([]).placer is None
+    assert ap.parse_args(["--placer", "static"]).placer == "static"
+    with pytest.raises(SystemExit):
+        ap.parse_args(["--placer", "fast"])
+    assert PLACERS == ("heap", "static")
+    r = synthesize(write_smoke_verilog(), top=TOP, seeds=(1,), out_dir=tmp_path,
+                   nextpnr_args=nextpnr_options(router2=True, placer="static"))
+    log = (tmp_path / "seed1" / "nextpnr.log").read_text()
+    assert "Running Static placer" in log and "HeAP" not in log
+    assert r.fmax_by_seed[1] is not None and r.fmax_by_seed[1] > 50, r.fmax_by_seed
+
+
 def test_a_seed_past_its_time_budget_is_kept_as_unfinished(tmp_path):
     """A seed stopped at ``seed_timeout`` is a run without Fmax that says why (the router can
     diverge for hours); the result is still returned, cached and reported, and a bitstream of
