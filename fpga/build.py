@@ -30,11 +30,11 @@ from neuroloom.contract.config import FabricConfig
 from .boards import Board
 from .boards import board as find_board
 from .ecp5 import PFD_MHZ
-from .synth import DEFAULT_NEXTPNR_ARGS, NextpnrError, Part, SynthResult, synthesize
+from .synth import DEFAULT_NEXTPNR_ARGS, PLACERS, NextpnrError, Part, SynthResult, synthesize
 from .top import BoardTop
 
 __all__ = ["BoardBuild", "BuildError", "ProgramError", "build", "clock_fmax", "program",
-           "RESOURCES", "ROUTERS", "DEFAULT_CLOCK_MHZ"]
+           "RESOURCES", "ROUTERS", "PLACERS", "DEFAULT_CLOCK_MHZ"]
 
 #: the fabric clock of a board build unless asked otherwise: the highest clock a measured build
 #: of the 1x1 fabric of default (pipelined) cores met on the LFE5U-85F-6: 62.5 MHz, Fmax 67.1 MHz
@@ -95,6 +95,7 @@ class BoardBuild:
     seconds: float
     router: str = "router2"
     tmg_ripup: bool = False
+    placer: str | None = None
 
     @property
     def bitstream(self) -> Path | None:
@@ -148,6 +149,7 @@ class BoardBuild:
                 "pnr_seconds_by_seed": {str(r.seed): r.seconds for r in self.synth.runs},
                 "synth_seconds": self.synth.synth_seconds, "build_seconds": self.seconds,
                 "nextpnr_router": self.router, "nextpnr_tmg_ripup": self.tmg_ripup,
+                "nextpnr_placer": self.placer or "heap",
                 "bitstream": str(bit) if bit else None,
                 "bitstream_bytes": bit.stat().st_size if bit and bit.is_file() else None,
                 "out_dir": str(self.out_dir)}
@@ -200,7 +202,8 @@ def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_C
           seeds: Sequence[int] = (1,), out_dir: str | os.PathLike = "build/board",
           baud: int | None = None, step_budget: int = 0, check_timing: bool = True,
           log: Callable[[str], None] = print, timeout: float | None = None,
-          router: str = ROUTERS[0], tmg_ripup: bool = False) -> BoardBuild:
+          router: str = ROUTERS[0], tmg_ripup: bool = False,
+          placer: str | None = None) -> BoardBuild:
     """Build a bitstream of a ``cfg`` fabric for ``board`` (module docstring).
 
     Parameters
@@ -219,6 +222,9 @@ def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_C
     tmg_ripup : nextpnr's timing-driven rip-up in the router (``--tmg-ripup``): routing takes
         longer (router2 keeps ripping up failing arcs, up to 1,500 iterations) for a higher Fmax
         (a default core: best of 5 seeds 90.7 -> 99.4 MHz)
+    placer : nextpnr's placer (:data:`neuroloom.fpga.synth.PLACERS`; None: nextpnr's default,
+        heap); ``"static"`` spreads dense logic (a 2x2 fabric of default cores routes only with
+        it)
 
     Raises
     ------
@@ -231,6 +237,8 @@ def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_C
     b = find_board(board) if isinstance(board, str) else board
     if router not in ROUTERS:
         raise ValueError(f"router {router!r}: choose one of {', '.join(ROUTERS)}")
+    if placer is not None and placer not in PLACERS:
+        raise ValueError(f"placer {placer!r}: choose one of {', '.join(PLACERS)}")
     seeds = tuple(int(s) for s in seeds)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -249,7 +257,8 @@ def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_C
     log(f"      {out / 'top.v'} ({len(verilog) // 1024} KiB), {out / 'top.lpf'} "
         f"({time.perf_counter() - t0:.0f} s)")
 
-    ripup = ", timing-driven rip-up" if tmg_ripup else ""
+    ripup = (", timing-driven rip-up" if tmg_ripup else "") + (
+        f", {placer} placer" if placer else "")
     log(f"[2/3] synthesize + place & route: Yosys synth_ecp5, nextpnr-ecp5 ({router}{ripup}) "
         f"seeds {', '.join(map(str, seeds))} at {clock_mhz:g} MHz, ecppack (minutes; logs in "
         f"{out})")
@@ -259,7 +268,8 @@ def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_C
                             seeds=seeds, bitstream=True, lpf=out / "top.lpf", out_dir=out,
                             timeout=timeout,
                             nextpnr_args=(*DEFAULT_NEXTPNR_ARGS, "--router", router,
-                                          *(("--tmg-ripup",) if tmg_ripup else ())))
+                                          *(("--tmg-ripup",) if tmg_ripup else ()),
+                                          *(("--placer", placer) if placer else ())))
     except NextpnrError as e:
         fit = _fit_error(e, b, cfg)
         if fit is not None:
@@ -271,7 +281,7 @@ def build(board: str | Board, cfg: FabricConfig, *, clock_mhz: float = DEFAULT_C
                       pll={**dataclasses.asdict(pll), "f_out_mhz": pll.f_out_mhz,
                            "f_vco_mhz": pll.f_vco_mhz, "f_os_mhz": pll.f_os_mhz},
                       synth=result, out_dir=out, seconds=round(time.perf_counter() - t0, 1),
-                      router=router, tmg_ripup=tmg_ripup)
+                      router=router, tmg_ripup=tmg_ripup, placer=placer)
     table = done.table()
     log("[3/3] report:\n" + table)
     (out / "report.txt").write_text(table + "\n")

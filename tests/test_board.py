@@ -236,6 +236,23 @@ def test_build_passes_timing_driven_ripup_to_nextpnr(tmp_path, monkeypatch):
     assert done.tmg_ripup
 
 
+def test_build_passes_the_placer_to_nextpnr(tmp_path, monkeypatch):
+    import neuroloom.fpga.build as fb
+    calls = []
+    monkeypatch.setattr(fb, "synthesize", fake_synthesize({1: 61.3}, calls=calls))
+    fb.build("ulx3s-85f", SMALL, clock_mhz=50, out_dir=tmp_path / "a", log=lambda s: None)
+    lines = []
+    fb.build("ulx3s-85f", SMALL, clock_mhz=50, out_dir=tmp_path / "b", log=lines.append,
+             placer="static")
+    assert "--placer" not in calls[0]
+    assert calls[1][calls[1].index("--placer") + 1] == "static"
+    assert any("static placer" in line for line in lines), lines
+    figures = [json.loads((tmp_path / d / "build.json").read_text()) for d in "ab"]
+    assert [f["nextpnr_placer"] for f in figures] == ["heap", "static"]
+    with pytest.raises(ValueError, match="placer 'sa': choose one of heap, static"):
+        fb.build("ulx3s-85f", SMALL, clock_mhz=50, out_dir=tmp_path / "c", placer="sa")
+
+
 def test_build_that_misses_the_clock_names_a_clock_that_works(tmp_path, monkeypatch):
     import neuroloom.fpga.build as fb
     monkeypatch.setattr(fb, "synthesize", fake_synthesize({1: 20.2}))
@@ -333,8 +350,10 @@ def test_cli_fpga_build_prints_stages_table_and_bitstream(tmp_path, monkeypatch,
     monkeypatch.setattr(fb, "synthesize", fake_synthesize({1: 63.8}, calls=calls))
     assert main(["fpga", "build", "--mesh", "1x1", "--neurons", "16", "--axons", "16",
                  "--synapse-rows", "32", "--route-words", "16", "--modes", "16", "--tmg-ripup",
-                 "-o", str(tmp_path / "r")]) == 0
-    assert "--tmg-ripup" in calls[0] and "timing-driven rip-up" in capsys.readouterr().err
+                 "--placer", "static", "-o", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert "--tmg-ripup" in calls[0] and "timing-driven rip-up, static placer" in err
+    assert calls[0][calls[0].index("--placer") + 1] == "static"
     monkeypatch.setattr(fb, "synthesize", fake_synthesize({1: 20.0}))
     assert main(["fpga", "build", "--mesh", "1x1", "--clock", "50", "-o", str(tmp_path)]) == 1
     assert "below the 50 MHz clock; build with --clock 18.75" in capsys.readouterr().err

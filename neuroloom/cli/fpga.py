@@ -10,6 +10,7 @@ from pathlib import Path
 from neuroloom.fpga.boards import BOARDS
 from neuroloom.fpga.build import (
     DEFAULT_CLOCK_MHZ,
+    PLACERS,
     ROUTERS,
     BuildError,
     ProgramError,
@@ -47,6 +48,10 @@ def add_arguments(parser) -> None:
     b.add_argument("--tmg-ripup", action="store_true",
                    help="nextpnr's timing-driven rip-up in the router: slower routing (up to "
                         "~40 minutes a seed for one core), higher Fmax")
+    b.add_argument("--placer", choices=PLACERS, default=None,
+                   help="nextpnr's placer (default: nextpnr's own, heap); static spreads dense "
+                        "logic and places slower (a 2x2 fabric of default cores routes only "
+                        "with it)")
     b.add_argument("--no-timing-check", action="store_true",
                    help="keep a build that misses the clock (exit 0)")
     b.add_argument("-o", "--output", required=True, metavar="DIR",
@@ -91,7 +96,7 @@ def _build(args) -> int:
         done = build(args.board, req.config(), clock_mhz=args.clock,
                      seeds=range(1, args.seeds + 1), out_dir=out, baud=args.baud,
                      step_budget=args.step_budget, check_timing=not args.no_timing_check,
-                     router=args.router, tmg_ripup=args.tmg_ripup,
+                     router=args.router, tmg_ripup=args.tmg_ripup, placer=args.placer,
                      log=lambda line: print(line, file=sys.stderr, flush=True))
     except BuildError as e:
         raise CLIError(str(e)) from None
