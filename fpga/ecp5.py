@@ -187,10 +187,15 @@ def global_reset(m: Module, domain: str, reset, platform) -> None:
     the reset of a 2x2 fabric, 33,052 flip-flop LSR pins, was otherwise routed over general
     wires, router2's most congested net in its first iteration). Elsewhere (simulation)
     directly.
+
+    The DCCA's ``CE`` is left unconnected (enabled), as on the DCCAs nextpnr inserts for clocks:
+    tied to 1, nextpnr routed the constant into the buffer's tile too, and one dense-core
+    placement then had no route left for ``CLKI`` ("Failed to route arc 0.0 of net 'rst_q' ...
+    to X0/Y0/G_CLKI_TDCC0"); the same netlist without ``CE`` routed.
     """
     if is_ecp5(platform):
         glb = Signal(name=f"{domain}_rst_global")
-        m.submodules[f"{domain}_rst_dcca"] = Instance("DCCA", i_CLKI=reset, i_CE=1, o_CLKO=glb)
+        m.submodules[f"{domain}_rst_dcca"] = Instance("DCCA", i_CLKI=reset, o_CLKO=glb)
         m.d.comb += ResetSignal(domain).eq(glb)
     else:
         m.d.comb += ResetSignal(domain).eq(reset)
