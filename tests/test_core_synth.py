@@ -5,6 +5,7 @@ FIFOs), and the multipliers are MULT18X18D blocks with their input and output re
 
 from __future__ import annotations
 
+import inspect
 import re
 
 from neuroloom.contract.config import FabricConfig
@@ -50,6 +51,9 @@ def test_small_core_synthesizes_clean():
     r = synthesize(text, top=TOPLEVEL, pnr=False)
     log = r.yosys_log.read_text()
     assert not r.latches, "latch in the core"
+    # the core's Assert (with a message) leaves nothing for simulation only in the netlist
+    assert "Assert(" in inspect.getsource(NeuronCore.elaborate)
+    assert not any(k.startswith("$") for k in r.cells), r.cells
     mapped = dict(re.findall(r"mapping memory core\.(\S+) via \$__(\w+?)_\n", log))
     to_ff = re.findall(r"using FF mapping for memory core\.(\S+)", log)
     assert all("proc_rom" in name for name in to_ff), f"memories built from flip-flops: {to_ff}"
