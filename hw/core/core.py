@@ -166,25 +166,31 @@ class NeuronCore(wiring.Component):
         took = {}
         is_wr = nf.kind == FlitKind.CFG_WRITE
 
-        def took_for(mem_id):
-            if mem_id not in took:
-                took[mem_id] = Signal(name=f"cfg_took_{mem_id.name.lower()}")
-                with m.If(na.mem == mem_id):
-                    m.d.sync += took[mem_id].eq(taking)
-            return took[mem_id]
+        def took_for(mem_id, bank=None, sel=1):
+            """The copy of ``took`` for ``mem_id`` (with ``bank``: that bank's own copy, loaded
+            only while the flit decodes to it, ``sel``; a strobe using it must imply ``sel``).
+            A memory whose banks the floorplan spreads apart gets a copy per bank, beside it."""
+            key = mem_id if bank is None else (mem_id, bank)
+            if key not in took:
+                suffix = "" if bank is None else f"_{bank}"
+                took[key] = Signal(name=f"cfg_took_{mem_id.name.lower()}{suffix}")
+                with m.If((na.mem == mem_id) & sel):
+                    m.d.sync += took[key].eq(taking)
+            return took[key]
 
-        def strobe(name, write, mem_id, cond):
+        def strobe(name, write, mem_id, cond, bank=None, sel=1):
             s = Signal(name=name)
             m.d.sync += s.eq((is_wr if write else ~is_wr) & (na.mem == mem_id) & cond)
-            return s & took_for(mem_id)
+            return s & took_for(mem_id, bank, sel)
 
-        def cfg_we(name, mem_id, depth, cond=1):
-            """Write strobe of one memory: this cycle the port writes entry ``idx`` of it."""
-            return strobe(f"cfg_we_{name}", True, mem_id, (na.index < depth) & cond)
+        def cfg_we(name, mem_id, depth, cond=1, bank=None, sel=1):
+            """Write strobe of one memory: this cycle the port writes entry ``idx`` of it
+            (``bank``, ``sel``: :func:`took_for`; ``cond`` must imply ``sel``)."""
+            return strobe(f"cfg_we_{name}", True, mem_id, (na.index < depth) & cond, bank, sel)
 
-        def cfg_re(name, mem_id, cond=1):
+        def cfg_re(name, mem_id, cond=1, bank=None, sel=1):
             """Read strobe of one memory: this cycle its read port takes address ``idx``."""
-            return strobe(f"cfg_re_{name}", False, mem_id, cond)
+            return strobe(f"cfg_re_{name}", False, mem_id, cond, bank, sel)
 
         def local_addr(name, cond):
             """A private copy of the access address for one memory (bank), loaded from the
@@ -235,8 +241,9 @@ class NeuronCore(wiring.Component):
 
         for i in range(NL):
             mc = mcoef[i]
-            mc_we = cfg_we(f"mcoef{i}", Mem.MCOEF, cfg.modes, mbank(na.index) == i)
-            mc_re = cfg_re(f"mcoef{i}", Mem.MCOEF, mbank(na.index) == i)
+            sel = mbank(na.index) == i        # (the lane bank's own ``took``: took_for)
+            mc_we = cfg_we(f"mcoef{i}", Mem.MCOEF, cfg.modes, sel, i, sel)
+            mc_re = cfg_re(f"mcoef{i}", Mem.MCOEF, sel, i, sel)
             idx, part = local_addr(f"mcoef{i}", (na.mem == Mem.MCOEF) & (mbank(na.index) == i))
             m.d.comb += [
                 mc.w_addr.eq(mrow(idx)),
@@ -269,8 +276,9 @@ class NeuronCore(wiring.Component):
         # MSTATE banks: the same priorities (the engine writes one row of entries per cycle).
         for i in range(NL):
             ms = mstate[i]
-            ms_we = cfg_we(f"mstate{i}", Mem.MSTATE, cfg.modes, mbank(na.index) == i)
-            ms_re = cfg_re(f"mstate{i}", Mem.MSTATE, mbank(na.index) == i)
+            sel = mbank(na.index) == i
+            ms_we = cfg_we(f"mstate{i}", Mem.MSTATE, cfg.modes, sel, i, sel)
+            ms_re = cfg_re(f"mstate{i}", Mem.MSTATE, sel, i, sel)
             idx, part = local_addr(f"mstate{i}",
                                    (na.mem == Mem.MSTATE) & (mbank(na.index) == i))
             m.d.comb += [
@@ -320,9 +328,12 @@ class NeuronCore(wiring.Component):
         for b in range(2):
             for j in range(L):
                 mem = acc[b][j]
+                # the bank's own copy of ``took`` (loaded while the flit decodes to this part
+                # and bank: both strobes imply it)
+                mine_sel = (na.part[0] == b) & (bank(na.index) == j)
                 a_we = cfg_we(f"acc{b}_{j}", Mem.ACC, cfg.neurons,
-                              (na.part == b) & (bank(na.index) == j))
-                a_re = cfg_re(f"acc{b}_{j}", Mem.ACC, (na.part[0] == b) & (bank(na.index) == j))
+                              (na.part == b) & (bank(na.index) == j), f"{b}_{j}", mine_sel)
+                a_re = cfg_re(f"acc{b}_{j}", Mem.ACC, mine_sel, f"{b}_{j}", mine_sel)
                 a_res[b][j] = a_re
                 mine = own_copy(b, f"own{b}_acc{j}", a_re)
                 idx, _ = local_addr(f"acc{b}_{j}", (na.mem == Mem.ACC) & (na.part[0] == b)
