@@ -399,6 +399,15 @@ def _place_and_route(workdir: Path, top: str, part: Part, frequency_mhz: float, 
     return finished_run(workdir, seed, seconds)
 
 
+def _failed_run(workdir: Path, seed: int, error: NextpnrError) -> PnrRun:
+    """The run of a seed nextpnr stopped on with an error: no Fmax, its ``ERROR:`` line."""
+    lines = [ln for ln in str(error).splitlines() if ln.startswith("ERROR:")]
+    why = lines[-1][len("ERROR:"):].strip() if lines else str(error).splitlines()[0]
+    sub = Path(workdir) / f"seed{seed}"
+    return PnrRun(seed=seed, fmax_mhz={}, critical_path=(), log=sub / "nextpnr.log",
+                  report=sub / "report.json", seconds=0.0, unfinished=f"nextpnr failed: {why}")
+
+
 def finished_run(workdir: Path, seed: int, seconds: float) -> PnrRun:
     """The :class:`PnrRun` of a finished nextpnr run of ``seed`` in ``workdir`` (its report)."""
     sub = Path(workdir) / f"seed{seed}"
@@ -535,6 +544,10 @@ def synthesize(design: str | os.PathLike, *, top: str, part: Part = ULX3S_85F,
         :class:`neuroloom.fpga.floorplan.CoreFloorplan`; the pins are kept in
         ``floorplan.json`` beside the netlist (None: nextpnr places everything)
 
+    A seed nextpnr fails on, beside seeds that finish, is a run without Fmax whose
+    ``unfinished`` gives nextpnr's error (one placement it could not route); when every seed
+    fails, the first one's error is raised.
+
     Raises :class:`YosysError` / :class:`NextpnrError` when a tool fails,
     :class:`~neuroloom.sim.toolchain.ToolNotFoundError` when one is missing, ``ValueError``
     for inconsistent options.
@@ -612,8 +625,20 @@ def _synthesize_in(workdir: Path, key: str, text: str, language: str, top: str, 
                                 "pins.lpf" if lpf_text is not None else None, nextpnr_args,
                                 timeout, seed_timeout)
 
+    def pnr_or_error(seed: int) -> PnrRun | NextpnrError:
+        try:
+            return pnr_seed(seed)
+        except NextpnrError as e:
+            return e
+
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(seeds)))) as pool:
-        runs = tuple(pool.map(pnr_seed, seeds))     # in seed order; each run its own process
+        done = list(pool.map(pnr_or_error, seeds))  # in seed order; each run its own process
+    if seeds and all(isinstance(r, NextpnrError) for r in done):
+        raise done[0]
+    # a seed nextpnr failed on (one placement it cannot route) is a run without Fmax that
+    # says why, beside the seeds that finished
+    runs = tuple(r if isinstance(r, PnrRun) else _failed_run(workdir, seed, r)
+                 for seed, r in zip(seeds, done))
     utilization = {}
     finished = [r for r in runs if not r.unfinished]
     if finished:
@@ -626,7 +651,7 @@ def _synthesize_in(workdir: Path, key: str, text: str, language: str, top: str, 
     if bitstream:
         best = result.best
         if best.fmax is None and best.unfinished:
-            raise NextpnrError(f"no seed finished within its time budget in {workdir}: "
+            raise NextpnrError(f"no seed finished in {workdir}: "
                                + "; ".join(f"seed {r.seed}: {r.unfinished}" for r in runs))
         proc = subprocess.run([require_tool("yowasp-ecppack"), "--compress",
                                f"seed{best.seed}/{top}.config", f"{top}.bit"], cwd=workdir,

@@ -259,9 +259,34 @@ def test_a_seed_past_its_time_budget_is_kept_as_unfinished(tmp_path):
     assert "seed 1 not finished: stopped" in r.summary()
     again = synthesize(src, top=TOP, seeds=(1,), seed_timeout=0.01, out_dir=tmp_path)
     assert again == r, "cached unfinished result differs"
-    with pytest.raises(NextpnrError, match="no seed finished within its time budget"):
+    with pytest.raises(NextpnrError, match="no seed finished in .*stopped at its budget"):
         synthesize(src, top=TOP, seeds=(1,), seed_timeout=0.01, bitstream=True,
                    out_dir=tmp_path / "bit")
+
+
+def test_a_seed_nextpnr_fails_on_is_kept_beside_the_others(tmp_path, monkeypatch):
+    """One seed's nextpnr error (a placement it cannot route) is that seed's unfinished run,
+    with the error line; the other seeds count. Every seed failing raises the error."""
+    import neuroloom.fpga.synth as fs
+
+    real = fs._place_and_route
+
+    def flaky(workdir, top, part, freq, seed, *args, **kw):
+        if seed == 2:
+            raise fs.NextpnrError(f"nextpnr-ecp5 failed (exit 255) for {top}, seed 2; log x:\n"
+                                  "Info: Running main router loop...\n"
+                                  "ERROR: Failed to route arc 0.0 of net 'rst_q'.\n0 errors")
+        return real(workdir, top, part, freq, seed, *args, **kw)
+
+    monkeypatch.setattr(fs, "_place_and_route", flaky)
+    src = write_smoke_verilog()
+    r = synthesize(src, top=TOP, seeds=(1, 2), out_dir=tmp_path / "a")
+    assert r.fmax_by_seed[1] is not None and r.fmax_by_seed[2] is None, r.fmax_by_seed
+    assert r.figures()["unfinished_by_seed"] == {
+        "2": "nextpnr failed: Failed to route arc 0.0 of net 'rst_q'."}
+    assert r.best.seed == 1
+    with pytest.raises(fs.NextpnrError, match="seed 2; log"):
+        synthesize(src, top=TOP, seeds=(2,), out_dir=tmp_path / "b")
 
 
 def test_a_stopped_runs_log_gives_the_placement_estimate_and_router_state():
