@@ -49,7 +49,7 @@ __all__ = ["DEMO_CLOCK_MHZ", "DEMO_CLOCK_SOURCE", "RTL_DEMO_FT", "RTL_DEMO_LIMIT
 #: for one neuron core with the default FabricConfig (256 neurons) on the ULX3S's LFE5U-85F,
 #: speed grade 6, measured by ``bench/core_synth.py`` (its record: bench/results/core_synth.json),
 #: to 0.1 MHz
-DEMO_CLOCK_MHZ = 105.4
+DEMO_CLOCK_MHZ = 103.9
 #: where :data:`DEMO_CLOCK_MHZ` comes from, as the demo states it
 DEMO_CLOCK_SOURCE = ("the post-place Fmax of one default neuron core (256 neurons) on ECP5 "
                      "LFE5U-85F speed 6 (nextpnr), measured by bench/core_synth.py")
