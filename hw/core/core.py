@@ -244,7 +244,7 @@ class NeuronCore(wiring.Component):
             sel = mbank(na.index) == i        # (the lane bank's own ``took``: took_for)
             mc_we = cfg_we(f"mcoef{i}", Mem.MCOEF, cfg.modes, sel, i, sel)
             mc_re = cfg_re(f"mcoef{i}", Mem.MCOEF, sel, i, sel)
-            idx, part = local_addr(f"mcoef{i}", (na.mem == Mem.MCOEF) & (mbank(na.index) == i))
+            idx, part = local_addr(f"mcoef{i}", (na.mem == Mem.MCOEF) & sel)
             m.d.comb += [
                 mc.w_addr.eq(mrow(idx)),
                 mc.w_data.eq(Cat(*[wdata[:CW]] * MODE_COEFS)),
@@ -279,8 +279,7 @@ class NeuronCore(wiring.Component):
             sel = mbank(na.index) == i
             ms_we = cfg_we(f"mstate{i}", Mem.MSTATE, cfg.modes, sel, i, sel)
             ms_re = cfg_re(f"mstate{i}", Mem.MSTATE, sel, i, sel)
-            idx, part = local_addr(f"mstate{i}",
-                                   (na.mem == Mem.MSTATE) & (mbank(na.index) == i))
+            idx, part = local_addr(f"mstate{i}", (na.mem == Mem.MSTATE) & sel)
             m.d.comb += [
                 ms.r_addr.eq(Mux(ms_re, mrow(idx), eng.mode_addr)),
                 ms.r_en.eq(ms_re | eng.mode_en),
@@ -330,14 +329,13 @@ class NeuronCore(wiring.Component):
                 mem = acc[b][j]
                 # the bank's own copy of ``took`` (loaded while the flit decodes to this part
                 # and bank: both strobes imply it)
-                mine_sel = (na.part[0] == b) & (bank(na.index) == j)
+                bank_sel = (na.part[0] == b) & (bank(na.index) == j)
                 a_we = cfg_we(f"acc{b}_{j}", Mem.ACC, cfg.neurons,
-                              (na.part == b) & (bank(na.index) == j), f"{b}_{j}", mine_sel)
-                a_re = cfg_re(f"acc{b}_{j}", Mem.ACC, mine_sel, f"{b}_{j}", mine_sel)
+                              (na.part == b) & (bank(na.index) == j), f"{b}_{j}", bank_sel)
+                a_re = cfg_re(f"acc{b}_{j}", Mem.ACC, bank_sel, f"{b}_{j}", bank_sel)
                 a_res[b][j] = a_re
                 mine = own_copy(b, f"own{b}_acc{j}", a_re)
-                idx, _ = local_addr(f"acc{b}_{j}", (na.mem == Mem.ACC) & (na.part[0] == b)
-                                    & (bank(na.index) == j))
+                idx, _ = local_addr(f"acc{b}_{j}", (na.mem == Mem.ACC) & bank_sel)
                 m.d.comb += [
                     mem.r_addr.eq(Mux(a_re, row(idx), Mux(mine, syn.acc_raddr,
                                                             row(eng.ctx_addr)))),
